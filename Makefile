@@ -1,0 +1,58 @@
+# lbkv build. `make` builds everything from a fresh clone; `make test`, `make demo`,
+# `make experiments [FULL=1]`, `make profile`, `make clean`.
+SHELL := /bin/bash
+NODE_STAMP := node_modules/.install-stamp
+GEN := generated/kv.ts
+TS_SOURCES := $(shell find btree lib bin test experiments -name '*.ts' 2>/dev/null)
+
+.PHONY: all build deps gen lint test test-long demo experiments profile bench clean gnuplot torture
+
+all: build
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: $(NODE_STAMP)
+
+$(GEN): protos/kv.proto buf.gen.yaml $(NODE_STAMP)
+	npx buf generate
+	@touch $@
+
+gen: $(GEN)
+
+lint: $(NODE_STAMP)
+	npx buf lint
+
+dist/.build-stamp: $(GEN) $(TS_SOURCES) tsconfig.json $(NODE_STAMP)
+	npx tsc -p tsconfig.json
+	@touch $@
+
+lbserver lbclient: scripts/launcher.sh
+	@cp scripts/launcher.sh $@ && chmod +x $@
+
+build: dist/.build-stamp lbserver lbclient
+
+test: lint build
+	node scripts/run-tests.mjs
+
+demo: build
+	node dist/bin/demo.js
+
+gnuplot:
+	@command -v gnuplot >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null; }
+
+experiments: build gnuplot
+	node dist/experiments/run-all.js $(if $(FULL),--full,)
+
+profile: build
+	node dist/experiments/profile.js
+
+bench: build
+	npm run bench
+
+torture: build
+	npm run torture
+
+clean:
+	rm -rf dist generated/*.ts lbserver lbclient node_modules/.install-stamp

@@ -1,0 +1,63 @@
+// The engine's public types. The engine is a library: it knows nothing of gRPC.
+import type { FileSystem } from './file-io';
+
+export interface OpenOptions {
+  /** Path of the data file (created if missing unless `readOnly`). */
+  path: string;
+  /** Page cache bound in MiB (decoded B-tree pages). Default 64. */
+  cacheMB?: number;
+  /** 'one': pages and meta written together, one fdatasync, the meta lists the commit's pages and a
+   *  hash over them so open can verify it (default). 'two': classic pages, sync, meta, sync. */
+  syncMode?: 'one' | 'two';
+  /** Largest value accepted, bytes. Default 64 MiB. */
+  maxValueBytes?: number;
+  /** Largest key accepted, bytes. Default 1024. */
+  maxKeyBytes?: number;
+  /** A group commit takes at most this many queued puts... */
+  maxBatchOps?: number;
+  /** ...and at most about this many value bytes (one larger value still goes alone). */
+  maxBatchBytes?: number;
+  /** File growth step in bytes (grown with ftruncate + fsync). Default 64 MiB. */
+  growBytes?: number;
+  /** I/O layer; default node:fs. Tests pass the power-cut simulator. */
+  fs?: FileSystem;
+}
+
+export interface Entry {
+  key: Buffer;
+  value: Buffer;
+}
+
+export interface RangeOptions {
+  /** Inclusive lower bound. */
+  start?: Buffer;
+  /** Exclusive upper bound. */
+  end?: Buffer;
+  /** Shorthand for [prefix, successor(prefix)). Combined with start/end as the intersection. */
+  prefix?: Buffer;
+  /** Stop after this many entries (0 or undefined: no limit). */
+  limit?: number;
+  /** Do not read values (keys-only listing); `value` is an empty Buffer. */
+  keysOnly?: boolean;
+}
+
+export interface StoreStats {
+  txid: number;
+  keys: number;
+  pageCount: number;
+  freePages: number;
+  pendingFreePages: number;
+  fileBytes: number;
+  commits: number;
+  fsyncs: number;
+  failedCommits: number;
+  cacheHits: number;
+  cacheMisses: number;
+  cachePages: number;
+  openSnapshots: number;
+  maxBatch: number;
+  meanBatch: number;
+  syncMode: 'one' | 'two';
+  /** Milliseconds spent in open(). */
+  openMs: number;
+}

@@ -1,0 +1,105 @@
+// Every byte the engine reads or writes goes through these two interfaces, so a test can put a
+// power-cut simulator underneath (test/support/fault-fs.ts) and the real store runs on node:fs.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface FileHandle {
+  /** Positional read; returns bytes read (short at end of file). Synchronous: B-tree pages are small
+   *  and usually in the OS page cache, and a thread-pool round trip per page would dominate a get. */
+  readSync(buf: Buffer, offset: number, length: number, position: number): number;
+  /** Positional read through the thread pool, for large overflow values. */
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /** Positional gather write of all buffers, back to back, starting at `position`. */
+  writev(buffers: Buffer[], position: number): Promise<void>;
+  /** fdatasync: data and the metadata needed to read it back (including the size) are durable. */
+  datasync(): Promise<void>;
+  truncate(size: number): Promise<void>;
+  size(): number;
+  close(): Promise<void>;
+}
+
+export interface FileSystem {
+  /** Opens an existing file for reading and writing ('r+': positional writes work, unlike 'a'). */
+  open(file: string, readOnly?: boolean): Promise<FileHandle>;
+  /** Creates (or replaces) a file, empty. */
+  create(file: string): Promise<FileHandle>;
+  exists(file: string): boolean;
+  rename(from: string, to: string): Promise<void>;
+  unlink(file: string): Promise<void>;
+  /** fsync of a directory, so a created or renamed entry survives a power cut. */
+  syncDir(dir: string): Promise<void>;
+}
+
+class NodeFileHandle implements FileHandle {
+  constructor(private readonly fd: number) {}
+
+  readSync(buf: Buffer, offset: number, length: number, position: number): number {
+    return fs.readSync(this.fd, buf, offset, length, position);
+  }
+
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.read(this.fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+  }
+
+  async writev(buffers: Buffer[], position: number): Promise<void> {
+    let pos = position;
+    let pending = buffers;
+    // writev may write less than asked (signals, huge requests); loop until everything is written.
+    while (pending.length > 0) {
+      const written = await new Promise<number>((resolve, reject) =>
+        fs.writev(this.fd, pending, pos, (err, n) => (err ? reject(err) : resolve(n))));
+      pos += written;
+      pending = dropBytes(pending, written);
+    }
+  }
+
+  datasync(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  truncate(size: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.ftruncate(this.fd, size, (err) => (err ? reject(err) : resolve())));
+  }
+
+  size(): number {
+    return fs.fstatSync(this.fd).size;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+}
+
+function dropBytes(buffers: Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  let skip = n;
+  for (const b of buffers) {
+    if (skip >= b.length) { skip -= b.length; continue; }
+    out.push(skip > 0 ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return out;
+}
+
+export const nodeFileSystem: FileSystem = {
+  async open(file, readOnly = false) {
+    return new NodeFileHandle(fs.openSync(file, readOnly ? 'r' : 'r+'));
+  },
+  async create(file) {
+    return new NodeFileHandle(fs.openSync(file, 'w+'));
+  },
+  exists(file) {
+    return fs.existsSync(file);
+  },
+  async rename(from, to) {
+    await fs.promises.rename(from, to);
+  },
+  async unlink(file) {
+    await fs.promises.unlink(file);
+  },
+  async syncDir(dir) {
+    const fd = fs.openSync(path.resolve(dir), 'r');
+    try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+  },
+};
