@@ -8,7 +8,7 @@ export type StoreErrorCode =
   | 'LOCKED';          // another process holds the data file
 
 export class StoreError extends Error {
-  constructor(readonly code: StoreErrorCode, message: string, readonly cause?: unknown) {
+  constructor(readonly code: StoreErrorCode, message: string, override readonly cause?: unknown) {
     super(message);
     this.name = 'StoreError';
   }

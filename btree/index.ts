@@ -1,0 +1,7 @@
+// lbkv storage engine: public surface.
+export { Store, Snapshot } from './store';
+export { StoreError } from './errors';
+export type { StoreErrorCode } from './errors';
+export type { OpenOptions, Entry, RangeOptions, StoreStats } from './api';
+export type { FileSystem, FileHandle } from './file-io';
+export { nodeFileSystem } from './file-io';
