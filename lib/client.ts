@@ -13,13 +13,13 @@ export type { ServiceError } from '@grpc/grpc-js';
 
 /** Default largest value (64 MiB) plus room for the key and protobuf framing. */
 export const DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024;
-export const MESSAGE_SLACK_BYTES = 1024 * 1024;
+export const MESSAGE_SLACK_BYTES = 2 * 1024 * 1024;
 export const DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_VALUE_BYTES + MESSAGE_SLACK_BYTES;
 
 export type Bytes = Buffer | string | Uint8Array;
 
 export interface KvClientOptions {
-  /** grpc max send and receive message length. Default 64 MiB + 1 MiB. */
+  /** grpc max send and receive message length. Default 64 MiB + 2 MiB (fits the largest default value). */
   maxMessageBytes?: number;
   /** Deadline for each unary call, ms (default: none). */
   callTimeoutMs?: number;

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+// lbserver: serves one data directory over gRPC. Prints exactly one line to stdout when it serves;
+// everything else goes to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight calls, close the
+// store, remove the lock, exit 0 (forced after --shutdown-timeout-ms).
+import { Command } from 'commander';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Store, StoreError } from '../btree/index';
+import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, type ServerConfig } from '../lib/config';
+import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
+import { bindServer, createGrpcServer, KvService } from '../lib/service';
+import { ServiceStats } from '../lib/stats';
+
+function fail(msg: string, code = 1): never {
+  process.stderr.write(`lbserver: ${msg}\n`);
+  process.exit(code);
+}
+
+function log(msg: string): void {
+  process.stderr.write(`lbserver: ${msg}\n`);
+}
+
+async function main(): Promise<void> {
+  const program = new Command()
+    .name('lbserver')
+    .description('lbkv server: a durable key-value store (copy-on-write B+tree) served over gRPC')
+    .option('--listen <addr>', 'host:port to listen on', DEFAULT_CONFIG.listen)
+    .option('--data <dir>', `data directory (holds ${DATA_FILE_NAME} and LOCK; created if missing)`, DEFAULT_CONFIG.dataDir)
+    .option('--cache-mb <n>', 'page cache size in MiB', String(DEFAULT_CONFIG.cacheMB))
+    .option('--max-value-bytes <n>', 'largest value accepted (bytes; suffixes KiB/MiB/GiB allowed)', String(DEFAULT_CONFIG.maxValueBytes))
+    .option('--max-key-bytes <n>', 'largest key accepted (bytes)', String(DEFAULT_CONFIG.maxKeyBytes))
+    .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)
+    .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls before forcing', String(DEFAULT_CONFIG.shutdownTimeoutMs))
+    .addHelpText('after', `
+Prints one line when it serves, e.g.
+  lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
+Only one lbserver may use a data directory at a time (LOCK file holding its PID).
+
+Examples:
+  lbserver --listen 127.0.0.1:50051 --data ./data
+  lbserver --data /var/lib/lbkv --cache-mb 256 --max-value-bytes 16MiB`)
+    .showHelpAfterError('(run lbserver --help for usage)')
+    .allowExcessArguments(false);
+  program.parse(process.argv);
+  const o = program.opts();
+
+  let cfg: ServerConfig;
+  try {
+    cfg = configFromOptions(o);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(e.message);
+    throw e;
+  }
+
+  try {
+    mkdirSync(cfg.dataDir, { recursive: true });
+  } catch (e) {
+    fail(`cannot create data directory ${cfg.dataDir}: ${(e as Error).message}`);
+  }
+
+  let lock: DirLock;
+  try {
+    lock = acquireDirLock(cfg.dataDir);
+  } catch (e) {
+    if (e instanceof LockError) fail(`refusing to start: ${e.message}`);
+    throw e;
+  }
+
+  const dataFile = join(cfg.dataDir, DATA_FILE_NAME);
+  let store: Store;
+  try {
+    store = await Store.open({
+      path: dataFile,
+      cacheMB: cfg.cacheMB,
+      syncMode: cfg.syncMode,
+      maxValueBytes: cfg.maxValueBytes,
+      maxKeyBytes: cfg.maxKeyBytes,
+    });
+  } catch (e) {
+    lock.release();
+    const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
+    fail(`cannot open ${dataFile}: ${what}`);
+  }
+
+  const stats = new ServiceStats();
+  const service = new KvService(store, cfg, stats);
+  const server = createGrpcServer(service, cfg);
+  let port: number;
+  try {
+    port = await bindServer(server, cfg.listen);
+  } catch (e) {
+    await store.close().catch(() => {});
+    lock.release();
+    const msg = (e as Error).message;
+    const hint = /EADDRINUSE|address already in use/i.test(msg) ? ' (address already in use: is another server listening there?)' : '';
+    fail(`cannot listen on ${cfg.listen}${hint}: ${msg}`);
+  }
+
+  const address = cfg.listen.replace(/:\d+$/, `:${port}`);
+  stats.startupMs = performance.now();
+  let keys = 0;
+  try { keys = store.stats().keys; } catch { /* stats are best effort */ }
+  process.stdout.write(`lbserver listening on ${address} data=${cfg.dataDir} keys=${keys} startup_ms=${stats.startupMs.toFixed(1)}\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      log(`${signal} again: forcing shutdown`);
+      server.forceShutdown();
+      return;
+    }
+    stopping = true;
+    log(`${signal}: shutting down (finishing ${service.callsInFlight} in-flight calls)`);
+    service.beginShutdown();
+    let forced = false;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        forced = true;
+        log(`in-flight calls did not finish within ${cfg.shutdownTimeoutMs} ms: forcing`);
+        server.forceShutdown();
+        resolve();
+      }, cfg.shutdownTimeoutMs);
+      server.tryShutdown(() => { clearTimeout(timer); resolve(); });
+    });
+    // Engine calls already started (e.g. a Set whose client went away) finish before the store closes.
+    const deadline = Date.now() + Math.max(1000, cfg.shutdownTimeoutMs);
+    while (service.callsInFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    let code = 0;
+    try {
+      await store.close();
+    } catch (e) {
+      log(`error closing the store: ${(e as Error).message}`);
+      code = 1;
+    }
+    lock.release();
+    log(`stopped${forced ? ' (forced)' : ''}`);
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+// A bad request or a bug in one call must never take the server down: log and keep serving.
+process.on('uncaughtException', (err) => log(`uncaught exception (continuing): ${err?.stack ?? err}`));
+process.on('unhandledRejection', (err) => log(`unhandled rejection (continuing): ${(err as Error)?.stack ?? err}`));
+
+main().catch((e) => fail(`fatal: ${(e as Error)?.stack ?? e}`));

@@ -1,0 +1,110 @@
+// Server configuration: defaults, and parsing/validation of lbserver's options.
+import { resolve } from 'node:path';
+
+export interface ServerConfig {
+  /** host:port to listen on. */
+  listen: string;
+  /** Data directory (holds lbkv.db and LOCK). */
+  dataDir: string;
+  /** Page cache bound, MiB. */
+  cacheMB: number;
+  /** Largest value accepted by Set, bytes. */
+  maxValueBytes: number;
+  /** Largest key accepted, bytes. */
+  maxKeyBytes: number;
+  /** Engine commit protocol. */
+  syncMode: 'one' | 'two';
+  /** GetPrefix message payload target, bytes (a larger single entry goes alone). */
+  prefixMessageBytes: number;
+  /** GetPrefix: most messages written but not yet handed to the transport, per stream. */
+  prefixMaxPendingMessages: number;
+  /** On SIGTERM/SIGINT, wait this long for in-flight calls before forcing the shutdown. */
+  shutdownTimeoutMs: number;
+}
+
+export const MiB = 1024 * 1024;
+
+export const DEFAULT_CONFIG: ServerConfig = {
+  listen: '127.0.0.1:50051',
+  dataDir: './data',
+  cacheMB: 64,
+  maxValueBytes: 64 * MiB,
+  maxKeyBytes: 1024,
+  syncMode: 'one',
+  prefixMessageBytes: 1 * MiB,
+  prefixMaxPendingMessages: 2,
+  shutdownTimeoutMs: 10_000,
+};
+
+export const DATA_FILE_NAME = 'lbkv.db';
+export const LOCK_FILE_NAME = 'LOCK';
+
+/** Room for the key and protobuf/gRPC framing above the largest value. */
+export const MESSAGE_SLACK_BYTES = 1 * MiB;
+
+/** grpc max send/receive message length that fits the largest Set request and Get response. */
+export function maxMessageBytes(cfg: Pick<ServerConfig, 'maxValueBytes' | 'maxKeyBytes' | 'prefixMessageBytes'>): number {
+  return Math.max(cfg.maxValueBytes, cfg.prefixMessageBytes) + cfg.maxKeyBytes + MESSAGE_SLACK_BYTES;
+}
+
+export class ConfigError extends Error {}
+
+/** Parses a byte size: "1048576", "64MiB", "64M", "4k", "4KiB", "1g". */
+export function parseSize(text: string, what: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$/i.exec(text);
+  if (!m) throw new ConfigError(`${what}: "${text}" is not a size (examples: 1048576, 4KiB, 64MiB)`);
+  const mult = { '': 1, k: 1024, m: MiB, g: 1024 * MiB, t: 1024 * 1024 * MiB }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const n = Math.floor(Number(m[1]) * mult);
+  if (!Number.isSafeInteger(n)) throw new ConfigError(`${what}: "${text}" is too large`);
+  return n;
+}
+
+export function parseIntArg(text: string, what: string, min: number, max: number): number {
+  if (!/^\s*\d+\s*$/.test(text)) throw new ConfigError(`${what}: "${text}" is not a whole number`);
+  const n = Number(text);
+  if (n < min || n > max) throw new ConfigError(`${what}: ${n} is out of range ${min}..${max}`);
+  return n;
+}
+
+/** Validates "host:port" (IPv6 as "[::1]:port"); returns it unchanged. */
+export function parseListen(text: string): string {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(text);
+  if (!m) throw new ConfigError(`--listen: "${text}" is not host:port (example: 127.0.0.1:50051)`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new ConfigError(`--listen: port ${port} is out of range 0..65535`);
+  return text;
+}
+
+export interface RawServerOptions {
+  listen?: string;
+  data?: string;
+  cacheMb?: string;
+  maxValueBytes?: string;
+  maxKeyBytes?: string;
+  syncMode?: string;
+  shutdownTimeoutMs?: string;
+}
+
+/** Builds a validated ServerConfig from command-line strings; throws ConfigError with a clear message. */
+export function configFromOptions(o: RawServerOptions): ServerConfig {
+  const cfg: ServerConfig = { ...DEFAULT_CONFIG };
+  if (o.listen !== undefined) cfg.listen = parseListen(o.listen);
+  if (o.data !== undefined) {
+    if (o.data.trim() === '') throw new ConfigError('--data: empty path');
+    cfg.dataDir = o.data;
+  }
+  cfg.dataDir = resolve(cfg.dataDir);
+  if (o.cacheMb !== undefined) cfg.cacheMB = parseIntArg(o.cacheMb, '--cache-mb', 1, 1024 * 1024);
+  if (o.maxValueBytes !== undefined) {
+    cfg.maxValueBytes = parseSize(o.maxValueBytes, '--max-value-bytes');
+    // grpc-js message lengths are 32-bit signed; keep the largest message under 2 GiB.
+    if (cfg.maxValueBytes > 1024 * MiB) throw new ConfigError(`--max-value-bytes: ${cfg.maxValueBytes} is over the 1 GiB maximum`);
+  }
+  if (o.maxKeyBytes !== undefined) cfg.maxKeyBytes = parseIntArg(o.maxKeyBytes, '--max-key-bytes', 1, 64 * 1024);
+  if (o.syncMode !== undefined) {
+    if (o.syncMode !== 'one' && o.syncMode !== 'two') throw new ConfigError(`--sync-mode: "${o.syncMode}" must be "one" or "two"`);
+    cfg.syncMode = o.syncMode;
+  }
+  if (o.shutdownTimeoutMs !== undefined) cfg.shutdownTimeoutMs = parseIntArg(o.shutdownTimeoutMs, '--shutdown-timeout-ms', 0, 3_600_000);
+  return cfg;
+}

@@ -1,0 +1,103 @@
+// The data directory's LOCK file: holds the owning lbserver's PID. Taken atomically: the PID is
+// written and fsynced to a private temporary file (opened 'wx'), which is then hard-linked to LOCK;
+// link() fails with EEXIST if LOCK exists, and a LOCK never exists without its PID in it (no window
+// where a concurrent starter could see an empty lock and think it stale). A lock left by a dead
+// process (or by a PID now reused by a process that is not lbserver) is stale and replaced.
+import { closeSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { LOCK_FILE_NAME } from './config';
+
+export class LockError extends Error {
+  constructor(message: string, readonly holderPid?: number) { super(message); }
+}
+
+export interface DirLock {
+  path: string;
+  release(): void;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** True if `pid` is alive and (where /proc tells us) runs lbserver. */
+function pidHoldsLock(pid: number): boolean {
+  if (pid === process.pid) return false;
+  if (!pidAlive(pid)) return false;
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return /lbserver/.test(cmd);
+  } catch {
+    return true; // no /proc: trust the PID
+  }
+}
+
+function readPid(path: string): number | undefined {
+  try {
+    const text = readFileSync(path, 'utf8').trim();
+    const n = Number.parseInt(text, 10);
+    return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function acquireDirLock(dataDir: string): DirLock {
+  const path = join(dataDir, LOCK_FILE_NAME);
+  const tmp = join(dataDir, `${LOCK_FILE_NAME}.${process.pid}.tmp`);
+  try { unlinkSync(tmp); } catch { /* none */ }
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx', 0o644);
+  } catch (e) {
+    throw new LockError(`cannot create lock file in ${dataDir}: ${(e as Error).message}`);
+  }
+  try {
+    writeSync(fd, `${process.pid}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  let taken = false;
+  try {
+    for (let attempt = 0; attempt < 5 && !taken; attempt++) {
+      try {
+        linkSync(tmp, path);
+        taken = true;
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new LockError(`cannot create lock file ${path}: ${(e as Error).message}`);
+        }
+      }
+      const pid = readPid(path);
+      if (pid !== undefined && pidHoldsLock(pid)) {
+        throw new LockError(`data directory ${dataDir} is in use by another lbserver (pid ${pid}); lock file ${path}`, pid);
+      }
+      // Stale: remove it only if it still holds what we read, so we do not delete a lock that a
+      // concurrent starter has just taken.
+      if (readPid(path) === pid) {
+        try { unlinkSync(path); } catch { /* someone else removed it */ }
+      }
+    }
+  } finally {
+    try { unlinkSync(tmp); } catch { /* gone */ }
+  }
+  if (!taken) throw new LockError(`could not take lock file ${path} (contended)`);
+  let released = false;
+  return {
+    path,
+    release() {
+      if (released) return;
+      released = true;
+      if (readPid(path) === process.pid) {
+        try { unlinkSync(path); } catch { /* already gone */ }
+      }
+    },
+  };
+}

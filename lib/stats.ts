@@ -1,0 +1,55 @@
+// Service-level counters (completed operations) combined with the engine's stats into a StatResponse.
+import { statSync } from 'node:fs';
+import type { StoreStats } from '../btree/index';
+import type { StatResponse } from '../generated/kv';
+
+export class ServiceStats {
+  /** Wall-clock time the server process started, ms since the epoch. */
+  readonly startTimeUnixMs: number;
+  /** Process start to serving, ms (set once the server listens). */
+  startupMs = 0;
+  totalSets = 0;
+  totalGets = 0;
+  totalGetprefixes = 0;
+  failedSets = 0;
+  failedGets = 0;
+  failedGetprefixes = 0;
+  cancelledGetprefixes = 0;
+  /** Entries streamed by completed and cancelled GetPrefix calls. */
+  prefixEntriesSent = 0;
+  prefixMessagesSent = 0;
+
+  constructor(startTimeUnixMs = Math.round(Date.now() - performance.now())) {
+    this.startTimeUnixMs = startTimeUnixMs;
+  }
+
+  /** The Stat reply: our counters plus the engine's. `dataFile` is used when the engine reports no size. */
+  toStatResponse(engine: StoreStats, dataFile?: string): StatResponse {
+    let dbFileBytes = engine.fileBytes;
+    if (!dbFileBytes && dataFile) {
+      try { dbFileBytes = statSync(dataFile).size; } catch { dbFileBytes = 0; }
+    }
+    const u = (n: number) => (Number.isFinite(n) && n > 0 ? Math.floor(n) : 0);
+    return {
+      startTimeUnixMs: this.startTimeUnixMs,
+      startupMs: u(this.startupMs),
+      uptimeMs: u(Date.now() - this.startTimeUnixMs),
+      totalSets: this.totalSets,
+      totalGets: this.totalGets,
+      totalGetprefixes: this.totalGetprefixes,
+      keys: u(engine.keys),
+      dbFileBytes: u(dbFileBytes),
+      commits: u(engine.commits),
+      fsyncs: u(engine.fsyncs),
+      cacheHits: u(engine.cacheHits),
+      cacheMisses: u(engine.cacheMisses),
+      maxBatchSize: u(engine.maxBatch),
+      meanBatchSize: Number.isFinite(engine.meanBatch) ? engine.meanBatch : 0,
+      openSnapshots: u(engine.openSnapshots),
+      freePages: u(engine.freePages),
+      pageCount: u(engine.pageCount),
+      lastTxid: u(engine.txid),
+      failedSets: this.failedSets,
+    };
+  }
+}
