@@ -1,49 +1,306 @@
-// TEMPORARY in-memory stand-in with the final API, so lib/ can be written while the real engine
-// lands. Replaced by the copy-on-write B+tree store; do not rely on anything but the signatures.
-import { StoreError } from './errors';
+// The store: one writer committing batches of concurrent puts (group commit), readers on immutable
+// snapshots that never wait for the writer. A commit becomes visible only after its last sync.
+import { Mutex } from 'async-mutex';
 import type { Entry, OpenOptions, RangeOptions, StoreStats } from './api';
+import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
+import { PAGE_SIZE } from './layout';
+import type { Meta } from './meta';
+import type { Freelist } from './freelist';
+import { PageCache } from './cache';
+import type { Pager } from './pager';
+import { commit, type Put } from './commit';
+import { createFile, recover } from './recovery';
+import { lookup } from './tree';
+import { prefixEnd, scan } from './cursor';
+import { ioError, StoreError } from './errors';
+import type { OverflowRef } from './node';
+
+const MiB = 1024 * 1024;
+
+interface Queued {
+  puts: Put[];
+  bytes: number;
+  resolve(): void;
+  reject(err: unknown): void;
+}
 
 export class Snapshot {
-  constructor(private readonly map: Map<string, Buffer>, readonly txid: number, private readonly owner: Store) {}
-  get keys(): number { return this.map.size; }
-  async get(key: Buffer): Promise<Buffer | undefined> { return this.map.get(key.toString('latin1')); }
+  private released = false;
+
+  constructor(private readonly store: Store, readonly meta: Meta) {}
+
+  get txid(): number {
+    return this.meta.txid;
+  }
+
+  get keys(): number {
+    return this.meta.keyCount;
+  }
+
+  async get(key: Buffer): Promise<Buffer | undefined> {
+    this.checkOpen();
+    return this.store.readValue(lookup(this.store.pager, this.meta.root, key));
+  }
+
+  /** Entries in ascending bytewise key order; values are read lazily, one at a time. */
   async *range(opts: RangeOptions = {}): AsyncGenerator<Entry> {
-    const keys = [...this.map.keys()].map((k) => Buffer.from(k, 'latin1')).sort(Buffer.compare);
+    this.checkOpen();
+    let start = opts.start;
+    let end = opts.end;
+    if (opts.prefix && opts.prefix.length > 0) {
+      if (!start || Buffer.compare(opts.prefix, start) > 0) start = opts.prefix;
+      const pe = prefixEnd(opts.prefix);
+      if (pe && (!end || Buffer.compare(pe, end) < 0)) end = pe;
+    }
+    const limit = opts.limit && opts.limit > 0 ? opts.limit : Infinity;
     let n = 0;
-    for (const k of keys) {
-      if (opts.prefix && !k.subarray(0, opts.prefix.length).equals(opts.prefix)) continue;
-      if (opts.start && Buffer.compare(k, opts.start) < 0) continue;
-      if (opts.end && Buffer.compare(k, opts.end) >= 0) continue;
-      if (opts.limit && n >= opts.limit) return;
-      n++;
-      yield { key: k, value: opts.keysOnly ? Buffer.alloc(0) : this.map.get(k.toString('latin1'))! };
+    for (const e of scan(this.store.pager, this.meta.root, start, end)) {
+      if (n++ >= limit) return;
+      this.checkOpen();
+      const value = opts.keysOnly ? Buffer.alloc(0) : await this.store.readValue(e.cell);
+      yield { key: e.key, value: value as Buffer };
     }
   }
-  release(): void { this.owner.openSnapshots--; }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.store.unregister(this.meta.txid);
+  }
+
+  private checkOpen(): void {
+    if (this.released) throw new StoreError('CLOSED', 'snapshot was released');
+  }
 }
 
 export class Store {
-  private map = new Map<string, Buffer>();
-  private txid = 0;
-  openSnapshots = 0;
+  private readonly readers = new Map<number, number>();
+  private readonly queue: Queued[] = [];
+  private readonly writer = new Mutex();
+  private draining = false;
   private closed = false;
-  private constructor(readonly path: string, private readonly opts: OpenOptions) {}
-  static async open(opts: OpenOptions): Promise<Store> { return new Store(opts.path, opts); }
-  private check(key: Buffer, value?: Buffer): void {
+  private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0 };
+
+  private constructor(
+    readonly path: string,
+    private readonly fs: FileSystem,
+    private file: FileHandle,
+    public pager: Pager,
+    private meta: Meta,
+    private freelist: Freelist,
+    private metaBytes: Buffer[],
+    private fileBytes: number,
+    private readonly opts: Required<Omit<OpenOptions, 'fs' | 'path'>>,
+    private readonly openMs: number,
+    readonly recoveryNote: string | undefined,
+  ) {}
+
+  static async open(options: OpenOptions): Promise<Store> {
+    const started = performance.now();
+    const opts = {
+      cacheMB: options.cacheMB ?? 64,
+      syncMode: options.syncMode ?? 'one',
+      maxValueBytes: options.maxValueBytes ?? 64 * MiB,
+      maxKeyBytes: options.maxKeyBytes ?? 1024,
+      maxBatchOps: options.maxBatchOps ?? 4096,
+      maxBatchBytes: options.maxBatchBytes ?? 64 * MiB,
+      growBytes: options.growBytes ?? 64 * MiB,
+    };
+    if (opts.maxKeyBytes > 1024) throw new StoreError('INVALID_ARGUMENT', `maxKeyBytes ${opts.maxKeyBytes} exceeds the format's 1024`);
+    const fs = options.fs ?? nodeFileSystem;
+    if (!fs.exists(options.path)) await createFile(fs, options.path);
+    const cache = new PageCache(Math.max(16, Math.floor((opts.cacheMB * MiB) / PAGE_SIZE)));
+    const r = await recover(fs, options.path, cache);
+    return new Store(options.path, fs, r.file, r.pager, r.meta, r.freelist, r.metaBytes, r.fileBytes, opts,
+      performance.now() - started, r.fellBack);
+  }
+
+  private validate(key: Buffer, value?: Buffer): void {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
-    const maxKey = this.opts.maxKeyBytes ?? 1024;
-    if (key.length < 1 || key.length > maxKey) throw new StoreError('INVALID_ARGUMENT', `key is ${key.length} bytes; keys must be 1..${maxKey} bytes`);
-    const maxVal = this.opts.maxValueBytes ?? 64 * 1024 * 1024;
-    if (value && value.length > maxVal) throw new StoreError('INVALID_ARGUMENT', `value is ${value.length} bytes; the limit is ${maxVal} bytes`);
+    if (!Buffer.isBuffer(key) || key.length < 1 || key.length > this.opts.maxKeyBytes) {
+      throw new StoreError('INVALID_ARGUMENT', `key is ${key?.length ?? 0} bytes; keys must be 1..${this.opts.maxKeyBytes} bytes`);
+    }
+    if (value !== undefined && (!Buffer.isBuffer(value) || value.length > this.opts.maxValueBytes)) {
+      throw new StoreError('INVALID_ARGUMENT', `value is ${value?.length ?? 0} bytes; the limit is ${this.opts.maxValueBytes} bytes`);
+    }
   }
-  async put(key: Buffer, value: Buffer): Promise<void> { this.check(key, value); this.map = new Map(this.map); this.map.set(key.toString('latin1'), Buffer.from(value)); this.txid++; }
-  async putMany(entries: Entry[]): Promise<void> { for (const e of entries) await this.put(e.key, e.value); }
-  async get(key: Buffer): Promise<Buffer | undefined> { this.check(key); return this.map.get(key.toString('latin1')); }
-  snapshot(): Snapshot { this.openSnapshots++; return new Snapshot(this.map, this.txid, this); }
+
+  /** Durable put: resolves once the commit that holds it is synced. Concurrent puts share a commit. */
+  put(key: Buffer, value: Buffer): Promise<void> {
+    return this.putMany([{ key, value }]);
+  }
+
+  /** All entries in one atomic commit (possibly shared with other callers' puts). */
+  putMany(entries: Entry[]): Promise<void> {
+    try {
+      for (const e of entries) this.validate(e.key, e.value);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const bytes = entries.reduce((s, e) => s + e.key.length + e.value.length, 0);
+      this.queue.push({ puts: entries.map((e) => ({ key: e.key, value: e.value })), bytes, resolve, reject });
+      if (!this.draining) {
+        this.draining = true;
+        // Let every request that arrived in this turn of the event loop join the first batch.
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  /** Whatever queued while the previous commit was syncing is the next batch: no timer needed. */
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch: Queued[] = [];
+      let ops = 0;
+      let bytes = 0;
+      while (this.queue.length > 0) {
+        const q = this.queue[0];
+        if (batch.length > 0 && (ops + q.puts.length > this.opts.maxBatchOps || bytes + q.bytes > this.opts.maxBatchBytes)) break;
+        batch.push(this.queue.shift()!);
+        ops += q.puts.length;
+        bytes += q.bytes;
+      }
+      try {
+        await this.writer.runExclusive(() => this.commitBatch(batch.flatMap((q) => q.puts)));
+        for (const q of batch) q.resolve();
+      } catch (err) {
+        for (const q of batch) q.reject(err);
+      }
+    }
+    this.draining = false;
+  }
+
+  private async commitBatch(puts: Put[]): Promise<void> {
+    if (this.closed && !this.file) throw new StoreError('CLOSED', 'store is closed');
+    const slot = (this.meta.txid + 1) % 2;
+    let metaTouched = false;
+    try {
+      const r = await commit({
+        pager: this.pager,
+        file: this.file,
+        meta: this.meta,
+        freelist: this.freelist,
+        fileBytes: this.fileBytes,
+        syncMode: this.opts.syncMode,
+        growBytes: this.opts.growBytes,
+        reuseThreshold: Math.min(this.meta.txid - 1, this.oldestReader()),
+        onMetaWrite: () => { metaTouched = true; },
+      }, puts);
+      this.counters.fsyncs += r.syncs;
+      this.counters.commits++;
+      this.counters.batchedPuts += puts.length;
+      this.counters.maxBatch = Math.max(this.counters.maxBatch, puts.length);
+      for (const node of r.nodes) {
+        node.dirty = false;
+        this.pager.cache.set(node.pageId, node);
+      }
+      this.freelist = r.freelist;
+      this.fileBytes = r.fileBytes;
+      this.metaBytes[slot] = Buffer.alloc(0); // now holds the new meta; never restored
+      // Publish last: readers switch to the new root only once it is durable.
+      this.meta = r.meta;
+    } catch (err) {
+      this.counters.failedCommits++;
+      if (metaTouched) await this.restoreMetaSlot(slot);
+      throw ioError(`${this.path}: commit failed, nothing of this batch was applied`, err);
+    }
+  }
+
+  /** After a failed commit that got as far as its meta write, put the slot's previous meta back so
+   *  a later open cannot pick up a commit that was reported as failed. Best effort. */
+  private async restoreMetaSlot(slot: number): Promise<void> {
+    const previous = this.metaBytes[slot];
+    if (!previous || previous.length !== PAGE_SIZE) return;
+    try {
+      await this.file.writev([previous], slot * PAGE_SIZE);
+      await this.file.datasync();
+      this.counters.fsyncs++;
+    } catch {
+      // The next commit reuses this txid and slot and overwrites it anyway.
+    }
+  }
+
+  /** Reads from the latest durable commit. */
+  async get(key: Buffer): Promise<Buffer | undefined> {
+    this.validate(key);
+    const meta = this.meta;
+    const cell = lookup(this.pager, meta.root, key);
+    if (cell === undefined || Buffer.isBuffer(cell)) return cell;
+    // An overflow read yields to the event loop; pin the snapshot so its pages are not reused.
+    this.register(meta.txid);
+    try {
+      return await this.pager.overflow(cell);
+    } finally {
+      this.unregister(meta.txid);
+    }
+  }
+
+  /** @internal */
+  async readValue(cell: Buffer | OverflowRef | undefined): Promise<Buffer | undefined> {
+    if (cell === undefined || Buffer.isBuffer(cell)) return cell;
+    return this.pager.overflow(cell);
+  }
+
+  /** An immutable view of the latest durable commit; call release() when done. */
+  snapshot(): Snapshot {
+    if (this.closed) throw new StoreError('CLOSED', 'store is closed');
+    this.register(this.meta.txid);
+    return new Snapshot(this, this.meta);
+  }
+
+  private register(txid: number): void {
+    this.readers.set(txid, (this.readers.get(txid) ?? 0) + 1);
+  }
+
+  /** @internal */
+  unregister(txid: number): void {
+    const n = (this.readers.get(txid) ?? 0) - 1;
+    if (n <= 0) this.readers.delete(txid);
+    else this.readers.set(txid, n);
+  }
+
+  private oldestReader(): number {
+    let min = Infinity;
+    for (const t of this.readers.keys()) if (t < min) min = t;
+    return min;
+  }
+
   stats(): StoreStats {
-    return { txid: this.txid, keys: this.map.size, pageCount: 0, freePages: 0, pendingFreePages: 0, fileBytes: 0, commits: this.txid, fsyncs: 0,
-      failedCommits: 0, cacheHits: 0, cacheMisses: 0, cachePages: 0, openSnapshots: this.openSnapshots, maxBatch: 1, meanBatch: 1, syncMode: 'one', openMs: 0 };
+    let open = 0;
+    for (const n of this.readers.values()) open += n;
+    return {
+      txid: this.meta.txid,
+      keys: this.meta.keyCount,
+      pageCount: this.meta.pageCount,
+      freePages: this.freelist.freeCount(),
+      pendingFreePages: this.freelist.pendingCount(),
+      fileBytes: this.fileBytes,
+      commits: this.counters.commits,
+      fsyncs: this.counters.fsyncs,
+      failedCommits: this.counters.failedCommits,
+      cacheHits: this.pager.cache.hits,
+      cacheMisses: this.pager.cache.misses,
+      cachePages: this.pager.cache.size,
+      openSnapshots: open,
+      maxBatch: this.counters.maxBatch,
+      meanBatch: this.counters.commits ? this.counters.batchedPuts / this.counters.commits : 0,
+      syncMode: this.opts.syncMode,
+      openMs: this.openMs,
+    };
   }
-  async compact(): Promise<void> {}
-  async close(): Promise<void> { this.closed = true; }
+
+  /** Finishes queued puts, then closes the file. Later calls fail with CLOSED. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.draining) await new Promise((r) => setTimeout(r, 1));
+    await this.writer.runExclusive(async () => {
+      await this.file.close();
+    });
+  }
+
+  get fileSystem(): FileSystem {
+    return this.fs;
+  }
 }

@@ -1,0 +1,47 @@
+// Bounded LRU of decoded pages. Pages are immutable while any snapshot can reach them, so a cached
+// node is valid until its page id is reused, and reuse replaces the entry at commit.
+import type { Node } from './node';
+
+export class PageCache {
+  private readonly map = new Map<number, Node>();
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly capacity: number) {}
+
+  get(id: number): Node | undefined {
+    const n = this.map.get(id);
+    if (n === undefined) {
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
+    // Refresh recency only now and then: a delete+set per hit would cost more than the lookup.
+    if ((this.hits & 7) === 0) {
+      this.map.delete(id);
+      this.map.set(id, n);
+    }
+    return n;
+  }
+
+  set(id: number, node: Node): void {
+    this.map.delete(id);
+    this.map.set(id, node);
+    if (this.map.size > this.capacity) {
+      const oldest = this.map.keys().next().value as number;
+      this.map.delete(oldest);
+    }
+  }
+
+  delete(id: number): void {
+    this.map.delete(id);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}

@@ -1,0 +1,181 @@
+// One write transaction, from the committed state to a durable new one:
+//   1. apply the batch to a copy-on-write tree, split oversized nodes;
+//   2. retire replaced pages (reusable only once unreachable), allocate new pages: overflow runs,
+//      tree pages, freelist pages — preferring contiguous extents;
+//   3. grow the file in large steps (ftruncate + sync) when it is too short;
+//   4. write every new page, then the meta page into slot txid % 2;
+//   5. one fdatasync ('one': the meta lists the commit's extents and a crc over them, so open can
+//      detect a torn commit and fall back) or a sync before and after the meta ('two').
+// Nothing here touches the committed state; the caller installs the result only after step 5.
+import { crc32 } from './checksum';
+import { Freelist, pagesForEntries } from './freelist';
+import type { FileHandle } from './file-io';
+import { PAGE_SIZE, pagesFor } from './layout';
+import { encodeMeta, Extent, MAX_COMMIT_EXTENTS, Meta } from './meta';
+import { encodeNode, isPending, Node } from './node';
+import type { Pager } from './pager';
+import { WriteTree } from './tree';
+import { MAX_CELL, LEAF_INLINE_OVERHEAD } from './layout';
+
+export interface Put {
+  key: Buffer;
+  value: Buffer;
+}
+
+export interface CommitResult {
+  meta: Meta;
+  freelist: Freelist;
+  nodes: Node[];
+  fileBytes: number;
+  syncs: number;
+}
+
+interface PageWrite {
+  page: number;
+  bufs: Buffer[];
+}
+
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+
+export interface CommitContext {
+  pager: Pager;
+  file: FileHandle;
+  meta: Meta;
+  freelist: Freelist;
+  fileBytes: number;
+  syncMode: 'one' | 'two';
+  growBytes: number;
+  /** Pages freed at or before this txid may be reused. */
+  reuseThreshold: number;
+  /** Called right before the meta write, so a failure after it can restore the slot. */
+  onMetaWrite(): void;
+}
+
+export function valueCell(key: Buffer, value: Buffer): Buffer | { pending: Buffer } {
+  return LEAF_INLINE_OVERHEAD + key.length + value.length <= MAX_CELL ? Buffer.from(value) : { pending: value };
+}
+
+export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitResult> {
+  const txid = ctx.meta.txid + 1;
+  const tree = new WriteTree(ctx.pager, ctx.meta.root);
+  for (const p of puts) tree.put(Buffer.from(p.key), valueCell(p.key, p.value));
+  const { root, dirty } = tree.spill();
+
+  const fl = ctx.freelist.clone();
+  fl.release(ctx.reuseThreshold);
+  for (const id of tree.retired.pages) fl.retire(txid, id, 1);
+  for (const run of tree.retired.runs) fl.retire(txid, run.page, pagesFor(run.length));
+  if (ctx.meta.freelistPages > 0) fl.retire(txid, ctx.meta.freelistPage, ctx.meta.freelistPages);
+
+  const writes: PageWrite[] = [];
+  for (const node of dirty) {
+    if (!node.leaf) continue;
+    for (let i = 0; i < node.vals.length; i++) {
+      const v = node.vals[i];
+      if (!isPending(v)) continue;
+      const buf = v.pending;
+      const n = pagesFor(buf.length);
+      const page = fl.allocateRun(n);
+      node.vals[i] = { page, length: buf.length, crc: crc32(buf) };
+      const tail = n * PAGE_SIZE - buf.length;
+      writes.push({ page, bufs: tail > 0 ? [buf, ZERO_PAGE.subarray(0, tail)] : [buf] });
+    }
+  }
+
+  const ids = fl.allocateMany(dirty.length).flatMap((e) => range(e.start, e.count));
+  dirty.forEach((node, i) => {
+    node.pageId = ids[i];
+    if (!node.leaf) node.children = node.children.map((c) => (typeof c === 'number' ? c : c.pageId));
+    writes.push({ page: ids[i], bufs: [encodeNode(node, ids[i], txid)] });
+  });
+
+  // The freelist must describe itself after its own pages are taken; taking a run from the start of
+  // an extent never adds an entry, and two spare entries cover rounding.
+  const freelistPages = pagesForEntries(fl.entryCount() + 2);
+  const freelistPage = fl.allocateRun(freelistPages);
+  fl.encode(freelistPage, freelistPages, txid).forEach((buf, i) => writes.push({ page: freelistPage + i, bufs: [buf] }));
+
+  writes.sort((a, b) => a.page - b.page);
+  const runs = coalesceWrites(writes);
+  const verify = ctx.syncMode === 'one' && runs.length <= MAX_COMMIT_EXTENTS;
+  let hash = 0;
+  if (verify) for (const r of runs) for (const b of r.bufs) hash = crc32(b, hash);
+
+  const meta: Meta = {
+    txid,
+    root: root ? root.pageId : 0,
+    freelistPage,
+    freelistPages,
+    pageCount: fl.pageCount,
+    keyCount: ctx.meta.keyCount + tree.addedKeys,
+    commitExtents: verify ? runs.map((r) => ({ start: r.page, count: r.pages })) : [],
+    commitHash: verify ? hash : 0,
+  };
+
+  let syncs = 0;
+  let fileBytes = ctx.fileBytes;
+  const needed = fl.pageCount * PAGE_SIZE;
+  if (needed > fileBytes) {
+    fileBytes = Math.max(needed, fileBytes + growStep(fileBytes, ctx.growBytes));
+    await ctx.file.truncate(fileBytes);
+    await ctx.file.datasync();
+    syncs++;
+  }
+  for (const r of runs) await ctx.file.writev(r.bufs, r.page * PAGE_SIZE);
+  if (!verify) {
+    await ctx.file.datasync();
+    syncs++;
+  }
+  ctx.onMetaWrite();
+  await ctx.file.writev([encodeMeta(meta)], (txid % 2) * PAGE_SIZE);
+  await ctx.file.datasync();
+  syncs++;
+  return { meta, freelist: fl, nodes: dirty, fileBytes, syncs };
+}
+
+/** Growth step: a quarter of the file, between 1 MiB and the configured maximum, in whole pages. */
+function growStep(fileBytes: number, maxGrow: number): number {
+  const step = Math.min(maxGrow, Math.max(1 << 20, Math.floor(fileBytes / 4)));
+  return Math.ceil(step / PAGE_SIZE) * PAGE_SIZE;
+}
+
+interface Run {
+  page: number;
+  pages: number;
+  bufs: Buffer[];
+}
+
+function coalesceWrites(sorted: PageWrite[]): Run[] {
+  const runs: Run[] = [];
+  for (const w of sorted) {
+    const pages = pagesFor(w.bufs.reduce((s, b) => s + b.length, 0));
+    const last = runs[runs.length - 1];
+    if (last && last.page + last.pages === w.page) {
+      last.pages += pages;
+      last.bufs.push(...w.bufs);
+    } else {
+      runs.push({ page: w.page, pages, bufs: w.bufs.slice() });
+    }
+  }
+  return runs;
+}
+
+function range(start: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => start + i);
+}
+
+/** Recomputes a commit's hash from the file: the pages it lists must be exactly what it wrote. */
+export function verifyCommit(pager: Pager, extents: Extent[], expect: number): string | null {
+  const chunkPages = 256;
+  const buf = Buffer.allocUnsafe(chunkPages * PAGE_SIZE);
+  let hash = 0;
+  for (const e of extents) {
+    for (let done = 0; done < e.count; done += chunkPages) {
+      const want = Math.min(chunkPages, e.count - done) * PAGE_SIZE;
+      const got = pager.file.readSync(buf, 0, want, (e.start + done) * PAGE_SIZE);
+      if (got < want) return `page ${e.start + done + Math.floor(got / PAGE_SIZE)} is missing (file too short)`;
+      hash = crc32(buf.subarray(0, want), hash);
+    }
+  }
+  return hash === expect ? null : 'pages of the commit do not match its hash (torn or missing write)';
+}

@@ -1,0 +1,163 @@
+// Free space as extents. Pages freed by commit T wait in `pending` until no open snapshot and
+// neither on-disk meta can reach them (T <= threshold), then join `free` and may be reused.
+import { BODY_SIZE, HEADER_SIZE, PAGE_SIZE, PageType } from './layout';
+import { sealPage } from './checksum';
+import type { Extent } from './meta';
+
+const ENTRY_BYTES = 16; // start u48, count u32, freeing txid u48 (0: reusable now)
+export const ENTRIES_PER_PAGE = Math.floor(BODY_SIZE / ENTRY_BYTES);
+
+export class Freelist {
+  constructor(
+    /** Reusable now; sorted by start, coalesced. */
+    public free: Extent[] = [],
+    /** Freed by commit txid; not reusable yet. */
+    public pending: Map<number, Extent[]> = new Map(),
+    /** High-water mark: the next page past the end of the allocated area. */
+    public pageCount = 2,
+  ) {}
+
+  clone(): Freelist {
+    const pending = new Map<number, Extent[]>();
+    for (const [t, list] of this.pending) pending.set(t, list.slice());
+    return new Freelist(this.free.slice(), pending, this.pageCount);
+  }
+
+  freeCount(): number {
+    return sumCount(this.free);
+  }
+
+  pendingCount(): number {
+    let n = 0;
+    for (const list of this.pending.values()) n += sumCount(list);
+    return n;
+  }
+
+  /** Records pages freed by the commit `txid`. */
+  retire(txid: number, start: number, count: number): void {
+    if (count <= 0) return;
+    let list = this.pending.get(txid);
+    if (!list) this.pending.set(txid, (list = []));
+    list.push({ start, count });
+  }
+
+  /** Makes pending pages freed at or before `threshold` reusable. */
+  release(threshold: number): void {
+    const add: Extent[] = [];
+    for (const [t, list] of this.pending) {
+      if (t <= threshold) {
+        add.push(...list);
+        this.pending.delete(t);
+      }
+    }
+    if (add.length > 0) this.free = coalesce(this.free.concat(add));
+  }
+
+  /** A contiguous run of `count` pages: best fit among free extents, else past the end. */
+  allocateRun(count: number): number {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const c = this.free[i].count;
+      if (c >= count && (best < 0 || c < this.free[best].count)) {
+        best = i;
+        if (c === count) break;
+      }
+    }
+    if (best < 0) {
+      const start = this.pageCount;
+      this.pageCount += count;
+      return start;
+    }
+    const e = this.free[best];
+    const start = e.start;
+    if (e.count === count) this.free.splice(best, 1);
+    else this.free[best] = { start: e.start + count, count: e.count - count };
+    return start;
+  }
+
+  /** `count` pages, contiguous where the free space allows, as few extents as possible. */
+  allocateMany(count: number): Extent[] {
+    const out: Extent[] = [];
+    let left = count;
+    while (left > 0) {
+      let largest = -1;
+      for (let i = 0; i < this.free.length; i++) {
+        if (largest < 0 || this.free[i].count > this.free[largest].count) largest = i;
+      }
+      if (largest < 0 || this.free[largest].count >= left) {
+        out.push({ start: this.allocateRun(left), count: left });
+        break;
+      }
+      const e = this.free.splice(largest, 1)[0];
+      out.push(e);
+      left -= e.count;
+    }
+    return out;
+  }
+
+  entryCount(): number {
+    let n = this.free.length;
+    for (const list of this.pending.values()) n += list.length;
+    return n;
+  }
+
+  /** Serializes into `pages` sealed pages starting at page `first`. */
+  encode(first: number, pages: number, txid: number): Buffer[] {
+    const entries: [number, number, number][] = this.free.map((e) => [e.start, e.count, 0]);
+    for (const [t, list] of this.pending) for (const e of list) entries.push([e.start, e.count, t]);
+    if (entries.length > pages * ENTRIES_PER_PAGE) throw new Error('freelist does not fit its pages');
+    const out: Buffer[] = [];
+    for (let p = 0; p < pages; p++) {
+      const page = Buffer.alloc(PAGE_SIZE);
+      const chunk = entries.slice(p * ENTRIES_PER_PAGE, (p + 1) * ENTRIES_PER_PAGE);
+      let off = HEADER_SIZE;
+      for (const [start, count, t] of chunk) {
+        page.writeUIntLE(start, off, 6);
+        page.writeUInt32LE(count, off + 6);
+        page.writeUIntLE(t, off + 10, 6);
+        off += ENTRY_BYTES;
+      }
+      sealPage(page, PageType.Freelist, chunk.length, first + p, txid);
+      out.push(page);
+    }
+    return out;
+  }
+
+  /** Adds the entries of one verified freelist page. */
+  decodePage(page: Buffer, count: number): void {
+    let off = HEADER_SIZE;
+    for (let i = 0; i < count; i++) {
+      const start = page.readUIntLE(off, 6);
+      const n = page.readUInt32LE(off + 6);
+      const t = page.readUIntLE(off + 10, 6);
+      if (t === 0) this.free.push({ start, count: n });
+      else this.retire(t, start, n);
+      off += ENTRY_BYTES;
+    }
+  }
+
+  finishDecode(): void {
+    this.free = coalesce(this.free);
+  }
+}
+
+export function pagesForEntries(entries: number): number {
+  return Math.max(1, Math.ceil(entries / ENTRIES_PER_PAGE));
+}
+
+function sumCount(list: Extent[]): number {
+  let n = 0;
+  for (const e of list) n += e.count;
+  return n;
+}
+
+export function coalesce(list: Extent[]): Extent[] {
+  const sorted = list.slice().sort((a, b) => a.start - b.start);
+  const out: Extent[] = [];
+  for (const e of sorted) {
+    const last = out[out.length - 1];
+    if (last && last.start + last.count === e.start) last.count += e.count;
+    else out.push({ start: e.start, count: e.count });
+  }
+  return out;
+}

@@ -1,0 +1,36 @@
+// On-disk layout constants. 4 KiB pages: the page size of the x86 MMU, of ext4 blocks and of the
+// kernel page cache, so one page is one atomic-ish unit for the OS and one I/O for the device;
+// LMDB and bbolt use the same. Offsets are little-endian.
+export const PAGE_SIZE = 4096;
+
+// Page header (24 bytes), on every page but overflow pages:
+//   0 crc32 of bytes 4..PAGE_SIZE   4 type u8   5 flags u8   6 cell count u16
+//   8 page id u48 (catches misdirected writes)   14 reserved   16 txid u48 of the commit that wrote it
+export const HEADER_SIZE = 24;
+export const BODY_SIZE = PAGE_SIZE - HEADER_SIZE;
+
+export const enum PageType {
+  Meta = 1,
+  Branch = 2,
+  Leaf = 3,
+  Freelist = 4,
+}
+
+// A cell no larger than half a page body guarantees that any node splits into pages that each hold
+// at least one cell, and that a leaf always holds two; larger values move to overflow runs.
+export const MAX_CELL = Math.floor(BODY_SIZE / 2);
+
+// Leaf cell: keyLen u16, kind u8, then inline: valLen u16, key, value
+//                                       overflow: first page u48, length u48, crc32 u32, key
+export const LEAF_INLINE_OVERHEAD = 5;
+export const LEAF_OVERFLOW_CELL = 19;
+// Branch cell: keyLen u16, child page u48, key
+export const BRANCH_OVERHEAD = 8;
+
+export const META_PAGES = 2;
+export const MAGIC = Buffer.from('LBKVDB01', 'latin1');
+export const FORMAT_VERSION = 1;
+
+export function pagesFor(bytes: number): number {
+  return Math.ceil(bytes / PAGE_SIZE);
+}

@@ -1,0 +1,96 @@
+// Meta pages: the two roots of trust. Commit N writes slot N % 2, so the other slot always holds
+// the previous durable commit to fall back on.
+import { FORMAT_VERSION, MAGIC, PAGE_SIZE, PageType } from './layout';
+import { checkPage, sealPage } from './checksum';
+
+export interface Extent {
+  start: number;
+  count: number;
+}
+
+export interface Meta {
+  txid: number;
+  root: number; // 0: empty tree
+  freelistPage: number; // 0: no freelist pages
+  freelistPages: number;
+  pageCount: number; // high-water mark: pages [0, pageCount) are in use or free
+  keyCount: number;
+  /** One-sync commits list the pages they wrote and a crc32 chained over their contents, so open can
+   *  tell a complete commit from a torn one. Empty for two-sync commits (synced before the meta). */
+  commitExtents: Extent[];
+  commitHash: number;
+}
+
+const O_MAGIC = 24;
+const O_VERSION = 32;
+const O_PAGESIZE = 36;
+const O_ROOT = 40;
+const O_FREE_PAGE = 48;
+const O_FREE_PAGES = 56;
+const O_FLAGS = 60;
+const O_PAGECOUNT = 64;
+const O_KEYS = 72;
+const O_HASH = 80;
+const O_NEXTENTS = 84;
+const O_EXTENTS = 88;
+const EXTENT_BYTES = 10;
+export const MAX_COMMIT_EXTENTS = Math.floor((PAGE_SIZE - O_EXTENTS) / EXTENT_BYTES);
+
+const FLAG_VERIFY = 1;
+
+export function encodeMeta(m: Meta): Buffer {
+  if (m.commitExtents.length > MAX_COMMIT_EXTENTS) throw new Error('too many commit extents for a meta page');
+  const page = Buffer.alloc(PAGE_SIZE);
+  MAGIC.copy(page, O_MAGIC);
+  page.writeUInt32LE(FORMAT_VERSION, O_VERSION);
+  page.writeUInt32LE(PAGE_SIZE, O_PAGESIZE);
+  page.writeUIntLE(m.root, O_ROOT, 6);
+  page.writeUIntLE(m.freelistPage, O_FREE_PAGE, 6);
+  page.writeUInt32LE(m.freelistPages, O_FREE_PAGES);
+  page.writeUInt32LE(m.commitExtents.length > 0 ? FLAG_VERIFY : 0, O_FLAGS);
+  page.writeUIntLE(m.pageCount, O_PAGECOUNT, 6);
+  page.writeUIntLE(m.keyCount, O_KEYS, 6);
+  page.writeUInt32LE(m.commitHash >>> 0, O_HASH);
+  page.writeUInt32LE(m.commitExtents.length, O_NEXTENTS);
+  let off = O_EXTENTS;
+  for (const e of m.commitExtents) {
+    page.writeUIntLE(e.start, off, 6);
+    page.writeUInt32LE(e.count, off + 6);
+    off += EXTENT_BYTES;
+  }
+  sealPage(page, PageType.Meta, 0, m.txid % 2, m.txid);
+  return page;
+}
+
+/** Decodes slot `slot`; returns a reason string when it is not a valid meta page. */
+export function decodeMeta(page: Buffer, slot: number): Meta | string {
+  const h = checkPage(page, slot);
+  if (typeof h === 'string') return h;
+  if (h.type !== PageType.Meta) return `not a meta page (type ${h.type})`;
+  if (!page.subarray(O_MAGIC, O_MAGIC + MAGIC.length).equals(MAGIC)) return 'bad magic: not an lbkv data file';
+  const version = page.readUInt32LE(O_VERSION);
+  if (version !== FORMAT_VERSION) return `format version ${version}, this build reads ${FORMAT_VERSION}`;
+  const pageSize = page.readUInt32LE(O_PAGESIZE);
+  if (pageSize !== PAGE_SIZE) return `page size ${pageSize}, this build uses ${PAGE_SIZE}`;
+  if (h.txid % 2 !== slot) return `txid ${h.txid} does not belong in slot ${slot}`;
+  const n = page.readUInt32LE(O_NEXTENTS);
+  if (n > MAX_COMMIT_EXTENTS) return `${n} commit extents`;
+  const verify = (page.readUInt32LE(O_FLAGS) & FLAG_VERIFY) !== 0;
+  const commitExtents: Extent[] = [];
+  let off = O_EXTENTS;
+  for (let i = 0; i < n; i++) {
+    commitExtents.push({ start: page.readUIntLE(off, 6), count: page.readUInt32LE(off + 6) });
+    off += EXTENT_BYTES;
+  }
+  if (verify !== commitExtents.length > 0) return 'commit extent flag and list disagree';
+  return {
+    txid: h.txid,
+    root: page.readUIntLE(O_ROOT, 6),
+    freelistPage: page.readUIntLE(O_FREE_PAGE, 6),
+    freelistPages: page.readUInt32LE(O_FREE_PAGES),
+    pageCount: page.readUIntLE(O_PAGECOUNT, 6),
+    keyCount: page.readUIntLE(O_KEYS, 6),
+    commitExtents,
+    commitHash: page.readUInt32LE(O_HASH),
+  };
+}

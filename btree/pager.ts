@@ -1,0 +1,72 @@
+// Reads pages and overflow values from the data file through the cache, verifying every byte
+// against its checksum before it is used.
+import type { FileHandle } from './file-io';
+import { PAGE_SIZE, PageType } from './layout';
+import { checkPage, corruption, crc32 } from './checksum';
+import { decodeNode, Node, OverflowRef } from './node';
+import { PageCache } from './cache';
+import { ioError } from './errors';
+
+// Below this an overflow value is read inline on the event loop; above it, on the thread pool so a
+// 64 MiB read does not stall every other client.
+const ASYNC_READ_BYTES = 256 * 1024;
+
+export class Pager {
+  constructor(
+    public file: FileHandle,
+    readonly path: string,
+    readonly cache: PageCache,
+  ) {}
+
+  /** Raw page bytes, unverified. */
+  readRaw(id: number): Buffer {
+    const page = Buffer.allocUnsafe(PAGE_SIZE);
+    let n: number;
+    try {
+      n = this.file.readSync(page, 0, PAGE_SIZE, id * PAGE_SIZE);
+    } catch (err) {
+      throw ioError(`${this.path}: reading page ${id}`, err);
+    }
+    return n === PAGE_SIZE ? page : page.subarray(0, n);
+  }
+
+  /** A verified page of the expected kind. */
+  readChecked(id: number, expect: PageType[]): { page: Buffer; count: number; type: PageType } {
+    const page = this.readRaw(id);
+    const h = checkPage(page, id);
+    if (typeof h === 'string') throw corruption(this.path, id, h);
+    if (!expect.includes(h.type)) throw corruption(this.path, id, `expected page type ${expect.join('/')}, found ${h.type}`);
+    return { page, count: h.count, type: h.type };
+  }
+
+  node(id: number): Node {
+    const cached = this.cache.get(id);
+    if (cached) return cached;
+    const { page, count, type } = this.readChecked(id, [PageType.Branch, PageType.Leaf]);
+    const node = decodeNode(page, type, count, id);
+    if (typeof node === 'string') throw corruption(this.path, id, node);
+    this.cache.set(id, node);
+    return node;
+  }
+
+  async overflow(ref: OverflowRef): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(ref.length);
+    const pos = ref.page * PAGE_SIZE;
+    let n = 0;
+    try {
+      while (n < ref.length) {
+        const got = ref.length - n > ASYNC_READ_BYTES
+          ? await this.file.read(buf, n, ref.length - n, pos + n)
+          : this.file.readSync(buf, n, ref.length - n, pos + n);
+        if (got === 0) break;
+        n += got;
+      }
+    } catch (err) {
+      throw ioError(`${this.path}: reading overflow run at page ${ref.page}`, err);
+    }
+    if (n < ref.length) throw corruption(this.path, ref.page, `overflow run of ${ref.length} bytes is cut short at ${n}`);
+    const sum = crc32(buf);
+    if (sum !== ref.crc) throw corruption(this.path, ref.page, `overflow value checksum mismatch (${ref.length} bytes)`);
+    return buf;
+  }
+}

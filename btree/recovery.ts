@@ -1,0 +1,87 @@
+// Open = read both meta pages, keep the newest one that is valid and whose commit verifies. No
+// replay and no scan: the work is bounded by one commit, whatever the number of keys.
+import * as nodePath from 'node:path';
+import type { FileHandle, FileSystem } from './file-io';
+import { META_PAGES, PAGE_SIZE, PageType } from './layout';
+import { decodeMeta, encodeMeta, Meta } from './meta';
+import { Freelist } from './freelist';
+import { Pager } from './pager';
+import { PageCache } from './cache';
+import { verifyCommit } from './commit';
+import { ioError, StoreError } from './errors';
+
+export interface Recovered {
+  file: FileHandle;
+  pager: Pager;
+  meta: Meta;
+  freelist: Freelist;
+  /** Raw bytes of both meta slots as found, to restore a slot after a failed commit. */
+  metaBytes: Buffer[];
+  fileBytes: number;
+  /** Why the newest meta was passed over, if it was. */
+  fellBack?: string;
+}
+
+const emptyMeta = (txid: number): Meta => ({
+  txid, root: 0, freelistPage: 0, freelistPages: 0, pageCount: META_PAGES, keyCount: 0, commitExtents: [], commitHash: 0,
+});
+
+/** Creates an empty store atomically: written and synced under a temporary name, then renamed. */
+export async function createFile(fs: FileSystem, path: string): Promise<void> {
+  const tmp = path + '.creating';
+  try {
+    const h = await fs.create(tmp);
+    await h.writev([encodeMeta(emptyMeta(0)), encodeMeta(emptyMeta(1))], 0);
+    await h.datasync();
+    await h.close();
+    await fs.rename(tmp, path);
+    await fs.syncDir(nodePath.dirname(nodePath.resolve(path)));
+  } catch (err) {
+    throw ioError(`${path}: creating the data file`, err);
+  }
+}
+
+export async function recover(fs: FileSystem, path: string, cache: PageCache): Promise<Recovered> {
+  let file: FileHandle;
+  try {
+    file = await fs.open(path);
+  } catch (err) {
+    throw ioError(`${path}: opening the data file`, err);
+  }
+  try {
+    const fileBytes = file.size();
+    const pager = new Pager(file, path, cache);
+    const metaBytes = [0, 1].map((slot) => pager.readRaw(slot));
+    const problems: string[] = [];
+    const candidates: Meta[] = [];
+    metaBytes.forEach((bytes, slot) => {
+      const m = decodeMeta(bytes, slot);
+      if (typeof m === 'string') problems.push(`meta page ${slot} (offset ${slot * PAGE_SIZE}): ${m}`);
+      else candidates.push(m);
+    });
+    candidates.sort((a, b) => b.txid - a.txid);
+    let chosen: Meta | undefined;
+    for (const m of candidates) {
+      const bad = m.commitExtents.length > 0 ? verifyCommit(pager, m.commitExtents, m.commitHash) : null;
+      if (bad === null) {
+        chosen = m;
+        break;
+      }
+      problems.push(`meta page ${m.txid % 2} (txid ${m.txid}): ${bad}`);
+    }
+    if (!chosen) {
+      throw new StoreError('CORRUPTION', `${path}: no valid meta page, refusing to open (the file was not modified): ${problems.join('; ')}`);
+    }
+    const freelist = new Freelist([], new Map(), chosen.pageCount);
+    for (let i = 0; i < chosen.freelistPages; i++) {
+      const { page, count } = pager.readChecked(chosen.freelistPage + i, [PageType.Freelist]);
+      freelist.decodePage(page, count);
+    }
+    freelist.finishDecode();
+    const fellBack = problems.length > 0 && candidates[0] !== chosen ? problems.join('; ') : undefined;
+    return { file, pager, meta: chosen, freelist, metaBytes, fileBytes, fellBack };
+  } catch (err) {
+    await file.close().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,108 @@
+// B+tree search and copy-on-write mutation. A write transaction clones the path from the root to
+// the leaf it changes; untouched subtrees stay shared with every snapshot.
+import { childIndex, isInline, lowerBound, Node, LeafValue, OverflowRef, splitNode } from './node';
+import type { Pager } from './pager';
+
+/** The value cell for `key` under the root page `root`, or undefined. */
+export function lookup(pager: Pager, root: number, key: Buffer): Buffer | OverflowRef | undefined {
+  if (root === 0) return undefined;
+  let node = pager.node(root);
+  while (!node.leaf) node = pager.node(node.children[childIndex(node, key)] as number);
+  const i = lowerBound(node.keys, key);
+  if (i < node.keys.length && node.keys[i].equals(key)) return node.vals[i] as Buffer | OverflowRef;
+  return undefined;
+}
+
+export interface Retired {
+  /** Tree pages replaced by copies in this transaction. */
+  pages: number[];
+  /** Overflow runs of overwritten values. */
+  runs: OverflowRef[];
+}
+
+export class WriteTree {
+  root: Node | null;
+  addedKeys = 0;
+  readonly retired: Retired = { pages: [], runs: [] };
+
+  constructor(private readonly pager: Pager, rootPage: number) {
+    this.root = rootPage === 0 ? null : this.pager.node(rootPage);
+  }
+
+  private writable(node: Node): Node {
+    if (node.dirty) return node;
+    this.retired.pages.push(node.pageId);
+    return node.cloneForWrite();
+  }
+
+  put(key: Buffer, value: LeafValue): void {
+    if (!this.root) {
+      this.root = new Node(true, [key], [value], []);
+      this.addedKeys++;
+      return;
+    }
+    let node = (this.root = this.writable(this.root));
+    while (!node.leaf) {
+      const i = childIndex(node, key);
+      const c = node.children[i];
+      const child = this.writable(typeof c === 'number' ? this.pager.node(c) : c);
+      node.children[i] = child;
+      node = child;
+    }
+    const i = lowerBound(node.keys, key);
+    if (i < node.keys.length && node.keys[i].equals(key)) {
+      const old = node.vals[i];
+      if (!isInline(old) && !('pending' in old)) this.retired.runs.push(old);
+      node.vals[i] = value;
+    } else {
+      node.keys.splice(i, 0, key);
+      node.vals.splice(i, 0, value);
+      this.addedKeys++;
+    }
+  }
+
+  /** Splits oversized dirty nodes bottom-up; returns the (possibly new) root and every dirty node in
+   *  child-before-parent order, ready for page assignment. */
+  spill(): { root: Node | null; dirty: Node[] } {
+    const dirty: Node[] = [];
+    if (!this.root) return { root: null, dirty };
+    if (!this.root.dirty) return { root: this.root, dirty };
+    let pieces = spillNode(this.root, dirty);
+    while (pieces.length > 1) {
+      const parent = new Node(false, pieces.map((p) => p.keys[0]), [], pieces);
+      pieces = splitNode(parent);
+      dirty.push(...pieces);
+    }
+    this.root = pieces[0];
+    return { root: this.root, dirty };
+  }
+}
+
+function spillNode(node: Node, dirty: Node[]): Node[] {
+  if (!node.leaf) {
+    const keys: Buffer[] = [];
+    const children: (number | Node)[] = [];
+    for (let i = 0; i < node.children.length; i++) {
+      const c = node.children[i];
+      if (typeof c === 'number' || !c.dirty) {
+        keys.push(node.keys[i]);
+        children.push(c);
+        continue;
+      }
+      const parts = spillNode(c, dirty);
+      // The first piece keeps the separator the parent already had: keys below it may have been
+      // inserted into this child, and searches treat each separator as a lower bound.
+      keys.push(node.keys[i]);
+      children.push(parts[0]);
+      for (let j = 1; j < parts.length; j++) {
+        keys.push(parts[j].keys[0]);
+        children.push(parts[j]);
+      }
+    }
+    node.keys = keys;
+    node.children = children;
+  }
+  const pieces = splitNode(node);
+  dirty.push(...pieces);
+  return pieces;
+}
