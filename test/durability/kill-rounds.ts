@@ -1,0 +1,210 @@
+// kill -9 under load, shared by the short test (test/durability/kill9.test.ts) and the torture runner.
+//
+// Every round on one data directory: start lbserver, run C concurrent clients writing self-describing
+// values of mixed sizes over K keys, SIGKILL the server at a random moment, restart it and check:
+//   - every acknowledged set is there, with its value or a later one that was sent (lost = 0),
+//   - no value is torn, belongs to another key, or was never sent,
+//   - GetPrefix over all keys agrees with Get, key for key and byte for byte.
+// Each key is written by one client, one request at a time, with increasing versions, so the set of
+// values a key may hold after the crash is exactly {last acknowledged} ∪ {sent after it}.
+import { KvClient, isServiceError, statusName } from '../../lib/client';
+import { startServer, type ServerHandle } from '../support/server';
+import { decodeValue, encodeValue, mib, nowMs, pickSize, Rng, sleep } from './support';
+
+export interface KillRoundsOptions {
+  rounds: number;
+  dataDir: string;
+  seed: number;
+  clients?: number;
+  keys?: number;
+  /** Writers per client (each with its own key, so at most one request per key at a time). */
+  inflightPerClient?: number;
+  maxValueBytes?: number;
+  /** Load time before the kill, uniform in [min, max] ms. */
+  loadMs?: [number, number];
+  serverArgs?: string[];
+  /** Key prefix (several workloads can share a store). */
+  prefix?: string;
+  log?: (line: string) => void;
+  /** Called after the kill and before the restart (the loop-device test copies its image here). */
+  afterKill?: (round: number) => Promise<{ dataDir: string } | void>;
+  /** Time budget: stop starting new rounds after this many ms. */
+  budgetMs?: number;
+}
+
+export interface KillRoundsResult {
+  rounds: number;
+  sent: number;
+  acked: number;
+  /** Sent but not acknowledged before the kill, yet present after the restart (allowed). */
+  unackedSurvived: number;
+  lost: number;
+  torn: number;
+  wrongKey: number;
+  phantom: number;
+  prefixMismatch: number;
+  unexpectedErrors: number;
+  bytesAcked: number;
+  maxRestartMs: number;
+  violations: string[];
+}
+
+interface KeyState {
+  key: Buffer;
+  owner: number;
+  /** Version that was acknowledged last (0: none yet; the key may be absent). */
+  acked: number;
+  /** Versions the key may legitimately hold now, with their sizes (version 0 = absent). */
+  possible: Map<number, number>;
+  next: number;
+  busy: boolean;
+}
+
+function fmtErr(e: unknown): string {
+  return isServiceError(e) ? `${statusName(e.code)}: ${e.details}` : String((e as Error)?.message ?? e);
+}
+
+export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsResult> {
+  const log = o.log ?? ((l: string) => console.log(l));
+  const rng = new Rng(o.seed);
+  const C = o.clients ?? 8;
+  const K = o.keys ?? 300;
+  const P = o.inflightPerClient ?? 3;
+  const maxValue = o.maxValueBytes ?? 4 * 1024 * 1024;
+  const [loadMin, loadMax] = o.loadMs ?? [300, 2000];
+  const prefix = o.prefix ?? 'k9/';
+  const started = nowMs();
+  const res: KillRoundsResult = {
+    rounds: 0, sent: 0, acked: 0, unackedSurvived: 0, lost: 0, torn: 0, wrongKey: 0, phantom: 0,
+    prefixMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, violations: [],
+  };
+  const violation = (s: string) => { if (res.violations.length < 50) res.violations.push(s); };
+
+  const keys: KeyState[] = [];
+  for (let i = 0; i < K; i++) {
+    keys.push({ key: Buffer.from(`${prefix}${String(i).padStart(5, '0')}`), owner: i % C, acked: 0,
+      possible: new Map([[0, -1]]), next: 1, busy: false });
+  }
+  const byKey = new Map(keys.map((k) => [k.key.toString('latin1'), k]));
+  let dataDir = o.dataDir;
+
+  let server: ServerHandle | undefined;
+  const start = async () => {
+    const t0 = nowMs();
+    server = await startServer({ dataDir, args: o.serverArgs ?? [] });
+    return nowMs() - t0;
+  };
+
+  try {
+    await start();
+    for (let round = 1; round <= o.rounds; round++) {
+      if (o.budgetMs !== undefined && nowMs() - started > o.budgetMs) { log(`  time budget reached after ${round - 1} rounds`); break; }
+      const srv = server!;
+      // --- load ---
+      let killed = false;
+      const clients = Array.from({ length: C }, () => new KvClient(srv.address));
+      const roundStats = { sent: 0, acked: 0 };
+      const worker = async (c: number) => {
+        const cl = clients[c];
+        const mine = keys.filter((k) => k.owner === c);
+        while (!killed) {
+          const free = mine.filter((k) => !k.busy);
+          if (free.length === 0) { await sleep(1); continue; }
+          const ks = rng.pick(free);
+          ks.busy = true;
+          const version = ks.next++;
+          const size = pickSize(rng, maxValue);
+          const value = encodeValue(ks.key, version, c, size);
+          ks.possible.set(version, value.length);
+          roundStats.sent++;
+          try {
+            await cl.set(ks.key, value);
+            // Sequential per key: this is the newest acknowledged version; older ones are overwritten.
+            ks.acked = version;
+            for (const v of ks.possible.keys()) if (v < version) ks.possible.delete(v);
+            roundStats.acked++;
+            res.bytesAcked += value.length;
+          } catch (e) {
+            if (!killed) { res.unexpectedErrors++; violation(`round ${round}: set ${ks.key} v${version} failed before the kill: ${fmtErr(e)}`); }
+            ks.busy = false;
+            if (killed) return;
+            continue;
+          }
+          ks.busy = false;
+        }
+      };
+      const workers: Promise<void>[] = [];
+      for (let c = 0; c < C; c++) for (let p = 0; p < P; p++) workers.push(worker(c));
+      const loadMs = rng.int(loadMin, loadMax);
+      await sleep(loadMs);
+      killed = true;
+      await srv.kill9();
+      await Promise.all(workers);
+      for (const cl of clients) cl.close();
+      res.sent += roundStats.sent;
+      res.acked += roundStats.acked;
+      const moved = o.afterKill ? await o.afterKill(round) : undefined;
+      if (moved) dataDir = moved.dataDir;
+
+      // --- restart and verify ---
+      const restartMs = await start();
+      res.maxRestartMs = Math.max(res.maxRestartMs, restartMs);
+      const v = new KvClient(server!.address);
+      try {
+        let lostNow = 0, survived = 0;
+        const seen = new Map<string, Buffer | undefined>();
+        for (const ks of keys) {
+          let val: Buffer | undefined;
+          try { val = await v.get(ks.key); } catch (e) { violation(`round ${round}: get ${ks.key} failed: ${fmtErr(e)}`); res.unexpectedErrors++; continue; }
+          seen.set(ks.key.toString('latin1'), val);
+          let version = 0;
+          if (val !== undefined) {
+            try {
+              const d = decodeValue(val);
+              if (!d.key.equals(ks.key)) { res.wrongKey++; violation(`round ${round}: ${ks.key} holds a value of key ${d.key}`); continue; }
+              if (d.writer !== ks.owner) { res.wrongKey++; violation(`round ${round}: ${ks.key} holds a value by writer ${d.writer}, owner is ${ks.owner}`); continue; }
+              version = d.version;
+            } catch (e) { res.torn++; violation(`round ${round}: ${ks.key} torn value (${val.length} bytes): ${(e as Error).message}`); continue; }
+          }
+          const size = ks.possible.get(version);
+          if (version < ks.acked) {
+            res.lost++; lostNow++;
+            violation(`round ${round}: LOST ${ks.key}: acknowledged v${ks.acked}, found ${val === undefined ? 'nothing' : 'v' + version}`);
+          } else if (size === undefined || (version > 0 && size !== val!.length)) {
+            res.phantom++;
+            violation(`round ${round}: ${ks.key} holds v${version} (${val?.length} bytes), never sent with that size (acked v${ks.acked})`);
+          } else {
+            if (version > ks.acked) survived++;
+            // The found value is now the baseline; unacknowledged later versions are gone for good.
+            ks.acked = version;
+            ks.possible = new Map([[version, size]]);
+          }
+        }
+        res.unackedSurvived += survived;
+        // GetPrefix must agree with Get, and hold nothing else under the prefix.
+        const inPrefix = new Set<string>();
+        let prev: Buffer | undefined;
+        for await (const e of v.getPrefix(prefix)) {
+          const ks = e.key.toString('latin1');
+          if (prev && Buffer.compare(prev, e.key) >= 0) { res.prefixMismatch++; violation(`round ${round}: GetPrefix out of order at ${ks}`); }
+          prev = e.key;
+          inPrefix.add(ks);
+          if (!byKey.has(ks)) { res.prefixMismatch++; violation(`round ${round}: GetPrefix returned unknown key ${ks}`); continue; }
+          const g = seen.get(ks);
+          if (!g || !g.equals(e.value)) { res.prefixMismatch++; violation(`round ${round}: GetPrefix value of ${ks} differs from Get (${e.value.length} vs ${g?.length} bytes)`); }
+        }
+        for (const [ks, g] of seen) {
+          if (g !== undefined && !inPrefix.has(ks)) { res.prefixMismatch++; violation(`round ${round}: Get finds ${ks}, GetPrefix does not`); }
+        }
+        res.rounds = round;
+        log(`  round ${round}: load ${loadMs} ms, sent ${roundStats.sent}, acked ${roundStats.acked}, unacked-but-present ${survived}, lost ${lostNow}, restart ${restartMs.toFixed(0)} ms`);
+      } finally {
+        v.close();
+      }
+    }
+  } finally {
+    await server?.stop('SIGTERM');
+  }
+  log(`  total: ${res.rounds} rounds, ${res.acked} acknowledged sets (${mib(res.bytesAcked)}), ${res.sent} sent, lost ${res.lost}, torn ${res.torn}, wrong key ${res.wrongKey}, never-sent ${res.phantom}, prefix mismatches ${res.prefixMismatch}, unexpected errors ${res.unexpectedErrors}, max restart ${res.maxRestartMs.toFixed(0)} ms`);
+  return res;
+}
