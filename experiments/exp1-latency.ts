@@ -1,0 +1,161 @@
+// Experiment 1: latency vs value size. One client (one worker process), values of 512 B .. 4 MiB, keys
+// uniform from a preloaded set; read-only and 50/50 read/write; end-to-end mean, p50, p99 per size;
+// the same against the floor server (in-memory Map over the same gRPC proto) and one fdatasync.
+//
+//   node dist/experiments/exp1-latency.js [--full] [--sizes 512,4k,512k,1m,4m] [--help]
+import { Command } from 'commander';
+import * as path from 'node:path';
+import { fmtBytes, KiB, log, makeDataDir, MiB, parseList, renderPlot, resultDir, rmrf, writeDat, type LatencySummary } from './lib/common';
+import { measureFsync } from './fsync-floor';
+import { plain, runLoad } from './lib/load';
+import { writeSummary } from './lib/report';
+import { startServer, type ServerKind } from './lib/servers';
+
+export interface Exp1Options {
+  full?: boolean;
+  sizes?: number[];
+  targets?: ServerKind[];
+  durationMs?: number;
+  maxOps?: number;
+  out?: string;
+  cacheMB?: number;
+  syncMode?: 'one' | 'two';
+}
+
+interface Row {
+  target: ServerKind;
+  workload: 'read-only' | 'mixed-50-50';
+  valueBytes: number;
+  keys: number;
+  ops: number;
+  errors: number;
+  notFound: number;
+  throughput: number;
+  all: LatencySummary;
+  read: LatencySummary;
+  write: LatencySummary;
+}
+
+/** Keys preloaded per size: enough to be "a set", bounded to ~64 MiB (full: ~256 MiB) of values. */
+function keysFor(size: number, full: boolean): number {
+  const budget = (full ? 256 : 64) * MiB;
+  return Math.max(16, Math.min(full ? 10_000 : 1000, Math.floor(budget / size)));
+}
+
+export async function runExp1(o: Exp1Options = {}): Promise<string> {
+  const full = o.full ?? false;
+  const sizes = o.sizes ?? [512, 4 * KiB, 512 * KiB, MiB, 4 * MiB];
+  const targets = o.targets ?? ['floor', 'lbkv'];
+  const durationMs = o.durationMs ?? (full ? 20_000 : 3_000);
+  const maxOps = o.maxOps ?? (full ? 50_000 : 3_000);
+  const dir = resultDir('exp1-latency', o.out);
+  log(`exp1: sizes ${sizes.map(fmtBytes).join(', ')}; targets ${targets.join(', ')}; <= ${maxOps} ops or ${durationMs} ms per point`);
+
+  const fsync = await measureFsync(undefined, full ? 1000 : 200);
+  log(`exp1: fdatasync of 4 KiB p50 ${fsync.p50Us} us, mean ${fsync.meanUs} us`);
+
+  const rows: Row[] = [];
+  for (const target of targets) {
+    const dataDir = target === 'lbkv' ? makeDataDir('exp1') : undefined;
+    const server = await startServer({ kind: target, dataDir, cacheMB: o.cacheMB, syncMode: o.syncMode });
+    try {
+      for (const size of sizes) {
+        const keys = keysFor(size, full);
+        const prefix = `e1/${size}/`;
+        const pre = await runLoad({
+          address: server.address, clients: Math.min(32, keys), processes: size >= 512 * KiB ? 1 : 2, op: 'load', keyPrefix: prefix,
+          valueBytes: size, loadCount: keys, label: `${target} preload ${fmtBytes(size)}`, hardTimeoutMs: 10 * 60_000,
+        });
+        if (pre.errors) throw new Error(`preload failed: ${pre.firstError}`);
+        for (const workload of ['read-only', 'mixed-50-50'] as const) {
+          const r = await runLoad({
+            address: server.address, clients: 1, processes: 1, op: workload === 'read-only' ? 'get' : 'mixed', readFraction: 0.5,
+            keyPrefix: prefix, valueBytes: size, keyCount: keys, durationMs, maxOps, warmupOps: size >= MiB ? 5 : 200,
+            verify: true, label: `${target} ${workload} ${fmtBytes(size)}`, hardTimeoutMs: durationMs + 120_000,
+          });
+          const p = plain(r);
+          rows.push({ target, workload, valueBytes: size, keys, ops: p.ops, errors: p.errors, notFound: p.notFound, throughput: p.throughput, all: p.all, read: p.read, write: p.write });
+          log(`exp1: ${target} ${workload} ${fmtBytes(size)}: ${p.ops} ops, mean ${p.all.meanUs} us, p50 ${p.all.p50Us} us, p99 ${p.all.p99Us} us${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}`);
+        }
+      }
+    } finally {
+      await server.stop('SIGTERM');
+      if (dataDir) rmrf(dataDir);
+    }
+  }
+
+  const get = (t: ServerKind, w: Row['workload'], s: number) => rows.find((r) => r.target === t && r.workload === w && r.valueBytes === s);
+  const ms = (x?: number) => (x === undefined ? NaN : x / 1000);
+  const datRows = sizes.map((s) => {
+    const cols: number[] = [s];
+    for (const t of ['lbkv', 'floor'] as const) for (const w of ['read-only', 'mixed-50-50'] as const) {
+      const r = get(t, w, s);
+      cols.push(ms(r?.all.meanUs), ms(r?.all.p50Us), ms(r?.all.p99Us));
+    }
+    for (const t of ['lbkv', 'floor'] as const) {
+      const r = get(t, 'mixed-50-50', s);
+      cols.push(ms(r?.read.p50Us), ms(r?.write.p50Us));
+    }
+    cols.push(fsync.p50Us / 1000);
+    return cols.map((x) => (Number.isNaN(x) ? '?' : x)) as (number | string)[];
+  });
+  const header = ['value_bytes',
+    'lbkv_ro_mean_ms', 'lbkv_ro_p50_ms', 'lbkv_ro_p99_ms', 'lbkv_rw_mean_ms', 'lbkv_rw_p50_ms', 'lbkv_rw_p99_ms',
+    'floor_ro_mean_ms', 'floor_ro_p50_ms', 'floor_ro_p99_ms', 'floor_rw_mean_ms', 'floor_rw_p50_ms', 'floor_rw_p99_ms',
+    'lbkv_rw_get_p50_ms', 'lbkv_rw_set_p50_ms', 'floor_rw_get_p50_ms', 'floor_rw_set_p50_ms', 'fdatasync_4k_p50_ms'];
+  writeDat(path.join(dir, 'exp1-latency.dat'), header, 'Experiment 1: end-to-end latency (ms) vs value size, one client; ro = read-only, rw = 50/50', datRows);
+  const plot = renderPlot(dir, 'exp1-latency', `
+set datafile missing '?'
+set logscale xy
+set grid xtics ytics mxtics mytics lc rgb '#dddddd'
+set xlabel 'value size (bytes)'
+set ylabel 'latency (ms)'
+set xtics ('512B' 512, '4K' 4096, '32K' 32768, '512K' 524288, '1M' 1048576, '4M' 4194304)
+set xrange [256:8388608]
+set key top left font ',8' box opaque
+set multiplot layout 1,2 title 'Experiment 1: latency vs value size (one client, 127.0.0.1; lbkv solid, floor = bare gRPC + Map dashed)'
+set title 'read-only'
+plot 'exp1-latency.dat' u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv mean', \\
+     '' u 1:3 w lp lw 2 pt 5 lc rgb '#2ca02c' t 'lbkv p50', \\
+     '' u 1:4 w lp lw 2 pt 9 lc rgb '#d62728' t 'lbkv p99', \\
+     '' u 1:8 w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor mean', \\
+     '' u 1:9 w lp dt 2 pt 4 lc rgb '#2ca02c' t 'floor p50', \\
+     '' u 1:10 w lp dt 2 pt 8 lc rgb '#d62728' t 'floor p99', \\
+     '' u 1:18 w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'
+set title '50 % get / 50 % set'
+plot 'exp1-latency.dat' u 1:5 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv mean', \\
+     '' u 1:6 w lp lw 2 pt 5 lc rgb '#2ca02c' t 'lbkv p50', \\
+     '' u 1:7 w lp lw 2 pt 9 lc rgb '#d62728' t 'lbkv p99', \\
+     '' u 1:15 w lp lw 1 pt 2 lc rgb '#9467bd' t 'lbkv set p50', \\
+     '' u 1:11 w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor mean', \\
+     '' u 1:12 w lp dt 2 pt 4 lc rgb '#2ca02c' t 'floor p50', \\
+     '' u 1:13 w lp dt 2 pt 8 lc rgb '#d62728' t 'floor p99', \\
+     '' u 1:18 w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'
+unset multiplot`);
+  if (plot.error) log(`exp1: plot: ${plot.error}`);
+  const json = writeSummary(dir, 'exp1-latency', { full, sizes, targets, durationMs, maxOps, clients: 1, keyBytes: 32, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
+    rows, { fdatasync4k: fsync, plot: plot.png ? 'exp1-latency.png' : null });
+  log(`exp1: wrote ${path.relative(process.cwd(), json)}`);
+  return json;
+}
+
+if (require.main === module) {
+  const opts = new Command()
+    .name('exp1-latency')
+    .description('Experiment 1: latency vs value size (one client; read-only and 50/50), with the gRPC and fdatasync floors')
+    .option('--full', 'full configuration (longer runs, bigger key sets)', false)
+    .option('--sizes <list>', 'value sizes, e.g. 512,4k,512k,1m,4m')
+    .option('--targets <list>', 'servers to measure: floor,lbkv', 'floor,lbkv')
+    .option('--duration-ms <n>', 'time bound per point')
+    .option('--max-ops <n>', 'operation bound per point')
+    .option('--cache-mb <n>', 'lbserver --cache-mb')
+    .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
+    .option('--out <dir>', 'result directory (default experiments/results/exp1-latency)')
+    .parse()
+    .opts<{ full: boolean; sizes?: string; targets: string; durationMs?: string; maxOps?: string; cacheMb?: string; syncMode?: 'one' | 'two'; out?: string }>();
+  runExp1({
+    full: opts.full, sizes: opts.sizes ? parseList(opts.sizes) : undefined, targets: opts.targets.split(',') as ServerKind[],
+    durationMs: opts.durationMs ? Number(opts.durationMs) : undefined, maxOps: opts.maxOps ? Number(opts.maxOps) : undefined,
+    cacheMB: opts.cacheMb ? Number(opts.cacheMb) : undefined, syncMode: opts.syncMode, out: opts.out,
+  }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+}

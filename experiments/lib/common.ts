@@ -1,0 +1,268 @@
+// Shared pieces of the experiment runner: machine description, git commit, histograms, keys,
+// result files and gnuplot rendering. Nothing here talks to the server.
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as hdr from 'hdr-histogram-js';
+import { randomBytes } from 'node:crypto';
+
+/** Repository root (dist/experiments/lib/common.js -> ../../..). */
+export const ROOT = path.resolve(__dirname, '..', '..', '..');
+export const RESULTS = path.join(ROOT, 'experiments', 'results');
+
+export const KiB = 1024;
+export const MiB = 1024 * 1024;
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Histograms (microseconds, 3 significant digits, up to 10 minutes).
+
+export type Hist = hdr.Histogram;
+
+export function newHist(): Hist {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3, autoResize: true });
+}
+
+export function encodeHist(h: Hist): string {
+  return hdr.encodeIntoCompressedBase64(h);
+}
+
+export function decodeHist(s: string): Hist {
+  return hdr.decodeFromCompressedBase64(s);
+}
+
+export interface LatencySummary {
+  count: number;
+  meanUs: number;
+  p50Us: number;
+  p90Us: number;
+  p99Us: number;
+  p999Us: number;
+  maxUs: number;
+  minUs: number;
+}
+
+export function summarize(h: Hist): LatencySummary {
+  const n = h.totalCount;
+  const r = (x: number) => Math.round(x * 10) / 10;
+  return {
+    count: n,
+    meanUs: n ? r(h.mean) : 0,
+    p50Us: n ? h.getValueAtPercentile(50) : 0,
+    p90Us: n ? h.getValueAtPercentile(90) : 0,
+    p99Us: n ? h.getValueAtPercentile(99) : 0,
+    p999Us: n ? h.getValueAtPercentile(99.9) : 0,
+    maxUs: n ? h.maxValue : 0,
+    minUs: n ? h.minNonZeroValue : 0,
+  };
+}
+
+/** Elapsed microseconds since `t0` (from process.hrtime.bigint()). */
+export function usSince(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1000;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and values.
+
+/** Deterministic, lexicographically ordered key: prefix + zero-padded index, padded to `bytes`. */
+export function keyFor(prefix: string, i: number, bytes: number): Buffer {
+  const base = prefix + i.toString().padStart(10, '0');
+  const b = Buffer.alloc(Math.max(bytes, base.length), '.');
+  b.write(base, 0, 'latin1');
+  return b;
+}
+
+/** Random value bytes (incompressible; the store does not compress, but be honest anyway). */
+export function randomValue(bytes: number): Buffer {
+  return randomBytes(bytes);
+}
+
+/** Small seeded PRNG (xorshift32) so runs are repeatable. */
+export function rng(seed: number): () => number {
+  let x = (seed >>> 0) || 0x9e3779b9;
+  return () => {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    return x / 0x100000000;
+  };
+}
+
+export function fmtBytes(n: number): string {
+  if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
+  if (n >= KiB && n % KiB === 0) return `${n / KiB} KiB`;
+  return `${n} B`;
+}
+
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?$/.exec(s.trim());
+  if (!m) throw new Error(`bad size ${s}`);
+  const n = Number(m[1]);
+  const u = (m[2] ?? '').toLowerCase()[0];
+  return Math.round(n * (u === 'k' ? KiB : u === 'm' ? MiB : u === 'g' ? 1024 * MiB : 1));
+}
+
+export function parseList(s: string): number[] {
+  return s.split(',').filter(Boolean).map((x) => parseSize(x));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine and commit.
+
+function tryRead(p: string): string | undefined {
+  try { return fs.readFileSync(p, 'utf8').trim(); } catch { return undefined; }
+}
+
+function tryExec(cmd: string, args: string[]): string | undefined {
+  try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return undefined; }
+}
+
+export interface DiskInfo {
+  path: string;
+  device?: string;
+  fsType?: string;
+  mountOptions?: string;
+  rotational?: boolean;
+  model?: string;
+  sizeBytes?: number;
+  freeBytes?: number;
+}
+
+export function diskInfo(dir: string): DiskInfo {
+  const abs = path.resolve(dir);
+  const info: DiskInfo = { path: abs };
+  const mounts = (tryRead('/proc/mounts') ?? '').split('\n').map((l) => l.split(' '));
+  let best: string[] | undefined;
+  for (const m of mounts) {
+    if (m.length < 4) continue;
+    if ((abs === m[1] || abs.startsWith(m[1].endsWith('/') ? m[1] : m[1] + '/')) && (!best || m[1].length > best[1].length)) best = m;
+  }
+  if (best) {
+    info.device = best[0]; info.fsType = best[2]; info.mountOptions = best[3];
+    const name = path.basename(best[0]);
+    // /dev/vda1 -> vda, /dev/nvme0n1p1 -> nvme0n1; a whole disk keeps its name.
+    const base = fs.existsSync(`/sys/block/${name}`) ? name : name.replace(/p?\d+$/, '');
+    const rot = tryRead(`/sys/block/${base}/queue/rotational`);
+    if (rot !== undefined) info.rotational = rot === '1';
+    info.model = tryRead(`/sys/block/${base}/device/model`) ?? tryRead(`/sys/block/${base}/device/vendor`);
+    const sz = tryRead(`/sys/block/${base}/size`);
+    if (sz) info.sizeBytes = Number(sz) * 512;
+  }
+  try {
+    const st = fs.statfsSync(abs);
+    info.freeBytes = st.bavail * st.bsize;
+  } catch { /* ignore */ }
+  return info;
+}
+
+export interface MachineInfo {
+  cpuModel: string;
+  cores: number;
+  memBytes: number;
+  os: string;
+  kernel: string;
+  node: string;
+  virtualization?: string;
+  disk: DiskInfo;
+  note: string;
+}
+
+export function machineInfo(dataDir: string): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memBytes: os.totalmem(),
+    os: `${os.type()} ${os.platform()} ${os.arch()}`,
+    kernel: os.release(),
+    node: process.version,
+    virtualization: tryExec('systemd-detect-virt', []),
+    disk: diskInfo(dataDir),
+    note: 'server, client worker processes and the other engineers\' processes share these cores',
+  };
+}
+
+export interface GitInfo { commit: string; dirty: boolean; branch?: string }
+
+export function gitInfo(): GitInfo {
+  const commit = tryExec('git', ['-C', ROOT, 'rev-parse', 'HEAD']) ?? 'unknown';
+  const status = tryExec('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no', '--', 'btree', 'lib', 'bin', 'experiments', 'protos']) ?? '';
+  const branch = tryExec('git', ['-C', ROOT, 'rev-parse', '--abbrev-ref', 'HEAD']);
+  return { commit, dirty: status.length > 0, branch };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page cache.
+
+/** Writes back dirty pages and drops the OS page cache if permitted. Returns whether it was dropped. */
+export function dropCaches(): boolean {
+  spawnSync('sync');
+  try {
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Result files.
+
+export function resultDir(exp: string, outDir?: string): string {
+  const d = outDir ? path.resolve(outDir) : path.join(RESULTS, exp);
+  fs.mkdirSync(d, { recursive: true });
+  return d;
+}
+
+export function writeJson(file: string, obj: unknown): void {
+  fs.writeFileSync(file, JSON.stringify(obj, null, 2) + '\n');
+}
+
+export function dataDirRoot(): string {
+  return process.env.LBKV_EXP_DATA ?? os.tmpdir();
+}
+
+export function makeDataDir(tag: string): string {
+  return fs.mkdtempSync(path.join(dataDirRoot(), `lbkv-${tag}-`));
+}
+
+export function rmrf(p: string): void {
+  fs.rmSync(p, { recursive: true, force: true });
+}
+
+/** Writes a gnuplot data table: a comment header then whitespace-separated rows. */
+export function writeDat(file: string, header: string[], comment: string, rows: (number | string)[][]): void {
+  const lines = [`# ${comment}`, `# ${header.join('\t')}`];
+  for (const r of rows) lines.push(r.map((x) => (typeof x === 'number' ? (Number.isInteger(x) ? String(x) : x.toFixed(3)) : x)).join('\t'));
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+}
+
+export function hasGnuplot(): boolean {
+  return spawnSync('gnuplot', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Picks the best available terminal: pngcairo, else png. */
+export function gnuplotTerminal(): string {
+  const r = spawnSync('gnuplot', ['-e', 'set terminal'], { encoding: 'utf8' });
+  const txt = (r.stdout ?? '') + (r.stderr ?? '');
+  return /pngcairo/.test(txt) ? "pngcairo size 1000,650 enhanced font 'Sans,10'" : 'png size 1000,650';
+}
+
+/** Writes `<name>.gp` in `dir` (with `set output '<name>.png'`) and renders it in `dir`. */
+export function renderPlot(dir: string, name: string, body: string): { gp: string; png?: string; error?: string } {
+  const gp = path.join(dir, `${name}.gp`);
+  const term = hasGnuplot() ? gnuplotTerminal() : "pngcairo size 1000,650 enhanced font 'Sans,10'";
+  const script = `# Rendered by experiments/ (run: cd ${path.relative(ROOT, dir)} && gnuplot ${name}.gp)\nset terminal ${term}\nset output '${name}.png'\n${body}\n`;
+  fs.writeFileSync(gp, script);
+  if (!hasGnuplot()) return { gp, error: 'gnuplot not installed (make gnuplot)' };
+  const r = spawnSync('gnuplot', [`${name}.gp`], { cwd: dir, encoding: 'utf8' });
+  if (r.status !== 0) return { gp, error: r.stderr };
+  return { gp, png: path.join(dir, `${name}.png`) };
+}
+
+export function log(...args: unknown[]): void {
+  process.stderr.write(args.map(String).join(' ') + '\n');
+}

@@ -1,0 +1,167 @@
+// Client load in separate processes: forks experiments/worker.js processes, splits the clients (and for
+// a load, the key range) between them, starts them together, shows a progress bar, merges their HDR
+// histograms.
+import { fork, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { SingleBar, Presets } from 'cli-progress';
+import { decodeHist, newHist, summarize, type Hist, type LatencySummary } from './common';
+import type { ParentMsg, WorkerMsg, WorkOp, WorkResult, WorkSpec } from '../worker';
+
+const WORKER_JS = path.join(__dirname, '..', 'worker.js');
+
+export interface LoadSpec {
+  address: string;
+  /** Total concurrent clients. */
+  clients: number;
+  /** Worker processes (default min(clients, 4)). */
+  processes?: number;
+  op: WorkOp;
+  readFraction?: number;
+  keyPrefix: string;
+  keyBytes?: number;
+  valueBytes: number;
+  keyCount?: number;
+  /** load: keys [0, loadCount) (or [loadFrom, loadFrom + loadCount)). */
+  loadCount?: number;
+  loadFrom?: number;
+  durationMs?: number;
+  /** Total recorded operations across all processes. */
+  maxOps?: number;
+  warmupOps?: number;
+  seed?: number;
+  ownChannel?: boolean;
+  verify?: boolean;
+  /** Progress bar label (no bar when undefined or stderr is not a TTY). */
+  label?: string;
+  /** Abort the run if it has not finished after this long. */
+  hardTimeoutMs?: number;
+}
+
+export interface LoadResult {
+  clients: number;
+  processes: number;
+  ops: number;
+  reads: number;
+  writes: number;
+  errors: number;
+  notFound: number;
+  firstError?: string;
+  elapsedMs: number;
+  throughput: number;
+  all: LatencySummary;
+  read: LatencySummary;
+  write: LatencySummary;
+  hist: { all: Hist; read: Hist; write: Hist };
+}
+
+const liveWorkers = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const w of liveWorkers) { try { if (w.pid) process.kill(w.pid, 'SIGKILL'); } catch { /* gone */ } }
+});
+
+export async function runLoad(s: LoadSpec): Promise<LoadResult> {
+  const procs = Math.max(1, Math.min(s.processes ?? Math.min(s.clients, 4), s.clients));
+  const loadFrom = s.loadFrom ?? 0;
+  const loadCount = s.loadCount ?? 0;
+  const specs: WorkSpec[] = [];
+  let clientsLeft = s.clients;
+  for (let p = 0; p < procs; p++) {
+    const c = Math.ceil(clientsLeft / (procs - p));
+    clientsLeft -= c;
+    const lo = loadFrom + Math.floor((loadCount * p) / procs);
+    const hi = loadFrom + Math.floor((loadCount * (p + 1)) / procs);
+    specs.push({
+      address: s.address,
+      clients: c,
+      op: s.op,
+      readFraction: s.readFraction ?? 0.5,
+      keyPrefix: s.keyPrefix,
+      keyBytes: s.keyBytes ?? 32,
+      valueBytes: s.valueBytes,
+      keyCount: s.keyCount ?? 1,
+      loadLo: lo,
+      loadHi: hi,
+      durationMs: s.durationMs ?? 0,
+      maxOps: s.maxOps ? Math.ceil(s.maxOps / procs) : s.op === 'load' ? 0 : 0,
+      warmupOps: s.warmupOps ?? 0,
+      seed: (s.seed ?? 1) * 101 + p,
+      ownChannel: s.ownChannel ?? true,
+      verify: s.verify ?? false,
+    });
+  }
+  const total = s.op === 'load' ? loadCount : s.maxOps ?? 0;
+  const useBar = Boolean(s.label) && process.stderr.isTTY;
+  const bar = useBar ? new SingleBar({ format: `${s.label} [{bar}] {percentage}% | {value}/{total} ops | {rate} ops/s | {eta_formatted}`, hideCursor: true, etaBuffer: 20 }, Presets.shades_classic) : undefined;
+  const workers = specs.map(() => fork(WORKER_JS, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  for (const w of workers) liveWorkers.add(w);
+  const progress = new Array<number>(workers.length).fill(0);
+  const startedAt = Date.now();
+  let goAt = 0;
+  const results = await new Promise<WorkResult[]>((resolve, reject) => {
+    const out: (WorkResult | undefined)[] = new Array(workers.length);
+    let ready = 0, done = 0;
+    const hard = setTimeout(() => reject(new Error(`load ${s.label ?? s.op} exceeded ${s.hardTimeoutMs} ms`)), s.hardTimeoutMs ?? 30 * 60_000);
+    const barTimer = setInterval(() => {
+      if (!bar || !goAt) return;
+      const v = progress.reduce((a, b) => a + b, 0);
+      const secs = (Date.now() - goAt) / 1000;
+      bar.update(total ? Math.min(v, total) : v, { rate: secs > 0 ? Math.round(v / secs) : 0 });
+    }, 250);
+    workers.forEach((w, i) => {
+      w.on('message', (m: WorkerMsg) => {
+        if (m.type === 'ready') {
+          if (++ready === workers.length) {
+            goAt = Date.now();
+            bar?.start(total || Math.max(1, Math.round((s.durationMs ?? 1000) / 1000)), 0, { rate: 0 });
+            for (const x of workers) x.send({ type: 'go' } satisfies ParentMsg);
+          }
+        } else if (m.type === 'progress') {
+          progress[i] = m.ops;
+        } else if (m.type === 'done') {
+          out[i] = m.result;
+          if (++done === workers.length) {
+            clearTimeout(hard); clearInterval(barTimer);
+            resolve(out as WorkResult[]);
+          }
+        } else if (m.type === 'fatal') {
+          clearTimeout(hard); clearInterval(barTimer);
+          reject(new Error(`worker ${i} failed: ${m.error}`));
+        }
+      });
+      w.on('exit', (code) => {
+        if (!out[i]) { clearTimeout(hard); clearInterval(barTimer); reject(new Error(`worker ${i} exited (${code}) before finishing`)); }
+      });
+      w.send({ type: 'spec', spec: specs[i] } satisfies ParentMsg);
+    });
+  }).finally(() => {
+    bar?.stop();
+    for (const w of workers) {
+      try { w.send({ type: 'exit' } satisfies ParentMsg); } catch { /* gone */ }
+      setTimeout(() => { try { if (w.exitCode === null && w.pid) process.kill(w.pid, 'SIGKILL'); } catch { /* gone */ } }, 2000).unref();
+      w.once('exit', () => liveWorkers.delete(w));
+    }
+  });
+  void startedAt;
+  const all = newHist(), read = newHist(), write = newHist();
+  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0, elapsedMs = 0;
+  let firstError: string | undefined;
+  for (const r of results) {
+    all.add(decodeHist(r.all)); read.add(decodeHist(r.read)); write.add(decodeHist(r.write));
+    ops += r.ops; reads += r.reads; writes += r.writes; errors += r.errors; notFound += r.notFound;
+    elapsedMs = Math.max(elapsedMs, r.elapsedMs);
+    firstError ??= r.firstError;
+  }
+  return {
+    clients: s.clients, processes: procs, ops, reads, writes, errors, notFound, firstError, elapsedMs,
+    throughput: elapsedMs > 0 ? ops / (elapsedMs / 1000) : 0,
+    all: summarize(all), read: summarize(read), write: summarize(write),
+    hist: { all, read, write },
+  };
+}
+
+/** Drops the histogram objects (for JSON). */
+export function plain(r: LoadResult): Omit<LoadResult, 'hist'> {
+  const { hist: _h, ...rest } = r;
+  void _h;
+  return rest;
+}

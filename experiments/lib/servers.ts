@@ -1,0 +1,140 @@
+// Starts the servers under test as child processes (lbserver or the floor server), on 127.0.0.1 and a
+// free port, and stops exactly the processes it started, by PID.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import * as path from 'node:path';
+import { ROOT } from './common';
+
+export type ServerKind = 'lbkv' | 'floor';
+
+export const LBSERVER_JS = path.join(ROOT, 'dist', 'bin', 'lbserver.js');
+export const FLOOR_JS = path.join(ROOT, 'dist', 'experiments', 'floor-server.js');
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) { try { if (c.pid) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+});
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    for (const c of live) { try { if (c.pid) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+    process.exit(130);
+  });
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface ServerOptions {
+  kind: ServerKind;
+  /** lbkv only. */
+  dataDir?: string;
+  cacheMB?: number;
+  syncMode?: 'one' | 'two';
+  port?: number;
+  extraArgs?: string[];
+  readyTimeoutMs?: number;
+  /** Wrap the command (e.g. clinic): argv prefix before `node script ...`; the node binary is replaced. */
+  wrap?: (script: string, args: string[]) => { cmd: string; args: string[] };
+}
+
+export interface RunningServer {
+  kind: ServerKind;
+  address: string;
+  port: number;
+  pid: number;
+  /** hrtime (ns) when spawn() was called. */
+  spawnedAt: bigint;
+  /** ms from spawn() to the ready line. */
+  readyMs: number;
+  stdout(): string;
+  stderr(): string;
+  /** SIGKILL and wait for exit. */
+  kill9(): Promise<void>;
+  /** Signal (default SIGTERM), wait, SIGKILL after timeoutMs. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+const READY = /(lbserver|floor-server) listening on (\S+)/;
+
+export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  const port = o.port ?? (await freePort());
+  const address = `127.0.0.1:${port}`;
+  let script: string;
+  let args: string[];
+  if (o.kind === 'floor') {
+    script = FLOOR_JS;
+    args = ['--listen', address];
+  } else {
+    if (!o.dataDir) throw new Error('lbkv server needs dataDir');
+    script = LBSERVER_JS;
+    args = ['--listen', address, '--data', o.dataDir];
+    if (o.cacheMB !== undefined) args.push('--cache-mb', String(o.cacheMB));
+    if (o.syncMode) args.push('--sync-mode', o.syncMode);
+  }
+  args.push(...(o.extraArgs ?? []));
+  const cmd = o.wrap ? o.wrap(script, args) : { cmd: process.execPath, args: [script, ...args] };
+  const spawnedAt = process.hrtime.bigint();
+  const child = spawn(cmd.cmd, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  live.add(child);
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (c: string) => { err = (err + c).slice(-20_000); });
+  const exited = new Promise<number | null>((res) => {
+    child.on('close', (code) => { live.delete(child); res(code); });
+    child.on('error', () => { live.delete(child); res(null); });
+  });
+  let exitCode: number | null | undefined;
+  void exited.then((c) => { exitCode = c; });
+  const readyMs = await new Promise<number>((resolve, reject) => {
+    const timeout = o.readyTimeoutMs ?? 120_000;
+    const timer = setTimeout(() => {
+      try { child.kill('SIGKILL'); } catch { /* gone */ }
+      reject(new Error(`${o.kind} server not ready in ${timeout} ms\nstdout: ${out}\nstderr: ${err}`));
+    }, timeout);
+    child.stdout!.on('data', (c: string) => {
+      const wasReady = READY.test(out);
+      out = (out + c).slice(-20_000);
+      if (!wasReady && READY.test(out)) {
+        clearTimeout(timer);
+        resolve(Number(process.hrtime.bigint() - spawnedAt) / 1e6);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${o.kind} server exited (${code}) before ready\nstdout: ${out}\nstderr: ${err}`));
+    });
+  });
+  const pid = child.pid!;
+  return {
+    kind: o.kind, address, port, pid, spawnedAt, readyMs,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    async kill9() {
+      if (exitCode !== undefined) return;
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      await exited;
+    },
+    async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000) {
+      if (exitCode !== undefined) return exitCode;
+      try { process.kill(pid, signal); } catch { /* gone */ }
+      const t = setTimeout(() => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }, timeoutMs);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}

@@ -1,0 +1,176 @@
+// Load worker: a separate Node process that drives the server through the typed client library
+// (lib/client.ts) with N closed-loop clients and reports HDR histograms back to the parent over IPC.
+// Started by experiments/lib/load.ts with child_process.fork; not meant to be run by hand.
+import { KvClient } from '../lib/client';
+import { encodeHist, keyFor, newHist, rng, usSince, type Hist } from './lib/common';
+
+export type WorkOp = 'get' | 'mixed' | 'set' | 'load';
+
+export interface WorkSpec {
+  address: string;
+  /** Concurrent closed-loop clients in this process. */
+  clients: number;
+  op: WorkOp;
+  /** mixed: probability that an operation is a get. */
+  readFraction: number;
+  keyPrefix: string;
+  keyBytes: number;
+  valueBytes: number;
+  /** get/mixed/set: keys are drawn uniformly from [0, keyCount). */
+  keyCount: number;
+  /** load: set keys [lo, hi) once each, shared by this process's clients. */
+  loadLo: number;
+  loadHi: number;
+  /** Stop after this long (0: no time bound besides maxOps). */
+  durationMs: number;
+  /** Stop after this many recorded operations in this process (0: no count bound). */
+  maxOps: number;
+  /** Unrecorded operations per client before 'ready'. */
+  warmupOps: number;
+  seed: number;
+  /** Each client its own channel (own TCP connection) instead of sharing one. */
+  ownChannel: boolean;
+  /** Check that gets find a value of valueBytes. */
+  verify: boolean;
+}
+
+export interface WorkResult {
+  ops: number;
+  reads: number;
+  writes: number;
+  errors: number;
+  notFound: number;
+  firstError?: string;
+  elapsedMs: number;
+  all: string;
+  read: string;
+  write: string;
+}
+
+export type ParentMsg = { type: 'spec'; spec: WorkSpec } | { type: 'go' } | { type: 'exit' };
+export type WorkerMsg =
+  | { type: 'ready' }
+  | { type: 'progress'; ops: number }
+  | { type: 'done'; result: WorkResult }
+  | { type: 'fatal'; error: string };
+
+function send(m: WorkerMsg): void {
+  process.send?.(m);
+}
+
+async function run(spec: WorkSpec, waitGo: Promise<void>): Promise<WorkResult> {
+  const channels: KvClient[] = [];
+  const clientFor = (i: number): KvClient => {
+    if (!spec.ownChannel && channels.length > 0) return channels[0];
+    const c = new KvClient(spec.address, { channelOptions: spec.ownChannel ? { 'grpc.use_local_subchannel_pool': 1, 'grpc.client_idle_timeout_ms': 3_600_000 } : {} });
+    channels.push(c);
+    void i;
+    return c;
+  };
+  const clients = Array.from({ length: spec.clients }, (_, i) => clientFor(i));
+  await Promise.all(channels.map((c) => c.waitForReady(30_000)));
+
+  const base = Buffer.alloc(spec.valueBytes);
+  const r0 = rng(spec.seed * 7919 + 1);
+  for (let i = 0; i < base.length; i++) base[i] = Math.floor(r0() * 256);
+  const valueFor = (i: number): Buffer => {
+    if (spec.valueBytes < 8 || spec.valueBytes > 64 * 1024) return base;
+    const v = Buffer.from(base);
+    v.writeDoubleLE(i, 0);
+    return v;
+  };
+
+  const all = newHist();
+  const read = newHist();
+  const write = newHist();
+  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0;
+  let firstError: string | undefined;
+  let nextLoad = spec.loadLo;
+  let stop = false;
+
+  const one = async (c: KvClient, r: () => number, record: boolean): Promise<boolean> => {
+    let isRead: boolean;
+    let idx: number;
+    if (spec.op === 'load') {
+      if (nextLoad >= spec.loadHi) return false;
+      idx = nextLoad++;
+      isRead = false;
+    } else {
+      idx = Math.floor(r() * spec.keyCount);
+      isRead = spec.op === 'get' || (spec.op === 'mixed' && r() < spec.readFraction);
+    }
+    const key = keyFor(spec.keyPrefix, idx, spec.keyBytes);
+    const value = isRead ? undefined : valueFor(idx);
+    const t0 = process.hrtime.bigint();
+    try {
+      if (isRead) {
+        const v = await c.get(key);
+        if (!v) notFound++;
+        else if (spec.verify && v.length !== spec.valueBytes) throw new Error(`value of ${v.length} bytes, expected ${spec.valueBytes}`);
+      } else {
+        await c.set(key, value!);
+      }
+    } catch (e) {
+      errors++;
+      firstError ??= String((e as Error)?.message ?? e);
+      if (errors > 100) stop = true;
+      return true;
+    }
+    if (record) {
+      const us = Math.max(1, Math.round(usSince(t0)));
+      all.recordValue(us);
+      (isRead ? read : write).recordValue(us);
+      ops++;
+      if (isRead) reads++; else writes++;
+    }
+    return true;
+  };
+
+  // Warm-up: connections, JIT, server caches. Not recorded.
+  await Promise.all(clients.map(async (c, i) => {
+    const r = rng(spec.seed * 1000 + i + 17);
+    if (spec.op === 'load') return;
+    for (let k = 0; k < spec.warmupOps; k++) await one(c, r, false);
+  }));
+  send({ type: 'ready' });
+  await waitGo;
+
+  const started = process.hrtime.bigint();
+  const deadline = spec.durationMs > 0 ? Date.now() + spec.durationMs : Infinity;
+  const progress = setInterval(() => send({ type: 'progress', ops }), 250);
+  await Promise.all(clients.map(async (c, i) => {
+    const r = rng(spec.seed * 1000 + i + 1);
+    while (!stop) {
+      if (Date.now() >= deadline) break;
+      if (spec.maxOps > 0 && ops >= spec.maxOps) break;
+      if (!(await one(c, r, true))) break;
+    }
+  }));
+  clearInterval(progress);
+  const elapsedMs = usSince(started) / 1000;
+  for (const c of channels) c.close();
+  return {
+    ops, reads, writes, errors, notFound, firstError, elapsedMs,
+    all: encodeHist(all), read: encodeHist(read), write: encodeHist(write),
+  };
+}
+
+if (require.main === module) {
+  let goResolve: () => void = () => {};
+  const goP = new Promise<void>((r) => { goResolve = r; });
+  process.on('message', (m: ParentMsg) => {
+    if (m.type === 'spec') {
+      run(m.spec, goP).then(
+        (result) => send({ type: 'done', result }),
+        (e) => send({ type: 'fatal', error: String((e as Error)?.stack ?? e) }),
+      );
+    } else if (m.type === 'go') {
+      goResolve();
+    } else if (m.type === 'exit') {
+      process.exit(0);
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+export type { Hist };
