@@ -1,0 +1,255 @@
+#!/usr/bin/env node
+// lbclient: command-line client for lbserver (uses the typed client library in lib/client.ts).
+// Exit codes: 0 ok, 1 key not found, 2 server unreachable/unavailable, 3 the server returned an
+// error, 4 usage or local error (bad flag, bad hex, unreadable file).
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { GrpcStatus, isServiceError, KvClient, statusName, type StatResponse } from '../lib/client';
+
+export const EXIT = { OK: 0, NOT_FOUND: 1, UNREACHABLE: 2, SERVER_ERROR: 3, USAGE: 4 } as const;
+
+class CliError extends Error {
+  constructor(message: string, readonly exitCode: number) { super(message); }
+}
+
+interface GlobalOpts {
+  server: string;
+  hex?: boolean;
+  timeoutMs?: string;
+}
+
+function parseKey(text: string, hex: boolean | undefined, what = 'key'): Buffer {
+  if (!hex) return Buffer.from(text, 'utf8');
+  const t = text.replace(/^0x/i, '');
+  if (t.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(t)) {
+    throw new CliError(`--hex: ${what} "${text}" is not an even-length hex string`, EXIT.USAGE);
+  }
+  return Buffer.from(t, 'hex');
+}
+
+/** Text rendering of bytes: printable UTF-8 as is, other bytes as \xNN (and \\, \t, \n, \r escaped). */
+export function escapeBytes(b: Buffer): string {
+  const s = b.toString('utf8');
+  let out = '';
+  if (Buffer.from(s, 'utf8').equals(b)) {
+    for (const ch of s) {
+      const c = ch.codePointAt(0)!;
+      if (ch === '\\') out += '\\\\';
+      else if (ch === '\n') out += '\\n';
+      else if (ch === '\t') out += '\\t';
+      else if (ch === '\r') out += '\\r';
+      else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
+      else out += ch;
+    }
+    return out;
+  }
+  for (const c of b) {
+    if (c === 0x5c) out += '\\\\';
+    else if (c >= 0x20 && c < 0x7f) out += String.fromCharCode(c);
+    else out += '\\x' + c.toString(16).padStart(2, '0');
+  }
+  return out;
+}
+
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function writeOut(data: string | Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.stdout.write(data)) resolve();
+    else process.stdout.once('drain', () => resolve());
+  });
+}
+
+function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = -1;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** StatResponse with the proto's field names (snake_case). */
+export function statToProtoNames(s: StatResponse): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(s)) out[k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase())] = v as number;
+  return out;
+}
+
+function humanStat(addr: string, s: StatResponse): string {
+  const rows: [string, string][] = [
+    ['server', addr],
+    ['start time', `${new Date(s.startTimeUnixMs).toISOString()} (start_time_unix_ms ${s.startTimeUnixMs})`],
+    ['startup_ms', String(s.startupMs)],
+    ['uptime', `${(s.uptimeMs / 1000).toFixed(1)} s`],
+    ['total_sets', String(s.totalSets)],
+    ['total_gets', String(s.totalGets)],
+    ['total_getprefixes', String(s.totalGetprefixes)],
+    ['failed_sets', String(s.failedSets)],
+    ['keys', String(s.keys)],
+    ['db_file_bytes', `${s.dbFileBytes} (${fmtBytes(s.dbFileBytes)})`],
+    ['page_count', String(s.pageCount)],
+    ['free_pages', String(s.freePages)],
+    ['last_txid', String(s.lastTxid)],
+    ['commits', String(s.commits)],
+    ['fsyncs', String(s.fsyncs)],
+    ['batch size', `mean ${s.meanBatchSize.toFixed(2)}, max ${s.maxBatchSize}`],
+    ['cache', `${s.cacheHits} hits, ${s.cacheMisses} misses` +
+      (s.cacheHits + s.cacheMisses > 0 ? ` (${((100 * s.cacheHits) / (s.cacheHits + s.cacheMisses)).toFixed(1)}% hits)` : '')],
+    ['open_snapshots', String(s.openSnapshots)],
+  ];
+  const w = Math.max(...rows.map((r) => r[0].length));
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
+}
+
+function grpcFailure(addr: string, e: unknown): CliError {
+  if (isServiceError(e)) {
+    if (e.code === GrpcStatus.UNAVAILABLE || e.code === GrpcStatus.DEADLINE_EXCEEDED) {
+      return new CliError(`cannot reach server at ${addr}: ${statusName(e.code)}: ${e.details}`, EXIT.UNREACHABLE);
+    }
+    return new CliError(`server error: ${statusName(e.code)}: ${e.details}`, EXIT.SERVER_ERROR);
+  }
+  if (e instanceof CliError) return e;
+  return new CliError(`error: ${(e as Error)?.message ?? String(e)}`, EXIT.USAGE);
+}
+
+function makeClient(g: GlobalOpts): KvClient {
+  let callTimeoutMs: number | undefined;
+  if (g.timeoutMs !== undefined) {
+    callTimeoutMs = Number(g.timeoutMs);
+    if (!Number.isFinite(callTimeoutMs) || callTimeoutMs <= 0) throw new CliError(`--timeout-ms: "${g.timeoutMs}" is not a positive number`, EXIT.USAGE);
+  }
+  return new KvClient(g.server, { callTimeoutMs });
+}
+
+async function run(argv: string[]): Promise<number> {
+  let result = EXIT.OK as number;
+  const program = new Command()
+    .name('lbclient')
+    .description('Command-line client for lbkv (lbserver)')
+    .option('--server <addr>', 'server address host:port', '127.0.0.1:50051')
+    .option('--hex', 'KEY and PREFIX arguments are hex (and getprefix prints keys in hex)')
+    .option('--timeout-ms <n>', 'deadline for each call, ms (default: none)')
+    .addHelpText('after', `
+Exit codes: 0 ok, 1 key not found (get), 2 server unreachable or unavailable,
+            3 the server returned an error, 4 usage or local error.
+
+Examples:
+  lbclient set greeting hello
+  lbclient set photo --file ./photo.jpg
+  echo -n hello | lbclient set greeting -
+  lbclient get greeting > value.bin
+  lbclient --hex set 00ff 'binary key'
+  lbclient getprefix user/ --limit 10
+  lbclient getprefix '' --keys-only
+  lbclient --server 127.0.0.1:50051 stat --json`)
+    .showHelpAfterError('(run lbclient --help for usage)')
+    .exitOverride();
+
+  const globals = () => program.opts<GlobalOpts>();
+
+  program.command('set')
+    .description('set KEY to VALUE (a string), to the contents of --file F, or to stdin when VALUE is "-"; returns once durable')
+    .argument('<key>', 'the key (hex with --hex)')
+    .argument('[value]', 'the value as a string, or "-" to read it from stdin')
+    .option('--file <path>', 'read the value from this file')
+    .exitOverride()
+    .action(async (keyArg: string, valueArg: string | undefined, o: { file?: string }) => {
+      const g = globals();
+      const key = parseKey(keyArg, g.hex);
+      let value: Buffer;
+      if (o.file !== undefined) {
+        if (valueArg !== undefined) throw new CliError('set: give either VALUE or --file, not both', EXIT.USAGE);
+        try { value = readFileSync(o.file); } catch (e) { throw new CliError(`set: cannot read ${o.file}: ${(e as Error).message}`, EXIT.USAGE); }
+      } else if (valueArg === '-') {
+        value = await readStdin();
+      } else if (valueArg !== undefined) {
+        value = Buffer.from(valueArg, 'utf8');
+      } else {
+        throw new CliError('set: missing VALUE (give VALUE, --file F, or - for stdin)', EXIT.USAGE);
+      }
+      const c = makeClient(g);
+      try { await c.set(key, value); } catch (e) { throw grpcFailure(g.server, e); } finally { c.close(); }
+    });
+
+  program.command('get')
+    .description('print the raw value of KEY to stdout (exit 1 if absent)')
+    .argument('<key>', 'the key (hex with --hex)')
+    .exitOverride()
+    .action(async (keyArg: string) => {
+      const g = globals();
+      const key = parseKey(keyArg, g.hex);
+      const c = makeClient(g);
+      let v: Buffer | undefined;
+      try { v = await c.get(key); } catch (e) { throw grpcFailure(g.server, e); } finally { c.close(); }
+      if (v === undefined) {
+        process.stderr.write(`lbclient: key not found: ${g.hex ? key.toString('hex') : escapeBytes(key)}\n`);
+        result = EXIT.NOT_FOUND;
+        return;
+      }
+      await writeOut(v);
+    });
+
+  program.command('getprefix')
+    .description('list entries whose key starts with PREFIX ("" for all), in ascending bytewise key order, one "KEY<TAB>VALUE" line each (non-printable bytes as \\xNN)')
+    .argument('<prefix>', 'the prefix (hex with --hex); "" lists every key')
+    .option('--limit <n>', 'at most N entries (0: no limit)', '0')
+    .option('--keys-only', 'print only the keys')
+    .exitOverride()
+    .action(async (prefixArg: string, o: { limit: string; keysOnly?: boolean }) => {
+      const g = globals();
+      const prefix = parseKey(prefixArg, g.hex, 'prefix');
+      if (!/^\d+$/.test(o.limit)) throw new CliError(`--limit: "${o.limit}" is not a whole number`, EXIT.USAGE);
+      const limit = Number(o.limit);
+      const c = makeClient(g);
+      try {
+        for await (const batch of c.getPrefixMessages(prefix, { limit })) {
+          let text = '';
+          for (const e of batch) {
+            const k = g.hex ? e.key.toString('hex') : escapeBytes(e.key);
+            text += o.keysOnly ? `${k}\n` : `${k}\t${escapeBytes(e.value)}\n`;
+          }
+          await writeOut(text);
+        }
+      } catch (e) {
+        throw grpcFailure(g.server, e);
+      } finally {
+        c.close();
+      }
+    });
+
+  program.command('stat')
+    .description('print server statistics (human readable, or --json)')
+    .option('--json', 'print JSON with the proto field names')
+    .exitOverride()
+    .action(async (o: { json?: boolean }) => {
+      const g = globals();
+      const c = makeClient(g);
+      let s: StatResponse;
+      try { s = await c.stat(); } catch (e) { throw grpcFailure(g.server, e); } finally { c.close(); }
+      await writeOut(o.json ? JSON.stringify(statToProtoNames(s), null, 2) + '\n' : humanStat(g.server, s));
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help (explicit) is success; help shown because no command was given is a usage error.
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return EXIT.OK;
+      return EXIT.USAGE; // commander already printed the message
+    }
+    const ce = e instanceof CliError ? e : grpcFailure(globals().server, e);
+    process.stderr.write(`lbclient: ${ce.message}\n`);
+    return ce.exitCode;
+  }
+  return result;
+}
+
+run(process.argv).then(
+  (code) => { process.exitCode = code; },
+  (e) => { process.stderr.write(`lbclient: ${(e as Error)?.stack ?? e}\n`); process.exitCode = EXIT.USAGE; },
+);
