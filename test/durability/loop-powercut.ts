@@ -59,16 +59,18 @@ export async function runLoopPowerCuts(o: LoopPowerCutOptions): Promise<LoopPowe
         const next = path.join(work, `img${gen + 1}`);
         copyImage(old.image, next);
         copied += fs.statSync(next).size;
-        // Only now tear the old filesystem down (umount flushes it, but into the old image).
+        // Mount the copy on another loop device (ext4 replays its journal) while the old one is
+        // still attached; only then tear the old one down (its umount flushes into the old image).
+        gen++;
+        cur = LoopFs.attach(next, path.join(work, `mnt${gen}`));
+        log(`  cut ${gen}: image copied without sync, copy mounted on ${cur.dev} (was ${old.dev})`);
         old.close();
         rmrf(old.image);
         rmrf(old.mnt);
-        gen++;
-        cur = LoopFs.attach(next, path.join(work, `mnt${gen}`));
         return { dataDir: dataOf(cur) };
       },
     });
-    log(`  copied ${mib(copied)} of images without sync; last mounted on ${cur.dev}`);
+    log(`  copied ${gen} images (${mib(copied)} apparent size) without sync`);
     return { skipped: false, imageBytesCopied: copied, ...r };
   } finally {
     cur?.close();
