@@ -1,0 +1,108 @@
+// One demo client process (started by bin/demo.ts with fork): runs a mix of Set / Get / GetPrefix
+// against the server, checks every Get of its own keys returns the value it last set, reports progress
+// to the parent over IPC, and exits non-zero on any failure.
+import { KvClient } from '../lib/client';
+
+interface Args { server: string; id: number; ops: number; concurrency: number; keys: number }
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { server: '127.0.0.1:50051', id: 0, ops: 10_000, concurrency: 8, keys: 500 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const v = argv[i + 1] ?? '';
+    switch (argv[i]) {
+      case '--server': a.server = v; break;
+      case '--id': a.id = Number(v); break;
+      case '--ops': a.ops = Number(v); break;
+      case '--concurrency': a.concurrency = Number(v); break;
+      case '--keys': a.keys = Number(v); break;
+      default: throw new Error(`demo-client: unknown argument ${argv[i]}`);
+    }
+  }
+  return a;
+}
+
+/** A ~128-byte key: a readable head padded with a deterministic tail. */
+function makeKey(id: number, n: number): Buffer {
+  const head = `demo/client-${String(id).padStart(2, '0')}/key-${String(n).padStart(6, '0')}/`;
+  return Buffer.from(head.padEnd(128, 'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(4)), 'utf8');
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const client = new KvClient(a.server);
+  await client.waitForReady(10_000);
+  const last = new Map<number, string>(); // key index -> last value acknowledged
+  const inflight = new Set<number>(); // key indexes with a Set in flight (skip verifying those)
+  const counts = { sets: 0, gets: 0, getprefixes: 0, mismatches: 0 };
+  let next = 0;
+  let done = 0;
+  let seed = 0x9e3779b9 ^ (a.id * 7919);
+  const rand = () => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return (seed >>> 0) / 2 ** 32; };
+  const prefix = Buffer.from(`demo/client-${String(a.id).padStart(2, '0')}/`);
+
+  const report = () => process.send?.({ type: 'progress', id: a.id, done });
+
+  const one = async (opNo: number) => {
+    const r = rand();
+    const k = Math.floor(rand() * a.keys);
+    if (r < 0.5 || !last.has(k)) {
+      if (inflight.has(k)) { // keep at most one Set per key in flight so "last value" is well defined
+        await client.get(makeKey(a.id, k));
+        counts.gets++;
+        return;
+      }
+      const value = `v${a.id}.${opNo}.${'x'.repeat(Math.floor(rand() * 64))}`;
+      inflight.add(k);
+      try {
+        await client.set(makeKey(a.id, k), value);
+      } finally {
+        inflight.delete(k);
+      }
+      last.set(k, value);
+      counts.sets++;
+    } else if (r < 0.95) {
+      const before = last.get(k);
+      const racing = inflight.has(k);
+      const got = (await client.get(makeKey(a.id, k)))?.toString();
+      counts.gets++;
+      // A Set of this key may have started while the Get ran: either value is then correct.
+      const want = last.get(k);
+      if (!racing && got !== before && got !== want) {
+        counts.mismatches++;
+        process.stderr.write(`demo-client ${a.id}: key ${k}: got ${got?.toString()} want ${want}\n`);
+      }
+    } else {
+      let n = 0;
+      let prev: Buffer | undefined;
+      for await (const e of client.getPrefix(prefix, { limit: 20 })) {
+        if (!e.key.subarray(0, prefix.length).equals(prefix) || (prev && Buffer.compare(prev, e.key) >= 0)) {
+          counts.mismatches++;
+          process.stderr.write(`demo-client ${a.id}: getprefix returned a key out of order or outside the prefix\n`);
+        }
+        prev = e.key;
+        n++;
+      }
+      if (n > 20) counts.mismatches++;
+      counts.getprefixes++;
+    }
+  };
+
+  const worker = async () => {
+    while (next < a.ops) {
+      const opNo = next++;
+      await one(opNo);
+      done++;
+      if (done % 250 === 0) report();
+    }
+  };
+  await Promise.all(Array.from({ length: a.concurrency }, worker));
+  report();
+  client.close();
+  process.send?.({ type: 'done', id: a.id, ...counts });
+  if (counts.mismatches > 0) process.exitCode = 1;
+}
+
+main().catch((e) => {
+  process.stderr.write(`demo-client: ${(e as Error)?.stack ?? e}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,169 @@
+// `make demo`: start lbserver on a fresh temporary data directory and a free port on 127.0.0.1, run
+// 10 client processes doing 10,000 operations each (sets, gets, some getprefixes), print a progress
+// line while they run, print the server's Stat, then stop the server (SIGTERM) and remove the data.
+// Bounded in time; exits non-zero on any failure.
+import { SingleBar } from 'cli-progress';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { KvClient } from '../lib/client';
+
+const CLIENTS = Number(process.env.LBKV_DEMO_CLIENTS ?? 10);
+const OPS = Number(process.env.LBKV_DEMO_OPS ?? 10_000);
+const DEADLINE_MS = Number(process.env.LBKV_DEMO_TIMEOUT_MS ?? 300_000);
+
+const children = new Set<ChildProcess>();
+let dataDir: string | undefined;
+
+function cleanup(): void {
+  for (const c of children) { try { if (c.pid) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+  if (dataDir) { try { rmSync(dataDir, { recursive: true, force: true }); } catch { /* ignore */ } }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => res(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+function exitPromise(c: ChildProcess): Promise<number | null> {
+  return new Promise((res) => {
+    if (c.exitCode !== null || c.signalCode !== null) return res(c.exitCode);
+    c.on('exit', (code) => { children.delete(c); res(code); });
+  });
+}
+
+async function startServer(dir: string): Promise<{ proc: ChildProcess; address: string; line: string }> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    const proc = spawn(process.execPath, [resolve(__dirname, 'lbserver.js'), '--listen', address, '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(proc);
+    let out = '';
+    let err = '';
+    proc.stderr!.setEncoding('utf8').on('data', (c: string) => { err += c; });
+    const line = await new Promise<string | undefined>((res) => {
+      const t = setTimeout(() => res(undefined), 30_000);
+      proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
+        out += c;
+        const m = /^lbserver listening on .*$/m.exec(out);
+        if (m) { clearTimeout(t); res(m[0]); }
+      });
+      proc.on('exit', () => { clearTimeout(t); res(undefined); });
+    });
+    if (line) return { proc, address, line };
+    try { proc.kill('SIGKILL'); } catch { /* gone */ }
+    await exitPromise(proc);
+    if (attempt < 3 && /EADDRINUSE|in use/.test(err)) continue;
+    throw new Error(`lbserver did not start:\n${err}`);
+  }
+}
+
+interface DoneMsg { type: 'done'; id: number; sets: number; gets: number; getprefixes: number; mismatches: number }
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  dataDir = mkdtempSync(join(tmpdir(), 'lbkv-demo-'));
+  console.log(`demo: data directory ${dataDir}`);
+  const server = await startServer(dataDir);
+  console.log(server.line);
+  const serverExit = exitPromise(server.proc);
+
+  console.log(`demo: ${CLIENTS} client processes x ${OPS} operations (about 45% sets, 50% gets, 5% getprefixes; 128-byte keys)`);
+  const bar = new SingleBar({
+    format: 'demo: [{bar}] {percentage}% | {value}/{total} ops | {rate} ops/s | {elapsed}s',
+    noTTYOutput: true,
+    notTTYSchedule: 1000,
+    stream: process.stdout,
+    hideCursor: false,
+  });
+  const progress = new Array<number>(CLIENTS).fill(0);
+  const results: DoneMsg[] = [];
+  const t0 = Date.now();
+  bar.start(CLIENTS * OPS, 0, { rate: '0', elapsed: '0.0' });
+  const update = () => {
+    const sum = progress.reduce((x, y) => x + y, 0);
+    const secs = (Date.now() - t0) / 1000;
+    bar.update(sum, { rate: secs > 0 ? Math.round(sum / secs).toString() : '0', elapsed: secs.toFixed(1) });
+  };
+  const workers = Array.from({ length: CLIENTS }, (_, id) => {
+    const w = fork(resolve(__dirname, 'demo-client.js'), ['--server', server.address, '--id', String(id), '--ops', String(OPS)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.add(w);
+    w.on('message', (m: { type: string; id: number; done?: number }) => {
+      if (m.type === 'progress') { progress[m.id] = m.done ?? 0; update(); }
+      if (m.type === 'done') results.push(m as DoneMsg);
+    });
+    return exitPromise(w);
+  });
+  const ticker = setInterval(update, 500);
+  const codes = await Promise.all(workers);
+  clearInterval(ticker);
+  update();
+  bar.stop();
+  const runSecs = (Date.now() - t0) / 1000;
+  const failedWorkers = codes.filter((c) => c !== 0).length;
+
+  const client = new KvClient(server.address);
+  const s = await client.stat();
+  client.close();
+  const expect = results.reduce((a, r) => ({ sets: a.sets + r.sets, gets: a.gets + r.gets, getprefixes: a.getprefixes + r.getprefixes }), { sets: 0, gets: 0, getprefixes: 0 });
+  const totalOps = expect.sets + expect.gets + expect.getprefixes;
+  console.log(`demo: ${totalOps} operations in ${runSecs.toFixed(1)} s (${Math.round(totalOps / runSecs)} ops/s)`);
+  console.log('');
+  console.log(`server start time: ${new Date(s.startTimeUnixMs).toISOString()} (start_time_unix_ms ${s.startTimeUnixMs}, startup_ms ${s.startupMs}, uptime_ms ${s.uptimeMs})`);
+  console.log(`total_sets: ${s.totalSets}`);
+  console.log(`total_gets: ${s.totalGets}`);
+  console.log(`total_getprefixes: ${s.totalGetprefixes}`);
+  console.log(`failed_sets: ${s.failedSets}`);
+  console.log(`keys: ${s.keys}`);
+  console.log(`db_file_bytes: ${s.dbFileBytes}`);
+  console.log(`commits: ${s.commits}  fsyncs: ${s.fsyncs}  mean_batch_size: ${s.meanBatchSize.toFixed(2)}  max_batch_size: ${s.maxBatchSize}`);
+  console.log(`cache_hits: ${s.cacheHits}  cache_misses: ${s.cacheMisses}  page_count: ${s.pageCount}  free_pages: ${s.freePages}  last_txid: ${s.lastTxid}  open_snapshots: ${s.openSnapshots}`);
+  console.log('');
+
+  const problems: string[] = [];
+  if (failedWorkers > 0) problems.push(`${failedWorkers} client process(es) failed`);
+  if (results.length !== CLIENTS) problems.push(`${CLIENTS - results.length} client(s) did not report`);
+  const mismatches = results.reduce((a, r) => a + r.mismatches, 0);
+  if (mismatches > 0) problems.push(`${mismatches} wrong read(s)`);
+  if (s.totalSets !== expect.sets || s.totalGets !== expect.gets || s.totalGetprefixes !== expect.getprefixes) {
+    problems.push(`Stat counters (${s.totalSets}/${s.totalGets}/${s.totalGetprefixes}) differ from the clients' counts (${expect.sets}/${expect.gets}/${expect.getprefixes})`);
+  }
+
+  server.proc.kill('SIGTERM');
+  const killTimer = setTimeout(() => { try { server.proc.kill('SIGKILL'); } catch { /* gone */ } }, 15_000);
+  const code = await serverExit;
+  clearTimeout(killTimer);
+  console.log(`demo: server stopped (exit ${code})`);
+  if (code !== 0) problems.push(`lbserver exited with ${code} after SIGTERM`);
+  rmSync(dataDir, { recursive: true, force: true });
+  dataDir = undefined;
+  console.log(`demo: removed the data directory; total ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (problems.length) {
+    console.error(`demo: FAILED: ${problems.join('; ')}`);
+    process.exitCode = 1;
+  } else {
+    console.log('demo: OK');
+  }
+}
+
+const deadline = setTimeout(() => {
+  console.error(`demo: FAILED: did not finish within ${DEADLINE_MS} ms`);
+  cleanup();
+  process.exit(1);
+}, DEADLINE_MS);
+deadline.unref();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { cleanup(); process.exit(130); });
+
+main().catch((e) => {
+  console.error(`demo: FAILED: ${(e as Error)?.stack ?? e}`);
+  cleanup();
+  process.exitCode = 1;
+});
