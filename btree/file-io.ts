@@ -30,6 +30,8 @@ export interface FileSystem {
   syncDir(dir: string): Promise<void>;
 }
 
+const SYNC_WRITE_BYTES = 64 * 1024;
+
 class NodeFileHandle implements FileHandle {
   constructor(private readonly fd: number) {}
 
@@ -43,6 +45,15 @@ class NodeFileHandle implements FileHandle {
   }
 
   async writev(buffers: Buffer[], position: number): Promise<void> {
+    // A few pages land in the OS page cache in microseconds; a thread-pool round trip costs more
+    // than that, so small writes go straight through and only large ones use the pool.
+    let total = 0;
+    for (const b of buffers) total += b.length;
+    if (total <= SYNC_WRITE_BYTES) {
+      let done = 0;
+      while (done < total) done += fs.writevSync(this.fd, dropBytes(buffers, done), position + done);
+      return;
+    }
     let pos = position;
     let pending = buffers;
     // writev may write less than asked (signals, huge requests); loop until everything is written.

@@ -1,0 +1,203 @@
+// Engine behaviour on real files: snapshots, free-space reuse, overflow boundaries, limits, modes.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Store, StoreError } from '../../btree';
+import { tempDir } from '../support/tmp';
+
+const MiB = 1024 * 1024;
+const key = (i: number, tag = 'k') => Buffer.from(`${tag}${String(i).padStart(8, '0')}`);
+const fill = (n: number, seed: number) => {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (seed * 31 + i * 7) & 0xff;
+  return b;
+};
+const dbFile = (tag: string) => path.join(tempDir(tag), 'lbkv.db');
+
+test('a snapshot keeps seeing its commit while later commits land and pages are reused', async () => {
+  const store = await Store.open({ path: dbFile('snap') });
+  await store.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(i), value: fill(100, 1) })));
+  const old = store.snapshot();
+  for (let round = 2; round < 8; round++) {
+    await store.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(i), value: fill(5000, round) })));
+  }
+  assert.equal((await old.get(key(7)))!, fill(100, 1));
+  let n = 0;
+  for await (const e of old.range({})) {
+    assert.equal(e.value, fill(100, 1));
+    n++;
+  }
+  assert.is(n, 2000);
+  assert.is(old.keys, 2000);
+  assert.equal((await store.get(key(7)))!, fill(5000, 7));
+  old.release();
+  await store.close();
+});
+
+test('a snapshot pins its pages: nothing it reaches is reused until it is released', async () => {
+  const store = await Store.open({ path: dbFile('pin') });
+  await store.putMany(Array.from({ length: 500 }, (_, i) => ({ key: key(i), value: fill(4096, 0) })));
+  const snap = store.snapshot();
+  const before = store.stats().pageCount;
+  for (let r = 1; r <= 5; r++) await store.putMany(Array.from({ length: 500 }, (_, i) => ({ key: key(i), value: fill(4096, r) })));
+  const grownWhilePinned = store.stats().pageCount - before;
+  assert.ok(grownWhilePinned >= 5 * 500, `pinned pages must not be reused (grew ${grownWhilePinned} pages)`);
+  for (let i = 0; i < 500; i += 50) assert.equal((await snap.get(key(i)))!, fill(4096, 0));
+  snap.release();
+  const mid = store.stats().pageCount;
+  for (let r = 6; r <= 10; r++) await store.putMany(Array.from({ length: 500 }, (_, i) => ({ key: key(i), value: fill(4096, r) })));
+  assert.ok(store.stats().pageCount - mid < 500, 'after release, freed pages are reused');
+  await store.close();
+});
+
+test('sustained overwrites: file stops growing (10 rounds x 10,000 keys x 4 KiB <= 1.5x round 1)', async () => {
+  const file = dbFile('growth');
+  const store = await Store.open({ path: file });
+  let afterRound1 = 0;
+  for (let round = 1; round <= 10; round++) {
+    for (let i = 0; i < 10_000; i += 250) {
+      await store.putMany(Array.from({ length: 250 }, (_, j) => ({ key: key(i + j), value: fill(4096, round + j) })));
+    }
+    if (round === 1) afterRound1 = fs.statSync(file).size;
+  }
+  const final = fs.statSync(file).size;
+  const s = store.stats();
+  console.log(`  growth: round 1 ${(afterRound1 / MiB).toFixed(1)} MiB, round 10 ${(final / MiB).toFixed(1)} MiB (${(final / afterRound1).toFixed(2)}x), free ${s.freePages} pages`);
+  assert.ok(final <= afterRound1 * 1.5, `file grew from ${afterRound1} to ${final} bytes`);
+  assert.equal((await store.get(key(1234)))!, fill(4096, 10 + (1234 % 250)));
+  await store.close();
+});
+
+test('overflow boundaries: page size -1, =, +1, two pages, 4 MiB, 0 B all round-trip', async () => {
+  const file = dbFile('overflow');
+  const sizes = [0, 1, 2000, 4095, 4096, 4097, 8192, 8193, 4 * MiB];
+  let store = await Store.open({ path: file });
+  await store.putMany(sizes.map((n) => ({ key: key(n, 'v'), value: fill(n, n) })));
+  const before = store.stats().pageCount;
+  await store.put(key(1, 'exact'), fill(4096, 9));
+  // A 4096-byte value costs exactly one page plus the copied tree path and freelist pages.
+  const used = store.stats().pageCount - before;
+  assert.ok(used <= 4, `a 4096-byte value took ${used} new pages`);
+  await store.close();
+  store = await Store.open({ path: file });
+  for (const n of sizes) assert.equal((await store.get(key(n, 'v')))!, fill(n, n), `size ${n}`);
+  assert.equal((await store.get(key(1, 'exact')))!, fill(4096, 9));
+  await store.close();
+});
+
+test('a 4096-byte value costs one 4 KiB page: space amplification near 1', async () => {
+  const file = dbFile('space');
+  const store = await Store.open({ path: file });
+  for (let i = 0; i < 4000; i += 200) {
+    await store.putMany(Array.from({ length: 200 }, (_, j) => ({ key: key(i + j), value: fill(4096, j) })));
+  }
+  const s = store.stats();
+  const logical = 4000 * (4096 + 9);
+  const used = (s.pageCount - s.freePages) * 4096;
+  assert.ok(used / logical < 1.1, `used ${used} bytes for ${logical} logical (${(used / logical).toFixed(3)}x)`);
+  await store.close();
+});
+
+test('keys: arbitrary bytes ordered bytewise, 0xff prefixes, 1024-byte keys; limits enforced', async () => {
+  const store = await Store.open({ path: dbFile('keys'), maxValueBytes: 1000 });
+  const keys = [Buffer.from([0xff]), Buffer.from([0xff, 0xff]), Buffer.from([0xff, 0x00]), Buffer.from([0xfe, 0xff]), Buffer.from([0x00]), Buffer.alloc(1024, 0xff)];
+  await store.putMany(keys.map((k, i) => ({ key: k, value: Buffer.from([i]) })));
+  const snap = store.snapshot();
+  const got: Buffer[] = [];
+  for await (const e of snap.range({ prefix: Buffer.from([0xff]) })) got.push(e.key);
+  snap.release();
+  assert.equal(got.map((k) => k.toString('hex')), keys.filter((k) => k[0] === 0xff).sort(Buffer.compare).map((k) => k.toString('hex')));
+  const bad = async (p: Promise<unknown>, what: RegExp) => {
+    try {
+      await p;
+      assert.unreachable('should reject');
+    } catch (err) {
+      assert.instance(err, StoreError);
+      assert.is((err as StoreError).code, 'INVALID_ARGUMENT');
+      assert.match((err as Error).message, what);
+    }
+  };
+  await bad(store.put(Buffer.alloc(0), Buffer.alloc(1)), /key is 0 bytes; keys must be 1\.\.1024/);
+  await bad(store.put(Buffer.alloc(1025), Buffer.alloc(1)), /key is 1025 bytes/);
+  await bad(store.put(Buffer.from('a'), Buffer.alloc(1001)), /value is 1001 bytes; the limit is 1000/);
+  assert.is(store.stats().keys, keys.length, 'rejected puts change nothing');
+  await store.close();
+});
+
+test('range: start/end bounds, limit, keysOnly', async () => {
+  const store = await Store.open({ path: dbFile('range') });
+  await store.putMany(Array.from({ length: 3000 }, (_, i) => ({ key: key(i), value: fill(i % 7 === 0 ? 9000 : 10, i) })));
+  const snap = store.snapshot();
+  const collect = async (o: Parameters<typeof snap.range>[0]) => {
+    const out: string[] = [];
+    for await (const e of snap.range(o)) out.push(e.key.toString());
+    return out;
+  };
+  assert.equal(await collect({ start: key(100), end: key(105) }), [100, 101, 102, 103, 104].map((i) => key(i).toString()));
+  assert.is((await collect({ start: key(2990) })).length, 10);
+  assert.is((await collect({ limit: 17 })).length, 17);
+  assert.is((await collect({ prefix: Buffer.from('k000012') })).length, 100);
+  for await (const e of snap.range({ prefix: Buffer.from('k0000001'), keysOnly: true })) assert.is(e.value.length, 0);
+  snap.release();
+  await store.close();
+});
+
+test('two-sync mode commits and reopens like one-sync', async () => {
+  const file = dbFile('two');
+  let store = await Store.open({ path: file, syncMode: 'two' });
+  for (let i = 0; i < 50; i++) await store.put(key(i), fill(i * 100, i));
+  assert.ok(store.stats().fsyncs >= 100, 'two syncs per commit');
+  await store.close();
+  store = await Store.open({ path: file });
+  for (let i = 0; i < 50; i++) assert.equal((await store.get(key(i)))!, fill(i * 100, i));
+  await store.close();
+});
+
+test('group commit: concurrent puts share commits and every promise resolves after its commit', async () => {
+  const store = await Store.open({ path: dbFile('group') });
+  await Promise.all(Array.from({ length: 1000 }, (_, i) => store.put(key(i), fill(64, i))));
+  const s = store.stats();
+  assert.ok(s.commits < 100, `1000 concurrent puts took ${s.commits} commits`);
+  assert.ok(s.maxBatch > 1);
+  assert.is(s.keys, 1000);
+  await store.close();
+});
+
+test('open time does not depend on the number of keys: no scan, no replay', async () => {
+  const file = dbFile('open');
+  let store = await Store.open({ path: file });
+  for (let i = 0; i < 50_000; i += 5000) await store.putMany(Array.from({ length: 5000 }, (_, j) => ({ key: key(i + j), value: fill(50, j) })));
+  await store.close();
+  // Count page reads at open through a wrapping file system.
+  const { nodeFileSystem } = await import('../../btree');
+  let reads = 0;
+  const counting = {
+    ...nodeFileSystem,
+    async open(f: string, ro?: boolean) {
+      const h = await nodeFileSystem.open(f, ro);
+      const readSync = h.readSync.bind(h);
+      h.readSync = (b, o, l, p) => { reads++; return readSync(b, o, l, p); };
+      return h;
+    },
+  };
+  store = await Store.open({ path: file, fs: counting });
+  assert.ok(reads < 20, `open read ${reads} times for 50,000 keys`);
+  assert.is(store.stats().keys, 50_000);
+  await store.close();
+});
+
+test('closed store rejects with CLOSED; close waits for queued puts', async () => {
+  const store = await Store.open({ path: dbFile('close') });
+  const p = store.put(key(1), fill(10, 1));
+  await store.close();
+  await p;
+  try {
+    await store.put(key(2), fill(10, 2));
+    assert.unreachable('put after close');
+  } catch (err) {
+    assert.is((err as StoreError).code, 'CLOSED');
+  }
+});
+
+test.run();
