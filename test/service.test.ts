@@ -1,0 +1,209 @@
+// Service tests: a real lbserver process, real gRPC on 127.0.0.1, real files.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GrpcStatus, KvClient } from '../lib/client';
+import { expectGrpcError, pseudoRandomBytes, setMany } from './support/client-helpers';
+import { startServer, type ServerHandle } from './support/server';
+
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+const basic = suite<{ srv: ServerHandle; c: KvClient }>('service: operations');
+
+basic.before(async (ctx) => {
+  ctx.srv = await startServer();
+  ctx.c = ctx.srv.client();
+  await ctx.c.waitForReady(5000);
+});
+basic.after(async (ctx) => { await ctx.srv?.stop(); });
+
+basic('ready line names address, data dir, keys and startup time', ({ srv }) => {
+  assert.match(srv.stdout, new RegExp(`^lbserver listening on ${srv.address.replace(/\./g, '\\.')} data=\\S+ keys=0 startup_ms=\\d+(\\.\\d+)?\\n$`));
+});
+
+basic('set then get; absent key; overwrite', async ({ c }) => {
+  await c.set('alpha', 'one');
+  assert.equal((await c.get('alpha'))?.toString(), 'one');
+  assert.is(await c.get('no-such-key'), undefined);
+  await c.set('alpha', 'two');
+  assert.equal((await c.get('alpha'))?.toString(), 'two');
+});
+
+basic('binary keys and values round-trip exactly', async ({ c }) => {
+  const key = Buffer.from([0x00, 0xff, 0x0a, 0x80, 0x00]);
+  const value = pseudoRandomBytes(777, 9);
+  await c.set(key, value);
+  assert.ok((await c.get(key))?.equals(value));
+  const maxKey = Buffer.alloc(1024, 0x41);
+  await c.set(maxKey, 'max-length key');
+  assert.equal((await c.get(maxKey))?.toString(), 'max-length key');
+});
+
+basic('values of 0 B, 4 KiB, 4 MiB and 32 MiB', async ({ c }) => {
+  for (const [i, n] of [0, 4096, 4 * MiB, 32 * MiB].entries()) {
+    const key = `size/${String(i)}/${n}`;
+    const value = pseudoRandomBytes(n, 100 + i);
+    await c.set(key, value);
+    const got = await c.get(key);
+    assert.ok(got !== undefined, `${n} B value found`);
+    assert.is(got!.length, n);
+    assert.ok(got!.equals(value), `${n} B value equal`);
+  }
+  // A 0 B value is present (found), not absent.
+  assert.is((await c.get('size/0/0'))?.length, 0);
+  // The 32 MiB value comes through GetPrefix too, alone in its message.
+  const msgs: Array<Array<{ key: Buffer; value: Buffer }>> = [];
+  for await (const m of c.getPrefixMessages('size/')) msgs.push(m);
+  const all = msgs.flat();
+  assert.equal(all.map((e) => e.key.toString()), ['size/0/0', 'size/1/4096', `size/2/${4 * MiB}`, `size/3/${32 * MiB}`]);
+  assert.ok(all[3]!.value.equals(pseudoRandomBytes(32 * MiB, 103)));
+  const big = msgs.find((m) => m.some((e) => e.value.length === 32 * MiB))!;
+  assert.is(big.length, 1, 'a value over the message target goes alone');
+});
+
+basic('GetPrefix: 5,000 entries arrive over many messages, in order, complete', async ({ c }) => {
+  const entries = Array.from({ length: 5000 }, (_, i) => ({
+    key: Buffer.from(`many/${String(i * 7919 % 5000).padStart(5, '0')}`),
+    value: pseudoRandomBytes(2000, i),
+  }));
+  await setMany(c, entries, 64);
+  const want = entries.map((e) => e.key.toString()).sort();
+  const valueOf = new Map(entries.map((e) => [e.key.toString(), e.value]));
+  let messages = 0;
+  const got: Buffer[] = [];
+  for await (const batch of c.getPrefixMessages('many/')) {
+    messages++;
+    const payload = batch.reduce((n, e) => n + e.key.length + e.value.length, 0);
+    assert.ok(batch.length > 0, 'no empty messages');
+    assert.ok(payload <= 1.1 * MiB, `message payload ${payload} B is about 1 MiB at most`);
+    for (const e of batch) {
+      assert.ok(valueOf.get(e.key.toString())?.equals(e.value), 'value matches');
+      got.push(e.key);
+    }
+  }
+  assert.is(got.length, 5000);
+  assert.equal(got.map((k) => k.toString()), want);
+  assert.ok(messages >= 8, `5,000 x 2 KB came in ${messages} messages`);
+});
+
+basic('GetPrefix: limit', async ({ c }) => {
+  const first = await c.getPrefixAll('many/', { limit: 10 });
+  assert.equal(first.map((e) => e.key.toString()), Array.from({ length: 10 }, (_, i) => `many/${String(i).padStart(5, '0')}`));
+  assert.is((await c.getPrefixAll('many/', { limit: 1 })).length, 1);
+  assert.is((await c.getPrefixAll('many/', { limit: 4999 })).length, 4999);
+  assert.is((await c.getPrefixAll('many/', { limit: 100000 })).length, 5000);
+  assert.is((await c.getPrefixAll('many/', { limit: 0 })).length, 5000, 'limit 0 = no limit');
+});
+
+basic('GetPrefix: no match, and prefixes ending in 0xff', async ({ c }) => {
+  assert.equal(await c.getPrefixAll('nothing-here/'), []);
+  const keys = [
+    [0x70, 0xfe, 0xff], [0x70, 0xff], [0x70, 0xff, 0x00], [0x70, 0xff, 0xff, 0x01], [0x71], [0xff], [0xff, 0xff], [0xff, 0xff, 0xff],
+  ].map((k) => Buffer.from(k));
+  await setMany(c, keys.map((key, i) => ({ key, value: Buffer.from(`v${i}`) })));
+  const hex = async (p: number[]) => (await c.getPrefixAll(Buffer.from(p))).map((e) => e.key.toString('hex'));
+  assert.equal(await hex([0x70, 0xff]), ['70ff', '70ff00', '70ffff01']);
+  assert.equal(await hex([0x70, 0xff, 0xff]), ['70ffff01']);
+  assert.equal(await hex([0x70]), ['70feff', '70ff', '70ff00', '70ffff01']);
+  assert.equal(await hex([0xff]), ['ff', 'ffff', 'ffffff']);
+  assert.equal(await hex([0xff, 0xff]), ['ffff', 'ffffff']);
+});
+
+basic('GetPrefix: empty prefix lists every key in bytewise order', async ({ c }) => {
+  const all = await c.getPrefixAll('');
+  const st = await c.stat();
+  assert.is(all.length, st.keys);
+  for (let i = 1; i < all.length; i++) assert.ok(Buffer.compare(all[i - 1]!.key, all[i]!.key) < 0, 'strictly ascending');
+  assert.is(all[0]!.key.toString('hex'), '00ff0a8000');
+  assert.is(all[all.length - 1]!.key.toString('hex'), 'ffffff');
+});
+
+basic('invalid arguments: INVALID_ARGUMENT with what and which limit; server keeps serving', async ({ c }) => {
+  await expectGrpcError(c.set('', 'x'), GrpcStatus.INVALID_ARGUMENT, /key.*empty.*1\.\.1024/);
+  await expectGrpcError(c.get(''), GrpcStatus.INVALID_ARGUMENT, /key.*empty/);
+  await expectGrpcError(c.set(Buffer.alloc(1025, 0x61), 'x'), GrpcStatus.INVALID_ARGUMENT, /key is 1025 bytes.*1024/);
+  await expectGrpcError(c.get(Buffer.alloc(5000, 0x61)), GrpcStatus.INVALID_ARGUMENT, /key is 5000 bytes.*1024/);
+  const prefixErr = c.getPrefixAll(Buffer.alloc(2000, 0x61));
+  await expectGrpcError(prefixErr, GrpcStatus.INVALID_ARGUMENT, /prefix is 2000 bytes/);
+  await c.set('still', 'serving');
+  assert.equal((await c.get('still'))?.toString(), 'serving');
+});
+
+basic('Stat fills every field', async ({ c, srv }) => {
+  const s = await c.stat();
+  const now = Date.now();
+  assert.ok(s.startTimeUnixMs > now - 120_000 && s.startTimeUnixMs <= now, 'start time');
+  assert.ok(s.startupMs > 0 && s.startupMs < 60_000, 'startup_ms');
+  assert.ok(s.uptimeMs > 0 && s.uptimeMs <= now - s.startTimeUnixMs + 1000, 'uptime_ms');
+  assert.ok(s.totalSets > 5000 && s.totalGets > 0 && s.totalGetprefixes > 0);
+  assert.ok(s.keys > 5000);
+  assert.ok(s.dbFileBytes > 36 * MiB, 'db file holds the 32 MiB value');
+  assert.ok(s.commits > 0 && s.fsyncs >= s.commits, 'commits / fsyncs');
+  assert.ok(s.maxBatchSize >= 1 && s.meanBatchSize >= 1 && s.meanBatchSize <= s.maxBatchSize);
+  assert.ok(s.pageCount > 0 && s.lastTxid > 0);
+  assert.ok(s.cacheHits + s.cacheMisses > 0);
+  assert.is(s.openSnapshots, 0);
+  assert.ok(s.failedSets >= 2, 'failed sets counted');
+  assert.ok(srv.pid > 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+const counters = suite<{ srv: ServerHandle; c: KvClient }>('service: Stat counters count completed operations');
+counters.before(async (ctx) => {
+  ctx.srv = await startServer({ args: ['--max-value-bytes', String(MiB)] });
+  ctx.c = ctx.srv.client();
+});
+counters.after(async (ctx) => { await ctx.srv?.stop(); });
+
+counters('exact counts; failures are not counted as completed', async ({ c }) => {
+  let s = await c.stat();
+  assert.equal([s.totalSets, s.totalGets, s.totalGetprefixes, s.failedSets, s.keys], [0, 0, 0, 0, 0]);
+  await c.set('a', '1');
+  await c.set('b', '2');
+  await c.set('a', '3');
+  await c.get('a');
+  await c.get('missing');
+  await c.getPrefixAll('');
+  await expectGrpcError(c.set('', 'x'), GrpcStatus.INVALID_ARGUMENT);
+  await expectGrpcError(c.get(''), GrpcStatus.INVALID_ARGUMENT);
+  s = await c.stat();
+  assert.equal([s.totalSets, s.totalGets, s.totalGetprefixes, s.failedSets, s.keys], [3, 2, 1, 1, 2]);
+});
+
+counters('value over --max-value-bytes: INVALID_ARGUMENT naming the limit; server keeps serving', async ({ c }) => {
+  await c.set('limit/exact', Buffer.alloc(MiB, 1)); // exactly the limit is fine
+  const e = await expectGrpcError(c.set('limit/over', Buffer.alloc(MiB + 1, 1)), GrpcStatus.INVALID_ARGUMENT, /value is 1048577 bytes/);
+  assert.match(e.details, /1048576/);
+  assert.match(e.details, /max-value-bytes/);
+  assert.is(await c.get('limit/over'), undefined);
+  assert.is((await c.get('limit/exact'))?.length, MiB);
+  const s = await c.stat();
+  assert.is(s.failedSets, 2);
+});
+
+// ---------------------------------------------------------------------------------------------
+const restart = suite('service: restart keeps data');
+
+restart('data written before SIGTERM is there after restart', async () => {
+  const srv = await startServer();
+  const c = srv.client();
+  const entries = Array.from({ length: 300 }, (_, i) => ({ key: Buffer.from(`r/${String(i).padStart(4, '0')}`), value: pseudoRandomBytes(100 + i * 10, i) }));
+  await setMany(c, entries);
+  await c.set('r/big', pseudoRandomBytes(3 * MiB, 77));
+  assert.is(await srv.stop('SIGTERM'), 0);
+
+  const srv2 = await startServer({ dataDir: srv.dataDir });
+  assert.match(srv2.stdout, / keys=301 /);
+  const c2 = srv2.client();
+  for (const e of entries) assert.ok((await c2.get(e.key))?.equals(e.value), `${e.key} survives`);
+  assert.ok((await c2.get('r/big'))?.equals(pseudoRandomBytes(3 * MiB, 77)));
+  assert.is((await c2.getPrefixAll('r/')).length, 301);
+  const s = await c2.stat();
+  assert.is(s.keys, 301);
+  assert.is(s.totalSets, 0, 'counters are per process');
+  assert.is(await srv2.stop('SIGINT'), 0, 'SIGINT also stops cleanly');
+});
+
+basic.run();
+counters.run();
+restart.run();
