@@ -12,6 +12,9 @@ import { ioError } from './errors';
 const ASYNC_READ_BYTES = 256 * 1024;
 
 export class Pager {
+  /** Open snapshots and in-flight reads on this file (compaction closes a replaced file at zero). */
+  users = 0;
+
   constructor(
     public file: FileHandle,
     readonly path: string,

@@ -1,6 +1,7 @@
 // The store: one writer committing batches of concurrent puts (group commit), readers on immutable
 // snapshots that never wait for the writer. A commit becomes visible only after its last sync.
 import { Mutex } from 'async-mutex';
+import * as nodePath from 'node:path';
 import type { Entry, OpenOptions, RangeOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
 import { PAGE_SIZE } from './layout';
@@ -24,10 +25,15 @@ interface Queued {
   reject(err: unknown): void;
 }
 
+function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined): Promise<Buffer | undefined> | Buffer | undefined {
+  if (cell === undefined || Buffer.isBuffer(cell)) return cell;
+  return pager.overflow(cell);
+}
+
 export class Snapshot {
   private released = false;
 
-  constructor(private readonly store: Store, readonly meta: Meta) {}
+  constructor(private readonly store: Store, readonly meta: Meta, private readonly pager: Pager) {}
 
   get txid(): number {
     return this.meta.txid;
@@ -39,7 +45,7 @@ export class Snapshot {
 
   async get(key: Buffer): Promise<Buffer | undefined> {
     this.checkOpen();
-    return this.store.readValue(lookup(this.store.pager, this.meta.root, key));
+    return readValue(this.pager, lookup(this.pager, this.meta.root, key));
   }
 
   /** Entries in ascending bytewise key order; values are read lazily, one at a time. */
@@ -54,10 +60,10 @@ export class Snapshot {
     }
     const limit = opts.limit && opts.limit > 0 ? opts.limit : Infinity;
     let n = 0;
-    for (const e of scan(this.store.pager, this.meta.root, start, end)) {
+    for (const e of scan(this.pager, this.meta.root, start, end)) {
       if (n++ >= limit) return;
       this.checkOpen();
-      const value = opts.keysOnly ? Buffer.alloc(0) : await this.store.readValue(e.cell);
+      const value = opts.keysOnly ? Buffer.alloc(0) : await readValue(this.pager, e.cell);
       yield { key: e.key, value: value as Buffer };
     }
   }
@@ -65,7 +71,7 @@ export class Snapshot {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.store.unregister(this.meta.txid);
+    this.store.unregister(this.meta.txid, this.pager);
   }
 
   private checkOpen(): void {
@@ -225,36 +231,39 @@ export class Store {
   async get(key: Buffer): Promise<Buffer | undefined> {
     this.validate(key);
     const meta = this.meta;
-    const cell = lookup(this.pager, meta.root, key);
+    const pager = this.pager;
+    const cell = lookup(pager, meta.root, key);
     if (cell === undefined || Buffer.isBuffer(cell)) return cell;
     // An overflow read yields to the event loop; pin the snapshot so its pages are not reused.
-    this.register(meta.txid);
+    this.register(meta.txid, pager);
     try {
-      return await this.pager.overflow(cell);
+      return await pager.overflow(cell);
     } finally {
-      this.unregister(meta.txid);
+      this.unregister(meta.txid, pager);
     }
-  }
-
-  /** @internal */
-  async readValue(cell: Buffer | OverflowRef | undefined): Promise<Buffer | undefined> {
-    if (cell === undefined || Buffer.isBuffer(cell)) return cell;
-    return this.pager.overflow(cell);
   }
 
   /** An immutable view of the latest durable commit; call release() when done. */
   snapshot(): Snapshot {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
-    this.register(this.meta.txid);
-    return new Snapshot(this, this.meta);
+    this.register(this.meta.txid, this.pager);
+    return new Snapshot(this, this.meta, this.pager);
   }
 
-  private register(txid: number): void {
+  private register(txid: number, pager: Pager): void {
+    pager.users++;
+    if (pager !== this.pager) return;
     this.readers.set(txid, (this.readers.get(txid) ?? 0) + 1);
   }
 
   /** @internal */
-  unregister(txid: number): void {
+  unregister(txid: number, pager: Pager): void {
+    pager.users--;
+    if (pager !== this.pager) {
+      // A snapshot of the file that compaction replaced: close it once its last reader is gone.
+      if (pager.users === 0) void pager.file.close().catch(() => undefined);
+      return;
+    }
     const n = (this.readers.get(txid) ?? 0) - 1;
     if (n <= 0) this.readers.delete(txid);
     else this.readers.set(txid, n);
@@ -288,6 +297,58 @@ export class Store {
       syncMode: this.opts.syncMode,
       openMs: this.openMs,
     };
+  }
+
+  /** Copies the live data of the latest commit into a new file, syncs it and atomically renames it
+   *  over the data file, so the file shrinks to what is live. Puts wait meanwhile; readers do not,
+   *  and snapshots taken before keep reading the old file until they are released. */
+  async compact(progress?: (copied: number, total: number) => void): Promise<{ beforeBytes: number; afterBytes: number }> {
+    if (this.closed) throw new StoreError('CLOSED', 'store is closed');
+    return this.writer.runExclusive(async () => {
+      const tmp = this.path + '.compact';
+      if (this.fs.exists(tmp)) await this.fs.unlink(tmp);
+      const beforeBytes = this.fileBytes;
+      const source = this.snapshot();
+      const copy = await Store.open({ ...this.opts, path: tmp, fs: this.fs });
+      try {
+        let batch: Entry[] = [];
+        let bytes = 0;
+        let copied = 0;
+        for await (const e of source.range({})) {
+          batch.push(e);
+          bytes += e.key.length + e.value.length;
+          if (batch.length >= 2000 || bytes >= 32 * MiB) {
+            await copy.putMany(batch);
+            copied += batch.length;
+            progress?.(copied, source.keys);
+            batch = [];
+            bytes = 0;
+          }
+        }
+        if (batch.length) await copy.putMany(batch);
+        progress?.(source.keys, source.keys);
+      } finally {
+        await copy.close();
+        source.release();
+      }
+      try {
+        await this.fs.rename(tmp, this.path);
+        await this.fs.syncDir(nodePath.dirname(nodePath.resolve(this.path)));
+      } catch (err) {
+        throw ioError(`${this.path}: installing the compacted file`, err);
+      }
+      const r = await recover(this.fs, this.path, new PageCache(this.pager.cache.capacity));
+      const old = this.pager;
+      this.file = r.file;
+      this.pager = r.pager;
+      this.meta = r.meta;
+      this.freelist = r.freelist;
+      this.metaBytes = r.metaBytes;
+      this.fileBytes = r.fileBytes;
+      this.readers.clear();
+      if (old.users === 0) await old.file.close().catch(() => undefined);
+      return { beforeBytes, afterBytes: r.fileBytes };
+    });
   }
 
   /** Finishes queued puts, then closes the file. Later calls fail with CLOSED. */

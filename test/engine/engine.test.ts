@@ -200,4 +200,25 @@ test('closed store rejects with CLOSED; close waits for queued puts', async () =
   }
 });
 
+test('compact() shrinks the file, keeps every key, and old snapshots keep reading the old file', async () => {
+  const file = dbFile('compact');
+  const store = await Store.open({ path: file });
+  for (let r = 0; r < 4; r++) await store.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(i), value: fill(4096, r) })));
+  // Fill then drop most live data by overwriting with small values.
+  await store.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(i), value: fill(10, 99) })));
+  const old = store.snapshot();
+  const { beforeBytes, afterBytes } = await store.compact();
+  assert.ok(afterBytes < beforeBytes / 4, `compacted ${beforeBytes} -> ${afterBytes}`);
+  assert.is(fs.statSync(file).size, afterBytes);
+  assert.equal((await old.get(key(5)))!, fill(10, 99));
+  old.release();
+  for (let i = 0; i < 2000; i += 37) assert.equal((await store.get(key(i)))!, fill(10, 99));
+  await store.put(key(5), fill(50, 5));
+  await store.close();
+  const again = await Store.open({ path: file });
+  assert.equal((await again.get(key(5)))!, fill(50, 5));
+  assert.is(again.stats().keys, 2000);
+  await again.close();
+});
+
 test.run();
