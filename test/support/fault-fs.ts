@@ -280,6 +280,7 @@ export class FaultFS implements FileSystem {
   readonly trace: OpRecord[] = [];
 
   private cutPredicate: ((op: OpRecord) => boolean) | null = null;
+  private cutBefore = false;
   private failRules: FailRule[] = [];
   private frozen = false;
   /** The op at which the power went off. */
@@ -300,9 +301,12 @@ export class FaultFS implements FileSystem {
 
   // ---- scheduling ------------------------------------------------------------------------
 
-  /** Power goes off during the k-th cuttable op (1-based). */
-  cutAt(k: number): this {
+  /** Power goes off during the k-th cuttable op (1-based): the op was issued (its write may land)
+   *  but never completes. With `before`, power goes off just before op k is issued (op k has no
+   *  effect at all): the cut falls between ops k-1 and k. */
+  cutAt(k: number, before = false): this {
     this.cutPredicate = (op) => op.index === k;
+    this.cutBefore = before;
     return this;
   }
 
@@ -498,7 +502,7 @@ export class FaultFS implements FileSystem {
     if (this.opts.trace !== false) this.trace.push(op);
     if (this.cutPredicate && this.cutPredicate(op)) {
       // The op was issued: its effect is in the page cache / pending queues, but it never returns.
-      effect(false);
+      if (!this.cutBefore) effect(false);
       this.frozen = true;
       this.cutOp = op;
       this.onOp?.(op);
