@@ -2,14 +2,23 @@
 // node is valid until its page id is reused, and reuse replaces the entry at commit.
 import type { Node } from './node';
 
+/** A small overflow value, kept with the checksum and length of the cell that points to it: a
+ *  reused page id can never serve a stale value, because the new cell's crc will differ. */
+export interface CachedValue {
+  crc: number;
+  value: Buffer;
+}
+
+export type Cached = Node | CachedValue;
+
 export class PageCache {
-  private readonly map = new Map<number, Node>();
+  private readonly map = new Map<number, Cached>();
   hits = 0;
   misses = 0;
 
   constructor(readonly capacity: number) {}
 
-  get(id: number): Node | undefined {
+  get(id: number): Cached | undefined {
     const n = this.map.get(id);
     if (n === undefined) {
       this.misses++;
@@ -24,7 +33,7 @@ export class PageCache {
     return n;
   }
 
-  set(id: number, node: Node): void {
+  set(id: number, node: Cached): void {
     this.map.delete(id);
     this.map.set(id, node);
     if (this.map.size > this.capacity) {

@@ -10,6 +10,7 @@ import { ioError } from './errors';
 // Below this an overflow value is read inline on the event loop; above it, on the thread pool so a
 // 64 MiB read does not stall every other client.
 const ASYNC_READ_BYTES = 256 * 1024;
+const CACHED_VALUE_BYTES = 2 * PAGE_SIZE;
 
 export class Pager {
   /** Open snapshots and in-flight reads on this file (compaction closes a replaced file at zero). */
@@ -44,7 +45,7 @@ export class Pager {
 
   node(id: number): Node {
     const cached = this.cache.get(id);
-    if (cached) return cached;
+    if (cached instanceof Node) return cached;
     const { page, count, type } = this.readChecked(id, [PageType.Branch, PageType.Leaf]);
     const node = decodeNode(page, type, count, id);
     if (typeof node === 'string') throw corruption(this.path, id, node);
@@ -52,7 +53,39 @@ export class Pager {
     return node;
   }
 
-  async overflow(ref: OverflowRef): Promise<Buffer> {
+  /** A value from its overflow run. Values of up to two pages are cached (they are what most gets
+   *  of 4 KiB values hit); larger ones are read each time so they cannot flush the tree pages out. */
+  overflow(ref: OverflowRef): Promise<Buffer> | Buffer {
+    if (ref.length > CACHED_VALUE_BYTES) return this.readOverflow(ref);
+    const hit = this.cache.get(ref.page);
+    if (hit && !(hit instanceof Node) && hit.crc === ref.crc && hit.value.length === ref.length) return hit.value;
+    const value = this.readOverflowSync(ref);
+    this.cache.set(ref.page, { crc: ref.crc, value });
+    return value;
+  }
+
+  private readOverflowSync(ref: OverflowRef): Buffer {
+    const buf = Buffer.allocUnsafe(ref.length);
+    let n = 0;
+    try {
+      while (n < ref.length) {
+        const got = this.file.readSync(buf, n, ref.length - n, ref.page * PAGE_SIZE + n);
+        if (got === 0) break;
+        n += got;
+      }
+    } catch (err) {
+      throw ioError(`${this.path}: reading overflow run at page ${ref.page}`, err);
+    }
+    return this.checkValue(ref, buf, n);
+  }
+
+  private checkValue(ref: OverflowRef, buf: Buffer, n: number): Buffer {
+    if (n < ref.length) throw corruption(this.path, ref.page, `overflow run of ${ref.length} bytes is cut short at ${n}`);
+    if (crc32(buf) !== ref.crc) throw corruption(this.path, ref.page, `overflow value checksum mismatch (${ref.length} bytes)`);
+    return buf;
+  }
+
+  private async readOverflow(ref: OverflowRef): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(ref.length);
     const pos = ref.page * PAGE_SIZE;
     let n = 0;
@@ -67,9 +100,6 @@ export class Pager {
     } catch (err) {
       throw ioError(`${this.path}: reading overflow run at page ${ref.page}`, err);
     }
-    if (n < ref.length) throw corruption(this.path, ref.page, `overflow run of ${ref.length} bytes is cut short at ${n}`);
-    const sum = crc32(buf);
-    if (sum !== ref.crc) throw corruption(this.path, ref.page, `overflow value checksum mismatch (${ref.length} bytes)`);
-    return buf;
+    return this.checkValue(ref, buf, n);
   }
 }

@@ -234,10 +234,13 @@ export class Store {
     const pager = this.pager;
     const cell = lookup(pager, meta.root, key);
     if (cell === undefined || Buffer.isBuffer(cell)) return cell;
-    // An overflow read yields to the event loop; pin the snapshot so its pages are not reused.
+    const v = pager.overflow(cell);
+    if (Buffer.isBuffer(v)) return v;
+    // A large value is read on the thread pool; pin the snapshot so its pages are not reused.
+    v.catch(() => undefined);
     this.register(meta.txid, pager);
     try {
-      return await pager.overflow(cell);
+      return await v;
     } finally {
       this.unregister(meta.txid, pager);
     }
