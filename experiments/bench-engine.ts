@@ -1,0 +1,285 @@
+// npm run bench:engine — in-process engine benchmark, lbkv vs LMDB (the `lmdb` npm binding, opened
+// with durable sync settings: no overlapping sync, meta synced), 128-byte keys and 4 KiB values:
+// random puts in batches of 1, 16 and 256 per commit (both lbkv commit modes), random gets with a warm
+// and a cold cache, a prefix scan, open time at 10K, 100K (and 1M) keys, file size / logical size, and
+// one fdatasync of 4 KiB for the single-put ratio. Prints lbkv/LMDB ratios and the issue's targets.
+//
+//   node dist/experiments/bench-engine.js [--with-1m] [--put-seconds 3] [--help]
+import { Command } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { open as lmdbOpen, type RootDatabase } from 'lmdb';
+import { Store } from '../btree';
+import { measureFsync } from './fsync-floor';
+import { dropCaches, log, makeDataDir, MiB, newHist, resultDir, rmrf, rng, summarize, usSince, type LatencySummary } from './lib/common';
+import { writeSummary } from './lib/report';
+
+const KEY_BYTES = 128;
+const VALUE_BYTES = 4096;
+const PREFIXES = 16;
+
+/** Key i: "<hex prefix>/<index>" padded to 128 bytes; the prefix groups 1/16 of the keys. */
+function key(i: number): Buffer {
+  const b = Buffer.alloc(KEY_BYTES, 0x2e);
+  b.write(`${(i % PREFIXES).toString(16)}/${i.toString().padStart(12, '0')}`, 0, 'latin1');
+  return b;
+}
+
+function value(i: number, base: Buffer): Buffer {
+  const v = Buffer.from(base);
+  v.writeDoubleLE(i, 0);
+  return v;
+}
+
+interface Engine {
+  name: string;
+  putBatch(entries: { key: Buffer; value: Buffer }[]): Promise<void>;
+  get(k: Buffer): Promise<Buffer | undefined> | Buffer | undefined;
+  scan(prefix: Buffer): Promise<number>; // bytes of keys + values
+  close(): Promise<void>;
+  fileBytes(): { size: number; allocated: number; usedPages?: number };
+}
+
+async function openLbkv(dir: string, syncMode: 'one' | 'two'): Promise<Engine> {
+  const file = path.join(dir, 'lbkv.db');
+  const s = await Store.open({ path: file, syncMode, cacheMB: 64 });
+  return {
+    name: `lbkv-${syncMode}`,
+    putBatch: (entries) => (entries.length === 1 ? s.put(entries[0].key, entries[0].value) : s.putMany(entries)),
+    get: (k) => s.get(k),
+    async scan(prefix) {
+      const snap = s.snapshot();
+      let bytes = 0;
+      try {
+        for await (const e of snap.range({ prefix })) bytes += e.key.length + e.value.length;
+      } finally { snap.release(); }
+      return bytes;
+    },
+    close: () => s.close(),
+    fileBytes: () => { const st = fs.statSync(file); return { size: st.size, allocated: st.blocks * 512, usedPages: s.stats().pageCount }; },
+  };
+}
+
+function openLmdb(dir: string): Engine {
+  const file = path.join(dir, 'lmdb.mdb');
+  const db: RootDatabase<Buffer, Buffer> = lmdbOpen({
+    path: file, noSubdir: true, compression: false, encoding: 'binary', keyEncoding: 'binary', cache: false,
+    // Durable: every commit syncs data then meta before it returns, like lbkv.
+    overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, mapSize: 64 * 1024 * MiB,
+  } as Parameters<typeof lmdbOpen>[0]) as RootDatabase<Buffer, Buffer>;
+  return {
+    name: 'lmdb',
+    async putBatch(entries) {
+      db.transactionSync(() => { for (const e of entries) db.putSync(e.key, e.value); });
+    },
+    get: (k) => db.getBinary(k),
+    async scan(prefix) {
+      const end = Buffer.from(prefix);
+      end[end.length - 1]++;
+      let bytes = 0;
+      for (const { key: k, value: v } of db.getRange({ start: prefix, end })) bytes += (k as Buffer).length + (v as Buffer).length;
+      return bytes;
+    },
+    close: () => db.close(),
+    fileBytes: () => {
+      const st = fs.statSync(file);
+      const s = db.getStats() as { treeBranchPageCount?: number; treeLeafPageCount?: number; overflowPages?: number; pageSize?: number };
+      const used = (s.treeBranchPageCount ?? 0) + (s.treeLeafPageCount ?? 0) + (s.overflowPages ?? 0);
+      return { size: st.size, allocated: st.blocks * 512, usedPages: used || undefined };
+    },
+  };
+}
+
+interface PutResult { batch: number; puts: number; commits: number; seconds: number; putsPerSec: number; commit: LatencySummary }
+
+async function putPhase(e: Engine, batch: number, seconds: number, maxPuts: number, base: Buffer, seed: number): Promise<PutResult> {
+  const r = rng(seed);
+  const h = newHist();
+  const t0 = process.hrtime.bigint();
+  const deadline = Date.now() + seconds * 1000;
+  let puts = 0, commits = 0;
+  while (Date.now() < deadline && puts < maxPuts) {
+    const entries = Array.from({ length: batch }, () => { const i = 10_000_000 + Math.floor(r() * 1e9); return { key: key(i), value: value(i, base) }; });
+    const c0 = process.hrtime.bigint();
+    await e.putBatch(entries);
+    h.recordValue(Math.max(1, Math.round(usSince(c0))));
+    puts += batch; commits++;
+  }
+  const secs = usSince(t0) / 1e6;
+  return { batch, puts, commits, seconds: secs, putsPerSec: puts / secs, commit: summarize(h) };
+}
+
+async function getPhase(e: Engine, n: number, count: number, seed: number): Promise<LatencySummary> {
+  const r = rng(seed);
+  const h = newHist();
+  for (let i = 0; i < count; i++) {
+    const k = key(Math.floor(r() * n));
+    const t0 = process.hrtime.bigint();
+    const v = await e.get(k);
+    h.recordValue(Math.max(1, Math.round(usSince(t0))));
+    if (!v || v.length !== VALUE_BYTES) throw new Error(`${e.name}: get of loaded key returned ${v?.length}`);
+  }
+  return summarize(h);
+}
+
+function median(xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; }
+
+async function main(): Promise<void> {
+  const opts = new Command()
+    .name('bench-engine')
+    .description('in-process engine benchmark: lbkv vs LMDB, 128-byte keys, 4 KiB values')
+    .option('--with-1m', 'add the 1,000,000-key step (open time and size at 1M; ~12 GB of disk and a few more minutes)', false)
+    .option('--put-seconds <s>', 'time bound of each put phase', '3')
+    .option('--gets <n>', 'random gets per measurement', '5000')
+    .option('--dir <dir>', 'where the databases are created (default $LBKV_EXP_DATA or the OS temp dir)')
+    .option('--out <dir>', 'result directory (default experiments/results/bench-engine)')
+    .parse()
+    .opts<{ with1m: boolean; putSeconds: string; gets: string; dir?: string; out?: string }>();
+  const with1m = opts.with1m;
+  const putSeconds = Number(opts.putSeconds);
+  const gets = Number(opts.gets);
+  const root = opts.dir ? fs.mkdtempSync(path.join(opts.dir, 'lbkv-bench-')) : makeDataDir('bench-engine');
+  const out = resultDir('bench-engine', opts.out);
+  const base = Buffer.alloc(VALUE_BYTES);
+  const r0 = rng(42);
+  for (let i = 0; i < VALUE_BYTES; i++) base[i] = Math.floor(r0() * 256);
+  const started = Date.now();
+
+  try {
+    log('bench-engine: fdatasync floor ...');
+    const fsync = await measureFsync(root, 300);
+    log(`  one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us, mean ${fsync.meanUs} us`);
+
+    // 1. Random durable puts, batches of 1, 16, 256 per commit, on a fresh store per engine.
+    const puts: Record<string, PutResult[]> = {};
+    for (const name of ['lbkv-one', 'lbkv-two', 'lmdb'] as const) {
+      const dir = fs.mkdtempSync(path.join(root, `${name}-puts-`));
+      const e = name === 'lmdb' ? openLmdb(dir) : await openLbkv(dir, name === 'lbkv-one' ? 'one' : 'two');
+      puts[name] = [];
+      await putPhase(e, 1, 0.3, 50, base, 7); // warm up the file and JIT
+      for (const b of [1, 16, 256]) {
+        const pr = await putPhase(e, b, putSeconds, b === 1 ? 5000 : b === 16 ? 40_000 : 200_000, base, b * 31 + 1);
+        puts[name].push(pr);
+        log(`  ${name} puts, batch ${b}: ${Math.round(pr.putsPerSec)} puts/s (commit p50 ${pr.commit.p50Us} us, ${pr.commits} commits)`);
+      }
+      await e.close();
+      rmrf(dir);
+    }
+
+    // 2. Datasets of 10K, 100K (1M) keys, loaded in shuffled order in commits of 256 (both engines):
+    //    open time, size; gets (warm, cold) and a prefix scan at 100K.
+    const steps = with1m ? [10_000, 100_000, 1_000_000] : [10_000, 100_000];
+    const sizes: Record<string, { n: number; openMs: number; openRunsMs: number[]; fileBytes: number; allocatedBytes: number; usedBytes?: number; logicalBytes: number; loadPutsPerSec: number }[]> = { lbkv: [], lmdb: [] };
+    const readStats: Record<string, { n: number; warm: LatencySummary; cold: LatencySummary; cacheDropped: boolean; scanMiBps: number; scanBytes: number }> = {};
+    for (const name of ['lbkv', 'lmdb'] as const) {
+      const dir = fs.mkdtempSync(path.join(root, `${name}-data-`));
+      const openE = async () => (name === 'lmdb' ? openLmdb(dir) : openLbkv(dir, 'one'));
+      let loaded = 0;
+      for (const n of steps) {
+        let e = await openE();
+        const order = Array.from({ length: n - loaded }, (_, i) => loaded + i);
+        const r = rng(n);
+        for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
+        const t0 = process.hrtime.bigint();
+        for (let i = 0; i < order.length; i += 256) {
+          await e.putBatch(order.slice(i, i + 256).map((k) => ({ key: key(k), value: value(k, base) })));
+        }
+        const loadPutsPerSec = order.length / (usSince(t0) / 1e6);
+        loaded = n;
+        const fb = e.fileBytes();
+        await e.close();
+        // Open time: open + one get of a present key, median of 5 (page cache warm).
+        const runs: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const o0 = process.hrtime.bigint();
+          e = await openE();
+          await e.get(key(Math.floor(n / 2)));
+          runs.push(usSince(o0) / 1000);
+          await e.close();
+        }
+        const row = { n, openMs: median(runs), openRunsMs: runs, fileBytes: fb.size, allocatedBytes: fb.allocated, usedBytes: fb.usedPages ? fb.usedPages * 4096 : undefined, logicalBytes: n * (KEY_BYTES + VALUE_BYTES), loadPutsPerSec };
+        sizes[name].push(row);
+        log(`  ${name} ${n} keys: loaded at ${Math.round(loadPutsPerSec)} puts/s; open ${row.openMs.toFixed(2)} ms; file ${(fb.size / MiB).toFixed(1)} MiB (allocated ${(fb.allocated / MiB).toFixed(1)}, used ${row.usedBytes ? (row.usedBytes / MiB).toFixed(1) : '?'}) for ${(row.logicalBytes / MiB).toFixed(1)} MiB logical`);
+        if (n === 100_000) {
+          e = await openE();
+          await getPhase(e, n, gets, 5); // warm the caches
+          const warm = await getPhase(e, n, gets, 6);
+          const p = Buffer.from('3/');
+          await e.scan(p);
+          const s0 = process.hrtime.bigint();
+          const scanBytes = await e.scan(p);
+          const scanMiBps = scanBytes / MiB / (usSince(s0) / 1e6);
+          await e.close();
+          const dropped = dropCaches();
+          e = await openE();
+          const cold = await getPhase(e, n, Math.min(gets, 2000), 8);
+          await e.close();
+          readStats[name] = { n, warm, cold, cacheDropped: dropped, scanMiBps, scanBytes };
+          log(`  ${name} gets at ${n}: warm p50 ${warm.p50Us} us mean ${warm.meanUs} us; cold (reopened, OS cache dropped: ${dropped}) p50 ${cold.p50Us} us mean ${cold.meanUs} us; scan ${scanMiBps.toFixed(0)} MiB/s`);
+        }
+      }
+      rmrf(dir);
+    }
+
+    // 3. Ratios and targets.
+    const p = (n: string, b: number) => puts[n].find((x) => x.batch === b)!;
+    const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+    const s10k = sizes.lbkv.find((x) => x.n === 10_000)!;
+    const sBig = sizes.lbkv[sizes.lbkv.length - 1];
+    const l100 = sizes.lbkv.find((x) => x.n === 100_000)!;
+    const m100 = sizes.lmdb.find((x) => x.n === 100_000)!;
+    const spaceAmp = (x: typeof s10k) => ratio(x.usedBytes ?? x.fileBytes, x.logicalBytes);
+    const single = p('lbkv-one', 1).commit.p50Us;
+    const ratios = {
+      singlePutVsFsync: ratio(single, fsync.p50Us),
+      lmdbSinglePutVsFsync: ratio(p('lmdb', 1).commit.p50Us, fsync.p50Us),
+      twoSyncSinglePutVsFsync: ratio(p('lbkv-two', 1).commit.p50Us, fsync.p50Us),
+      putsBatch1VsLmdb: ratio(p('lbkv-one', 1).putsPerSec, p('lmdb', 1).putsPerSec),
+      putsBatch16VsLmdb: ratio(p('lbkv-one', 16).putsPerSec, p('lmdb', 16).putsPerSec),
+      putsBatch256VsLmdb: ratio(p('lbkv-one', 256).putsPerSec, p('lmdb', 256).putsPerSec),
+      oneVsTwoSyncBatch1: ratio(p('lbkv-one', 1).putsPerSec, p('lbkv-two', 1).putsPerSec),
+      oneVsTwoSyncBatch16: ratio(p('lbkv-one', 16).putsPerSec, p('lbkv-two', 16).putsPerSec),
+      oneVsTwoSyncBatch256: ratio(p('lbkv-one', 256).putsPerSec, p('lbkv-two', 256).putsPerSec),
+      warmGetP50VsLmdb: ratio(readStats.lbkv.warm.p50Us, readStats.lmdb.warm.p50Us),
+      warmGetMeanVsLmdb: ratio(readStats.lbkv.warm.meanUs, readStats.lmdb.warm.meanUs),
+      coldGetP50VsLmdb: ratio(readStats.lbkv.cold.p50Us, readStats.lmdb.cold.p50Us),
+      scanVsLmdb: ratio(readStats.lbkv.scanMiBps, readStats.lmdb.scanMiBps),
+      openLargestVs10k: ratio(sBig.openMs, s10k.openMs),
+      open100kVsLmdb: ratio(l100.openMs, m100.openMs),
+      spaceAmpLbkv: spaceAmp(l100),
+      spaceAmpLmdb: spaceAmp(m100),
+    };
+    const targets = [
+      { target: `open time flat: ${sBig.n} keys within 1.2x of 10K and under 30 ms`, value: `${ratios.openLargestVs10k}x, ${sBig.openMs.toFixed(2)} ms`, met: ratios.openLargestVs10k <= 1.2 && sBig.openMs < 30 },
+      { target: 'space amplification <= 1.1 (4 KiB values; used pages / logical bytes at 100K)', value: `${ratios.spaceAmpLbkv} (LMDB ${ratios.spaceAmpLmdb})`, met: ratios.spaceAmpLbkv <= 1.1 },
+      { target: 'single durable put within 1.2x of one fdatasync of 4 KiB (p50)', value: `${ratios.singlePutVsFsync}x (LMDB ${ratios.lmdbSinglePutVsFsync}x)`, met: ratios.singlePutVsFsync <= 1.2 },
+      { target: 'batched durable puts >= 0.5x LMDB (batch 256)', value: `${ratios.putsBatch256VsLmdb}x (batch 16: ${ratios.putsBatch16VsLmdb}x)`, met: ratios.putsBatch256VsLmdb >= 0.5 },
+      { target: 'warm gets within 5x of LMDB in-process get (p50)', value: `${ratios.warmGetP50VsLmdb}x`, met: ratios.warmGetP50VsLmdb <= 5 },
+    ];
+
+    console.log('\nbench-engine: 128-byte keys, 4 KiB values');
+    console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us`);
+    const row = (label: string, a: number | string, b: number | string, rt: number | string) => console.log(`${label.padEnd(34)} ${String(a).padStart(12)} ${String(b).padStart(12)} ${String(rt).padStart(8)}`);
+    row('', 'lbkv', 'LMDB', 'ratio');
+    for (const b of [1, 16, 256]) row(`puts/s, batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lmdb', b).putsPerSec), ratios[`putsBatch${b}VsLmdb` as 'putsBatch1VsLmdb']);
+    row('commit p50 us, batch 1', single, p('lmdb', 1).commit.p50Us, ratio(single, p('lmdb', 1).commit.p50Us));
+    row('  vs one fdatasync p50', ratios.singlePutVsFsync, ratios.lmdbSinglePutVsFsync, '');
+    row('get p50 us, warm', readStats.lbkv.warm.p50Us, readStats.lmdb.warm.p50Us, ratios.warmGetP50VsLmdb);
+    row('get mean us, warm', readStats.lbkv.warm.meanUs, readStats.lmdb.warm.meanUs, ratios.warmGetMeanVsLmdb);
+    row(`get p50 us, cold (dropped: ${readStats.lbkv.cacheDropped})`, readStats.lbkv.cold.p50Us, readStats.lmdb.cold.p50Us, ratios.coldGetP50VsLmdb);
+    row('prefix scan MiB/s', readStats.lbkv.scanMiBps.toFixed(0), readStats.lmdb.scanMiBps.toFixed(0), ratios.scanVsLmdb);
+    for (let i = 0; i < steps.length; i++) row(`open ms at ${steps[i]} keys`, sizes.lbkv[i].openMs.toFixed(2), sizes.lmdb[i].openMs.toFixed(2), ratio(sizes.lbkv[i].openMs, sizes.lmdb[i].openMs));
+    for (let i = 0; i < steps.length; i++) row(`used/logical bytes at ${steps[i]}`, spaceAmp(sizes.lbkv[i]), spaceAmp(sizes.lmdb[i]), ratio(spaceAmp(sizes.lbkv[i]), spaceAmp(sizes.lmdb[i])));
+    console.log('\ncommit modes (lbkv): puts/s one-sync vs two-sync');
+    for (const b of [1, 16, 256]) row(`batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lbkv-two', b).putsPerSec), ratio(p('lbkv-one', b).putsPerSec, p('lbkv-two', b).putsPerSec));
+    console.log('\ntargets:');
+    for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}`);
+    const json = writeSummary(out, 'bench-engine', { keyBytes: KEY_BYTES, valueBytes: VALUE_BYTES, putSeconds, gets, steps, lbkvCacheMB: 64, lmdb: { overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, compression: false } },
+      { fsync4k: fsync, puts, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+    log(`bench-engine: wrote ${path.relative(process.cwd(), json)} in ${Math.round((Date.now() - started) / 1000)} s`);
+  } finally {
+    rmrf(root);
+  }
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,108 @@
+// npm run bench:service — the service against the RPC floor (a bare grpc-js server on the same proto
+// with an in-memory Map), both running in this run, 128-byte keys, clients in separate processes:
+// single-client Get of 512 B and of 4 MiB (p50 ratios), single-client Set of 4 KiB vs (floor Set + one
+// fdatasync of 4 KiB), and 32 concurrent clients Set 4 KiB and Get 4 KiB throughput vs the floor.
+//
+//   node dist/experiments/bench-service.js [--seconds 4] [--help]
+import { Command } from 'commander';
+import * as path from 'node:path';
+import { KiB, log, makeDataDir, MiB, resultDir, rmrf } from './lib/common';
+import { measureFsync } from './fsync-floor';
+import { plain, runLoad, type LoadResult } from './lib/load';
+import { writeSummary } from './lib/report';
+import { startServer, type RunningServer } from './lib/servers';
+
+const KEY_BYTES = 128;
+
+async function main(): Promise<void> {
+  const opts = new Command()
+    .name('bench-service')
+    .description('lbkv service vs the bare gRPC floor server: single-client Get/Set latency, 32-client throughput')
+    .option('--seconds <s>', 'time bound per measurement', '4')
+    .option('--clients <n>', 'concurrent clients for the throughput measurements', '32')
+    .option('--processes <n>', 'client processes for the throughput measurements', '4')
+    .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
+    .option('--out <dir>', 'result directory (default experiments/results/bench-service)')
+    .parse()
+    .opts<{ seconds: string; clients: string; processes: string; syncMode?: 'one' | 'two'; out?: string }>();
+  const ms = Number(opts.seconds) * 1000;
+  const many = Number(opts.clients);
+  const procs = Number(opts.processes);
+  const out = resultDir('bench-service', opts.out);
+  const dataDir = makeDataDir('bench-service');
+  const started = Date.now();
+  const fsync = await measureFsync(dataDir, 300);
+  log(`bench-service: one 4 KiB write + fdatasync p50 ${fsync.p50Us} us`);
+  const servers: Record<'floor' | 'lbkv', RunningServer> = {
+    floor: await startServer({ kind: 'floor' }),
+    lbkv: await startServer({ kind: 'lbkv', dataDir, syncMode: opts.syncMode }),
+  };
+  const results: Record<string, Record<'floor' | 'lbkv', ReturnType<typeof plain>>> = {};
+  try {
+    // Preload: 512 B x 2000, 4 MiB x 16, 4 KiB x 10,000 on both servers.
+    const sets = [
+      { prefix: 'b512/', size: 512, n: 2000 },
+      { prefix: 'b4m/', size: 4 * MiB, n: 16 },
+      { prefix: 'b4k/', size: 4 * KiB, n: 10_000 },
+    ];
+    for (const t of ['floor', 'lbkv'] as const) {
+      for (const s of sets) {
+        const r = await runLoad({ address: servers[t].address, clients: Math.min(32, s.n), processes: s.size > MiB ? 1 : 2, op: 'load', keyPrefix: s.prefix, keyBytes: KEY_BYTES, valueBytes: s.size, loadCount: s.n, label: `${t} preload ${s.prefix}`, hardTimeoutMs: 600_000 });
+        if (r.errors) throw new Error(`${t} preload ${s.prefix}: ${r.firstError}`);
+      }
+    }
+    const measure = async (name: string, spec: Omit<Parameters<typeof runLoad>[0], 'address'>) => {
+      results[name] = {} as Record<'floor' | 'lbkv', ReturnType<typeof plain>>;
+      // Back to back on both servers, so background load on the shared machine hits both alike.
+      for (const t of ['floor', 'lbkv'] as const) {
+        const r: LoadResult = await runLoad({ ...spec, address: servers[t].address, label: `${t} ${name}`, hardTimeoutMs: ms + 120_000 });
+        if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
+        results[name][t] = plain(r);
+        log(`  ${t.padEnd(5)} ${name}: ${r.ops} ops, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us`);
+      }
+    };
+    await measure('get-512B-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
+    await measure('get-4MiB-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b4m/', keyBytes: KEY_BYTES, valueBytes: 4 * MiB, keyCount: 16, durationMs: ms, maxOps: 2000, warmupOps: 10, verify: true });
+    await measure('set-4KiB-1client', { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 });
+    await measure(`set-4KiB-${many}clients`, { clients: many, processes: procs, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20 });
+    await measure(`get-4KiB-${many}clients`, { clients: many, processes: procs, op: 'get', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20, verify: true });
+  } finally {
+    await servers.floor.stop('SIGTERM');
+    await servers.lbkv.stop('SIGTERM');
+    rmrf(dataDir);
+  }
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  const g512 = results['get-512B-1client'], g4m = results['get-4MiB-1client'], s1 = results['set-4KiB-1client'];
+  const sN = results[`set-4KiB-${many}clients`], gN = results[`get-4KiB-${many}clients`];
+  const ratios = {
+    get512BP50VsFloor: r2(g512.lbkv.all.p50Us / g512.floor.all.p50Us),
+    get4MiBP50VsFloor: r2(g4m.lbkv.all.p50Us / g4m.floor.all.p50Us),
+    set4KiBP50VsFloorPlusFsync: r2(s1.lbkv.all.p50Us / (s1.floor.all.p50Us + fsync.p50Us)),
+    setThroughputVsFloor: r2(sN.lbkv.throughput / sN.floor.throughput),
+    getThroughputVsFloor: r2(gN.lbkv.throughput / gN.floor.throughput),
+  };
+  const targets = [
+    { target: 'single-client Get 512 B p50 within 1.15x of the floor', value: ratios.get512BP50VsFloor, met: ratios.get512BP50VsFloor <= 1.15 },
+    { target: 'single-client Get 4 MiB p50 within 1.2x of the floor', value: ratios.get4MiBP50VsFloor, met: ratios.get4MiBP50VsFloor <= 1.2 },
+    { target: 'single-client Set 4 KiB p50 within 1.15x of (floor Set p50 + one fdatasync p50)', value: ratios.set4KiBP50VsFloorPlusFsync, met: ratios.set4KiBP50VsFloorPlusFsync <= 1.15 },
+    { target: `${many} clients Set 4 KiB throughput >= 0.8x of the floor`, value: ratios.setThroughputVsFloor, met: ratios.setThroughputVsFloor >= 0.8 },
+    { target: `${many} clients Get 4 KiB throughput >= 0.9x of the floor`, value: ratios.getThroughputVsFloor, met: ratios.getThroughputVsFloor >= 0.9 },
+  ];
+  console.log('\nbench-service: 128-byte keys; clients in separate processes; floor = bare grpc-js + Map');
+  console.log(`one 4 KiB write + fdatasync p50: ${fsync.p50Us} us`);
+  console.log(`${''.padEnd(28)} ${'lbkv'.padStart(12)} ${'floor'.padStart(12)} ${'ratio'.padStart(8)}`);
+  const line = (l: string, a: number, b: number) => console.log(`${l.padEnd(28)} ${String(Math.round(a)).padStart(12)} ${String(Math.round(b)).padStart(12)} ${r2(a / b).toFixed(2).padStart(8)}`);
+  line('Get 512 B p50 us', g512.lbkv.all.p50Us, g512.floor.all.p50Us);
+  line('Get 4 MiB p50 us', g4m.lbkv.all.p50Us, g4m.floor.all.p50Us);
+  line('Set 4 KiB p50 us', s1.lbkv.all.p50Us, s1.floor.all.p50Us);
+  line('  vs floor + fdatasync', s1.lbkv.all.p50Us, s1.floor.all.p50Us + fsync.p50Us);
+  line(`Set 4 KiB ${many} clients ops/s`, sN.lbkv.throughput, sN.floor.throughput);
+  line(`Get 4 KiB ${many} clients ops/s`, gN.lbkv.throughput, gN.floor.throughput);
+  console.log('\ntargets:');
+  for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}x`);
+  const json = writeSummary(out, 'bench-service', { keyBytes: KEY_BYTES, secondsPerMeasurement: ms / 1000, clients: many, processes: procs, syncMode: opts.syncMode ?? 'server default' },
+    { fsync4k: fsync, measurements: results, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+  log(`bench-service: wrote ${path.relative(process.cwd(), json)}`);
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

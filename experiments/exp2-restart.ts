@@ -1,0 +1,220 @@
+// Experiment 2: restart time vs number of keys, and cold vs warm gets.
+// Loads N pairs of 4 KiB (cumulatively: 10K, then up to 30K, then up to 100K, ...) with many concurrent
+// sets from several client processes (group commit), SIGKILLs the server, restarts it and measures the
+// time from process start until the first get is answered. Cold: OS page cache dropped before the
+// restart (when permitted; recorded). Gets: the first K gets after a cold restart vs K gets on the
+// long-running server right before the kill (warm).
+//
+//   node dist/experiments/exp2-restart.js [--full] [--n 10000,30000,100000] [--help]
+import { Command } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { KvClient } from '../lib/client';
+import { dropCaches, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, type LatencySummary } from './lib/common';
+import { plain, runLoad } from './lib/load';
+import { writeSummary } from './lib/report';
+import { startServer, type RunningServer } from './lib/servers';
+
+export interface Exp2Options {
+  full?: boolean;
+  ns?: number[];
+  restarts?: number;
+  coldGets?: number;
+  valueBytes?: number;
+  clients?: number;
+  processes?: number;
+  out?: string;
+  cacheMB?: number;
+  syncMode?: 'one' | 'two';
+  keep?: boolean;
+}
+
+interface Restart {
+  cache: 'cold' | 'warm';
+  dropped: boolean;
+  readyMs: number;
+  firstGetMs: number;
+  serverStartupMs?: number;
+}
+
+interface Point {
+  n: number;
+  fileBytes: number;
+  loadSetsPerSec: number;
+  loadErrors: number;
+  loadMeanBatch?: number;
+  restarts: Restart[];
+  medianColdFirstGetMs: number;
+  medianWarmFirstGetMs: number;
+  medianReadyMs: number;
+  coldGets: LatencySummary;
+  warmGets: LatencySummary;
+  cacheDropped: boolean;
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
+
+/** Time from spawn() to the first answered get (a fresh client connects after the ready line). */
+async function restartAndFirstGet(start: () => Promise<RunningServer>, key: Buffer): Promise<{ server: RunningServer; readyMs: number; firstGetMs: number; startupMs?: number }> {
+  const server = await start();
+  const c = new KvClient(server.address);
+  await c.get(key);
+  const firstGetMs = Number(process.hrtime.bigint() - server.spawnedAt) / 1e6;
+  const st = await c.stat().catch(() => undefined);
+  c.close();
+  return { server, readyMs: server.readyMs, firstGetMs, startupMs: st?.startupMs };
+}
+
+/** K single-client gets of uniform random keys, in this process (one client, sequential). */
+async function timedGets(address: string, n: number, k: number, prefix: string, seed: number): Promise<LatencySummary> {
+  const c = new KvClient(address);
+  await c.waitForReady(10_000);
+  const h = newHist();
+  const r = rng(seed);
+  let missing = 0;
+  for (let i = 0; i < k; i++) {
+    const key = keyFor(prefix, Math.floor(r() * n), 32);
+    const t0 = process.hrtime.bigint();
+    const v = await c.get(key);
+    h.recordValue(Math.max(1, Math.round(usSince(t0))));
+    if (!v) missing++;
+  }
+  c.close();
+  if (missing) throw new Error(`${missing} of ${k} gets found nothing: data lost?`);
+  return summarize(h);
+}
+
+export async function runExp2(o: Exp2Options = {}): Promise<string> {
+  const full = o.full ?? false;
+  const ns = (o.ns ?? (full ? [10_000, 100_000, 300_000, 1_000_000] : [10_000, 30_000, 100_000])).sort((a, b) => a - b);
+  const restarts = o.restarts ?? (full ? 5 : 3);
+  const coldGets = o.coldGets ?? (full ? 2000 : 500);
+  const valueBytes = o.valueBytes ?? 4 * KiB;
+  const clients = o.clients ?? 64;
+  const processes = o.processes ?? 3;
+  const dir = resultDir('exp2-restart', o.out);
+  const need = ns[ns.length - 1] * (valueBytes + 300) * 1.15;
+  const free = diskInfo(dataDirRoot()).freeBytes ?? Infinity;
+  if (need > free) throw new Error(`N=${ns[ns.length - 1]} needs about ${(need / 1e9).toFixed(1)} GB on ${dataDirRoot()}; ${(free / 1e9).toFixed(1)} GB free`);
+  log(`exp2: N = ${ns.join(', ')}; ${valueBytes} B values; ${restarts} cold + ${restarts} warm restarts per N; ${coldGets} cold/warm gets`);
+
+  // The floor: time for a bare grpc-js server process (no data) to answer its first get.
+  const floorTimes: number[] = [];
+  for (let i = 0; i < restarts; i++) {
+    const r = await restartAndFirstGet(() => startServer({ kind: 'floor' }), Buffer.from('k'));
+    floorTimes.push(r.firstGetMs);
+    await r.server.stop('SIGKILL');
+  }
+  const floorFirstGetMs = median(floorTimes);
+  log(`exp2: floor server process start -> first get: median ${floorFirstGetMs.toFixed(1)} ms`);
+
+  const dataDir = makeDataDir('exp2');
+  const prefix = 'e2/';
+  const points: Point[] = [];
+  let anyDropped = false;
+  let server = await startServer({ kind: 'lbkv', dataDir, cacheMB: o.cacheMB, syncMode: o.syncMode });
+  const start = () => startServer({ kind: 'lbkv', dataDir, cacheMB: o.cacheMB, syncMode: o.syncMode, port: server.port });
+  try {
+    let loaded = 0;
+    for (const n of ns) {
+      const t0 = Date.now();
+      const ld = await runLoad({ address: server.address, clients, processes, op: 'load', keyPrefix: prefix, valueBytes, loadFrom: loaded, loadCount: n - loaded, label: `load to ${n}`, hardTimeoutMs: 4 * 3600_000 });
+      if (ld.errors) throw new Error(`load failed: ${ld.errors} errors, first: ${ld.firstError}`);
+      const statC = new KvClient(server.address);
+      const st = await statC.stat();
+      statC.close();
+      log(`exp2: loaded ${n - loaded} keys (to ${n}) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${Math.round(ld.throughput)} sets/s; server: ${st.keys} keys, file ${st.dbFileBytes} B, mean batch ${st.meanBatchSize.toFixed(1)}`);
+      loaded = n;
+      // Warm gets: the long-running server that just did the load.
+      const warmGets = await timedGets(server.address, n, coldGets, prefix, n + 1);
+      const rs: Restart[] = [];
+      const probe = keyFor(prefix, Math.floor(n / 2), 32);
+      for (const cache of ['warm', 'cold'] as const) {
+        for (let i = 0; i < restarts; i++) {
+          await server.kill9();
+          const dropped = cache === 'cold' ? dropCaches() : false;
+          anyDropped ||= dropped;
+          const r = await restartAndFirstGet(start, probe);
+          server = r.server;
+          rs.push({ cache, dropped, readyMs: r.readyMs, firstGetMs: r.firstGetMs, serverStartupMs: r.startupMs });
+        }
+      }
+      // The server now runs after a cold restart and has answered one get: the first K gets are cold.
+      const lastDropped = rs[rs.length - 1].dropped;
+      const cold = await timedGets(server.address, n, coldGets, prefix, n + 2);
+      const p: Point = {
+        n, fileBytes: st.dbFileBytes, loadSetsPerSec: ld.throughput, loadErrors: ld.errors, loadMeanBatch: st.meanBatchSize, restarts: rs,
+        medianColdFirstGetMs: median(rs.filter((r) => r.cache === 'cold').map((r) => r.firstGetMs)),
+        medianWarmFirstGetMs: median(rs.filter((r) => r.cache === 'warm').map((r) => r.firstGetMs)),
+        medianReadyMs: median(rs.map((r) => r.readyMs)),
+        coldGets: cold, warmGets, cacheDropped: lastDropped,
+      };
+      points.push(p);
+      log(`exp2: N=${n}: start->first get cold ${p.medianColdFirstGetMs.toFixed(1)} ms, warm ${p.medianWarmFirstGetMs.toFixed(1)} ms (page cache dropped: ${lastDropped}); gets cold p50 ${cold.p50Us} us / warm p50 ${warmGets.p50Us} us`);
+    }
+  } finally {
+    await server.stop('SIGTERM');
+    if (!o.keep) rmrf(dataDir);
+  }
+
+  writeDat(path.join(dir, 'exp2-restart.dat'),
+    ['n_keys', 'cold_first_get_ms', 'warm_first_get_ms', 'ready_line_ms', 'floor_first_get_ms', 'cold_get_mean_ms', 'cold_get_p50_ms', 'cold_get_p99_ms', 'warm_get_mean_ms', 'warm_get_p50_ms', 'warm_get_p99_ms', 'file_bytes'],
+    `Experiment 2: restart (process start -> first get answered) and cold/warm gets; OS page cache dropped before cold restarts: ${anyDropped}`,
+    points.map((p) => [p.n, p.medianColdFirstGetMs, p.medianWarmFirstGetMs, p.medianReadyMs, floorFirstGetMs,
+      p.coldGets.meanUs / 1000, p.coldGets.p50Us / 1000, p.coldGets.p99Us / 1000, p.warmGets.meanUs / 1000, p.warmGets.p50Us / 1000, p.warmGets.p99Us / 1000, p.fileBytes]));
+  const plot = renderPlot(dir, 'exp2-restart', `
+set logscale x
+set grid lc rgb '#dddddd'
+set xlabel 'keys in the store (4 KiB values)'
+set key top left font ',8' box opaque
+set multiplot layout 1,2 title 'Experiment 2: restart after SIGKILL, and cold vs warm gets (${anyDropped ? 'OS page cache dropped before cold restarts' : 'OS page cache could NOT be dropped'})'
+set title 'process start -> first get answered (median of ${restarts})'
+set ylabel 'ms'
+set yrange [0:*]
+plot 'exp2-restart.dat' u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv, cold page cache', \\
+     '' u 1:3 w lp lw 2 pt 5 lc rgb '#ff7f0e' t 'lbkv, warm page cache', \\
+     '' u 1:4 w lp lw 1 pt 2 lc rgb '#2ca02c' t 'lbkv ready line (cold+warm median)', \\
+     '' u 1:5 w l dt 2 lw 2 lc rgb '#555555' t 'floor: bare gRPC server process'
+set title 'first ${coldGets} gets after a cold restart vs on the long-running server'
+set ylabel 'get latency (ms)'
+set logscale y
+set yrange [*:*]
+plot 'exp2-restart.dat' u 1:7 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'cold p50', \\
+     '' u 1:8 w lp lw 2 pt 9 lc rgb '#1f77b4' dt 4 t 'cold p99', \\
+     '' u 1:6 w lp lw 1 pt 6 lc rgb '#1f77b4' dt 2 t 'cold mean', \\
+     '' u 1:10 w lp lw 2 pt 5 lc rgb '#ff7f0e' t 'warm p50', \\
+     '' u 1:11 w lp lw 2 pt 11 lc rgb '#ff7f0e' dt 4 t 'warm p99', \\
+     '' u 1:9 w lp lw 1 pt 4 lc rgb '#ff7f0e' dt 2 t 'warm mean'
+unset multiplot`);
+  if (plot.error) log(`exp2: plot: ${plot.error}`);
+  const json = writeSummary(dir, 'exp2-restart', { full, ns, restarts, coldGets, valueBytes, keyBytes: 32, loadClients: clients, loadProcesses: processes, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default',
+    diskNeededFor10M: `about ${((10_000_000 * (valueBytes + 300) * 1.1) / 1e9).toFixed(0)} GB` },
+  points, { pageCacheDropped: anyDropped, floorFirstGetMs, floorFirstGetRunsMs: floorTimes, plot: plot.png ? 'exp2-restart.png' : null });
+  log(`exp2: wrote ${path.relative(process.cwd(), json)}`);
+  void fs;
+  return json;
+}
+
+if (require.main === module) {
+  const opts = new Command()
+    .name('exp2-restart')
+    .description('Experiment 2: load N 4 KiB pairs, SIGKILL, restart; time to first get vs N; cold vs warm gets')
+    .option('--full', 'full configuration (N up to 1,000,000)', false)
+    .option('--n <list>', 'key counts, cumulative, e.g. 10000,100000,1000000,10000000 (10M needs ~45 GB of disk)')
+    .option('--restarts <n>', 'cold and warm restarts per N')
+    .option('--cold-gets <k>', 'gets measured after a cold restart (and warm)')
+    .option('--clients <n>', 'concurrent loading clients', '64')
+    .option('--processes <n>', 'loading client processes', '3')
+    .option('--cache-mb <n>', 'lbserver --cache-mb')
+    .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
+    .option('--keep', 'keep the data directory', false)
+    .option('--out <dir>', 'result directory (default experiments/results/exp2-restart)')
+    .parse()
+    .opts<{ full: boolean; n?: string; restarts?: string; coldGets?: string; clients: string; processes: string; cacheMb?: string; syncMode?: 'one' | 'two'; keep: boolean; out?: string }>();
+  runExp2({
+    full: opts.full, ns: opts.n ? opts.n.split(',').map((x) => Number(x.replace(/_/g, ''))) : undefined,
+    restarts: opts.restarts ? Number(opts.restarts) : undefined, coldGets: opts.coldGets ? Number(opts.coldGets) : undefined,
+    clients: Number(opts.clients), processes: Number(opts.processes), cacheMB: opts.cacheMb ? Number(opts.cacheMb) : undefined,
+    syncMode: opts.syncMode, keep: opts.keep, out: opts.out,
+  }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+}
