@@ -36,6 +36,19 @@ for (const syncMode of ['one', 'two'] as const) {
   });
 }
 
+// The same through the real service handlers (lib/service.ts: Set, Get, GetPrefix with in-process
+// fake calls): issue 4 item 2 asks for the service code path under power cuts.
+const SERVICE_CUTS = Number(process.env.LBKV_POWERCUT_SERVICE_CUTS ?? 150);
+for (const syncMode of ['one', 'two'] as const) {
+  test(`power cuts through the service handlers (Set/Get/GetPrefix): ${SERVICE_CUTS} cut points, syncMode '${syncMode}'`, async () => {
+    const r = await runCampaign({ seed: SEED + 1, syncMode, cuts: SERVICE_CUTS, imagesPerCut: 2, via: 'service', log });
+    log(`service, syncMode ${syncMode}: ${r.cuts} cut points, ${r.images} crash images, ${r.verified} verified, ${r.failures.length} failures`);
+    assert.equal(r.failures, [], `seed ${SEED + 1}`);
+    assert.is(r.verified, r.images);
+    assert.ok(r.cuts >= SERVICE_CUTS);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Injected I/O errors: the failed commit's batch rejects with IO / NO_SPACE, the store stays usable
 // at the last commit, later puts succeed, and reopening (also after a power cut during the commits

@@ -19,6 +19,7 @@
 import * as zlib from 'node:zlib';
 import { Store, StoreError } from '../../btree';
 import type { OpenOptions } from '../../btree';
+import { driverFor, type Driver, type Via } from './driver';
 import {
   CUT_POLICIES, FaultFS, mixSeed, mulberry32, pick, POLICY_DROP_ALL, randInt, randomBytes,
   type CutPolicy, type OpRecord, type Rng,
@@ -111,7 +112,7 @@ export interface PutRec {
 /** Runs the workload; resolves when every put settled (never, after a cut). Puts are pushed to
  *  `puts` as they are issued. No two puts of the same key are ever in flight at once, so the order of
  *  puts within a commit never matters. */
-export async function runWorkload(store: Store, fs: FaultFS, spec: WorkloadSpec, seed: number, puts: PutRec[], firstId = 1): Promise<void> {
+export async function runWorkload(put: (key: Buffer, value: Buffer) => Promise<void>, fs: FaultFS, spec: WorkloadSpec, seed: number, puts: PutRec[], firstId = 1): Promise<void> {
   const rng = mulberry32(seed);
   const inflight = new Set<string>();
   let nextId = firstId;
@@ -129,7 +130,7 @@ export async function runWorkload(store: Store, fs: FaultFS, spec: WorkloadSpec,
     const rec: PutRec = { id, key, value: makeValue(id, key, valueSize(rng, spec.maxValue)) };
     puts.push(rec);
     inflight.add(kstr(key));
-    return store.put(key, rec.value).then(
+    return put(key, rec.value).then(
       () => {
         rec.batch = fs.completedOps;
         inflight.delete(kstr(key));
@@ -193,26 +194,23 @@ export function buildModel(base: KV, puts: PutRec[]): Model {
   return { batches, states, indexOf };
 }
 
-/** Reads the whole store (range scan), and checks that get() agrees for every key in `keys`. */
-export async function readAll(store: Store, keys: Iterable<string>): Promise<{ kv: KV; problems: string[] }> {
+/** Reads the whole store (a range scan, or GetPrefix through the service), and checks that get()
+ *  agrees with it for every key in `keys`. */
+export async function readAll(d: Driver | Store, keys: Iterable<string>): Promise<{ kv: KV; problems: string[] }> {
+  const driver: Driver = d instanceof Store ? driverFor('engine', d) : d;
   const kv: KV = new Map();
   const problems: string[] = [];
-  const snap = store.snapshot();
-  try {
-    let prev: Buffer | null = null;
-    for await (const e of snap.range()) {
-      if (prev && Buffer.compare(prev, e.key) >= 0) problems.push(`range out of order at ${JSON.stringify(kstr(e.key))}`);
-      prev = Buffer.from(e.key);
-      kv.set(kstr(e.key), Buffer.from(e.value));
-    }
-  } finally {
-    snap.release();
+  let prev: Buffer | null = null;
+  for (const e of await driver.scan()) {
+    if (prev && Buffer.compare(prev, e.key) >= 0) problems.push(`scan out of order at ${JSON.stringify(kstr(e.key))}`);
+    prev = e.key;
+    kv.set(kstr(e.key), e.value);
   }
   for (const k of keys) {
-    const v = await store.get(Buffer.from(k, 'latin1'));
+    const v = await driver.get(Buffer.from(k, 'latin1'));
     const r = kv.get(k);
     if ((v === undefined) !== (r === undefined) || (v && r && !v.equals(r))) {
-      problems.push(`get(${JSON.stringify(k.slice(0, 12))}) = ${describeValue(v)} but range gave ${describeValue(r)}`);
+      problems.push(`get(${JSON.stringify(k.slice(0, 12))}) = ${describeValue(v)} but the scan gave ${describeValue(r)}`);
     }
   }
   return { kv, problems };
@@ -254,6 +252,8 @@ export interface CampaignOptions {
   /** File growth step for the engine (small, so growth happens during the workload). */
   growBytes?: number;
   log?: (line: string) => void;
+  /** Drive puts and reads through the engine API (default) or the gRPC service handlers. */
+  via?: Via;
   /** Stop after this many failures (default 10). */
   maxFailures?: number;
   /** Wall-clock budget; the campaign stops early (and says so) when exceeded. */
@@ -322,14 +322,39 @@ async function buildBase(o: CampaignOptions, seed: number): Promise<{ fs: FaultF
   return { fs, kv };
 }
 
+/** The raw crash image of a cut in the middle of a workload on a file with history: reopening it
+ *  runs recovery (possibly falling back to the older meta) before the next workload. */
+async function buildCrashedBase(o: CampaignOptions, spec: WorkloadSpec, seed: number): Promise<{ fs: FaultFS; kv: KV }> {
+  const rng = mulberry32(seed);
+  const clean = await buildBase(o, mixSeed(seed, 'clean'));
+  const fs = clean.fs.clone();
+  // Count the ops of the workload, then cut at a random one of them.
+  const probe = clean.fs.clone();
+  const ps = await Store.open(openOpts(probe, o));
+  await runWorkload((k, v) => ps.put(k, v), probe, spec, seed, [], 3_000_000);
+  await ps.close();
+  fs.cutAt(randInt(rng, 1, probe.opCount));
+  const store = await Store.open(openOpts(fs, o));
+  void runWorkload((k, v) => store.put(k, v), fs, spec, seed, [], 3_000_000);
+  await fs.cutReached;
+  const crashed = fs.powerCut(rng, pick(rng, [CUT_POLICIES.random!, CUT_POLICIES.tear!])).fs;
+  // Whatever it recovers to is the base state (its correctness is what the cut points check).
+  const r = await Store.open(openOpts(crashed.clone(), o));
+  const { kv } = await readAll(r, []);
+  await r.close();
+  return { fs: crashed, kv };
+}
+
 async function dryRun(o: CampaignOptions, spec: WorkloadSpec, id: number): Promise<Scenario> {
   const seed = mixSeed(o.seed, o.syncMode, id);
-  const withBase = id % 3 !== 0;
-  const base = withBase ? await buildBase(o, mixSeed(seed, 'base')) : null;
+  // Scenario kinds: 0 a new file (covers creation), 1 a cleanly closed file with history, 2 the raw
+  // image of an earlier power cut (recovery, then the workload, then another cut).
+  const kind = id % 3;
+  const base = kind === 0 ? null : kind === 1 ? await buildBase(o, mixSeed(seed, 'base')) : await buildCrashedBase(o, spec, mixSeed(seed, 'crashed'));
   const fs = base ? base.fs.clone() : new FaultFS();
   const store = await Store.open(openOpts(fs, o));
   const puts: PutRec[] = [];
-  await runWorkload(store, fs, spec, seed, puts);
+  await runWorkload(driverFor(o.via ?? 'engine', store).put, fs, spec, seed, puts);
   const failed = puts.filter((p) => p.error);
   if (failed.length) throw new Error(`dry run (seed ${seed}): ${failed.length} puts failed: ${String(failed[0]!.error)}`);
   const trace = fs.trace.slice();
@@ -355,7 +380,7 @@ async function cutPoint(o: CampaignOptions, spec: WorkloadSpec, sc: Scenario, k:
   const puts: PutRec[] = [];
   let store: Store;
   const opened = Store.open(openOpts(fs, o)).then((s) => (store = s));
-  const done = opened.then(() => runWorkload(store, fs, spec, sc.seed, puts)).then(() => 'done' as const);
+  const done = opened.then(() => runWorkload(driverFor(o.via ?? 'engine', store).put, fs, spec, sc.seed, puts)).then(() => 'done' as const);
   const outcome = await Promise.race([fs.cutReached.then(() => 'cut' as const), done.catch((e) => e as Error)]);
   if (outcome !== 'cut') return fail(`the cut point was never reached (${outcome instanceof Error ? outcome.message : outcome})`);
   // Let anything that was going to settle without I/O settle.
@@ -406,7 +431,7 @@ async function cutPoint(o: CampaignOptions, spec: WorkloadSpec, sc: Scenario, k:
       continue;
     }
     try {
-      const { kv, problems } = await readAll(rec, allKeys);
+      const { kv, problems } = await readAll(driverFor(o.via ?? 'engine', rec), allKeys);
       if (problems.length) {
         fail(`${where}: ${problems.slice(0, 3).join('; ')}`);
         continue;
@@ -447,7 +472,7 @@ async function cutPoint(o: CampaignOptions, spec: WorkloadSpec, sc: Scenario, k:
           fail(`${where}: reopen after a commit after recovery failed: ${(e as Error).message}`);
           continue;
         }
-        const { kv: kv2, problems: p2 } = await readAll(rec, new Set([...allKeys, ...extra.keys()]));
+        const { kv: kv2, problems: p2 } = await readAll(driverFor(o.via ?? 'engine', rec), new Set([...allKeys, ...extra.keys()]));
         if (p2.length || !sameKV(kv2, extra)) {
           fail(`${where}: after recovery + one more commit + reopen: ${p2.slice(0, 3).join('; ')} ${diffKV(kv2, extra)}`);
           continue;
@@ -491,7 +516,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
         return res;
       }
     }
-    o.log?.(`syncMode ${o.syncMode} scenario ${id} (seed ${sc.seed}, ${sc.base ? 'existing file' : 'new file'}): ${sc.puts.length} puts in ` +
+    o.log?.(`syncMode ${o.syncMode} scenario ${id} (seed ${sc.seed}, ${['new file', 'existing file', 'crashed file'][sc.id % 3]}): ${sc.puts.length} puts in ` +
       `${sc.model.batches.length} commits, ${sc.trace.length} ops; total ${res.cuts} cuts, ${res.images} images, ${res.verified} verified, ${res.failures.length} failures`);
   }
   return res;

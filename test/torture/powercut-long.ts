@@ -1,5 +1,5 @@
 // Long power-cut campaign (issue 4 item 2, long version): 10,000 cut points by default, split over
-// syncMode 'one' and 'two', each cut point crashed into 2 images (keep / drop / tear / garble of every
+// syncMode 'one' and 'two' and over the engine API and the gRPC service handlers, each cut point crashed into 2 images (keep / drop / tear / garble of every
 // un-synced write) and verified to recover exactly the last acknowledged commit or the one in flight.
 // Called by the torture runner (test/torture/run.ts) through runPowerCuts(); also runnable alone:
 //   node dist/test/torture/powercut-long.js [cuts] [seed]
@@ -32,16 +32,22 @@ export async function runPowerCuts(opts: PowerCutsOptions = {}): Promise<PowerCu
   const started = Date.now();
   log(`power cuts: ${cuts} cut points, seed ${seed} (rerun: node dist/test/torture/powercut-long.js ${cuts} ${seed})`);
   const out: PowerCutsResult = { cuts: 0, verified: 0, failures: [], images: 0, recoveredInFlight: 0, byKind: {}, stoppedEarly: false, seconds: 0 };
-  const modes = ['one', 'two'] as const;
-  for (const [i, syncMode] of modes.entries()) {
-    const share = i === modes.length - 1 ? cuts - out.cuts : Math.ceil(cuts / modes.length);
+  // Four quarters: syncMode 'one' and 'two', each through the engine API and through the gRPC
+  // service handlers (lib/service.ts with in-process fake calls).
+  const parts = [
+    { syncMode: 'one', via: 'engine' }, { syncMode: 'two', via: 'engine' },
+    { syncMode: 'one', via: 'service' }, { syncMode: 'two', via: 'service' },
+  ] as const;
+  for (const [i, { syncMode, via }] of parts.entries()) {
+    const share = i === parts.length - 1 ? cuts - out.cuts : Math.ceil(cuts / parts.length);
+    if (share <= 0) break;
     const left = opts.deadlineMs ? opts.deadlineMs - (Date.now() - started) : undefined;
     if (left !== undefined && left <= 0) {
       out.stoppedEarly = true;
       break;
     }
     const r = await runCampaign({
-      seed, syncMode, cuts: share, imagesPerCut: 2, continueFraction: 0.25, deadlineMs: left, maxFailures: 20,
+      seed: seed + i, syncMode, via, cuts: share, imagesPerCut: 2, continueFraction: 0.25, deadlineMs: left, maxFailures: 20,
       log: (s) => log(`  ${s}`),
     });
     out.cuts += r.cuts;
@@ -51,6 +57,7 @@ export async function runPowerCuts(opts: PowerCutsOptions = {}): Promise<PowerCu
     out.failures.push(...r.failures);
     out.stoppedEarly ||= r.stoppedEarly;
     for (const [k, n] of Object.entries(r.byKind)) out.byKind[`${syncMode}:${k}`] = (out.byKind[`${syncMode}:${k}`] ?? 0) + n;
+    log(`  ${via}, syncMode ${syncMode}: ${r.cuts} cut points, ${r.images} images, ${r.verified} verified, ${r.failures.length} failures`);
   }
   out.seconds = (Date.now() - started) / 1000;
   log(`power cuts: ${out.cuts} cut points, ${out.images} crash images, ${out.verified} verified, ${out.recoveredInFlight} recovered the in-flight commit, ` +
