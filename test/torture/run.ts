@@ -1,0 +1,118 @@
+// `npm run torture` (node dist/test/torture/run.js): the long versions of the durability tests,
+// bounded in count and time, stopping by themselves, ending with a summary.
+//
+//   kill -9 rounds under load ........ 200 rounds (real lbserver processes)
+//   power cuts (fault-injecting fs) .. 10,000 cut points (runPowerCuts, test/torture/powercut-long.ts)
+//   power cuts below ext4 (loop) ..... 30 cuts (skipped with the reason when loop devices are not allowed)
+//   races ............................ 8 clients x 1,000 ops on 4 hot keys; 60 s of snapshot streams
+//   1,000 vanishing streams .......... once
+//   slow reader ...................... 1 GiB GetPrefix result, RSS sampled
+//
+// Options: --only kill,powercut,loop,races,vanish,slow   --seed N   --budget-min M (whole run, default 90)
+//          --kill-rounds N --cuts N --loop-cuts N --slow-mib N
+// Exit code 0 when every section held its properties, 1 otherwise.
+import { runPowerCuts } from './powercut-long';
+import { runKillRounds } from '../durability/kill-rounds';
+import { runLoopPowerCuts } from '../durability/loop-powercut';
+import { runRaces } from '../durability/races';
+import { slowReader, vanishingStreams, loadValues } from '../durability/abuse';
+import { startServer, tempDir, removeTempDir } from '../support/server';
+import { mib, nowMs, seedFromEnv } from '../durability/support';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const num = (name: string, dflt: number) => (arg(name) !== undefined ? Number(arg(name)) : dflt);
+
+const seed = arg('seed') !== undefined ? Number(arg('seed')) >>> 0 : seedFromEnv();
+const only = arg('only')?.split(',');
+const budgetMs = num('budget-min', 90) * 60_000;
+const started = nowMs();
+const remaining = () => Math.max(0, budgetMs - (nowMs() - started));
+const log = (l: string) => console.log(l);
+
+interface Row { section: string; ok: boolean; summary: string; seconds: number }
+const rows: Row[] = [];
+
+async function section(name: string, key: string, fn: () => Promise<{ ok: boolean; summary: string }>): Promise<void> {
+  if (only && !only.includes(key)) return;
+  if (remaining() <= 0) { rows.push({ section: name, ok: true, summary: 'NOT RUN: time budget used up', seconds: 0 }); return; }
+  log(`\n=== ${name}`);
+  const t0 = nowMs();
+  try {
+    const r = await fn();
+    rows.push({ section: name, ok: r.ok, summary: r.summary, seconds: (nowMs() - t0) / 1000 });
+  } catch (e) {
+    rows.push({ section: name, ok: false, summary: `ERROR ${(e as Error).stack ?? e}`, seconds: (nowMs() - t0) / 1000 });
+  }
+  const last = rows[rows.length - 1];
+  log(`=== ${name}: ${last.ok ? 'OK' : 'FAILED'} in ${last.seconds.toFixed(0)} s: ${last.summary}`);
+}
+
+async function main(): Promise<void> {
+  log(`lbkv torture: seed ${seed} (rerun with --seed ${seed}), budget ${(budgetMs / 60_000).toFixed(0)} min`);
+
+  await section('kill -9 under load', 'kill', async () => {
+    const rounds = num('kill-rounds', 200);
+    const dir = tempDir('lbkv-torture-kill9-');
+    try {
+      const r = await runKillRounds({ rounds, dataDir: dir, seed, clients: 8, keys: 300, log, budgetMs: Math.min(remaining(), 40 * 60_000) });
+      for (const v of r.violations) log(`  VIOLATION ${v}`);
+      const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
+      return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, errors before kill ${r.unexpectedErrors}, max restart ${r.maxRestartMs.toFixed(0)} ms` };
+    } finally { removeTempDir(dir); }
+  });
+
+  await section('power cuts (fault-injecting file layer)', 'powercut', async () => {
+    const cuts = num('cuts', 10_000);
+    const r = await runPowerCuts({ cuts, seed, log, deadlineMs: Math.min(remaining(), 30 * 60_000) });
+    for (const f of r.failures.slice(0, 30)) log(`  FAILURE ${f}`);
+    return { ok: r.failures.length === 0, summary: `cut points ${r.cuts}/${cuts}, verified ${r.verified}, crash images ${r.images}, recovered in-flight commit ${r.recoveredInFlight}, failures ${r.failures.length}${r.stoppedEarly ? ' (stopped early: deadline)' : ''}` };
+  });
+
+  await section('power cuts below ext4 (loop device)', 'loop', async () => {
+    const cuts = num('loop-cuts', 30);
+    const r = await runLoopPowerCuts({ rounds: cuts, seed, log, budgetMs: Math.min(remaining(), 15 * 60_000) });
+    if (r.skipped) return { ok: true, summary: `SKIPPED: ${r.reason}` };
+    for (const v of r.violations) log(`  VIOLATION ${v}`);
+    const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
+    return { ok, summary: `cuts ${r.rounds}/${cuts}, acknowledged sets ${r.acked}, sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}` };
+  });
+
+  await section('races (linearizability, one-snapshot GetPrefix)', 'races', async () => {
+    const server = await startServer({});
+    try {
+      const r = await runRaces({ address: server.address, seed, clients: 8, hotKeys: 4, opsPerClient: 1000, writers: 3, groupSize: 40, readers: 3, snapshotMs: 60_000, log });
+      for (const v of r.violations) log(`  VIOLATION ${v}`);
+      const ok = r.failedOps === 0 && r.nonLinearizable === 0 && r.inconclusive === 0 && r.snapshotViolations === 0 && r.streams > 0;
+      return { ok, summary: `ops ${r.ops} on ${r.keysChecked} hot keys, non-linearizable keys ${r.nonLinearizable}, inconclusive ${r.inconclusive}, GetPrefix streams ${r.streams} (${r.streamEntries} entries), snapshot violations ${r.snapshotViolations}, failed ops ${r.failedOps}` };
+    } finally { await server.stop('SIGTERM'); }
+  });
+
+  await section('1,000 streams opened, client vanishes', 'vanish', async () => {
+    const server = await startServer({ args: ['--cache-mb', '32'] });
+    try {
+      await loadValues(server.address, 'mid/', 40, 256 * 1024, 4);
+      const r = await vanishingStreams(server.address, server.pid, 'mid/', 1000, log);
+      const limit = (32 + 200) * 1024 * 1024;
+      const ok = r.opened === 1000 && r.othersFailed === 0 && r.openSnapshotsAfter === 0 && r.peakRss < limit;
+      return { ok, summary: `streams ${r.opened}, snapshots released ${r.openSnapshotsAfter === 0 ? `in ${r.releasedMs.toFixed(0)} ms` : 'NO'}, server peak RSS ${mib(r.peakRss)} (limit ${mib(limit)}), other client ${r.othersOk} ok / ${r.othersFailed} failed, slowest ${r.othersMaxMs.toFixed(0)} ms` };
+    } finally { await server.stop('SIGTERM'); }
+  });
+
+  await section('slow reader of a large GetPrefix result', 'slow', async () => {
+    const total = num('slow-mib', 1024);
+    const r = await slowReader({ totalMiB: total, cacheMB: 64, rateMiBps: 40, log });
+    const ok = r.entries === total && r.badValues === 0 && r.peakRss < r.limitBytes && r.othersFailed === 0;
+    return { ok, summary: `${mib(r.totalBytes)} in ${(r.readMs / 1000).toFixed(0)} s, server peak RSS ${mib(r.peakRss)} (limit ${mib(r.limitBytes)}), bad values ${r.badValues}, other client ${r.othersOk} ok / ${r.othersFailed} failed` };
+  });
+
+  log('\n=== torture summary');
+  for (const r of rows) log(`${r.ok ? 'OK    ' : 'FAILED'} ${r.section} (${r.seconds.toFixed(0)} s): ${r.summary}`);
+  const failed = rows.filter((r) => !r.ok).length;
+  log(`torture: ${rows.length - failed} sections held, ${failed} failed; ${((nowMs() - started) / 60_000).toFixed(1)} min; seed ${seed}`);
+  process.exit(failed === 0 ? 0 : 1);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
