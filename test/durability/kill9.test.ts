@@ -23,4 +23,17 @@ test(`kill -9 under load: ${ROUNDS} rounds, 8 clients, 300 keys, values 100 B ..
   assert.is(r.unexpectedErrors, 0, 'errors before the kill');
 });
 
+const ROUNDS_TWO = Number(process.env.LBKV_KILL_ROUNDS_TWO ?? 3);
+
+test(`kill -9 under load with --sync-mode two: ${ROUNDS_TWO} rounds`, async () => {
+  const seed = seedFromEnv() ^ 0x5a5a;
+  console.log(`  seed ${seed} (repeat with LBKV_SEED=${seed ^ 0x5a5a})`);
+  const r = await runKillRounds({ rounds: ROUNDS_TWO, dataDir: tempDir('lbkv-kill9-two-'), seed, clients: 8, keys: 300, loadMs: [300, 2000], serverArgs: ['--sync-mode', 'two'] });
+  console.log(`KILL9-TWO rounds=${r.rounds} acknowledged=${r.acked} sent=${r.sent} lost=${r.lost} torn=${r.torn} wrong-key=${r.wrongKey} never-sent=${r.phantom} prefix-mismatch=${r.prefixMismatch}`);
+  for (const v of r.violations) console.log('  VIOLATION ' + v);
+  assert.is(r.rounds, ROUNDS_TWO, 'all rounds ran');
+  assert.ok(r.acked > 0, 'some sets were acknowledged');
+  assert.is(r.lost + r.torn + r.wrongKey + r.phantom + r.prefixMismatch + r.unexpectedErrors, 0, 'violations');
+});
+
 test.run();

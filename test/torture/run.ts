@@ -1,7 +1,7 @@
 // `npm run torture` (node dist/test/torture/run.js): the long versions of the durability tests,
 // bounded in count and time, stopping by themselves, ending with a summary.
 //
-//   kill -9 rounds under load ........ 200 rounds (real lbserver processes)
+//   kill -9 rounds under load ........ 200 rounds (real lbserver processes), then 50 with --sync-mode two
 //   power cuts (fault-injecting fs) .. 10,000 cut points (runPowerCuts, test/torture/powercut-long.ts)
 //   power cuts below ext4 (loop) ..... 30 cuts (skipped with the reason when loop devices are not allowed)
 //   races ............................ 8 clients x 1,000 ops on 4 hot keys; 60 s of snapshot streams
@@ -9,7 +9,7 @@
 //   slow reader ...................... 1 GiB GetPrefix result, RSS sampled
 //
 // Options: --only kill,powercut,loop,races,vanish,slow   --seed N   --budget-min M (whole run, default 90)
-//          --kill-rounds N --cuts N --loop-cuts N --slow-mib N
+//          --kill-rounds N --kill-rounds-two N --cuts N --loop-cuts N --slow-mib N
 // Exit code 0 when every section held its properties, 1 otherwise.
 import { runPowerCuts } from './powercut-long';
 import { runKillRounds } from '../durability/kill-rounds';
@@ -61,6 +61,17 @@ async function main(): Promise<void> {
       for (const v of r.violations) log(`  VIOLATION ${v}`);
       const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
       return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, errors before kill ${r.unexpectedErrors}, max restart ${r.maxRestartMs.toFixed(0)} ms` };
+    } finally { removeTempDir(dir); }
+  });
+
+  await section('kill -9 under load, --sync-mode two', 'kill', async () => {
+    const rounds = num('kill-rounds-two', 50);
+    const dir = tempDir('lbkv-torture-kill9-two-');
+    try {
+      const r = await runKillRounds({ rounds, dataDir: dir, seed: seed ^ 0x5a5a, clients: 8, keys: 300, log, serverArgs: ['--sync-mode', 'two'], budgetMs: Math.min(remaining(), 15 * 60_000) });
+      for (const v of r.violations) log(`  VIOLATION ${v}`);
+      const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
+      return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, errors before kill ${r.unexpectedErrors}` };
     } finally { removeTempDir(dir); }
   });
 
