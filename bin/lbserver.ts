@@ -20,6 +20,19 @@ function log(msg: string): void {
   process.stderr.write(`lbserver: ${msg}\n`);
 }
 
+// A signal during startup (before the server serves) exits at once; the engine is crash-safe, so
+// stopping mid-open is fine. Replaced by the real handlers once the server is up.
+let startupLock: DirLock | undefined;
+const onStartupSignal = (sig: string) => {
+  log(`${sig} during startup: exiting`);
+  startupLock?.release();
+  process.exit(0);
+};
+const startupSigterm = () => onStartupSignal('SIGTERM');
+const startupSigint = () => onStartupSignal('SIGINT');
+process.on('SIGTERM', startupSigterm);
+process.on('SIGINT', startupSigint);
+
 async function main(): Promise<void> {
   const program = new Command()
     .name('lbserver')
@@ -61,6 +74,7 @@ Examples:
   let lock: DirLock;
   try {
     lock = acquireDirLock(cfg.dataDir);
+    startupLock = lock;
   } catch (e) {
     if (e instanceof LockError) fail(`refusing to start: ${e.message}`);
     throw e;
@@ -96,12 +110,6 @@ Examples:
     fail(`cannot listen on ${cfg.listen}${hint}: ${msg}`);
   }
 
-  const address = cfg.listen.replace(/:\d+$/, `:${port}`);
-  stats.startupMs = performance.now();
-  let keys = 0;
-  try { keys = store.stats().keys; } catch { /* stats are best effort */ }
-  process.stdout.write(`lbserver listening on ${address} data=${cfg.dataDir} keys=${keys} startup_ms=${stats.startupMs.toFixed(1)}\n`);
-
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) {
@@ -136,8 +144,17 @@ Examples:
     log(`stopped${forced ? ' (forced)' : ''}`);
     process.exit(code);
   };
+  // Handlers go in before the ready line: whoever reads that line may signal us at once.
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.off('SIGTERM', startupSigterm);
+  process.off('SIGINT', startupSigint);
+
+  const address = cfg.listen.replace(/:\d+$/, `:${port}`);
+  stats.startupMs = performance.now();
+  let keys = 0;
+  try { keys = store.stats().keys; } catch { /* stats are best effort */ }
+  process.stdout.write(`lbserver listening on ${address} data=${cfg.dataDir} keys=${keys} startup_ms=${stats.startupMs.toFixed(1)}\n`);
 }
 
 // A bad request or a bug in one call must never take the server down: log and keep serving.

@@ -70,7 +70,11 @@ export class KvService {
     this.dataFile = join(cfg.dataDir, DATA_FILE_NAME);
   }
 
-  /** From now on new calls get UNAVAILABLE; calls already running finish. */
+  /**
+   * Marks the start of shutdown. The transport stops accepting calls (grpc tryShutdown: listener
+   * closed, GOAWAY); calls that already reached us are still served, since the store stays open until
+   * every call is done. Once the store is closing, calls fail with UNAVAILABLE (engine CLOSED).
+   */
   beginShutdown(): void { this.shuttingDown = true; }
   get isShuttingDown(): boolean { return this.shuttingDown; }
   get callsInFlight(): number { return this.inFlight; }
@@ -83,14 +87,9 @@ export class KvService {
     return undefined;
   }
 
-  private unavailable(): grpc.ServiceError {
-    return statusError(grpc.status.UNAVAILABLE, 'server is shutting down');
-  }
-
   readonly set = (call: grpc.ServerUnaryCall<SetRequest, SetResponse>, cb: grpc.sendUnaryData<SetResponse>): void => {
     const fail = (e: grpc.ServiceError) => { this.stats.failedSets++; cb(e); };
     try {
-      if (this.shuttingDown) return fail(this.unavailable());
       const { key, value } = call.request;
       const bad = this.checkKey(key);
       if (bad) return fail(bad);
@@ -110,7 +109,6 @@ export class KvService {
 
   readonly get = (call: grpc.ServerUnaryCall<GetRequest, GetResponse>, cb: grpc.sendUnaryData<GetResponse>): void => {
     try {
-      if (this.shuttingDown) return cb(this.unavailable());
       const { key } = call.request;
       const bad = this.checkKey(key);
       if (bad) return cb(bad);
@@ -157,7 +155,6 @@ export class KvService {
    * stream is bounded whatever the result size and however slow the client.
    */
   private async streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>): Promise<void> {
-    if (this.shuttingDown) throw new StatusCarrier(this.unavailable());
     const prefix = call.request.prefix ?? Buffer.alloc(0);
     const limit = call.request.limit ?? 0;
     if (prefix.length > this.cfg.maxKeyBytes) {

@@ -72,6 +72,8 @@ export interface ServerHandle {
   readonly stderr: string;
   /** Exit code (null if killed by a signal) once it has exited, else undefined. */
   readonly exitCode: number | null | undefined;
+  /** The signal that killed it, if any. */
+  readonly exitSignal: NodeJS.Signals | null;
   /** Sends `signal` and resolves with the exit code (null if it died of a signal). Kills -9 after `timeoutMs`. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
   kill9(): Promise<void>;
@@ -92,6 +94,7 @@ interface Spawned {
   out: { stdout: string; stderr: string };
   exit: Promise<number | null>;
   exitCode: { v: number | null | undefined };
+  exitSignal: { v: NodeJS.Signals | null };
 }
 
 function spawnNode(script: string, args: string[], env?: NodeJS.ProcessEnv): Spawned {
@@ -104,11 +107,12 @@ function spawnNode(script: string, args: string[], env?: NodeJS.ProcessEnv): Spa
   child.stdout!.setEncoding('utf8').on('data', (c: string) => { out.stdout += c; });
   child.stderr!.setEncoding('utf8').on('data', (c: string) => { out.stderr += c; });
   const exitCode: { v: number | null | undefined } = { v: undefined };
+  const exitSignal: { v: NodeJS.Signals | null } = { v: null };
   const exit = new Promise<number | null>((res) => {
-    child.on('close', (code) => { liveChildren.delete(child); exitCode.v = code; res(code); });
+    child.on('close', (code, signal) => { liveChildren.delete(child); exitCode.v = code; exitSignal.v = signal; res(code); });
     child.on('error', () => { liveChildren.delete(child); exitCode.v = null; res(null); });
   });
-  return { child, out, exit, exitCode };
+  return { child, out, exit, exitCode, exitSignal };
 }
 
 /** Starts lbserver and waits for its ready line. Retries on a port that got taken in between. */
@@ -161,6 +165,7 @@ async function startOnce(port: number, dataDir: string, opts: StartOptions): Pro
     get stdout() { return sp.out.stdout; },
     get stderr() { return sp.out.stderr; },
     get exitCode() { return sp.exitCode.v; },
+    get exitSignal() { return sp.exitSignal.v; },
     async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000) {
       closeClients();
       if (sp.exitCode.v !== undefined) return sp.exitCode.v;

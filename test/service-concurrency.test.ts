@@ -1,0 +1,251 @@
+// Service tests under concurrency and process events: concurrent writers and readers on the same
+// keys, SIGTERM with calls in flight, the LOCK file, cancelled streams and backpressure.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GrpcStatus, isServiceError, KvClient, statusName } from '../lib/client';
+import { eventually, pseudoRandomBytes, rssBytes, setMany } from './support/client-helpers';
+import { freePort, runServerExpectingFailure, sleep, startServer, tempDir } from './support/server';
+
+const MiB = 1024 * 1024;
+
+/** A self-describing value: header "w<writer>:<seq>:<len>;" then `len` bytes derived from the header. */
+function makeValue(writer: number, seq: number, len: number): Buffer {
+  const head = Buffer.from(`w${writer}:${seq}:${len};`);
+  return Buffer.concat([head, pseudoRandomBytes(len, writer * 1_000_003 + seq)]);
+}
+function checkValue(v: Buffer): string | undefined {
+  const s = v.subarray(0, 40).toString('latin1');
+  const m = /^w(\d+):(\d+):(\d+);/.exec(s);
+  if (!m) return undefined;
+  const expect = makeValue(Number(m[1]), Number(m[2]), Number(m[3]));
+  return expect.equals(v) ? m[0] : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+const conc = suite('service: concurrent writers and readers on the same keys');
+
+conc('every read returns a value some writer wrote, whole, never a mix', async () => {
+  const srv = await startServer();
+  const keys = Array.from({ length: 6 }, (_, i) => Buffer.from(`hot/${i}`));
+  const attempted = keys.map(() => new Set<string>());
+  const writers = Array.from({ length: 4 }, () => srv.client());
+  const readers = Array.from({ length: 4 }, () => srv.client());
+  const stopAt = Date.now() + 2500;
+  let writes = 0, reads = 0, prefixReads = 0;
+  const problems: string[] = [];
+  const sizes = [0, 10, 3000, 5000, 70_000, 300_000];
+
+  const writeLoop = async (w: number) => {
+    let seq = 0;
+    while (Date.now() < stopAt) {
+      const k = (w + seq) % keys.length;
+      const v = makeValue(w, seq, sizes[(seq * 7 + w) % sizes.length]!);
+      attempted[k]!.add(v.subarray(0, v.indexOf(0x3b) + 1).toString('latin1'));
+      await writers[w]!.set(keys[k]!, v);
+      seq++;
+      writes++;
+    }
+  };
+  const verify = (k: number, v: Buffer | undefined) => {
+    if (v === undefined) return; // not yet written
+    const head = checkValue(v);
+    if (!head) problems.push(`key ${k}: value is not one whole written value (${v.length} B, starts ${v.subarray(0, 20).toString('latin1')})`);
+    else if (!attempted[k]!.has(head)) problems.push(`key ${k}: value ${head} was never written to this key`);
+  };
+  const readLoop = async (r: number) => {
+    let i = 0;
+    while (Date.now() < stopAt) {
+      if (i++ % 5 === 4) {
+        for await (const e of readers[r]!.getPrefix('hot/')) verify(Number(e.key.toString().slice(4)), e.value);
+        prefixReads++;
+      } else {
+        const k = (r * 3 + i) % keys.length;
+        verify(k, await readers[r]!.get(keys[k]!));
+        reads++;
+      }
+    }
+  };
+  await Promise.all([...writers.map((_, w) => writeLoop(w)), ...readers.map((_, r) => readLoop(r))]);
+  assert.equal(problems.slice(0, 5), []);
+  assert.ok(writes > 20 && reads > 20 && prefixReads > 2, `did work: ${writes} writes, ${reads} reads, ${prefixReads} prefix reads`);
+  // After the writers stop, every key holds a whole value that was written to it.
+  for (const [k, key] of keys.entries()) verify(k, await readers[0]!.get(key));
+  assert.equal(problems, []);
+  assert.is(await srv.stop(), 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+const term = suite('service: SIGTERM with calls in flight');
+
+term('in-flight calls finish, exit 0, every acknowledged set survives a restart', async () => {
+  const srv = await startServer();
+  const clients = Array.from({ length: 8 }, () => srv.client());
+  await clients[0]!.set('warm', 'up');
+  const valueFor = (i: number) => pseudoRandomBytes(i % 10 === 0 ? 256 * 1024 : 1000, i);
+  const acked = new Map<string, Buffer>();
+  const failures = new Map<string, number>();
+  let ackedAfterSignal = 0;
+  let signalled = false;
+  let next = 0;
+  // Closed-loop writers keep calls in flight until the server refuses them.
+  const loop = async (c: KvClient) => {
+    for (;;) {
+      const i = next++;
+      const key = `t/${String(i).padStart(5, '0')}`;
+      try {
+        await c.set(key, valueFor(i));
+        acked.set(key, valueFor(i));
+        if (signalled) ackedAfterSignal++;
+      } catch (e) {
+        failures.set(key, isServiceError(e) ? e.code : -1);
+        return;
+      }
+    }
+  };
+  const loops = clients.map(loop);
+  assert.ok(await eventually(() => acked.size >= 30, 20_000, 1), 'writers running');
+  signalled = true;
+  process.kill(srv.pid, 'SIGTERM');
+  await Promise.all(loops);
+  const code = await srv.exited();
+  assert.is(code, 0, `exit code (stderr: ${srv.stderr})`);
+  assert.match(srv.stderr, /SIGTERM: shutting down/);
+  assert.ok(ackedAfterSignal > 0, 'calls in flight at SIGTERM were finished and acknowledged');
+  for (const [key, c] of failures) {
+    assert.ok(c === GrpcStatus.UNAVAILABLE, `${key}: a refused call fails with UNAVAILABLE, got ${statusName(c)}`);
+  }
+  assert.not.ok(existsSync(join(srv.dataDir, 'LOCK')), 'LOCK removed on clean exit');
+
+  const srv2 = await startServer({ dataDir: srv.dataDir });
+  const c2 = srv2.client();
+  for (const [key, value] of acked) assert.ok((await c2.get(key))?.equals(value), `acknowledged ${key} survived`);
+  for (const key of failures.keys()) {
+    const v = await c2.get(key);
+    if (v !== undefined) assert.ok(v.equals(valueFor(Number(key.slice(2)))), 'an unacknowledged set is all or nothing');
+  }
+  assert.is(await srv2.stop(), 0);
+});
+
+term('a stalled GetPrefix reader does not block shutdown forever (forced after --shutdown-timeout-ms)', async () => {
+  const srv = await startServer({ args: ['--shutdown-timeout-ms', '800'] });
+  const c = srv.client();
+  await setMany(c, Array.from({ length: 40 }, (_, i) => ({ key: Buffer.from(`s/${i}`), value: Buffer.alloc(512 * 1024, i) })));
+  const call = c.raw.getPrefix({ prefix: Buffer.from('s/'), limit: 0 });
+  call.on('error', () => {});
+  await new Promise<void>((r) => call.once('data', () => { call.pause(); r(); }));
+  const t0 = Date.now();
+  const code = await srv.stop('SIGTERM', 15_000);
+  assert.is(code, 0);
+  const took = Date.now() - t0;
+  assert.ok(took >= 700 && took < 8000, `stopped after the timeout (${took} ms)`);
+  assert.match(srv.stderr, /forcing/);
+  call.cancel();
+});
+
+// ---------------------------------------------------------------------------------------------
+const lock = suite('service: the LOCK file');
+
+lock('a second server on the same data directory is refused with a clear message', async () => {
+  const srv = await startServer();
+  const lockText = readFileSync(join(srv.dataDir, 'LOCK'), 'utf8');
+  assert.is(lockText.trim(), String(srv.pid), 'LOCK holds the PID');
+  const port = await freePort();
+  const r = await runServerExpectingFailure(['--listen', `127.0.0.1:${port}`, '--data', srv.dataDir]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, `data directory ${srv.dataDir} is in use by another lbserver (pid ${srv.pid})`);
+  assert.is(r.stdout, '', 'no ready line');
+  const c = srv.client();
+  await c.set('first', 'still serving');
+  assert.equal((await c.get('first'))?.toString(), 'still serving');
+  assert.is(readFileSync(join(srv.dataDir, 'LOCK'), 'utf8'), lockText, 'the refused server left the lock alone');
+  assert.is(await srv.stop(), 0);
+  assert.not.ok(existsSync(join(srv.dataDir, 'LOCK')));
+});
+
+lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', async () => {
+  const dir = tempDir();
+  const dead = spawn(process.execPath, ['-e', '0']);
+  const deadPid = dead.pid!;
+  await new Promise((r) => dead.on('close', r));
+  writeFileSync(join(dir, 'LOCK'), `${deadPid}\n`);
+  const srv = await startServer({ dataDir: dir });
+  assert.is(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(srv.pid));
+  await srv.client().set('k', 'v');
+  await srv.kill9();
+  assert.ok(existsSync(join(dir, 'LOCK')), 'kill -9 leaves the LOCK behind');
+
+  const srv2 = await startServer({ dataDir: dir });
+  assert.equal((await srv2.client().get('k'))?.toString(), 'v');
+  assert.is(await srv2.stop(), 0);
+
+  writeFileSync(join(dir, 'LOCK'), `${process.pid}\n`); // alive, but this test process is not an lbserver
+  const srv3 = await startServer({ dataDir: dir });
+  assert.is(await srv3.stop(), 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+const streams = suite('service: GetPrefix streams: cancel, backpressure');
+
+streams('a cancelled stream releases its snapshot', async () => {
+  const srv = await startServer();
+  const c = srv.client();
+  const other = srv.client();
+  await setMany(c, Array.from({ length: 1500 }, (_, i) => ({ key: Buffer.from(`c/${String(i).padStart(5, '0')}`), value: pseudoRandomBytes(4096, i) })));
+  let seen = 0;
+  for await (const batch of c.getPrefixMessages('c/')) {
+    seen += batch.length;
+    assert.is((await other.stat()).openSnapshots, 1, 'the stream holds one snapshot');
+    break; // cancels the call
+  }
+  assert.ok(seen > 0 && seen < 1500);
+  assert.ok(await eventually(async () => (await other.stat()).openSnapshots === 0, 5000), 'snapshot released after cancel');
+  // A completed stream releases it too, and the server counts it once.
+  assert.is((await c.getPrefixAll('c/')).length, 1500);
+  const s = await other.stat();
+  assert.is(s.openSnapshots, 0);
+  assert.is(s.totalGetprefixes, 1, 'the cancelled stream is not a completed operation');
+  assert.is(await srv.stop(), 0);
+});
+
+streams('a paused reader holds the server to a bounded amount of memory; the stream then completes', async () => {
+  const srv = await startServer({ args: ['--cache-mb', '4'] });
+  const c = srv.client();
+  const n = 96; // 96 x 512 KiB = 48 MiB result
+  await setMany(c, Array.from({ length: n }, (_, i) => ({ key: Buffer.from(`bp/${String(i).padStart(3, '0')}`), value: pseudoRandomBytes(512 * 1024, i) })), 8);
+  await sleep(300);
+  const before = rssBytes(srv.pid);
+  const call = c.raw.getPrefix({ prefix: Buffer.from('bp/'), limit: 0 });
+  const got: Buffer[] = [];
+  let peak = 0;
+  await new Promise<void>((resolve, reject) => {
+    let paused = false;
+    call.on('data', (m: { entries: Array<{ key: Buffer; value: Buffer }> }) => {
+      for (const e of m.entries) got.push(e.key);
+      if (!paused) {
+        paused = true;
+        call.pause();
+        void (async () => {
+          for (let i = 0; i < 15; i++) { await sleep(100); peak = Math.max(peak, rssBytes(srv.pid) ?? 0); }
+          call.resume();
+        })();
+      }
+    });
+    call.on('error', reject);
+    call.on('end', resolve);
+  });
+  assert.is(got.length, n, 'all entries arrive after the reader resumes');
+  if (before !== undefined && peak > 0) {
+    const growth = peak - before;
+    assert.ok(growth < 24 * MiB, `server RSS grew by ${(growth / MiB).toFixed(1)} MiB while a 48 MiB result was paused`);
+  }
+  assert.is((await c.stat()).openSnapshots, 0);
+  assert.is(await srv.stop(), 0);
+});
+
+conc.run();
+term.run();
+lock.run();
+streams.run();
