@@ -1,0 +1,188 @@
+// lbclient and lbserver command lines, run as real processes against a real server.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { pseudoRandomBytes } from './support/client-helpers';
+import { freePort, LBSERVER_JS, runClient, runNode, startServer, tempDir, type ServerHandle } from './support/server';
+
+const cli = suite<{ srv: ServerHandle; addr: string }>('cli: lbclient');
+
+cli.before(async (ctx) => {
+  ctx.srv = await startServer({ args: ['--max-value-bytes', '65536'] });
+  ctx.addr = ctx.srv.address;
+});
+cli.after(async (ctx) => { await ctx.srv?.stop(); });
+
+cli('set KEY VALUE, then get prints the raw value; exit 0', async ({ addr }) => {
+  const s = await runClient(addr, ['set', 'greeting', 'hello world']);
+  assert.is(s.code, 0, s.stderr);
+  assert.is(s.stdout, '');
+  const g = await runClient(addr, ['get', 'greeting']);
+  assert.is(g.code, 0, g.stderr);
+  assert.is(g.stdout, 'hello world', 'raw value, no newline added');
+});
+
+cli('get of an absent key: exit 1, message on stderr, nothing on stdout', async ({ addr }) => {
+  const g = await runClient(addr, ['get', 'no-such-key']);
+  assert.is(g.code, 1);
+  assert.is(g.stdout, '');
+  assert.match(g.stderr, /not found: no-such-key/);
+});
+
+cli('set KEY - reads the value from stdin (binary-safe)', async ({ addr }) => {
+  const value = pseudoRandomBytes(50_000, 3);
+  const s = await runClient(addr, ['set', 'from-stdin', '-'], { stdin: value });
+  assert.is(s.code, 0, s.stderr);
+  const g = await runClient(addr, ['get', 'from-stdin']);
+  assert.ok(g.stdoutBytes.equals(value));
+});
+
+cli('set KEY --file F (binary-safe); a missing file is a usage error', async ({ addr }) => {
+  const dir = tempDir();
+  const f = join(dir, 'value.bin');
+  const value = Buffer.concat([Buffer.from([0, 0xff, 0x0a, 0x0d]), pseudoRandomBytes(1000, 4)]);
+  writeFileSync(f, value);
+  const s = await runClient(addr, ['set', 'from-file', '--file', f]);
+  assert.is(s.code, 0, s.stderr);
+  const g = await runClient(addr, ['get', 'from-file']);
+  assert.ok(g.stdoutBytes.equals(value));
+  const bad = await runClient(addr, ['set', 'x', '--file', join(dir, 'missing')]);
+  assert.is(bad.code, 4);
+  assert.match(bad.stderr, /cannot read/);
+});
+
+cli('set of an empty value is allowed; get prints nothing and exits 0', async ({ addr }) => {
+  assert.is((await runClient(addr, ['set', 'empty', ''])).code, 0);
+  const g = await runClient(addr, ['get', 'empty']);
+  assert.is(g.code, 0);
+  assert.is(g.stdoutBytes.length, 0);
+});
+
+cli('--hex keys and prefixes; getprefix prints hex keys', async ({ addr }) => {
+  assert.is((await runClient(addr, ['--hex', 'set', '00ff10', 'binary key'])).code, 0);
+  assert.is((await runClient(addr, ['--hex', 'set', '00ff', 'shorter'])).code, 0);
+  assert.is((await runClient(addr, ['--hex', 'set', '0100', 'other'])).code, 0);
+  const g = await runClient(addr, ['--hex', 'get', '00FF10']);
+  assert.is(g.stdout, 'binary key');
+  const p = await runClient(addr, ['--hex', 'getprefix', '00ff']);
+  assert.is(p.code, 0, p.stderr);
+  assert.is(p.stdout, '00ff\tshorter\n00ff10\tbinary key\n');
+  const bad = await runClient(addr, ['--hex', 'get', 'xyz']);
+  assert.is(bad.code, 4);
+  assert.match(bad.stderr, /hex/);
+});
+
+cli('getprefix: KEY<TAB>VALUE lines in order, --limit, --keys-only, escapes, empty prefix', async ({ addr }) => {
+  for (const [k, v] of [['fruit/cherry', 'red'], ['fruit/apple', 'green'], ['fruit/banana', 'yel\tlow\n'], ['fruitless', 'x']]) {
+    assert.is((await runClient(addr, ['set', k!, v!])).code, 0);
+  }
+  const all = await runClient(addr, ['getprefix', 'fruit/']);
+  assert.is(all.stdout, 'fruit/apple\tgreen\nfruit/banana\tyel\\tlow\\n\nfruit/cherry\tred\n');
+  const lim = await runClient(addr, ['getprefix', 'fruit/', '--limit', '2', '--keys-only']);
+  assert.is(lim.stdout, 'fruit/apple\nfruit/banana\n');
+  const none = await runClient(addr, ['getprefix', 'vegetable/']);
+  assert.is(none.code, 0);
+  assert.is(none.stdout, '');
+  const every = await runClient(addr, ['getprefix', '', '--keys-only']);
+  const lines = every.stdout.trimEnd().split('\n');
+  assert.ok(lines.includes('fruitless') && lines.includes('greeting') && lines.includes('\\x00\\xff\\x10'));
+  const badLimit = await runClient(addr, ['getprefix', 'fruit/', '--limit', 'many']);
+  assert.is(badLimit.code, 4);
+});
+
+cli('stat (human) and stat --json', async ({ addr }) => {
+  const h = await runClient(addr, ['stat']);
+  assert.is(h.code, 0, h.stderr);
+  for (const word of ['start time', 'total_sets', 'total_gets', 'total_getprefixes', 'keys', 'db_file_bytes', 'commits', 'fsyncs', 'cache']) {
+    assert.ok(h.stdout.includes(word), `human stat shows ${word}`);
+  }
+  const j = await runClient(addr, ['stat', '--json']);
+  assert.is(j.code, 0, j.stderr);
+  const s = JSON.parse(j.stdout) as Record<string, number>;
+  for (const f of ['start_time_unix_ms', 'startup_ms', 'uptime_ms', 'total_sets', 'total_gets', 'total_getprefixes', 'keys', 'db_file_bytes',
+    'commits', 'fsyncs', 'cache_hits', 'cache_misses', 'max_batch_size', 'mean_batch_size', 'open_snapshots', 'free_pages', 'page_count', 'last_txid', 'failed_sets']) {
+    assert.type(s[f], 'number', f);
+  }
+  assert.ok(s.total_sets! >= 10 && s.total_gets! >= 5 && s.total_getprefixes! >= 4);
+});
+
+cli('server-side errors: INVALID_ARGUMENT for an empty key and a value over the limit (exit 3)', async ({ addr }) => {
+  const e = await runClient(addr, ['set', '', 'x']);
+  assert.is(e.code, 3);
+  assert.match(e.stderr, /INVALID_ARGUMENT: key is missing or empty/);
+  const big = await runClient(addr, ['set', 'big', '-'], { stdin: Buffer.alloc(65537) });
+  assert.is(big.code, 3);
+  assert.match(big.stderr, /INVALID_ARGUMENT: value is 65537 bytes.*65536/);
+  const long = await runClient(addr, ['get', 'k'.repeat(1025)]);
+  assert.is(long.code, 3);
+  assert.match(long.stderr, /1025 bytes.*1024/);
+});
+
+cli('usage errors: exit 4 with a message', async ({ addr }) => {
+  const u = await runClient(addr, ['frobnicate']);
+  assert.is(u.code, 4);
+  assert.match(u.stderr, /unknown command/);
+  const m = await runClient(addr, ['set', 'only-key']);
+  assert.is(m.code, 4);
+  assert.match(m.stderr, /missing VALUE/);
+});
+
+cli('--help on everything: exit 0 with usage', async ({ addr }) => {
+  for (const args of [['--help'], ['set', '--help'], ['get', '--help'], ['getprefix', '--help'], ['stat', '--help']]) {
+    const r = await runClient(addr, args);
+    assert.is(r.code, 0, args.join(' '));
+    assert.match(r.stdout, /Usage: lbclient/);
+  }
+});
+
+const unreachable = suite('cli: server unreachable');
+unreachable('exit 2 with a clear message', async () => {
+  const port = await freePort();
+  const r = await runClient(`127.0.0.1:${port}`, ['get', 'x'], { timeoutMs: 20_000 });
+  assert.is(r.code, 2);
+  assert.match(r.stderr, new RegExp(`cannot reach server at 127\\.0\\.0\\.1:${port}`));
+});
+
+const server = suite('cli: lbserver');
+server('--help: exit 0 and lists the flags', async () => {
+  const r = await runNode(LBSERVER_JS, ['--help']);
+  assert.is(r.code, 0);
+  for (const f of ['--listen', '--data', '--cache-mb', '--max-value-bytes', '--sync-mode']) assert.ok(r.stdout.includes(f), f);
+});
+
+server('bad flags: exit 1 with a clear message, no ready line', async () => {
+  for (const [args, re] of [
+    [['--bogus'], /unknown option '--bogus'/],
+    [['--listen', 'nonsense'], /--listen: "nonsense" is not host:port/],
+    [['--cache-mb', 'lots'], /--cache-mb: "lots" is not a whole number/],
+    [['--max-value-bytes', '-5'], /--max-value-bytes/],
+    [['--sync-mode', 'three'], /--sync-mode: "three" must be "one" or "two"/],
+  ] as Array<[string[], RegExp]>) {
+    const r = await runNode(LBSERVER_JS, ['--data', tempDir(), ...args]);
+    assert.is(r.code, 1, args.join(' '));
+    assert.match(r.stderr, re);
+    assert.is(r.stdout, '');
+  }
+});
+
+server('port in use: exit 1 naming the address', async () => {
+  const a = await startServer();
+  const r = await runNode(LBSERVER_JS, ['--data', tempDir(), '--listen', a.address]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, new RegExp(`cannot listen on ${a.address.replace(/\./g, '\\.')} \\(address already in use`));
+  assert.is(await a.stop(), 0);
+});
+
+server('--max-value-bytes accepts suffixes', async () => {
+  const s = await startServer({ args: ['--max-value-bytes', '2KiB'] });
+  const ok = await runClient(s.address, ['set', 'k', '-'], { stdin: Buffer.alloc(2048) });
+  assert.is(ok.code, 0, ok.stderr);
+  const over = await runClient(s.address, ['set', 'k', '-'], { stdin: Buffer.alloc(2049) });
+  assert.is(over.code, 3);
+  assert.is(await s.stop(), 0);
+});
+
+cli.run();
+unreachable.run();
+server.run();
