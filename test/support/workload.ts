@@ -111,8 +111,10 @@ export interface PutRec {
 
 /** Runs the workload; resolves when every put settled (never, after a cut). Puts are pushed to
  *  `puts` as they are issued. No two puts of the same key are ever in flight at once, so the order of
- *  puts within a commit never matters. */
-export async function runWorkload(put: (key: Buffer, value: Buffer) => Promise<void>, fs: FaultFS, spec: WorkloadSpec, seed: number, puts: PutRec[], firstId = 1): Promise<void> {
+ *  puts within a commit never matters. With `store` (engine API), some steps are putMany calls (all
+ *  their entries must land in one commit: the model checks that) and one more client holds read
+ *  snapshots across commits (pinning pages, which changes page reuse). */
+export async function runWorkload(put: (key: Buffer, value: Buffer) => Promise<void>, fs: FaultFS, spec: WorkloadSpec, seed: number, puts: PutRec[], firstId = 1, store?: Store): Promise<void> {
   const rng = mulberry32(seed);
   const inflight = new Set<string>();
   let nextId = firstId;
@@ -141,11 +143,58 @@ export async function runWorkload(put: (key: Buffer, value: Buffer) => Promise<v
       },
     );
   };
+  const many = (st: Store): Promise<void> => {
+    const n = randInt(rng, 2, 3);
+    const recs: PutRec[] = [];
+    const seen = new Set<string>();
+    for (let j = 0; j < n; j++) {
+      const key = pickKey();
+      if (seen.has(kstr(key))) continue;
+      seen.add(kstr(key));
+      const id = nextId++;
+      recs.push({ id, key, value: makeValue(id, key, valueSize(rng, spec.maxValue / 2)) });
+    }
+    for (const r of recs) {
+      puts.push(r);
+      inflight.add(kstr(r.key));
+    }
+    return st.putMany(recs.map((r) => ({ key: r.key, value: r.value }))).then(
+      () => {
+        for (const r of recs) {
+          r.batch = fs.completedOps;
+          inflight.delete(kstr(r.key));
+        }
+      },
+      (e) => {
+        for (const r of recs) {
+          r.error = e;
+          inflight.delete(kstr(r.key));
+        }
+      },
+    );
+  };
+  const tick = () => new Promise((r) => setImmediate(r));
+  const reader = async (st: Store): Promise<void> => {
+    for (let round = 0; round < 3; round++) {
+      for (let i = randInt(rng, 0, 10); i > 0; i--) await tick();
+      const snap = st.snapshot();
+      try {
+        for (let i = randInt(rng, 5, 40); i > 0; i--) await tick();
+        let n = 0;
+        for await (const e of snap.range({ limit: 20 })) n += e.value.length >= 0 ? 1 : 0;
+        void n;
+      } finally {
+        snap.release();
+      }
+    }
+  };
   const client = async (c: number): Promise<void> => {
     // Stagger the clients a little so commits form while others sync.
-    for (let i = 0; i < c; i++) await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < c; i++) await tick();
     for (let i = 0; i < spec.opsPerClient; i++) {
-      if (rng() < spec.burstProb) {
+      if (store && rng() < 0.15) {
+        await many(store);
+      } else if (rng() < spec.burstProb) {
         const n = randInt(rng, 2, 4);
         const ps: Promise<void>[] = [];
         for (let j = 0; j < n; j++) ps.push(one());
@@ -157,6 +206,7 @@ export async function runWorkload(put: (key: Buffer, value: Buffer) => Promise<v
   };
   const cs: Promise<void>[] = [];
   for (let c = 0; c < spec.clients; c++) cs.push(client(c));
+  if (store) cs.push(reader(store));
   await Promise.all(cs);
 }
 
@@ -331,11 +381,11 @@ async function buildCrashedBase(o: CampaignOptions, spec: WorkloadSpec, seed: nu
   // Count the ops of the workload, then cut at a random one of them.
   const probe = clean.fs.clone();
   const ps = await Store.open(openOpts(probe, o));
-  await runWorkload((k, v) => ps.put(k, v), probe, spec, seed, [], 3_000_000);
+  await runWorkload((k, v) => ps.put(k, v), probe, spec, seed, [], 3_000_000, ps);
   await ps.close();
   fs.cutAt(randInt(rng, 1, probe.opCount));
   const store = await Store.open(openOpts(fs, o));
-  void runWorkload((k, v) => store.put(k, v), fs, spec, seed, [], 3_000_000);
+  runWorkload((k, v) => store.put(k, v), fs, spec, seed, [], 3_000_000, store).catch(() => undefined); // stops at the cut
   await fs.cutReached;
   const crashed = fs.powerCut(rng, pick(rng, [CUT_POLICIES.random!, CUT_POLICIES.tear!])).fs;
   // Whatever it recovers to is the base state (its correctness is what the cut points check).
@@ -354,7 +404,7 @@ async function dryRun(o: CampaignOptions, spec: WorkloadSpec, id: number): Promi
   const fs = base ? base.fs.clone() : new FaultFS();
   const store = await Store.open(openOpts(fs, o));
   const puts: PutRec[] = [];
-  await runWorkload(driverFor(o.via ?? 'engine', store).put, fs, spec, seed, puts);
+  await runWorkload(driverFor(o.via ?? 'engine', store).put, fs, spec, seed, puts, 1, o.via === 'service' ? undefined : store);
   const failed = puts.filter((p) => p.error);
   if (failed.length) throw new Error(`dry run (seed ${seed}): ${failed.length} puts failed: ${String(failed[0]!.error)}`);
   const trace = fs.trace.slice();
@@ -380,7 +430,7 @@ async function cutPoint(o: CampaignOptions, spec: WorkloadSpec, sc: Scenario, k:
   const puts: PutRec[] = [];
   let store: Store;
   const opened = Store.open(openOpts(fs, o)).then((s) => (store = s));
-  const done = opened.then(() => runWorkload(driverFor(o.via ?? 'engine', store).put, fs, spec, sc.seed, puts)).then(() => 'done' as const);
+  const done = opened.then(() => runWorkload(driverFor(o.via ?? 'engine', store).put, fs, spec, sc.seed, puts, 1, o.via === 'service' ? undefined : store)).then(() => 'done' as const);
   const outcome = await Promise.race([fs.cutReached.then(() => 'cut' as const), done.catch((e) => e as Error)]);
   if (outcome !== 'cut') return fail(`the cut point was never reached (${outcome instanceof Error ? outcome.message : outcome})`);
   // Let anything that was going to settle without I/O settle.
