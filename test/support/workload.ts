@@ -96,9 +96,11 @@ export interface WorkloadSpec {
   /** Probability that a client step is a burst of 2..4 concurrent puts. */
   burstProb: number;
   maxValue: number;
+  /** With the engine API: probability that the workload also compacts the store once, midway. */
+  compactProb?: number;
 }
 
-export const DEFAULT_SPEC: WorkloadSpec = { clients: 4, opsPerClient: 8, keyPool: 40, burstProb: 0.3, maxValue: 200 * 1024 };
+export const DEFAULT_SPEC: WorkloadSpec = { clients: 4, opsPerClient: 8, keyPool: 40, burstProb: 0.3, maxValue: 200 * 1024, compactProb: 0.4 };
 
 export interface PutRec {
   id: number;
@@ -207,6 +209,14 @@ export async function runWorkload(put: (key: Buffer, value: Buffer) => Promise<v
   const cs: Promise<void>[] = [];
   for (let c = 0; c < spec.clients; c++) cs.push(client(c));
   if (store) cs.push(reader(store));
+  if (store && rng() < (spec.compactProb ?? 0)) {
+    // Compaction midway: a new file, a rename over the data file, puts waiting meanwhile.
+    const delay = randInt(rng, 5, 60);
+    cs.push((async () => {
+      for (let i = 0; i < delay; i++) await tick();
+      await store.compact();
+    })());
+  }
   await Promise.all(cs);
 }
 
@@ -321,6 +331,9 @@ export interface CampaignResult {
   recoveredInFlight: number;
   continued: number;
   scenarios: number;
+  /** Scenarios whose workload compacted the store (and cut points inside a compaction). */
+  compactions: number;
+  compactionCuts: number;
   stoppedEarly: boolean;
 }
 
@@ -542,12 +555,20 @@ async function cutPoint(o: CampaignOptions, spec: WorkloadSpec, sc: Scenario, k:
  *  scenario has more ops than cuts remain) until `cuts` cut points were tested. */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const spec: WorkloadSpec = { ...DEFAULT_SPEC, ...o.spec };
-  const res: CampaignResult = { cuts: 0, images: 0, verified: 0, failures: [], byKind: {}, recoveredInFlight: 0, continued: 0, scenarios: 0, stoppedEarly: false };
+  const res: CampaignResult = { cuts: 0, images: 0, verified: 0, failures: [], byKind: {}, recoveredInFlight: 0, continued: 0, scenarios: 0, compactions: 0, compactionCuts: 0, stoppedEarly: false };
   const rng = mulberry32(mixSeed(o.seed, 'campaign', o.syncMode));
   const started = Date.now();
   for (let id = 0; res.cuts < o.cuts; id++) {
     const sc = await dryRun(o, spec, id);
     res.scenarios++;
+    const compactOps = sc.trace.filter((op) => op.file.includes('.compact') || op.to?.includes('.compact'));
+    if (compactOps.some((op) => op.kind === 'rename' && op.file.endsWith('.compact'))) res.compactions++;
+    const inCompaction = (k: number) => {
+      // From the creation of the .compact file to the syncDir after renaming it over the data file.
+      const first = compactOps[0]?.index ?? Infinity;
+      const renameIdx = sc.trace.findIndex((op) => op.kind === 'rename' && op.file.endsWith('.compact'));
+      return k >= first && k <= renameIdx + 2;
+    };
     // Cut points: every op of the run (or a random subset when fewer are still needed).
     let ks = sc.trace.map((_, i) => i + 1);
     const remaining = o.cuts - res.cuts;
@@ -560,6 +581,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     }
     for (const k of ks) {
       await cutPoint(o, spec, sc, k, res, rng);
+      if (inCompaction(k)) res.compactionCuts++;
       if (res.failures.length >= (o.maxFailures ?? 10)) return res;
       if (o.deadlineMs && Date.now() - started > o.deadlineMs) {
         res.stoppedEarly = true;
@@ -567,7 +589,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       }
     }
     o.log?.(`syncMode ${o.syncMode} scenario ${id} (seed ${sc.seed}, ${['new file', 'existing file', 'crashed file'][sc.id % 3]}): ${sc.puts.length} puts in ` +
-      `${sc.model.batches.length} commits, ${sc.trace.length} ops; total ${res.cuts} cuts, ${res.images} images, ${res.verified} verified, ${res.failures.length} failures`);
+      `${sc.model.batches.length} commits, ${sc.trace.length} ops${compactOps.length ? ', with a compaction' : ''}; total ${res.cuts} cuts, ${res.images} images, ${res.verified} verified, ${res.failures.length} failures`);
   }
   return res;
 }
