@@ -5,7 +5,6 @@ import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { StoreError, type Store } from '../btree/index';
 import {
-  KeyValueStoreService,
   type GetPrefixRequest,
   type GetPrefixResponse,
   type GetRequest,
@@ -17,6 +16,7 @@ import {
   type StatRequest,
   type StatResponse,
 } from '../generated/kv';
+import { invalidRequestReason, ServerKeyValueStoreService } from './codec';
 import { DATA_FILE_NAME, maxMessageBytes, type ServerConfig } from './config';
 import { ServiceStats } from './stats';
 
@@ -90,6 +90,8 @@ export class KvService {
   readonly set = (call: grpc.ServerUnaryCall<SetRequest, SetResponse>, cb: grpc.sendUnaryData<SetResponse>): void => {
     const fail = (e: grpc.ServiceError) => { this.stats.failedSets++; cb(e); };
     try {
+      const invalid = invalidRequestReason(call.request);
+      if (invalid) return fail(statusError(grpc.status.INVALID_ARGUMENT, invalid));
       const { key, value } = call.request;
       const bad = this.checkKey(key);
       if (bad) return fail(bad);
@@ -109,6 +111,8 @@ export class KvService {
 
   readonly get = (call: grpc.ServerUnaryCall<GetRequest, GetResponse>, cb: grpc.sendUnaryData<GetResponse>): void => {
     try {
+      const invalid = invalidRequestReason(call.request);
+      if (invalid) return cb(statusError(grpc.status.INVALID_ARGUMENT, invalid));
       const { key } = call.request;
       const bad = this.checkKey(key);
       if (bad) return cb(bad);
@@ -155,6 +159,8 @@ export class KvService {
    * stream is bounded whatever the result size and however slow the client.
    */
   private async streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>): Promise<void> {
+    const invalid = invalidRequestReason(call.request);
+    if (invalid) throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT, invalid));
     const prefix = call.request.prefix ?? Buffer.alloc(0);
     const limit = call.request.limit ?? 0;
     if (prefix.length > this.cfg.maxKeyBytes) {
@@ -233,7 +239,7 @@ export function createGrpcServer(service: KvService, cfg: ServerConfig): grpc.Se
     'grpc.max_receive_message_length': max,
     'grpc.max_send_message_length': max,
   });
-  server.addService(KeyValueStoreService, service.handlers());
+  server.addService(ServerKeyValueStoreService, service.handlers());
   return server;
 }
 

@@ -1,4 +1,5 @@
 // Service tests: a real lbserver process, real gRPC on 127.0.0.1, real files.
+import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GrpcStatus, KvClient } from '../lib/client';
@@ -127,6 +128,24 @@ basic('invalid arguments: INVALID_ARGUMENT with what and which limit; server kee
   await expectGrpcError(prefixErr, GrpcStatus.INVALID_ARGUMENT, /prefix is 2000 bytes/);
   await c.set('still', 'serving');
   assert.equal((await c.get('still'))?.toString(), 'serving');
+});
+
+basic('malformed protobuf requests: INVALID_ARGUMENT, server keeps serving', async ({ srv, c }) => {
+  const raw = new grpc.Client(srv.address, grpc.credentials.createInsecure());
+  const id = (b: Buffer) => b;
+  const unary = (method: string, body: Buffer) => new Promise<void>((resolve, reject) => {
+    raw.makeUnaryRequest(`/lbkv.v1.KeyValueStore/${method}`, id, id, body, (err) => (err ? reject(err) : resolve()));
+  });
+  await expectGrpcError(unary('Set', Buffer.from([0xff, 0xff, 0xff])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
+  await expectGrpcError(unary('Get', Buffer.from([0x0a, 0x05, 0x61])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
+  // limit = 2^64-1 does not fit a JS number.
+  const stream = raw.makeServerStreamRequest('/lbkv.v1.KeyValueStore/GetPrefix', id, id,
+    Buffer.from([0x0a, 0x01, 0x61, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
+  const streamErr = new Promise<void>((resolve, reject) => { stream.on('data', () => {}); stream.on('error', reject); stream.on('end', resolve); });
+  await expectGrpcError(streamErr, GrpcStatus.INVALID_ARGUMENT, /MAX_SAFE_INTEGER/);
+  raw.close();
+  await c.set('after-garbage', 'ok');
+  assert.equal((await c.get('after-garbage'))?.toString(), 'ok');
 });
 
 basic('Stat fills every field', async ({ c, srv }) => {

@@ -1,0 +1,95 @@
+// The service definition the server registers: the generated one (generated/kv.ts) with
+//  - lenient request decoders: a request that is not valid protobuf (or a limit beyond 2^53) reaches
+//    the handler as an InvalidRequest, which answers INVALID_ARGUMENT (grpc-js itself would say
+//    INTERNAL "Error deserializing request");
+//  - response encoders for GetResponse and GetPrefixResponse that write the value bytes once into the
+//    output buffer (the generated encoder copies each value three times: into the writer, when
+//    finishing, and in Buffer.from), which matters for multi-MiB values.
+// The bytes on the wire are the same protobuf encoding either way.
+import { KeyValueStoreService, type GetPrefixResponse, type GetResponse } from '../generated/kv';
+
+export const INVALID_REQUEST = Symbol('lbkv.invalidRequest');
+
+export interface InvalidRequest {
+  [INVALID_REQUEST]: string;
+}
+
+export function invalidRequestReason(req: unknown): string | undefined {
+  return typeof req === 'object' && req !== null && INVALID_REQUEST in req ? (req as InvalidRequest)[INVALID_REQUEST] : undefined;
+}
+
+function lenient<T>(decode: (b: Buffer) => T): (b: Buffer) => T {
+  return (b: Buffer) => {
+    try {
+      return decode(b);
+    } catch (e) {
+      return { [INVALID_REQUEST]: `request is not a valid message: ${(e as Error)?.message ?? String(e)}` } as unknown as T;
+    }
+  };
+}
+
+function varintLength(n: number): number {
+  let len = 1;
+  while (n >= 0x80) { n = Math.floor(n / 128); len++; }
+  return len;
+}
+
+function writeVarint(buf: Buffer, pos: number, n: number): number {
+  while (n >= 0x80) {
+    buf[pos++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  buf[pos++] = n;
+  return pos;
+}
+
+/** Length of a length-delimited field (tag byte + varint length + bytes) holding `len` bytes. */
+function fieldLength(len: number): number {
+  return 1 + varintLength(len) + len;
+}
+
+function writeBytesField(out: Buffer, pos: number, tag: number, bytes: Buffer): number {
+  out[pos++] = tag;
+  pos = writeVarint(out, pos, bytes.length);
+  bytes.copy(out, pos);
+  return pos + bytes.length;
+}
+
+/** GetResponse { bool found = 1; bytes value = 2; } */
+export function encodeGetResponse(m: GetResponse): Buffer {
+  const v = m.value ?? Buffer.alloc(0);
+  const size = (m.found ? 2 : 0) + (v.length > 0 ? fieldLength(v.length) : 0);
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  if (m.found) { out[pos++] = 0x08; out[pos++] = 1; }
+  if (v.length > 0) pos = writeBytesField(out, pos, 0x12, v);
+  return out;
+}
+
+/** GetPrefixResponse { repeated KeyValue entries = 1; }  KeyValue { bytes key = 1; bytes value = 2; } */
+export function encodeGetPrefixResponse(m: GetPrefixResponse): Buffer {
+  let size = 0;
+  const inner: number[] = [];
+  for (const e of m.entries) {
+    const n = (e.key.length > 0 ? fieldLength(e.key.length) : 0) + (e.value.length > 0 ? fieldLength(e.value.length) : 0);
+    inner.push(n);
+    size += fieldLength(n);
+  }
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  m.entries.forEach((e, i) => {
+    out[pos++] = 0x0a;
+    pos = writeVarint(out, pos, inner[i]!);
+    if (e.key.length > 0) pos = writeBytesField(out, pos, 0x0a, e.key);
+    if (e.value.length > 0) pos = writeBytesField(out, pos, 0x12, e.value);
+  });
+  return out;
+}
+
+const S = KeyValueStoreService;
+export const ServerKeyValueStoreService = {
+  set: { ...S.set, requestDeserialize: lenient(S.set.requestDeserialize) },
+  get: { ...S.get, requestDeserialize: lenient(S.get.requestDeserialize), responseSerialize: encodeGetResponse },
+  getPrefix: { ...S.getPrefix, requestDeserialize: lenient(S.getPrefix.requestDeserialize), responseSerialize: encodeGetPrefixResponse },
+  stat: { ...S.stat, requestDeserialize: lenient(S.stat.requestDeserialize) },
+} as const;
