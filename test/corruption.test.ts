@@ -16,6 +16,9 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { Store, StoreError } from '../btree';
 import { mulberry32, randomBytes } from './support/fault-fs';
+import { runServerExpectingFailure, startServer, tempDir } from './support/server';
+import { GrpcStatus, isServiceError } from '../lib/client';
+import { DATA_FILE_NAME } from '../lib/config';
 
 const PAGE = 4096;
 const dirs: string[] = [];
@@ -317,6 +320,99 @@ test('damage to a page of the newest commit (syncMode one): open falls back to t
     console.log(`  [corruption] note: damage in the newest commit's pages rolled the store back from txid ${newest} to ${txid} without an error`);
   }
   await s2.close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// The same through the real server (issue 4 item 4): damage while lbserver is down, then start it.
+
+async function serverDataDir(): Promise<{ dir: string; file: string }> {
+  const dir = tempDir('lbkv-corrupt-srv-');
+  const file = path.join(dir, DATA_FILE_NAME);
+  const s = await Store.open({ path: file });
+  const ps: Promise<void>[] = [];
+  for (let i = 0; i < 1500; i++) ps.push(s.put(key(i), smallValue(i, 0)));
+  ps.push(s.put(key(99999), randomBytes(mulberry32(5), 40_000)));
+  await Promise.all(ps);
+  await settle(s);
+  await s.close();
+  return { dir, file };
+}
+
+async function expectStatus(p: Promise<unknown>, code: number, what: string): Promise<string> {
+  try {
+    const v = await p;
+    assert.unreachable(`${what}: succeeded (${Buffer.isBuffer(v) ? `${v.length} bytes` : Array.isArray(v) ? `${v.length} entries` : String(v)}) instead of failing with status ${code}`);
+  } catch (e) {
+    if (!isServiceError(e)) throw e;
+    assert.is(e.code, code, `${what}: status ${e.code} (${e.details}), want ${code}`);
+    return e.details;
+  }
+  return '';
+}
+
+test('server: both metas bad -> lbserver refuses to start, names the file and offset, file untouched', async () => {
+  const { dir, file } = await serverDataDir();
+  damages['zeroed page']!(file, 0);
+  damages['one flipped byte']!(file, 1);
+  const before = sha(file);
+  const r = await runServerExpectingFailure(['--listen', '127.0.0.1:0', '--data', dir]);
+  assert.ok(r.code !== 0 && r.code !== null, `exit code ${r.code}`);
+  assert.ok(r.stderr.includes(file), `stderr does not name the file: ${r.stderr}`);
+  assert.match(r.stderr, /offset/i, `stderr does not give the offset: ${r.stderr}`);
+  assert.match(r.stderr, /meta/i);
+  assert.is(sha(file), before, 'lbserver modified the damaged file');
+});
+
+test('server: one bad meta -> serves the older commit', async () => {
+  const { dir, file } = await serverDataDir();
+  // The newest commit is the second settle put; damage its meta: the server must serve the commit before.
+  const newest = Math.max(metaTxid(file, 0), metaTxid(file, 1));
+  damages['random garbage']!(file, newest % 2);
+  const srv = await startServer({ dataDir: dir });
+  try {
+    const c = srv.client();
+    assert.equal(await c.get(Buffer.from('zzz-settle-1')), Buffer.from('settle'));
+    assert.is(await c.get(Buffer.from('zzz-settle-2')), undefined);
+    assert.equal(await c.get(key(7)), smallValue(7, 0));
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('server: damaged leaf and overflow pages -> DATA_LOSS for what cannot be read, the rest served, file not rewritten', async () => {
+  const { dir, file } = await serverDataDir();
+  const victim = 777;
+  const pages = pagesContaining(file, Buffer.from(marker(victim, 0)));
+  const data = fs.readFileSync(file);
+  for (const p of pages) {
+    const at = data.indexOf(Buffer.from(marker(victim, 0)), p * PAGE);
+    patch(file, at + 4, Buffer.from([data[at + 4]! ^ 0x02]));
+  }
+  const big = randomBytes(mulberry32(5), 40_000);
+  const bigAt = data.indexOf(big.subarray(0, 64));
+  assert.ok(bigAt > 0 && bigAt % PAGE === 0);
+  patch(file, bigAt + PAGE + 7, Buffer.from([big[PAGE + 7]! ^ 0x80]));
+  const safe = [0, 1499].filter((i) => !pagesContaining(file, Buffer.from(marker(i, 0))).some((p) => pages.includes(p)));
+  assert.ok(safe.length > 0);
+  const damaged = fs.readFileSync(file);
+  const srv = await startServer({ dataDir: dir });
+  try {
+    const c = srv.client();
+    const d1 = await expectStatus(c.get(key(victim)), GrpcStatus.DATA_LOSS, 'Get of a key on a damaged leaf');
+    assert.ok(d1.includes(file), `details do not name the file: ${d1}`);
+    await expectStatus(c.get(key(99999)), GrpcStatus.DATA_LOSS, 'Get of a value with a damaged overflow page');
+    for (const i of safe) assert.equal(await c.get(key(i)), smallValue(i, 0));
+    await expectStatus(c.getPrefixAll(Buffer.from('key-')), GrpcStatus.DATA_LOSS, 'GetPrefix over the damaged leaf');
+    // Writes elsewhere still work and are durable.
+    await c.set(Buffer.from('new-key'), Buffer.from('new-value'));
+    assert.equal(await c.get(Buffer.from('new-key')), Buffer.from('new-value'));
+  } finally {
+    await srv.stop();
+  }
+  const after = fs.readFileSync(file);
+  for (const p of [...pages, bigAt / PAGE + 1]) {
+    assert.ok(after.subarray(p * PAGE, (p + 1) * PAGE).equals(damaged.subarray(p * PAGE, (p + 1) * PAGE)), `damaged page ${p} was rewritten`);
+  }
 });
 
 test.after(() => {
