@@ -199,6 +199,19 @@ test('partial write failure leaves a sector-aligned prefix in the page cache', a
   assert.is(h.size(), 2 * SECTOR);
 });
 
+test('failReads: matching reads throw EIO the given number of times', async () => {
+  const { fs, h } = await withFile();
+  await h.writev([fill(8192, 1)], 0);
+  fs.failReads((_f, pos) => pos >= 4096, 'EIO', 1);
+  const b = Buffer.alloc(10);
+  assert.is(h.readSync(b, 0, 10, 0), 10);
+  assert.throws(() => h.readSync(b, 0, 10, 4096), (e: NodeJS.ErrnoException) => e.code === 'EIO');
+  assert.is(h.readSync(b, 0, 10, 4096), 10);
+  fs.failReads(() => true, 'EIO', 1);
+  const e = await h.read(b, 0, 10, 0).then(() => null, (err) => err);
+  assert.is(e?.code, 'EIO');
+});
+
 test('deterministic: same seed, same crash image', async () => {
   const build = async () => {
     const { fs, h } = await withFile();

@@ -235,4 +235,82 @@ for (const syncMode of ['one', 'two'] as const) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Read errors and a failing compaction.
+
+test('EIO on a page read: get rejects with IO (not CORRUPTION, not a wrong value); the next read works', async () => {
+  for (const syncMode of ['one', 'two'] as const) {
+    const fs = new FaultFS();
+    const s = await Store.open(opts(fs, syncMode));
+    const ps: Promise<void>[] = [];
+    for (let i = 0; i < 300; i++) ps.push(s.put(keyFor(i), makeValue(i, keyFor(i), i % 7 === 0 ? 9000 : 200)));
+    await Promise.all(ps);
+    await s.close();
+    const s2 = await Store.open(opts(fs, syncMode)); // a cold cache: gets read pages
+    fs.failReads((file, pos) => file === DB_PATH && pos >= 8192, 'EIO', 1);
+    const e = await s2.get(keyFor(150)).then(() => null, (err) => err);
+    assert.ok(e instanceof StoreError, `got ${String(e)}`);
+    assert.is((e as StoreError).code, 'IO', (e as Error).message);
+    assert.equal(await s2.get(keyFor(150)), makeValue(150, keyFor(150), 200));
+    // An overflow value read that fails (async read path).
+    fs.failReads((file, pos, len) => file === DB_PATH && len >= 8192, 'EIO', 1);
+    const e2 = await s2.get(keyFor(7)).then(() => null, (err) => err);
+    assert.ok(e2 instanceof StoreError && e2.code === 'IO', `overflow read: got ${String(e2)}`);
+    assert.equal(await s2.get(keyFor(7)), makeValue(7, keyFor(7), 9000));
+    await s2.close();
+  }
+});
+
+test('EIO reading a meta page at open: open rejects with IO, a later open works', async () => {
+  const fs = new FaultFS();
+  const s = await Store.open(opts(fs, 'one'));
+  await s.put(keyFor(1), Buffer.from('v'));
+  await s.close();
+  fs.failReads((file, pos) => file === DB_PATH && pos < 8192, 'EIO', 1);
+  const e = await Store.open(opts(fs, 'one')).then(() => null, (err) => err);
+  assert.ok(e instanceof StoreError, `got ${String(e)}`);
+  assert.is((e as StoreError).code, 'IO', (e as Error).message);
+  const s2 = await Store.open(opts(fs, 'one'));
+  assert.equal(await s2.get(keyFor(1)), Buffer.from('v'));
+  await s2.close();
+});
+
+test('ENOSPC during compaction: compact rejects, the store keeps serving and committing; reopen and a cut show the acknowledged data', async () => {
+  for (const syncMode of ['one', 'two'] as const) {
+    for (const nth of [1, 2, 3]) {
+      const fs = new FaultFS();
+      const s = await Store.open(opts(fs, syncMode));
+      const kv: KV = new Map();
+      for (let round = 0; round < 3; round++) {
+        const ps: Promise<void>[] = [];
+        for (let i = 0; i < 40; i++) {
+          const k = keyFor(i);
+          const v = makeValue(round * 100 + i, k, (i * 997) % 30000);
+          kv.set(k.toString('latin1'), v);
+          ps.push(s.put(k, v));
+        }
+        await Promise.all(ps);
+      }
+      // Fail the nth write to the compaction's new file.
+      let seen = 0;
+      fs.failWhen({ match: (op) => op.kind === 'writev' && op.file.includes('.compact') && ++seen === nth, code: 'ENOSPC' });
+      const e = await s.compact().then(() => null, (err) => err);
+      assert.ok(e instanceof StoreError, `${syncMode} nth ${nth}: compact: ${String(e)}`);
+      assert.is((e as StoreError).code, 'NO_SPACE', (e as Error).message);
+      const { kv: now, problems } = await readAll(s, kv.keys());
+      assert.equal(problems, []);
+      assert.ok(sameKV(now, kv), diffKV(now, kv));
+      await s.put(keyFor(500), Buffer.from('after'));
+      kv.set(keyFor(500).toString('latin1'), Buffer.from('after'));
+      // A compaction that succeeds afterwards.
+      await s.compact();
+      await s.put(keyFor(501), Buffer.from('after2'));
+      kv.set(keyFor(501).toString('latin1'), Buffer.from('after2'));
+      await s.close();
+      const err = await verifyReopen(fs.powerCut(mulberry32(nth), POLICY_DROP_ALL).fs, syncMode, [kv], `${syncMode} nth ${nth}: after close + cut`);
+      assert.is(err, null, err ?? '');
+    }
+  }
+});
+
 test.run();

@@ -336,6 +336,15 @@ export class FaultFS implements FileSystem {
 
   clearFailures(): void {
     this.failRules = [];
+    this.readFailures = [];
+  }
+
+  private readFailures: { match: (file: string, pos: number, length: number) => boolean; code: string; times: number }[] = [];
+
+  /** Reads (readSync and read) matching `match` fail with `code` (EIO by default), `times` times. */
+  failReads(match: (file: string, pos: number, length: number) => boolean, code = 'EIO', times = 1): this {
+    this.readFailures.push({ match, code, times });
+    return this;
   }
 
   // ---- inspection / direct manipulation (tests) ------------------------------------------
@@ -631,6 +640,11 @@ export class FaultFS implements FileSystem {
   /** @internal */
   hRead(h: FaultFileHandle, buf: Buffer, offset: number, length: number, position: number): number {
     if (this.frozen) throw new PowerOffError(`read ${h.file}`);
+    const rf = this.readFailures.find((r) => r.times > 0 && r.match(h.file, position, length));
+    if (rf) {
+      rf.times--;
+      throw errnoError(rf.code, 'read', h.file);
+    }
     this.readOps++;
     const n = h.ino.volatile.read(buf, offset, length, position);
     this.readBytes += n;
