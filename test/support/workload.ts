@@ -322,7 +322,10 @@ export interface CampaignOptions {
 
 export interface CampaignResult {
   cuts: number;
+  /** Cut points all of whose crash images recovered correctly. */
+  cutsVerified: number;
   images: number;
+  /** Crash images that recovered correctly. */
   verified: number;
   failures: string[];
   /** Cut points by the kind of op that was cut. */
@@ -555,7 +558,7 @@ async function cutPoint(o: CampaignOptions, spec: WorkloadSpec, sc: Scenario, k:
  *  scenario has more ops than cuts remain) until `cuts` cut points were tested. */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const spec: WorkloadSpec = { ...DEFAULT_SPEC, ...o.spec };
-  const res: CampaignResult = { cuts: 0, images: 0, verified: 0, failures: [], byKind: {}, recoveredInFlight: 0, continued: 0, scenarios: 0, compactions: 0, compactionCuts: 0, stoppedEarly: false };
+  const res: CampaignResult = { cuts: 0, cutsVerified: 0, images: 0, verified: 0, failures: [], byKind: {}, recoveredInFlight: 0, continued: 0, scenarios: 0, compactions: 0, compactionCuts: 0, stoppedEarly: false };
   const rng = mulberry32(mixSeed(o.seed, 'campaign', o.syncMode));
   const started = Date.now();
   for (let id = 0; res.cuts < o.cuts; id++) {
@@ -580,7 +583,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       ks = ks.slice(0, remaining).sort((x, y) => x - y);
     }
     for (const k of ks) {
+      const failuresBefore = res.failures.length;
       await cutPoint(o, spec, sc, k, res, rng);
+      if (res.failures.length === failuresBefore) res.cutsVerified++;
       if (inCompaction(k)) res.compactionCuts++;
       if (res.failures.length >= (o.maxFailures ?? 10)) return res;
       if (o.deadlineMs && Date.now() - started > o.deadlineMs) {

@@ -14,11 +14,14 @@ export interface PowerCutsOptions {
 }
 
 export interface PowerCutsResult {
+  /** Cut points tested. */
   cuts: number;
+  /** Cut points whose every crash image recovered exactly an acknowledged or the in-flight commit. */
   verified: number;
   failures: string[];
-  /** Crash images checked (several per cut point). */
+  /** Crash images checked (two per cut point) and how many recovered correctly. */
   images: number;
+  imagesVerified: number;
   recoveredInFlight: number;
   byKind: Record<string, number>;
   stoppedEarly: boolean;
@@ -31,7 +34,7 @@ export async function runPowerCuts(opts: PowerCutsOptions = {}): Promise<PowerCu
   const log = opts.log ?? ((s: string) => console.log(s));
   const started = Date.now();
   log(`power cuts: ${cuts} cut points, seed ${seed} (rerun: node dist/test/torture/powercut-long.js ${cuts} ${seed})`);
-  const out: PowerCutsResult = { cuts: 0, verified: 0, failures: [], images: 0, recoveredInFlight: 0, byKind: {}, stoppedEarly: false, seconds: 0 };
+  const out: PowerCutsResult = { cuts: 0, verified: 0, failures: [], images: 0, imagesVerified: 0, recoveredInFlight: 0, byKind: {}, stoppedEarly: false, seconds: 0 };
   // Four quarters: syncMode 'one' and 'two', each through the engine API and through the gRPC
   // service handlers (lib/service.ts with in-process fake calls).
   const parts = [
@@ -51,16 +54,18 @@ export async function runPowerCuts(opts: PowerCutsOptions = {}): Promise<PowerCu
       log: (s) => log(`  ${s}`),
     });
     out.cuts += r.cuts;
-    out.verified += r.verified;
+    out.verified += r.cutsVerified;
     out.images += r.images;
+    out.imagesVerified += r.verified;
     out.recoveredInFlight += r.recoveredInFlight;
     out.failures.push(...r.failures);
     out.stoppedEarly ||= r.stoppedEarly;
     for (const [k, n] of Object.entries(r.byKind)) out.byKind[`${syncMode}:${k}`] = (out.byKind[`${syncMode}:${k}`] ?? 0) + n;
-    log(`  ${via}, syncMode ${syncMode}: ${r.cuts} cut points, ${r.images} images, ${r.verified} verified, ${r.failures.length} failures`);
+    log(`  ${via}, syncMode ${syncMode}: ${r.cuts} cut points (${r.cutsVerified} verified), ${r.images} crash images (${r.verified} verified), ` +
+      `${r.compactions} workloads with a compaction (${r.compactionCuts} cuts inside it), ${r.failures.length} failures`);
   }
   out.seconds = (Date.now() - started) / 1000;
-  log(`power cuts: ${out.cuts} cut points, ${out.images} crash images, ${out.verified} verified, ${out.recoveredInFlight} recovered the in-flight commit, ` +
+  log(`power cuts: ${out.cuts} cut points (${out.verified} verified), ${out.images} crash images (${out.imagesVerified} verified), ${out.recoveredInFlight} recovered the in-flight commit, ` +
     `${out.failures.length} failures${out.stoppedEarly ? ' (stopped early: time budget)' : ''}, ${out.seconds.toFixed(1)} s, seed ${seed}`);
   return out;
 }
