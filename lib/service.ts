@@ -99,8 +99,9 @@ export class KvService {
       if (v.length > this.cfg.maxValueBytes) {
         return fail(statusError(grpc.status.INVALID_ARGUMENT, `value is ${v.length} bytes; over the value limit of ${this.cfg.maxValueBytes} bytes (--max-value-bytes)`));
       }
+      const pending = this.store.put(key, v); // a synchronous throw lands in the catch below
       this.inFlight++;
-      this.store.put(key, v).then(
+      pending.then(
         () => { this.inFlight--; this.stats.totalSets++; cb(null, {}); },
         (err) => { this.inFlight--; fail(toServiceError(err)); },
       );
@@ -116,8 +117,9 @@ export class KvService {
       const { key } = call.request;
       const bad = this.checkKey(key);
       if (bad) return cb(bad);
+      const pending = this.store.get(key);
       this.inFlight++;
-      this.store.get(key).then(
+      pending.then(
         (value) => {
           this.inFlight--;
           this.stats.totalGets++;
