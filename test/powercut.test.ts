@@ -57,7 +57,9 @@ for (const syncMode of ['one', 'two'] as const) {
 
 // Where in the failing commit the error hits: the growth truncate and its sync, the page writes, the
 // sync after the pages (two-sync mode), the meta write, the sync after the meta.
-type Target = 'grow' | 'growSync' | 'pages' | 'pageSync' | 'meta' | 'metaSync';
+// 'metaSyncTwice': the sync after the meta fails and so does the next sync (whatever the engine does
+// next: e.g. rewriting the slot's previous meta); the disk recovers after that.
+type Target = 'grow' | 'growSync' | 'pages' | 'pageSync' | 'meta' | 'metaSync' | 'metaSyncTwice';
 const isMeta = (op: OpRecord) => op.kind === 'writev' && op.file === DB_PATH && (op.pos ?? 0) < 8192 && (op.length ?? 0) <= 8192;
 const isPages = (op: OpRecord) => op.kind === 'writev' && op.file === DB_PATH && !isMeta(op);
 const TARGETS: Record<Target, (op: OpRecord, prev: OpRecord | null) => boolean> = {
@@ -67,6 +69,7 @@ const TARGETS: Record<Target, (op: OpRecord, prev: OpRecord | null) => boolean> 
   pageSync: (op, prev) => op.kind === 'datasync' && prev !== null && isPages(prev),
   meta: (op) => isMeta(op),
   metaSync: (op, prev) => op.kind === 'datasync' && prev !== null && isMeta(prev),
+  metaSyncTwice: (op, prev) => op.kind === 'datasync' && prev !== null && isMeta(prev),
 };
 
 interface FailRun {
@@ -110,15 +113,18 @@ async function failureScenario(fs: FaultFS, syncMode: 'one' | 'two', target: Tar
   }
   // Arm the failure for the next matching op.
   let prev: OpRecord | null = null;
+  let hits = 0;
   const armedAt = fs.opCount;
+  const want = target === 'metaSyncTwice' ? 2 : 1;
   fs.failWhen({
     match: (op) => {
-      const hit = op.index > armedAt && TARGETS[target](op, prev);
+      const hit = op.index > armedAt && (hits === 0 ? TARGETS[target](op, prev) : op.kind === 'datasync');
       prev = op;
-      if (hit) run.triggered = true;
+      if (hit && ++hits >= 1) run.triggered = true;
       return hit;
     },
     code,
+    times: want,
   });
   const before = new Map(kv);
   const ps = [put(30, 700 * 1024), put(3, 50), put(10, 4096)];
