@@ -6,7 +6,7 @@ import { KvClient } from '../lib/client';
 interface Args { server: string; id: number; ops: number; concurrency: number; keys: number }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { server: '127.0.0.1:50051', id: 0, ops: 10_000, concurrency: 8, keys: 500 };
+  const a: Args = { server: '127.0.0.1:50051', id: 0, ops: 10_000, concurrency: Number(process.env.LBKV_DEMO_CONCURRENCY ?? 24), keys: 500 };
   for (let i = 0; i < argv.length; i += 2) {
     const v = argv[i + 1] ?? '';
     switch (argv[i]) {
