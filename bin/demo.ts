@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   console.log(server.line);
   const serverExit = exitPromise(server.proc);
 
-  console.log(`demo: ${CLIENTS} client processes x ${OPS} operations (about 45% sets, 50% gets, 5% getprefixes; 128-byte keys)`);
+  console.log(`demo: ${CLIENTS} client processes x ${OPS} operations (about half sets, 45% gets, 5% getprefixes; 128-byte keys, values under 100 bytes)`);
   const bar = new SingleBar({
     format: 'demo: [{bar}] {percentage}% | {value}/{total} ops | {rate} ops/s | {elapsed}s',
     noTTYOutput: true,
