@@ -26,6 +26,8 @@ export interface CommitResult {
   meta: Meta;
   freelist: Freelist;
   nodes: Node[];
+  /** The meta page as written, to restore this slot if a later commit into it fails. */
+  metaPage: Buffer;
   fileBytes: number;
   syncs: number;
 }
@@ -126,11 +128,12 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     await ctx.file.datasync();
     syncs++;
   }
+  const metaPage = encodeMeta(meta);
   ctx.onMetaWrite();
-  await ctx.file.writev([encodeMeta(meta)], (txid % 2) * PAGE_SIZE);
+  await ctx.file.writev([metaPage], (txid % 2) * PAGE_SIZE);
   await ctx.file.datasync();
   syncs++;
-  return { meta, freelist: fl, nodes: dirty, fileBytes, syncs };
+  return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs };
 }
 
 /** Growth step: a quarter of the file, between 1 MiB and the configured maximum, in whole pages. */

@@ -84,6 +84,7 @@ export class Store {
   private readonly queue: Queued[] = [];
   private readonly writer = new Mutex();
   private draining = false;
+  private unrestoredSlot: number | undefined;
   private closed = false;
   private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0 };
 
@@ -178,7 +179,14 @@ export class Store {
   }
 
   private async commitBatch(puts: Put[]): Promise<void> {
-    if (this.closed && !this.file) throw new StoreError('CLOSED', 'store is closed');
+    if (this.unrestoredSlot !== undefined) {
+      try {
+        await this.restoreMetaSlot(this.unrestoredSlot);
+      } catch (err) {
+        this.counters.failedCommits++;
+        throw ioError(`${this.path}: rolling back the meta page of an earlier failed commit`, err);
+      }
+    }
     const slot = (this.meta.txid + 1) % 2;
     let metaTouched = false;
     try {
@@ -203,28 +211,26 @@ export class Store {
       }
       this.freelist = r.freelist;
       this.fileBytes = r.fileBytes;
-      this.metaBytes[slot] = Buffer.alloc(0); // now holds the new meta; never restored
+      this.metaBytes[slot] = r.metaPage;
       // Publish last: readers switch to the new root only once it is durable.
       this.meta = r.meta;
     } catch (err) {
       this.counters.failedCommits++;
-      if (metaTouched) await this.restoreMetaSlot(slot);
+      if (metaTouched) await this.restoreMetaSlot(slot).catch(() => undefined);
       throw ioError(`${this.path}: commit failed, nothing of this batch was applied`, err);
     }
   }
 
-  /** After a failed commit that got as far as its meta write, put the slot's previous meta back so
-   *  a later open cannot pick up a commit that was reported as failed. Best effort. */
+  /** After a failed commit that got as far as its meta write, put the slot's previous meta back, so
+   *  that neither a later open nor a power cut can bring back a commit that was reported as failed
+   *  (the next commit may reuse its pages). Until that has succeeded no commit may run: the next
+   *  one retries it first, so the store heals once the disk does. */
   private async restoreMetaSlot(slot: number): Promise<void> {
-    const previous = this.metaBytes[slot];
-    if (!previous || previous.length !== PAGE_SIZE) return;
-    try {
-      await this.file.writev([previous], slot * PAGE_SIZE);
-      await this.file.datasync();
-      this.counters.fsyncs++;
-    } catch {
-      // The next commit reuses this txid and slot and overwrites it anyway.
-    }
+    this.unrestoredSlot = slot;
+    await this.file.writev([this.metaBytes[slot]], slot * PAGE_SIZE);
+    await this.file.datasync();
+    this.counters.fsyncs++;
+    this.unrestoredSlot = undefined;
   }
 
   /** Reads from the latest durable commit. */
