@@ -3,7 +3,7 @@
 // link() fails with EEXIST if LOCK exists, and a LOCK never exists without its PID in it (no window
 // where a concurrent starter could see an empty lock and think it stale). A lock left by a dead
 // process (or by a PID now reused by a process that is not lbserver) is stale and replaced.
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { LOCK_FILE_NAME } from './config';
 
@@ -39,7 +39,7 @@ function pidHoldsLock(pid: number): boolean {
 
 function readPid(path: string): number | undefined {
   try {
-    const text = readFileSync(path, 'utf8').trim();
+    const text = (lstatSync(path).isSymbolicLink() ? readlinkSync(path) : readFileSync(path, 'utf8')).trim();
     const n = Number.parseInt(text, 10);
     return Number.isSafeInteger(n) && n > 0 ? n : undefined;
   } catch {
@@ -57,17 +57,25 @@ export function acquireDirLock(dataDir: string): DirLock {
   } catch (e) {
     throw new LockError(`cannot create lock file in ${dataDir}: ${(e as Error).message}`);
   }
+  let full = false;
   try {
     writeSync(fd, `${process.pid}\n`);
     fsyncSync(fd);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') throw e;
+    // A full disk must not keep the server from starting to serve reads: a symlink whose target is
+    // the PID lives in the inode (no data block), and is created just as atomically.
+    full = true;
   } finally {
     closeSync(fd);
   }
+  const take = full ? () => symlinkSync(String(process.pid), path) : () => linkSync(tmp, path);
   let taken = false;
   try {
     for (let attempt = 0; attempt < 5 && !taken; attempt++) {
       try {
-        linkSync(tmp, path);
+        take();
         taken = true;
         break;
       } catch (e) {
