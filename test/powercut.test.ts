@@ -59,15 +59,18 @@ for (const syncMode of ['one', 'two'] as const) {
 // sync after the pages (two-sync mode), the meta write, the sync after the meta.
 // 'metaSyncTwice': the sync after the meta fails and so does the next sync (whatever the engine does
 // next: e.g. rewriting the slot's previous meta); the disk recovers after that.
-type Target = 'grow' | 'growSync' | 'pages' | 'pageSync' | 'meta' | 'metaSync' | 'metaSyncTwice';
+// '...Partial': the failing write got half its sectors into the page cache before the error.
+type Target = 'grow' | 'growSync' | 'pages' | 'pagesPartial' | 'pageSync' | 'meta' | 'metaPartial' | 'metaSync' | 'metaSyncTwice';
 const isMeta = (op: OpRecord) => op.kind === 'writev' && op.file === DB_PATH && (op.pos ?? 0) < 8192 && (op.length ?? 0) <= 8192;
 const isPages = (op: OpRecord) => op.kind === 'writev' && op.file === DB_PATH && !isMeta(op);
 const TARGETS: Record<Target, (op: OpRecord, prev: OpRecord | null) => boolean> = {
   grow: (op) => op.kind === 'truncate',
   growSync: (op, prev) => op.kind === 'datasync' && prev?.kind === 'truncate',
   pages: (op) => isPages(op),
+  pagesPartial: (op) => isPages(op) && (op.length ?? 0) >= 2 * 512,
   pageSync: (op, prev) => op.kind === 'datasync' && prev !== null && isPages(prev),
   meta: (op) => isMeta(op),
+  metaPartial: (op) => isMeta(op),
   metaSync: (op, prev) => op.kind === 'datasync' && prev !== null && isMeta(prev),
   metaSyncTwice: (op, prev) => op.kind === 'datasync' && prev !== null && isMeta(prev),
 };
@@ -125,6 +128,7 @@ async function failureScenario(fs: FaultFS, syncMode: 'one' | 'two', target: Tar
     },
     code,
     times: want,
+    partial: target.endsWith('Partial'),
   });
   const before = new Map(kv);
   const ps = [put(30, 700 * 1024), put(3, 50), put(10, 4096)];
