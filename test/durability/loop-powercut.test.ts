@@ -6,6 +6,7 @@ import { runLoopPowerCuts } from './loop-powercut';
 import { probeLoop, seedFromEnv } from './support';
 
 const ROUNDS = Number(process.env.LBKV_LOOP_ROUNDS ?? 3);
+const ROUNDS_TWO = Number(process.env.LBKV_LOOP_ROUNDS_TWO ?? 2);
 const probe = probeLoop();
 
 // uvu has no skip. When loop devices are not permitted, only this probe check runs (and passes),
@@ -32,6 +33,19 @@ if (probe.ok) {
       assert.is(r.phantom, 0, 'values never sent');
       assert.is(r.prefixMismatch, 0, 'GetPrefix disagrees with Get');
       assert.is(r.unexpectedErrors, 0, 'errors before the cut');
+    }
+  });
+
+  test(`power cut below ext4 with --sync-mode two: ${ROUNDS_TWO} cuts`, async () => {
+    const seed = seedFromEnv() ^ 0x5a5a;
+    const r = await runLoopPowerCuts({ rounds: ROUNDS_TWO, seed, syncMode: 'two' });
+    if (r.skipped) assert.unreachable(`loop devices worked for the probe but not for the test: ${r.reason}`);
+    else {
+      console.log(`LOOPCUT-TWO cuts=${r.rounds} acknowledged=${r.acked} sent=${r.sent} lost=${r.lost} torn=${r.torn} wrong-key=${r.wrongKey} never-sent=${r.phantom} prefix-mismatch=${r.prefixMismatch}`);
+      for (const v of r.violations) console.log('  VIOLATION ' + v);
+      assert.is(r.rounds, ROUNDS_TWO, 'all cuts ran');
+      assert.ok(r.acked > 0, 'some sets were acknowledged');
+      assert.is(r.lost + r.torn + r.wrongKey + r.phantom + r.prefixMismatch + r.unexpectedErrors, 0, 'violations');
     }
   });
 }

@@ -20,6 +20,8 @@ export interface LoopPowerCutOptions {
   log?: (line: string) => void;
   imageMB?: number;
   budgetMs?: number;
+  /** lbserver --sync-mode (default: the server's default, 'one'). */
+  syncMode?: 'one' | 'two';
 }
 
 export type LoopPowerCutResult =
@@ -51,6 +53,7 @@ export async function runLoopPowerCuts(o: LoopPowerCutOptions): Promise<LoopPowe
       maxValueBytes: 1024 * 1024,
       loadMs: [300, 1500],
       prefix: 'pc/',
+      serverArgs: o.syncMode ? ['--sync-mode', o.syncMode] : [],
       budgetMs: o.budgetMs,
       log,
       afterKill: async () => {

@@ -3,13 +3,14 @@
 //
 //   kill -9 rounds under load ........ 200 rounds (real lbserver processes), then 50 with --sync-mode two
 //   power cuts (fault-injecting fs) .. 10,000 cut points (runPowerCuts, test/torture/powercut-long.ts)
-//   power cuts below ext4 (loop) ..... 30 cuts (skipped with the reason when loop devices are not allowed)
+//   power cuts below ext4 (loop) ..... 30 cuts, then 15 with --sync-mode two (skipped with the reason
+//                                      printed when loop devices are not allowed)
 //   races ............................ 8 clients x 1,000 ops on 4 hot keys; 60 s of snapshot streams
 //   1,000 vanishing streams .......... once
 //   slow reader ...................... 1 GiB GetPrefix result, RSS sampled
 //
 // Options: --only kill,powercut,loop,races,vanish,slow   --seed N   --budget-min M (whole run, default 90)
-//          --kill-rounds N --kill-rounds-two N --cuts N --loop-cuts N --slow-mib N
+//          --kill-rounds N --kill-rounds-two N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N
 // Exit code 0 when every section held its properties, 1 otherwise.
 import { runPowerCuts } from './powercut-long';
 import { runKillRounds } from '../durability/kill-rounds';
@@ -85,6 +86,15 @@ async function main(): Promise<void> {
   await section('power cuts below ext4 (loop device)', 'loop', async () => {
     const cuts = num('loop-cuts', 30);
     const r = await runLoopPowerCuts({ rounds: cuts, seed, log, budgetMs: Math.min(remaining(), 15 * 60_000) });
+    if (r.skipped) return { ok: true, summary: `SKIPPED: ${r.reason}` };
+    for (const v of r.violations) log(`  VIOLATION ${v}`);
+    const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
+    return { ok, summary: `cuts ${r.rounds}/${cuts}, acknowledged sets ${r.acked}, sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}` };
+  });
+
+  await section('power cuts below ext4 (loop device), --sync-mode two', 'loop', async () => {
+    const cuts = num('loop-cuts-two', 15);
+    const r = await runLoopPowerCuts({ rounds: cuts, seed: seed ^ 0x5a5a, log, syncMode: 'two', budgetMs: Math.min(remaining(), 10 * 60_000) });
     if (r.skipped) return { ok: true, summary: `SKIPPED: ${r.reason}` };
     for (const v of r.violations) log(`  VIOLATION ${v}`);
     const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
