@@ -249,6 +249,13 @@ Examples:
   return result;
 }
 
+// The reader went away (e.g. `lbclient getprefix '' | head`): stop quietly, like other filters.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  process.stderr.write(`lbclient: cannot write to stdout: ${e.message}\n`);
+  process.exit(EXIT.USAGE);
+});
+
 run(process.argv).then(
   (code) => { process.exitCode = code; },
   (e) => { process.stderr.write(`lbclient: ${(e as Error)?.stack ?? e}\n`); process.exitCode = EXIT.USAGE; },

@@ -1,10 +1,12 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { pseudoRandomBytes } from './support/client-helpers';
-import { freePort, LBSERVER_JS, runClient, runNode, startServer, tempDir, type ServerHandle } from './support/server';
+import { KvClient } from '../lib/client';
+import { pseudoRandomBytes, setMany } from './support/client-helpers';
+import { freePort, LBCLIENT_JS, LBSERVER_JS, runClient, runNode, startServer, tempDir, type ServerHandle } from './support/server';
 
 const cli = suite<{ srv: ServerHandle; addr: string }>('cli: lbclient');
 
@@ -89,6 +91,19 @@ cli('getprefix: KEY<TAB>VALUE lines in order, --limit, --keys-only, escapes, emp
   assert.ok(lines.includes('fruitless') && lines.includes('greeting') && lines.includes('\\x00\\xff\\x10'));
   const badLimit = await runClient(addr, ['getprefix', 'fruit/', '--limit', 'many']);
   assert.is(badLimit.code, 4);
+});
+
+cli('getprefix into a reader that stops early (like | head): exit 0, no crash', async ({ addr }) => {
+  const c = new KvClient(addr);
+  await setMany(c, Array.from({ length: 400 }, (_, i) => ({ key: Buffer.from(`pipe/${String(i).padStart(4, '0')}`), value: Buffer.alloc(3000, 0x76) })));
+  c.close();
+  const child = spawn(process.execPath, [LBCLIENT_JS, '--server', addr, 'getprefix', 'pipe/'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stdout.once('data', () => child.stdout.destroy());
+  const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+  assert.is(code, 0, stderr);
+  assert.not.match(stderr, /Unhandled|EPIPE/);
 });
 
 cli('stat (human) and stat --json', async ({ addr }) => {
