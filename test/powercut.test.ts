@@ -80,8 +80,11 @@ interface FailRun {
   states: KV[];
   /** Index of the last phase whose puts all settled. */
   acked: number;
-  /** op count when the failure phase ended. */
+  /** op count when the failure was armed, and when the failing phase ended. */
+  armedAt: number;
   opsAfterFailure: number;
+  /** The failing phase's puts. */
+  failPuts: { key: Buffer; v: Buffer }[];
   totalOps: number;
   problems: string[];
   triggered: boolean;
@@ -118,6 +121,7 @@ async function failureScenario(fs: FaultFS, syncMode: 'one' | 'two', target: Tar
   let prev: OpRecord | null = null;
   let hits = 0;
   const armedAt = fs.opCount;
+  run.armedAt = armedAt;
   const want = target === 'metaSyncTwice' ? 2 : 1;
   fs.failWhen({
     match: (op) => {
@@ -132,6 +136,7 @@ async function failureScenario(fs: FaultFS, syncMode: 'one' | 'two', target: Tar
   });
   const before = new Map(kv);
   const ps = [put(30, 700 * 1024), put(3, 50), put(10, 4096)];
+  run.failPuts = ps.map((x) => ({ key: x.key, v: x.v }));
   const settled = await Promise.allSettled(ps.map((x) => x.p));
   let rejected = 0;
   settled.forEach((s, i) => {
@@ -195,13 +200,26 @@ async function verifyReopen(fs: FaultFS, syncMode: 'one' | 'two', want: KV[], la
   }
 }
 
+const newRun = (): FailRun => ({ states: [], acked: 0, armedAt: 0, opsAfterFailure: 0, failPuts: [], totalOps: 0, problems: [], triggered: false });
+
+/** A state plus any subset of the given puts. */
+function withSubsets(base: KV, puts: { key: Buffer; v: Buffer }[]): KV[] {
+  const out: KV[] = [];
+  for (let mask = 0; mask < 1 << puts.length; mask++) {
+    const s = new Map(base);
+    puts.forEach((p, i) => { if (mask & (1 << i)) s.set(p.key.toString('latin1'), p.v); });
+    out.push(s);
+  }
+  return out;
+}
+
 for (const syncMode of ['one', 'two'] as const) {
   for (const target of Object.keys(TARGETS) as Target[]) {
     if (target === 'pageSync' && syncMode === 'one') continue;
     for (const code of ['EIO', 'ENOSPC']) {
       test(`injected ${code} on ${target}, syncMode '${syncMode}': batch rejects, store usable, reopen and power cuts after it show exactly the acknowledged data`, async () => {
         const fs = new FaultFS();
-        const run: FailRun = { states: [], acked: 0, opsAfterFailure: 0, totalOps: 0, problems: [], triggered: false };
+        const run: FailRun = newRun();
         await failureScenario(fs, syncMode, target, code, run);
         assert.ok(run.triggered, `the ${target} failure never triggered (no matching op in the failing commit)`);
         assert.equal(run.problems, []);
@@ -211,30 +229,35 @@ for (const syncMode of ['one', 'two'] as const) {
         assert.is(e1, null, e1 ?? '');
         const e2 = await verifyReopen(fs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs, syncMode, [final], 'reopen after close + power cut');
         assert.is(e2, null, e2 ?? '');
-        // Power cuts at every op after the failure: writes of the failed commit may still sit in the
-        // page cache and land at the cut; the recovered state must still be an acknowledged one.
+        // Power cuts at every op of the failing commit and its rollback, right after the failing batch
+        // settled (before any later op: the failed commit's writes sit in the page cache and the
+        // kernel may have written them back), and at every op after it. The recovered state must
+        // be an acknowledged one (during the failing phase: the phase before plus any of its puts).
         const failures: string[] = [];
         let cuts = 0;
-        // The first cut is right after the failing batch settled, before any later op: the failed
-        // commit's writes sit in the page cache and the kernel may have written them back.
-        for (let i = 0; i <= run.totalOps - run.opsAfterFailure; i++) {
+        const cutSpecs: { k: number; before: boolean }[] = [];
+        for (let k = run.armedAt + 1; k <= run.opsAfterFailure; k++) cutSpecs.push({ k, before: false });
+        cutSpecs.push({ k: run.opsAfterFailure + 1, before: true });
+        for (let k = run.opsAfterFailure + 1; k <= run.totalOps; k++) cutSpecs.push({ k, before: false });
+        for (const { k, before } of cutSpecs) {
           const f2 = new FaultFS();
-          const k = run.opsAfterFailure + Math.max(i, 1);
-          f2.cutAt(k, i === 0);
-          const r2: FailRun = { states: [], acked: 0, opsAfterFailure: 0, totalOps: 0, problems: [], triggered: false };
+          f2.cutAt(k, before);
+          const r2: FailRun = newRun();
           const outcome = await Promise.race([f2.cutReached.then(() => 'cut'), failureScenario(f2, syncMode, target, code, r2).then(() => 'done', (e) => String(e))]);
           if (outcome !== 'cut') {
-            failures.push(`cut ${i === 0 ? 'before' : 'at'} op ${k}: not reached (${outcome})`);
+            failures.push(`cut ${before ? 'before' : 'at'} op ${k}: not reached (${outcome})`);
             continue;
           }
           await new Promise((r) => setImmediate(r));
           cuts++;
-          const allowed = r2.states.slice(r2.acked).concat(run.states[r2.acked + 1] ? [run.states[r2.acked + 1]!] : []);
+          const allowed = r2.acked === 2 && k <= run.opsAfterFailure
+            ? withSubsets(r2.states[2]!, run.failPuts)
+            : r2.states.slice(r2.acked).concat(run.states[r2.acked + 1] ? [run.states[r2.acked + 1]!] : []);
           for (const [im, pol] of ['random', 'keepAll', 'tear', 'dropAll'].entries()) {
             const seed = mixSeed(SEED, syncMode, target, code, k, im);
             const crashed = f2.powerCut(mulberry32(seed), CUT_POLICIES[pol]!).fs;
             const err = await verifyReopen(crashed, syncMode, allowed,
-              `${code} on ${target}, syncMode ${syncMode}, cut ${i === 0 ? 'before' : 'at'} op ${k} (${JSON.stringify(f2.cutOp)}), acknowledged phase ${r2.acked}, policy ${pol}, image seed ${seed}`);
+              `${code} on ${target}, syncMode ${syncMode}, cut ${before ? 'before' : 'at'} op ${k} (${JSON.stringify(f2.cutOp)}), acknowledged phase ${r2.acked}, policy ${pol}, image seed ${seed}`);
             if (err) failures.push(err);
           }
         }
