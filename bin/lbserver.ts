@@ -157,6 +157,10 @@ Examples:
   process.stdout.write(`lbserver listening on ${address} data=${cfg.dataDir} keys=${keys} startup_ms=${stats.startupMs.toFixed(1)}\n`);
 }
 
+// If whoever started us stops reading our output, keep serving rather than die on EPIPE.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+
 // A bad request or a bug in one call must never take the server down: log and keep serving.
 process.on('uncaughtException', (err) => log(`uncaught exception (continuing): ${err?.stack ?? err}`));
 process.on('unhandledRejection', (err) => log(`unhandled rejection (continuing): ${(err as Error)?.stack ?? err}`));
