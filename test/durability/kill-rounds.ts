@@ -9,7 +9,7 @@
 // values a key may hold after the crash is exactly {last acknowledged} ∪ {sent after it}.
 import { KvClient, isServiceError, statusName } from '../../lib/client';
 import { startServer, type ServerHandle } from '../support/server';
-import { decodeValue, encodeValue, mib, nowMs, pickSize, Rng, sleep } from './support';
+import { decodeValue, encodeValue, killDuringStartup, mib, nowMs, pickSize, Rng, sleep } from './support';
 
 export interface KillRoundsOptions {
   rounds: number;
@@ -30,6 +30,8 @@ export interface KillRoundsOptions {
   afterKill?: (round: number) => Promise<{ dataDir: string } | void>;
   /** Time budget: stop starting new rounds after this many ms. */
   budgetMs?: number;
+  /** Probability per round of also killing a restarting server during its startup (recovery), 0..1. */
+  startupKillRate?: number;
 }
 
 export interface KillRoundsResult {
@@ -46,6 +48,8 @@ export interface KillRoundsResult {
   unexpectedErrors: number;
   bytesAcked: number;
   maxRestartMs: number;
+  /** Restarts killed during startup (before or just after the ready line). */
+  startupKills: number;
   violations: string[];
 }
 
@@ -76,7 +80,7 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
   const started = nowMs();
   const res: KillRoundsResult = {
     rounds: 0, sent: 0, acked: 0, unackedSurvived: 0, lost: 0, torn: 0, wrongKey: 0, phantom: 0,
-    prefixMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, violations: [],
+    prefixMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, startupKills: 0, violations: [],
   };
   const violation = (s: string) => { if (res.violations.length < 50) res.violations.push(s); };
 
@@ -146,6 +150,16 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
       const moved = o.afterKill ? await o.afterKill(round) : undefined;
       if (moved) dataDir = moved.dataDir;
 
+      // --- sometimes crash the restart itself, in the middle of opening the store ---
+      const startupKillRate = o.startupKillRate ?? 0.3;
+      let startupNote = '';
+      if (rng.next() < startupKillRate) {
+        const delay = rng.int(100, 500);
+        const k = await killDuringStartup(dataDir, o.serverArgs ?? [], delay);
+        res.startupKills++;
+        startupNote = `, startup killed at ${delay} ms${k.becameReady ? ' (was ready)' : ''}`;
+      }
+
       // --- restart and verify ---
       const restartMs = await start();
       res.maxRestartMs = Math.max(res.maxRestartMs, restartMs);
@@ -197,7 +211,7 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
           if (g !== undefined && !inPrefix.has(ks)) { res.prefixMismatch++; violation(`round ${round}: Get finds ${ks}, GetPrefix does not`); }
         }
         res.rounds = round;
-        log(`  round ${round}: load ${loadMs} ms, sent ${roundStats.sent}, acked ${roundStats.acked}, unacked-but-present ${survived}, lost ${lostNow}, restart ${restartMs.toFixed(0)} ms`);
+        log(`  round ${round}: load ${loadMs} ms, sent ${roundStats.sent}, acked ${roundStats.acked}, unacked-but-present ${survived}, lost ${lostNow}, restart ${restartMs.toFixed(0)} ms${startupNote}`);
       } finally {
         v.close();
       }
@@ -205,6 +219,6 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
   } finally {
     await server?.stop('SIGTERM');
   }
-  log(`  total: ${res.rounds} rounds, ${res.acked} acknowledged sets (${mib(res.bytesAcked)}), ${res.sent} sent, lost ${res.lost}, torn ${res.torn}, wrong key ${res.wrongKey}, never-sent ${res.phantom}, prefix mismatches ${res.prefixMismatch}, unexpected errors ${res.unexpectedErrors}, max restart ${res.maxRestartMs.toFixed(0)} ms`);
+  log(`  total: ${res.rounds} rounds, ${res.acked} acknowledged sets (${mib(res.bytesAcked)}), ${res.sent} sent, lost ${res.lost}, torn ${res.torn}, wrong key ${res.wrongKey}, never-sent ${res.phantom}, prefix mismatches ${res.prefixMismatch}, unexpected errors ${res.unexpectedErrors}, startups killed ${res.startupKills}, max restart ${res.maxRestartMs.toFixed(0)} ms`);
   return res;
 }

@@ -274,3 +274,24 @@ export function freeBytes(p: string): number {
   const s = fs.statfsSync(p);
   return Number(s.bavail) * Number(s.bsize);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Kill during startup: test/support/server.ts's startServer waits for the ready line; this small
+// addition starts lbserver and SIGKILLs it (by its PID) `delayMs` after the spawn, ready or not, to
+// crash it in the middle of opening / recovering the store.
+// ---------------------------------------------------------------------------------------------
+export async function killDuringStartup(dataDir: string, args: string[], delayMs: number): Promise<{ becameReady: boolean; stderr: string }> {
+  const { spawn } = await import('node:child_process');
+  const { LBSERVER_JS } = await import('../support/server');
+  const child = spawn(process.execPath, [LBSERVER_JS, '--listen', '127.0.0.1:0', '--data', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => { out += c; });
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => { err += c; });
+  const closed = new Promise<void>((r) => child.once('close', () => r()));
+  await Promise.race([sleep(delayMs), closed]);
+  if (child.exitCode === null && child.signalCode === null && child.pid) {
+    try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+  await closed;
+  return { becameReady: /listening on/.test(out), stderr: err };
+}
