@@ -190,9 +190,9 @@ export class KvService {
       const ok = call.write({ entries }, () => { pending--; wakeUp(); });
       this.stats.prefixMessagesSent++;
       this.stats.prefixEntriesSent += entries.length;
-      let needDrain = !ok;
+      // write() returning false means the stream's own buffer is full: wait for 'drain' as well.
+      const needDrain = !ok;
       while (!closed && (pending >= maxPending || (needDrain && call.writableNeedDrain))) await wait();
-      needDrain = false;
     };
 
     const snap = this.store.snapshot();
