@@ -24,7 +24,7 @@ for (const syncMode of ['one', 'two'] as const) {
     const started = Date.now();
     const r = await runCampaign({ seed: SEED, syncMode, cuts: CUTS_PER_MODE, imagesPerCut: 2, log });
     log(`syncMode ${syncMode}: ${r.cuts} cut points in ${r.scenarios} workloads, ${r.images} crash images, ${r.verified} verified, ` +
-      `${r.recoveredInFlight} recovered the in-flight commit, ${r.continued} took another commit after recovery, ` +
+      `${r.recoveredInFlight} recovered the in-flight commit, ${r.fellBack} fell back because the newest commit failed its hash check, ${r.continued} took another commit after recovery, ` +
       `${r.compactions} workloads compacted (${r.compactionCuts} cut points inside a compaction), ` +
       `${r.failures.length} failures, ${((Date.now() - started) / 1000).toFixed(1)} s; cut ops: ${JSON.stringify(r.byKind)}`);
     assert.equal(r.failures, [], `seed ${SEED}`);

@@ -332,6 +332,8 @@ export interface CampaignResult {
   byKind: Record<string, number>;
   /** How many crash images recovered the in-flight commit rather than the acknowledged one. */
   recoveredInFlight: number;
+  /** Recoveries whose newest meta decoded but its commit failed the hash check (Store.recoveryNote set). */
+  fellBack: number;
   continued: number;
   scenarios: number;
   /** Scenarios whose workload compacted the store (and cut points inside a compaction). */
@@ -511,6 +513,7 @@ async function cutPoint(o: CampaignOptions, spec: WorkloadSpec, sc: Scenario, k:
         continue;
       }
       if (j > a) res.recoveredInFlight++;
+      if (rec.recoveryNote) res.fellBack++;
       // Sometimes: one more commit on the recovered store, a clean close, a drop-everything cut, reopen.
       if (rng() < (o.continueFraction ?? 0.25)) {
         const extra = new Map(kv);
@@ -558,7 +561,7 @@ async function cutPoint(o: CampaignOptions, spec: WorkloadSpec, sc: Scenario, k:
  *  scenario has more ops than cuts remain) until `cuts` cut points were tested. */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const spec: WorkloadSpec = { ...DEFAULT_SPEC, ...o.spec };
-  const res: CampaignResult = { cuts: 0, cutsVerified: 0, images: 0, verified: 0, failures: [], byKind: {}, recoveredInFlight: 0, continued: 0, scenarios: 0, compactions: 0, compactionCuts: 0, stoppedEarly: false };
+  const res: CampaignResult = { cuts: 0, cutsVerified: 0, images: 0, verified: 0, failures: [], byKind: {}, recoveredInFlight: 0, fellBack: 0, continued: 0, scenarios: 0, compactions: 0, compactionCuts: 0, stoppedEarly: false };
   const rng = mulberry32(mixSeed(o.seed, 'campaign', o.syncMode));
   const started = Date.now();
   for (let id = 0; res.cuts < o.cuts; id++) {
