@@ -28,7 +28,8 @@ test('races: hot-key linearizability and one-snapshot GetPrefix', async () => {
 test('negative control: a key-by-key reader (not one snapshot) is caught by the snapshot check', async () => {
   const server = await startServer({});
   try {
-    const r = await runRaces({ address: server.address, seed: seedFromEnv(), opsPerClient: 0, writers: 3, groupSize: 40, readers: 1, snapshotMs: 7000, readMode: 'get-each', log: () => {} });
+    const r = await runRaces({ address: server.address, seed: seedFromEnv(), opsPerClient: 0, writers: 2, groupSize: 20, readers: 1, snapshotMs: 20_000,
+      readMode: 'get-each', getEachDelayMs: 50, stopAfterViolations: 1, log: () => {} });
     console.log(`  key-by-key reader: ${r.streams} passes, ${r.snapshotViolations} flagged as not one snapshot`);
     assert.ok(r.snapshotViolations > 0, 'the check flags a reader that is not one snapshot');
   } finally {

@@ -30,6 +30,10 @@ export interface RaceOptions {
   /** 'prefix' (default): readers use GetPrefix. 'get-each': readers Get key by key in order, which is
    *  NOT one snapshot: the negative control showing the snapshot check can fail. */
   readMode?: 'prefix' | 'get-each';
+  /** 'get-each' mode: pause between the Gets, ms (default 25). */
+  getEachDelayMs?: number;
+  /** End part B early once this many snapshot violations were seen (for the negative control). */
+  stopAfterViolations?: number;
   log?: (line: string) => void;
 }
 
@@ -152,7 +156,7 @@ export async function runRaces(o: RaceOptions): Promise<RaceResult> {
               const key = groupKey(w, i);
               const value = await cl.get(key);
               if (value) yield { key, value };
-              await sleep(25);
+              await sleep(o.getEachDelayMs ?? 25);
             }
           })()
           : cl.getPrefix(base);
@@ -188,7 +192,8 @@ export async function runRaces(o: RaceOptions): Promise<RaceResult> {
       }
     }
   });
-  await sleep(duration);
+  const until = nowMs() + duration;
+  while (nowMs() < until && !(o.stopAfterViolations && res.snapshotViolations >= o.stopAfterViolations)) await sleep(50);
   stop = true;
   await Promise.all([...writers, ...readers]);
   for (const cl of [...clients, ...writerClients, ...readerClients]) cl.close();
