@@ -269,6 +269,88 @@ for (const syncMode of ['one', 'two'] as const) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A commit that writes more discontiguous runs than a meta page can list (about 400): syncMode 'one'
+// must fall back to a sync before the meta. Checkerboard free space makes every new leaf its own run.
+
+test(`syncMode 'one', a commit of ~500 discontiguous page runs (too many for the meta): cuts through it`, async () => {
+  const N = 2000;
+  const base = new FaultFS();
+  const o = { ...opts(base, 'one'), growBytes: 1 << 20 };
+  const s = await Store.open(o);
+  const ps: Promise<void>[] = [];
+  for (let i = 0; i < N; i++) ps.push(s.put(keyFor(i), makeValue(i, keyFor(i), 1500)));
+  await Promise.all(ps);
+  const p2: Promise<void>[] = [];
+  for (let i = 0; i < N; i += 4) p2.push(s.put(keyFor(i), makeValue(10_000 + i, keyFor(i), 1500)));
+  await Promise.all(p2);
+  await s.put(Buffer.from('zz1'), Buffer.from('x'));
+  await s.put(Buffer.from('zz2'), Buffer.from('x'));
+  await s.close();
+  const oldValue = (i: number) => makeValue(i % 4 === 0 ? 10_000 + i : i, keyFor(i), 1500);
+  const newValue = (i: number) => (i % 4 === 2 ? makeValue(20_000 + i, keyFor(i), 1500) : oldValue(i));
+  const batch = async (fs: FaultFS) => {
+    const st = await Store.open({ ...o, fs });
+    const b: Promise<void>[] = [];
+    for (let i = 2; i < N; i += 4) b.push(st.put(keyFor(i), newValue(i)));
+    await Promise.all(b);
+    return st;
+  };
+  // Dry run: the op sequence of the big commit.
+  const dry = base.clone();
+  const startOps = dry.opCount;
+  await (await batch(dry)).close();
+  const ops = dry.trace.slice(startOps);
+  const metaAt = ops.findIndex((op) => isMeta(op));
+  assert.ok(ops.length > 420, `only ${ops.length} ops: the commit did not get fragmented enough`);
+  assert.is(ops[metaAt - 1]?.kind, 'datasync', 'no sync before the meta: the commit with too many runs for the meta was not synced first');
+  // Cut points: the first ops, the ops around the sync and meta, and a sample in between.
+  const ks = new Set<number>();
+  for (let i = 1; i <= 3; i++) ks.add(i);
+  for (let i = metaAt - 2; i <= metaAt + 2; i++) if (i >= 0 && i < ops.length) ks.add(i + 1);
+  const rng = mulberry32(SEED);
+  while (ks.size < 16) ks.add(1 + Math.floor(rng() * ops.length));
+  const failures: string[] = [];
+  for (const k of [...ks].sort((a, b) => a - b)) {
+    const fs = base.clone();
+    fs.cutAt(startOps + k);
+    const outcome = await Promise.race([fs.cutReached.then(() => 'cut'), batch(fs).then(() => 'done', (e) => String(e))]);
+    if (outcome !== 'cut') {
+      failures.push(`cut at op ${k} of the commit: not reached (${outcome})`);
+      continue;
+    }
+    for (const [im, pol] of ['random', k % 2 ? 'tear' : 'keepAll'].entries()) {
+      const crashed = fs.powerCut(mulberry32(mixSeed(SEED, 'runs', k, im)), CUT_POLICIES[pol]!).fs;
+      const where = `cut at op ${k}/${ops.length} of the commit (${JSON.stringify(fs.cutOp)}), policy ${pol}`;
+      let r: Store;
+      try {
+        r = await Store.open({ ...o, fs: crashed });
+      } catch (e) {
+        failures.push(`${where}: open failed: ${String(e)}`);
+        continue;
+      }
+      try {
+        let olds = 0;
+        let news = 0;
+        for (let i = 0; i < N; i++) {
+          if (i % 4 !== 2 && i % 17 !== 0) continue; // the commit's keys and a sample of the others
+          const v = await r.get(keyFor(i));
+          if (v && v.equals(oldValue(i))) olds += i % 4 === 2 ? 1 : 0;
+          else if (v && v.equals(newValue(i)) && i % 4 === 2) news++;
+          else throw new Error(`key ${i}: ${describeValue(v)}, neither its old nor its new value`);
+        }
+        if (olds > 0 && news > 0) throw new Error(`a mix: ${olds} keys of the commit old, ${news} new`);
+        if (r.stats().keys !== N + 2) throw new Error(`${r.stats().keys} keys`);
+      } catch (e) {
+        failures.push(`${where}: ${(e as Error).message}`);
+      } finally {
+        await r.close();
+      }
+    }
+  }
+  assert.equal(failures.slice(0, 5), [], `${failures.length} failures`);
+});
+
+// ---------------------------------------------------------------------------------------------
 // Read errors and a failing compaction.
 
 test('EIO on a page read: get rejects with IO (not CORRUPTION, not a wrong value); the next read works', async () => {
