@@ -368,7 +368,7 @@ test('EIO on a page read: get rejects with IO (not CORRUPTION, not a wrong value
     assert.is((e as StoreError).code, 'IO', (e as Error).message);
     assert.equal(await s2.get(keyFor(150)), makeValue(150, keyFor(150), 200));
     // An overflow value read that fails (async read path).
-    fs.failReads((file, pos, len) => file === DB_PATH && len >= 8192, 'EIO', 1);
+    fs.failReads((file, _pos, len) => file === DB_PATH && len >= 8192, 'EIO', 1);
     const e2 = await s2.get(keyFor(7)).then(() => null, (err) => err);
     assert.ok(e2 instanceof StoreError && e2.code === 'IO', `overflow read: got ${String(e2)}`);
     assert.equal(await s2.get(keyFor(7)), makeValue(7, keyFor(7), 9000));
