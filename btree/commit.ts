@@ -69,32 +69,43 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   for (const run of tree.retired.runs) fl.retire(txid, run.page, pagesFor(run.length));
   if (ctx.meta.freelistPages > 0) fl.retire(txid, ctx.meta.freelistPage, ctx.meta.freelistPages);
 
-  const writes: PageWrite[] = [];
+  // Allocation. A commit whose pages are contiguous costs the device one sequential write, and
+  // fdatasync of a run of pages takes about as long as of one page, while scattered pages cost about
+  // one write each. So take one free extent that holds the whole commit when there is one; otherwise
+  // fall back to reusing scattered pages, so the file does not grow while free space remains.
+  const values: { node: Node; i: number; buf: Buffer; pages: number }[] = [];
   for (const node of dirty) {
     if (!node.leaf) continue;
-    for (let i = 0; i < node.vals.length; i++) {
-      const v = node.vals[i];
-      if (!isPending(v)) continue;
-      const buf = v.pending;
-      const n = pagesFor(buf.length);
-      const page = fl.allocateRun(n);
-      node.vals[i] = { page, length: buf.length, crc: crc32(buf) };
-      const tail = n * PAGE_SIZE - buf.length;
-      writes.push({ page, bufs: tail > 0 ? [buf, ZERO_PAGE.subarray(0, tail)] : [buf] });
-    }
+    node.vals.forEach((v, i) => {
+      if (isPending(v)) values.push({ node, i, buf: v.pending, pages: pagesFor(v.pending.length) });
+    });
+  }
+  // Taking pages from the start of an extent never adds a freelist entry; two spares cover rounding.
+  const estimate = pagesForEntries(fl.entryCount() + 2);
+  const total = values.reduce((s, v) => s + v.pages, 0) + dirty.length + estimate;
+  let next = fl.takeFreeRun(total);
+  const contiguous = next >= 0;
+  const take = (n: number) => { const s = next; next += n; return s; };
+
+  const writes: PageWrite[] = [];
+  for (const v of values) {
+    const page = contiguous ? take(v.pages) : fl.allocateRun(v.pages);
+    v.node.vals[v.i] = { page, length: v.buf.length, crc: crc32(v.buf) };
+    const tail = v.pages * PAGE_SIZE - v.buf.length;
+    writes.push({ page, bufs: tail > 0 ? [v.buf, ZERO_PAGE.subarray(0, tail)] : [v.buf] });
   }
 
-  const ids = fl.allocateMany(dirty.length).flatMap((e) => range(e.start, e.count));
+  const ids = contiguous
+    ? range(take(dirty.length), dirty.length)
+    : fl.allocateMany(dirty.length).flatMap((e) => range(e.start, e.count));
   dirty.forEach((node, i) => {
     node.pageId = ids[i];
     if (!node.leaf) node.children = node.children.map((c) => (typeof c === 'number' ? c : c.pageId));
     writes.push({ page: ids[i], bufs: [encodeNode(node, ids[i], txid)] });
   });
 
-  // The freelist must describe itself after its own pages are taken; taking a run from the start of
-  // an extent never adds an entry, and two spare entries cover rounding.
-  const freelistPages = pagesForEntries(fl.entryCount() + 2);
-  const freelistPage = fl.allocateRun(freelistPages);
+  const freelistPages = contiguous ? estimate : pagesForEntries(fl.entryCount() + 2);
+  const freelistPage = contiguous ? take(estimate) : fl.allocateRun(freelistPages);
   fl.encode(freelistPage, freelistPages, txid).forEach((buf, i) => writes.push({ page: freelistPage + i, bufs: [buf] }));
 
   writes.sort((a, b) => a.page - b.page);

@@ -55,6 +55,15 @@ export class Freelist {
 
   /** A contiguous run of `count` pages: best fit among free extents, else past the end. */
   allocateRun(count: number): number {
+    const start = this.takeFreeRun(count);
+    if (start >= 0) return start;
+    const end = this.pageCount;
+    this.pageCount += count;
+    return end;
+  }
+
+  /** Best fit among free extents only; -1 when no free extent is long enough. */
+  takeFreeRun(count: number): number {
     let best = -1;
     for (let i = 0; i < this.free.length; i++) {
       const c = this.free[i].count;
@@ -63,11 +72,7 @@ export class Freelist {
         if (c === count) break;
       }
     }
-    if (best < 0) {
-      const start = this.pageCount;
-      this.pageCount += count;
-      return start;
-    }
+    if (best < 0) return -1;
     const e = this.free[best];
     const start = e.start;
     if (e.count === count) this.free.splice(best, 1);
