@@ -2,7 +2,7 @@
 // Short version; the torture runner does more cuts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { runLoopPowerCuts } from './loop-powercut';
+import { loopMethodCheck, runLoopPowerCuts } from './loop-powercut';
 import { probeLoop, seedFromEnv } from './support';
 
 const ROUNDS = Number(process.env.LBKV_LOOP_ROUNDS ?? 3);
@@ -17,6 +17,13 @@ test('loop-device probe (losetup + mkfs.ext4 + mount)', () => {
 });
 
 if (probe.ok) {
+  test('method check: the image copy keeps fdatasynced data and drops un-synced writes', () => {
+    const r = loopMethodCheck();
+    console.log(`  synced file intact in the copy: ${r.syncedIntact}; un-synced file in the copy: ${r.unsynced}`);
+    assert.ok(r.syncedIntact, 'fdatasynced file survives in the copy');
+    assert.not.equal(r.unsynced, 'present in full', 'an un-synced file must not survive the copy in full');
+  });
+
   test(`power cut below ext4 (loop device, image copied without sync): ${ROUNDS} cuts`, async () => {
     const seed = seedFromEnv();
     console.log(`  seed ${seed} (repeat with LBKV_SEED=${seed})`);
