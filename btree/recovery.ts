@@ -18,7 +18,7 @@ export interface Recovered {
   /** Raw bytes of both meta slots as found, to restore a slot after a failed commit. */
   metaBytes: Buffer[];
   fileBytes: number;
-  /** Why the newest meta was passed over, if it was. */
+  /** What was wrong with the meta page (or commit) that open did not use, if anything. */
   fellBack?: string;
 }
 
@@ -78,7 +78,7 @@ export async function recover(fs: FileSystem, path: string, cache: PageCache): P
       freelist.decodePage(page, count);
     }
     freelist.finishDecode();
-    const fellBack = problems.length > 0 && candidates[0] !== chosen ? problems.join('; ') : undefined;
+    const fellBack = problems.length > 0 ? problems.join('; ') : undefined;
     return { file, pager, meta: chosen, freelist, metaBytes, fileBytes, fellBack };
   } catch (err) {
     await file.close().catch(() => undefined);
