@@ -16,6 +16,7 @@ process.on('exit', () => {
 });
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
+    process.stderr.write(`experiments: ${sig}: killing ${live.size} server process(es) and exiting\n`);
     for (const c of live) { try { if (c.pid) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
     process.exit(130);
   });
@@ -43,6 +44,9 @@ export interface ServerOptions {
   port?: number;
   extraArgs?: string[];
   readyTimeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Working directory of the server process (default the repository root). */
+  cwd?: string;
   /** Wrap the command (e.g. clinic): argv prefix before `node script ...`; the node binary is replaced. */
   wrap?: (script: string, args: string[]) => { cmd: string; args: string[] };
 }
@@ -85,7 +89,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   args.push(...(o.extraArgs ?? []));
   const cmd = o.wrap ? o.wrap(script, args) : { cmd: process.execPath, args: [script, ...args] };
   const spawnedAt = process.hrtime.bigint();
-  const child = spawn(cmd.cmd, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+  const child = spawn(cmd.cmd, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: o.cwd ?? ROOT, env: { ...process.env, ...o.env },
+    // A wrapper (clinic/0x) may signal its whole process group on shutdown: give it its own.
+    detached: Boolean(o.wrap) });
   live.add(child);
   let out = '';
   let err = '';
