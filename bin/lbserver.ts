@@ -43,6 +43,7 @@ async function main(): Promise<void> {
     .option('--max-value-bytes <n>', 'largest value accepted (bytes; suffixes KiB/MiB/GiB allowed)', String(DEFAULT_CONFIG.maxValueBytes))
     .option('--max-key-bytes <n>', 'largest key accepted (bytes)', String(DEFAULT_CONFIG.maxKeyBytes))
     .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)
+    .option('--stream-buffer-mb <n>', 'server-wide bound, in MiB, on GetPrefix data read and not yet sent, summed over all streams', String(DEFAULT_CONFIG.streamBufferBytes / (1024 * 1024)))
     .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls before forcing', String(DEFAULT_CONFIG.shutdownTimeoutMs))
     .addHelpText('after', `
 Prints one line when it serves, e.g.

@@ -18,6 +18,9 @@ export interface ServerConfig {
   prefixMessageBytes: number;
   /** GetPrefix: most messages written but not yet handed to the transport, per stream. */
   prefixMaxPendingMessages: number;
+  /** GetPrefix: server-wide bound on the bytes of entries read for streams and not yet handed to
+   *  the transport, summed over all streams (--stream-buffer-mb). See StreamBudget in service.ts. */
+  streamBufferBytes: number;
   /** On SIGTERM/SIGINT, wait this long for in-flight calls before forcing the shutdown. */
   shutdownTimeoutMs: number;
 }
@@ -33,6 +36,11 @@ export const DEFAULT_CONFIG: ServerConfig = {
   syncMode: 'one',
   prefixMessageBytes: 1 * MiB,
   prefixMaxPendingMessages: 2,
+  // Measured with 1,000 stalled streams of 256 KiB values (bad-input test, --cache-mb 32): server
+  // peak RSS about 200 MiB with 32 MiB, against its cache + 200 MiB = 232 MiB bound; RSS grows faster
+  // than the budget (each message also exists serialized and framed, and garbage waits for the GC),
+  // and 64 MiB peaked near 260 MiB in the same setup.
+  streamBufferBytes: 32 * MiB,
   shutdownTimeoutMs: 10_000,
 };
 
@@ -83,6 +91,7 @@ export interface RawServerOptions {
   maxKeyBytes?: string;
   syncMode?: string;
   shutdownTimeoutMs?: string;
+  streamBufferMb?: string;
 }
 
 /** Builds a validated ServerConfig from command-line strings; throws ConfigError with a clear message. */
@@ -104,6 +113,11 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
   if (o.syncMode !== undefined) {
     if (o.syncMode !== 'one' && o.syncMode !== 'two') throw new ConfigError(`--sync-mode: "${o.syncMode}" must be "one" or "two"`);
     cfg.syncMode = o.syncMode;
+  }
+  if (o.streamBufferMb !== undefined) {
+    // At least two messages' worth, so one stream can always keep a message in flight while it reads the next.
+    const min = Math.ceil((2 * cfg.prefixMessageBytes) / MiB);
+    cfg.streamBufferBytes = parseIntArg(o.streamBufferMb, '--stream-buffer-mb', min, 64 * 1024) * MiB;
   }
   if (o.shutdownTimeoutMs !== undefined) cfg.shutdownTimeoutMs = parseIntArg(o.shutdownTimeoutMs, '--shutdown-timeout-ms', 0, 3_600_000);
   return cfg;

@@ -3,7 +3,7 @@
 // take the server down.
 import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
-import { StoreError, type Store } from '../btree/index';
+import { StoreError, type Entry, type Store } from '../btree/index';
 import {
   type GetPrefixRequest,
   type GetPrefixResponse,
@@ -58,16 +58,101 @@ export function toServiceError(err: unknown): grpc.ServiceError {
 /** Bytes of protobuf framing per KeyValue entry inside a GetPrefixResponse (tags + lengths), upper bound. */
 const ENTRY_OVERHEAD = 16;
 
+/**
+ * A server-wide budget of bytes, shared by all GetPrefix streams: the bytes of entries a stream has
+ * read from its snapshot and not yet handed to the transport (assembled, serialized, queued at the
+ * HTTP/2 stream). Each stream keeps its own pending messages small; this bounds their sum, so 1,000
+ * stalled streams cannot each hold a few MiB.
+ *
+ * Waiters are served strictly first come, first served (no barging: tryAcquire fails while anyone
+ * waits), so a large request is not starved by a stream of small ones. A waiter can give up (its
+ * stream was cancelled) and leaves the queue at once. `force` takes bytes even past the bound (see
+ * the oversized-entry case in KvService.streamPrefix); later requests then wait until it is repaid.
+ */
+export class StreamBudget {
+  private available: number;
+  private readonly waiters: Array<{ n: number; grant: () => void }> = [];
+
+  constructor(readonly capacity: number) {
+    if (!(capacity > 0)) throw new RangeError(`stream budget must be positive, got ${capacity}`);
+    this.available = capacity;
+  }
+
+  /** Bytes currently reserved (may exceed `capacity` after `force`). */
+  get inUse(): number { return this.capacity - this.available; }
+  /** Streams waiting for budget. */
+  get waiting(): number { return this.waiters.length; }
+
+  /** Takes `n` bytes if they are free now and nobody is queued ahead. */
+  tryAcquire(n: number): boolean {
+    if (n <= 0) return true;
+    if (this.waiters.length > 0 || this.available < n) return false;
+    this.available -= n;
+    return true;
+  }
+
+  /** Takes `n` bytes now, even past the bound. */
+  force(n: number): void {
+    if (n > 0) this.available -= n;
+  }
+
+  /**
+   * Waits for `n` (<= capacity) bytes. Resolves true once they are reserved for the caller, false if
+   * `signal` aborted first (nothing reserved, the waiter is gone from the queue).
+   */
+  acquire(n: number, signal: AbortSignal): Promise<boolean> {
+    if (n > this.capacity) throw new RangeError(`cannot wait for ${n} bytes of a ${this.capacity}-byte budget`);
+    if (signal.aborted) return Promise.resolve(false);
+    if (this.tryAcquire(n)) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const w = {
+        n,
+        grant: () => { signal.removeEventListener('abort', onAbort); resolve(true); },
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(w);
+        if (i < 0) return; // already granted: the caller owns the bytes and releases them
+        this.waiters.splice(i, 1);
+        resolve(false);
+        this.grantWaiters(); // the head may have changed: smaller requests behind it may fit now
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(w);
+    });
+  }
+
+  release(n: number): void {
+    if (n <= 0) return;
+    this.available += n;
+    if (this.available > this.capacity) {
+      // A bug in the caller's accounting; never let it raise the bound.
+      this.available = this.capacity;
+    }
+    this.grantWaiters();
+  }
+
+  private grantWaiters(): void {
+    while (this.waiters.length > 0 && this.available >= this.waiters[0]!.n) {
+      const w = this.waiters.shift()!;
+      this.available -= w.n;
+      w.grant();
+    }
+  }
+}
+
 export class KvService {
   readonly stats: ServiceStats;
   private shuttingDown = false;
   /** Unary calls and streams currently being served. */
   private inFlight = 0;
   private readonly dataFile: string;
+  /** Bytes buffered for GetPrefix streams, summed over all streams (--stream-buffer-mb). */
+  readonly streamBudget: StreamBudget;
 
   constructor(private readonly store: Store, private readonly cfg: ServerConfig, stats?: ServiceStats) {
     this.stats = stats ?? new ServiceStats();
     this.dataFile = join(cfg.dataDir, DATA_FILE_NAME);
+    this.streamBudget = new StreamBudget(cfg.streamBufferBytes);
   }
 
   /**
@@ -155,10 +240,43 @@ export class KvService {
   };
 
   /**
-   * Streams one snapshot's entries in messages of about `prefixMessageBytes` payload. At most
-   * `prefixMaxPendingMessages` messages are queued at the transport; beyond that we wait for the
-   * client to take them (HTTP/2 flow control) before reading further from the cursor, so memory per
-   * stream is bounded whatever the result size and however slow the client.
+   * Streams one snapshot's entries in messages of about `prefixMessageBytes` (T) payload.
+   *
+   * Memory. Two bounds hold together:
+   * - per stream, at most `prefixMaxPendingMessages` (default 2) messages are written and not yet
+   *   handed to the transport; beyond that we wait for the client (HTTP/2 flow control) before
+   *   reading further from the cursor;
+   * - over all streams, the bytes of entries read and not yet handed to the transport are charged to
+   *   `streamBudget` (--stream-buffer-mb). A stream reserves T bytes of headroom BEFORE it reads an
+   *   entry (the entry's size is unknown until it is read, and an entry up to T can be the one that
+   *   does not fit the message being assembled and starts the next one); the entry's bytes are charged
+   *   against that headroom, move with it into a message, and go back to the budget when that
+   *   message's write callback fires, or when the stream ends, is cancelled or fails (every path).
+   *
+   * Deadlock freedom: a stream waits for budget only while holding nothing but messages already
+   * written (which the transport releases without needing budget): before waiting it sends the
+   * message it was assembling, returns its unused headroom and closes its cursor (which would
+   * otherwise keep the last entry it yielded alive, uncharged), reopening it past the last key once
+   * it has budget. While it waits for the transport it also returns its headroom.
+   *
+   * Fairness and the trade-off with slow clients: budget waiters are served first come, first
+   * served. A client that stops reading keeps what its stream holds, which is at most its pending
+   * messages plus the one entry read ahead (at most about 3 MiB with the defaults, 2 MiB when entries
+   * are small), until it reads, cancels or its connection dies (a vanished client's streams are
+   * cancelled and release everything at once). So budget/3 MiB to budget/2 MiB stalled streams (10
+   * to 16 with the default 32 MiB) exhaust the budget; after that, other GetPrefix streams wait
+   * (Set/Get/Stat are not affected) instead of the server growing without bound. Keeping per-stream
+   * pending small is what makes that number large; a larger budget tolerates more stalled clients at
+   * the cost of a higher memory ceiling; more pending messages per stream would smooth a fast
+   * reader's throughput at the cost of fewer streams sharing the budget.
+   *
+   * An entry larger than T (a large value) cannot be sized before it is read: the engine reads the
+   * value as the cursor yields it. It is charged min(its size, budget) at once, overdrawing the
+   * budget if need be (later reservations wait until it is repaid) rather than waiting while holding
+   * it, which could deadlock; it goes alone in its message. The overdraft is bounded by the streams
+   * that hold headroom at that moment (at most budget/T), each with one entry. An engine cursor that
+   * reported a value's length before reading it would let the stream reserve first and make the
+   * bound exact.
    */
   private async streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>): Promise<void> {
     const invalid = invalidRequestReason(call.request);
@@ -173,53 +291,154 @@ export class KvService {
       throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT, `limit ${limit} is not a valid count`));
     }
 
+    const budget = this.streamBudget;
+    const abort = new AbortController();
     let closed = call.cancelled;
     let wake: (() => void) | undefined;
     const wakeUp = () => { const w = wake; wake = undefined; w?.(); };
-    const onClosed = () => { closed = true; wakeUp(); };
+    const onClosed = () => { closed = true; abort.abort(); wakeUp(); };
+    if (closed) abort.abort();
     call.on('cancelled', onClosed);
     call.on('close', onClosed);
     call.on('error', onClosed);
     call.on('drain', wakeUp);
     const wait = () => new Promise<void>((r) => { wake = r; });
 
-    let pending = 0; // messages written whose write callback has not fired yet
+    // Budget accounting of this stream: `headroom` is reserved and not charged to an entry yet;
+    // `batchCharge` is charged to the entries of the message being assembled; each written message
+    // carries its charge until its write callback fires (or the stream ends).
+    const target = this.cfg.prefixMessageBytes;
+    const minHeadroom = Math.min(target, budget.capacity);
+    const refill = Math.min(2 * target, budget.capacity); // one wait yields about a whole message
+    let headroom = 0;
+    let batchCharge = 0;
+    const inflight = new Set<{ charge: number }>();
+    const releaseMessage = (m: { charge: number }) => {
+      if (inflight.delete(m)) budget.release(m.charge);
+    };
+    const returnHeadroom = () => { budget.release(headroom); headroom = 0; };
+
     const maxPending = Math.max(1, this.cfg.prefixMaxPendingMessages);
-    const send = async (entries: KeyValue[]) => {
-      pending++;
-      const ok = call.write({ entries }, () => { pending--; wakeUp(); });
-      this.stats.prefixMessagesSent++;
-      this.stats.prefixEntriesSent += entries.length;
-      // write() returning false means the stream's own buffer is full: wait for 'drain' as well.
-      const needDrain = !ok;
-      while (!closed && (pending >= maxPending || (needDrain && call.writableNeedDrain))) await wait();
+    let needDrain = false;
+    const transportBusy = () => inflight.size >= maxPending || (needDrain && call.writableNeedDrain);
+    const waitTransport = async () => {
+      if (closed || !transportBusy()) return;
+      returnHeadroom(); // do not sit on unused budget while the client is slow
+      while (!closed && transportBusy()) await wait();
     };
 
-    const snap = this.store.snapshot();
+    let batch: KeyValue[] = [];
+    let bytes = 0;
+    const sendBatch = async () => {
+      if (batch.length === 0) return;
+      const m = { charge: batchCharge };
+      const count = batch.length;
+      inflight.add(m);
+      const ok = call.write({ entries: batch }, () => { releaseMessage(m); wakeUp(); });
+      batch = []; // (no local keeps the entries: this function stays suspended in waitTransport)
+      bytes = 0;
+      batchCharge = 0;
+      this.stats.prefixMessagesSent++;
+      this.stats.prefixEntriesSent += count;
+      // write() returning false means the stream's own buffer is full: wait for 'drain' as well.
+      needDrain = !ok;
+      await waitTransport();
+    };
+
+    let snap: ReturnType<Store['snapshot']> | undefined;
+    // The cursor. A suspended engine cursor keeps the last entry it yielded (its value) alive, so
+    // before a stream waits for budget it closes its cursor (after sending that entry), and reopens it
+    // just past the last key once it has budget again: a waiting stream holds no entry at all.
+    let it: AsyncIterator<Entry> | undefined;
+    let lastKey: Buffer | undefined;
+    let taken = 0;
+    const closeCursor = async () => {
+      const c = it;
+      it = undefined;
+      if (lastKey) lastKey = Buffer.from(lastKey); // do not keep the page it may point into
+      if (c) await c.return?.(undefined)?.catch(() => undefined);
+    };
+    const cursor = (): AsyncIterator<Entry> => {
+      if (!it) {
+        it = snap!.range({
+          prefix: prefix.length > 0 ? prefix : undefined,
+          start: lastKey ? Buffer.concat([lastKey, Buffer.alloc(1)]) : undefined, // just past lastKey
+          limit: limit > 0 ? limit - taken : undefined,
+        })[Symbol.asyncIterator]();
+      }
+      return it;
+    };
+
+    /** Makes sure `minHeadroom` bytes are reserved before the next read. False if the stream closed. */
+    const ensureHeadroom = async (): Promise<boolean> => {
+      if (headroom >= minHeadroom) return true;
+      if (budget.tryAcquire(refill - headroom)) { headroom = refill; return true; }
+      // We have to wait: first give up what others might need and we cannot use yet.
+      await sendBatch();
+      if (closed) return false;
+      await closeCursor();
+      returnHeadroom();
+      if (!(await budget.acquire(refill, abort.signal))) return false;
+      headroom = refill;
+      return !closed;
+    };
+
+    let completed = false;
     try {
-      const target = this.cfg.prefixMessageBytes;
-      let batch: KeyValue[] = [];
-      let bytes = 0;
-      const cursor = snap.range({ prefix: prefix.length > 0 ? prefix : undefined, limit: limit > 0 ? limit : undefined });
-      for await (const e of cursor) {
-        if (closed) break;
-        const size = e.key.length + e.value.length + ENTRY_OVERHEAD;
-        if (batch.length > 0 && bytes + size > target) {
-          await send(batch);
-          batch = [];
-          bytes = 0;
-          if (closed) break;
+      snap = this.store.snapshot();
+      try {
+        while (!(limit > 0 && taken >= limit)) {
+          await waitTransport();
+          if (closed || !(await ensureHeadroom())) break;
+          // `r` and `e` are cleared before the next await: a suspended async function keeps its
+          // registers, and a dead entry held there would be uncharged memory (measured: ~70 MiB
+          // with 1,000 waiting streams).
+          let r: IteratorResult<Entry> | undefined = await cursor().next();
+          if (r.done || closed) break;
+          let e: Entry | undefined = r.value;
+          r = undefined;
+          taken++;
+          lastKey = e.key;
+          const size = e.key.length + e.value.length + ENTRY_OVERHEAD;
+          const charge = Math.min(size, budget.capacity);
+          if (charge <= headroom) headroom -= charge;
+          else { budget.force(charge - headroom); headroom = 0; } // an entry larger than T: see above
+          if (batch.length > 0 && bytes + size > target) {
+            await sendBatch();
+            if (closed) { budget.release(charge); break; }
+          }
+          batch.push({ key: e.key, value: e.value });
+          e = undefined;
+          bytes += size;
+          batchCharge += charge;
         }
-        batch.push({ key: e.key, value: e.value });
-        bytes += size;
+        if (!closed) await sendBatch();
+      } finally {
+        await closeCursor();
       }
-      if (!closed) {
-        if (batch.length > 0) await send(batch);
-      }
+      completed = !closed;
     } finally {
-      snap.release();
-      call.off('drain', wakeUp);
+      snap?.release();
+      // Whatever is not yet written goes back now.
+      returnHeadroom();
+      budget.release(batchCharge);
+      batchCharge = 0;
+      batch = [];
+      if (!completed) {
+        // Cancelled or failed: the transport may never call back for what it holds.
+        for (const m of [...inflight]) releaseMessage(m);
+        call.off('drain', wakeUp);
+      }
     }
+    if (closed) {
+      this.stats.cancelledGetprefixes++;
+      return;
+    }
+    // Hold the written messages' charge until the transport has taken them (their write callbacks),
+    // then end the call. The snapshot is already released.
+    while (!closed && inflight.size > 0) await wait();
+    for (const m of [...inflight]) releaseMessage(m);
+    call.off('drain', wakeUp);
     if (closed) {
       this.stats.cancelledGetprefixes++;
       return;
