@@ -95,17 +95,20 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     writes.push({ page, bufs: tail > 0 ? [v.buf, ZERO_PAGE.subarray(0, tail)] : [v.buf] });
   }
 
+  // Tree pages come bottom-up (leaf, branches, root), the freelist after them: the root, the upper
+  // branches and the freelist are replaced by the very next commit, so they are freed together and
+  // come back as one extent. A one-page freelist joins the tree pages in as few extents as possible.
+  const freelistPages = estimate;
+  const withFreelist = !contiguous && freelistPages === 1 ? 1 : 0;
   const ids = contiguous
     ? range(take(dirty.length), dirty.length)
-    : fl.allocateMany(dirty.length).flatMap((e) => range(e.start, e.count));
+    : fl.allocateMany(dirty.length + withFreelist).flatMap((e) => range(e.start, e.count));
   dirty.forEach((node, i) => {
     node.pageId = ids[i];
     if (!node.leaf) node.children = node.children.map((c) => (typeof c === 'number' ? c : c.pageId));
     writes.push({ page: ids[i], bufs: [encodeNode(node, ids[i], txid)] });
   });
-
-  const freelistPages = contiguous ? estimate : pagesForEntries(fl.entryCount() + 2);
-  const freelistPage = contiguous ? take(estimate) : fl.allocateRun(freelistPages);
+  const freelistPage = contiguous ? take(freelistPages) : withFreelist ? ids[dirty.length] : fl.allocateRun(freelistPages);
   fl.encode(freelistPage, freelistPages, txid).forEach((buf, i) => writes.push({ page: freelistPage + i, bufs: [buf] }));
 
   writes.sort((a, b) => a.page - b.page);
