@@ -1,119 +1,226 @@
-// Engine errors → gRPC status codes, end to end over real gRPC on 127.0.0.1, with the service wired
-// to a fake engine that fails on demand (a full disk or a checksum failure is hard to provoke in the
-// real lbserver process in a short test; test/durability does that with tmpfs and loop devices).
+// Engine errors → gRPC status codes, end to end: the real engine (btree Store) on the failure-injecting
+// FileSystem (test/support/fault-fs.ts), served by the real service (createGrpcServer + bindServer)
+// over real gRPC on 127.0.0.1 to a real KvClient. Failures are injected into the file operations the
+// engine issues (ENOSPC / EIO on a write or fdatasync during a commit, EIO on a read) or made by
+// damaging the bytes of a stored value in the simulated file; the store is closed under a live server
+// for the shutdown case. Nothing here stands in for the engine or the transport.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type * as grpc from '@grpc/grpc-js';
-import { StoreError, type Entry, type RangeOptions, type Store, type StoreErrorCode, type StoreStats } from '../btree/index';
+import { Store, StoreError } from '../btree/index';
 import { GrpcStatus, KvClient } from '../lib/client';
 import { DEFAULT_CONFIG, type ServerConfig } from '../lib/config';
 import { bindServer, createGrpcServer, KvService, toServiceError } from '../lib/service';
-import { expectGrpcError } from './support/client-helpers';
-import { tempDir } from './support/server';
+import { expectGrpcError, pseudoRandomBytes } from './support/client-helpers';
+import { FaultFS, type OpRecord } from './support/fault-fs';
 
-class FakeStore {
-  failWith: StoreErrorCode | 'plain' | undefined;
-  /** GetPrefix fails after this many entries (with failWith). */
-  failAfter = 0;
-  openSnapshots = 0;
-  readonly map = new Map<string, Buffer>();
+const DB = '/db/lbkv.db';
 
-  private maybeFail(): void {
-    if (this.failWith === 'plain') throw new TypeError('something unexpected');
-    if (this.failWith) throw new StoreError(this.failWith, `simulated ${this.failWith}`);
-  }
-  async put(key: Buffer, value: Buffer): Promise<void> { this.maybeFail(); this.map.set(key.toString('latin1'), value); }
-  async get(key: Buffer): Promise<Buffer | undefined> { this.maybeFail(); return this.map.get(key.toString('latin1')); }
-  snapshot() {
-    this.openSnapshots++;
-    const entries = [...this.map.entries()].sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'latin1'), Buffer.from(b, 'latin1')));
-    const store = this;
-    let released = false;
-    return {
-      async *range(o: RangeOptions): AsyncGenerator<Entry> {
-        let n = 0;
-        const p = o.prefix?.toString('latin1') ?? '';
-        for (const [k, v] of entries) {
-          if (!k.startsWith(p)) continue;
-          if (store.failWith && n >= store.failAfter) store.maybeFail();
-          n++;
-          yield { key: Buffer.from(k, 'latin1'), value: v };
-        }
-      },
-      release() { if (!released) { released = true; store.openSnapshots--; } },
-    };
-  }
-  stats(): StoreStats {
-    return { txid: 1, keys: this.map.size, pageCount: 1, freePages: 0, pendingFreePages: 0, fileBytes: 4096, commits: 1, fsyncs: 1, failedCommits: 0,
-      cacheHits: 0, cacheMisses: 0, cachePages: 0, openSnapshots: this.openSnapshots, maxBatch: 1, meanBatch: 1, syncMode: 'one', openMs: 0 };
-  }
+interface Ctx {
+  fs: FaultFS;
+  store: Store;
+  service: KvService;
+  server: grpc.Server;
+  c: KvClient;
 }
 
-const errors = suite<{ store: FakeStore; server: grpc.Server; c: KvClient }>('service: engine errors map to gRPC codes');
+const errors = suite<Ctx>('service: real engine errors (fault-injecting FileSystem) map to gRPC codes');
 
 errors.before(async (ctx) => {
-  ctx.store = new FakeStore();
-  const cfg: ServerConfig = { ...DEFAULT_CONFIG, dataDir: tempDir(), prefixMessageBytes: 1024 };
-  const service = new KvService(ctx.store as unknown as Store, cfg);
-  ctx.server = createGrpcServer(service, cfg);
+  ctx.fs = new FaultFS({ trace: false });
+  ctx.store = await Store.open({ path: DB, fs: ctx.fs, cacheMB: 4, growBytes: 1024 * 1024 });
+  // Small GetPrefix messages so a stream spans many of them.
+  const cfg: ServerConfig = { ...DEFAULT_CONFIG, dataDir: '/db', prefixMessageBytes: 4096 };
+  ctx.service = new KvService(ctx.store, cfg);
+  ctx.server = createGrpcServer(ctx.service, cfg);
   const port = await bindServer(ctx.server, '127.0.0.1:0');
-  ctx.c = new KvClient(`127.0.0.1:${port}`);
+  ctx.c = new KvClient(`127.0.0.1:${port}`, { callTimeoutMs: 10_000 });
+  for (let i = 0; i < 20; i++) await ctx.c.set(`ok/${String(i).padStart(2, '0')}`, `value ${i}`);
 });
+
 errors.after(async (ctx) => {
-  ctx.c.close();
-  await new Promise<void>((r) => ctx.server.tryShutdown(() => r()));
+  ctx.c?.close();
+  ctx.server?.forceShutdown();
+  await ctx.store?.close().catch(() => undefined);
 });
-errors.before.each(({ store }) => { store.failWith = undefined; });
 
-const cases: Array<[StoreErrorCode | 'plain', number, RegExp]> = [
-  ['NO_SPACE', GrpcStatus.RESOURCE_EXHAUSTED, /disk full: simulated NO_SPACE/],
-  ['CORRUPTION', GrpcStatus.DATA_LOSS, /corruption.*simulated CORRUPTION/],
-  ['CLOSED', GrpcStatus.UNAVAILABLE, /closed.*simulated CLOSED/],
-  ['IO', GrpcStatus.INTERNAL, /I\/O error: simulated IO/],
-  ['INVALID_ARGUMENT', GrpcStatus.INVALID_ARGUMENT, /simulated INVALID_ARGUMENT/],
-  ['plain', GrpcStatus.INTERNAL, /internal error: something unexpected/],
-];
+errors.after.each(({ fs }) => { fs.clearFailures(); });
 
-for (const [code, status, re] of cases) {
-  errors(`${code} → ${GrpcStatus[status]} on Set and Get; the server keeps serving`, async ({ store, c }) => {
-    store.failWith = code;
-    await expectGrpcError(c.set('k', 'v'), status, re);
-    await expectGrpcError(c.get('k'), status, re);
-    store.failWith = undefined;
-    await c.set('k', 'v');
-    assert.equal((await c.get('k'))?.toString(), 'v');
+/** Every earlier key still reads back, singly and through GetPrefix. */
+async function earlierKeysIntact(c: KvClient, what: string): Promise<void> {
+  for (let i = 0; i < 20; i += 7) assert.is((await c.get(`ok/${String(i).padStart(2, '0')}`))?.toString(), `value ${i}`, `${what}: Get`);
+  const all = await c.getPrefixAll('ok/');
+  assert.is(all.length, 20, `${what}: GetPrefix count`);
+  assert.equal(all.map((e) => e.value.toString()), Array.from({ length: 20 }, (_, i) => `value ${i}`), `${what}: GetPrefix values`);
+}
+
+/** No snapshot and no GetPrefix budget is left behind. */
+function nothingLeaked(ctx: Ctx, what: string): void {
+  assert.is(ctx.store.stats().openSnapshots, 0, `${what}: open snapshots`);
+  assert.is(ctx.service.streamBudget.inUse, 0, `${what}: stream budget in use`);
+}
+
+const onDb = (kind: OpRecord['kind']) => (op: OpRecord) => op.kind === kind && op.file === DB;
+
+for (const kind of ['writev', 'datasync'] as const) {
+  errors(`ENOSPC on ${kind} during a commit → RESOURCE_EXHAUSTED; reads work; Sets succeed once space is back`, async (ctx) => {
+    const { c, fs } = ctx;
+    const k = `disk-${kind}/k`;
+    const other = `disk-${kind}/other`;
+    await c.set(k, 'before');
+    const before = await c.stat();
+    fs.failWhen({ match: onDb(kind), code: 'ENOSPC', times: 1_000_000 });
+    const e = await expectGrpcError(c.set(k, Buffer.alloc(10_000, 1)), GrpcStatus.RESOURCE_EXHAUSTED, /disk full/);
+    assert.match(e.details, /ENOSPC|no space left/, 'the message names the errno');
+    await expectGrpcError(c.set(other, 'x'), GrpcStatus.RESOURCE_EXHAUSTED, /disk full/);
+    // Reads keep working while the disk is full, and show the last durable state.
+    assert.is((await c.get(k))?.toString(), 'before');
+    assert.is(await c.get(other), undefined);
+    await earlierKeysIntact(c, `disk full (${kind})`);
+    const during = await c.stat();
+    assert.is(during.failedSets, before.failedSets + 2, 'failed sets counted');
+    assert.is(during.totalSets, before.totalSets, 'failed sets are not in total_sets');
+    fs.clearFailures();
+    await c.set(k, 'after');
+    await c.set(other, 'y');
+    assert.is((await c.get(k))?.toString(), 'after');
+    assert.is((await c.get(other))?.toString(), 'y');
+    await earlierKeysIntact(c, `after space is back (${kind})`);
+    nothingLeaked(ctx, 'after ENOSPC');
   });
 }
 
-errors('an engine error in the middle of a GetPrefix stream ends it with the mapped code and releases the snapshot', async ({ store, c }) => {
-  for (let i = 0; i < 50; i++) await c.set(`p/${String(i).padStart(2, '0')}`, Buffer.alloc(100, i));
-  store.failWith = 'CORRUPTION';
-  store.failAfter = 20;
+errors('EIO on a write during a commit → INTERNAL naming the I/O error; the store heals', async (ctx) => {
+  const { c, fs } = ctx;
+  fs.failWhen({ match: onDb('writev'), code: 'EIO', times: 1 });
+  await expectGrpcError(c.set('eio/k', 'v'), GrpcStatus.INTERNAL, /I\/O error.*EIO/);
+  assert.is(await c.get('eio/k'), undefined, 'the failed Set is not visible');
+  await c.set('eio/k', 'v2');
+  assert.is((await c.get('eio/k'))?.toString(), 'v2');
+  await earlierKeysIntact(c, 'after EIO on write');
+});
+
+/** Stores `key` with a 40 KiB value (an overflow run: over two pages, so never cached and read from
+ *  the file on every Get) between two small neighbours; returns the value's offset in the file. */
+async function storeLargeValue(ctx: Ctx, prefix: string, seed: number): Promise<{ key: string; value: Buffer; offset: number }> {
+  const key = `${prefix}m`;
+  const value = pseudoRandomBytes(40 * 1024, seed);
+  await ctx.c.set(`${prefix}a`, 'before the damage');
+  await ctx.c.set(key, value);
+  await ctx.c.set(`${prefix}z`, 'after the damage');
+  const image = ctx.fs.readVolatile(DB)!;
+  const offset = image.indexOf(value.subarray(1000, 1064));
+  assert.ok(offset >= 0, 'the value is in the file');
+  assert.is(image.indexOf(value.subarray(1000, 1064), offset + 1), -1, 'exactly once');
+  return { key, value, offset };
+}
+
+/** GetPrefix over `prefix` fails with `code`: what arrived before is in order, and nothing leaks. */
+async function prefixFails(ctx: Ctx, prefix: string, code: number, re: RegExp): Promise<void> {
   const got: string[] = [];
-  const run = (async () => { for await (const e of c.getPrefix('p/')) got.push(e.key.toString()); })();
-  await expectGrpcError(run, GrpcStatus.DATA_LOSS, /simulated CORRUPTION/);
-  assert.ok(got.length <= 20, `no entries past the failure (${got.length})`);
-  assert.equal(got, Array.from({ length: got.length }, (_, i) => `p/${String(i).padStart(2, '0')}`), 'what arrived is in order');
-  assert.is(store.openSnapshots, 0);
-  store.failWith = undefined;
-  assert.is((await c.getPrefixAll('p/')).length, 50);
-  assert.is(store.openSnapshots, 0);
+  const run = (async () => { for await (const e of ctx.c.getPrefix(prefix)) got.push(e.key.toString()); })();
+  await expectGrpcError(run, code, re);
+  assert.ok(!got.includes(`${prefix}m`) && !got.includes(`${prefix}z`), `no entry at or past the failure (${got.join(',')})`);
+  nothingLeaked(ctx, `GetPrefix ${prefix} failed`);
+}
+
+errors('damaged bytes of a stored value → DATA_LOSS on Get and GetPrefix; other keys still served', async (ctx) => {
+  const { c, fs } = ctx;
+  const { key, offset } = await storeLargeValue(ctx, 'rot/', 7);
+  const image = fs.readVolatile(DB)!;
+  fs.poke(DB, offset + 10, Buffer.from([image[offset + 10]! ^ 0x5a]));
+  await expectGrpcError(c.get(key), GrpcStatus.DATA_LOSS, /corruption.*checksum/);
+  await expectGrpcError(c.get(key), GrpcStatus.DATA_LOSS, /corruption/); // never served, however often asked
+  assert.is((await c.get('rot/a'))?.toString(), 'before the damage');
+  assert.is((await c.get('rot/z'))?.toString(), 'after the damage');
+  await prefixFails(ctx, 'rot/', GrpcStatus.DATA_LOSS, /corruption/);
+  await earlierKeysIntact(c, 'with a damaged value elsewhere');
+  // Writing the key again stores a fresh copy; the server keeps serving throughout.
+  await c.set(key, 'rewritten');
+  assert.is((await c.get(key))?.toString(), 'rewritten');
+  assert.is((await c.getPrefixAll('rot/')).length, 3);
+  nothingLeaked(ctx, 'after corruption');
 });
 
-errors('failed sets are counted in failed_sets, not total_sets', async ({ store, c }) => {
-  const before = await c.stat();
-  store.failWith = 'NO_SPACE';
-  await expectGrpcError(c.set('x', 'y'), GrpcStatus.RESOURCE_EXHAUSTED);
-  store.failWith = undefined;
-  const after = await c.stat();
-  assert.is(after.failedSets, before.failedSets + 1);
-  assert.is(after.totalSets, before.totalSets);
+errors('EIO reading a stored value → INTERNAL on Get and GetPrefix; other keys still served; heals when reads do', async (ctx) => {
+  const { c, fs } = ctx;
+  const { key, value, offset } = await storeLargeValue(ctx, 'rd/', 8);
+  fs.failReads((file, pos, len) => file === DB && pos <= offset && offset < pos + len, 'EIO', 1_000_000);
+  await expectGrpcError(c.get(key), GrpcStatus.INTERNAL, /I\/O error.*EIO/);
+  assert.is((await c.get('rd/a'))?.toString(), 'before the damage');
+  await prefixFails(ctx, 'rd/', GrpcStatus.INTERNAL, /I\/O error.*EIO/);
+  await earlierKeysIntact(c, 'while a read fails');
+  fs.clearFailures();
+  assert.ok((await c.get(key))?.equals(value), 'readable again once the device is');
+  assert.is((await c.getPrefixAll('rd/')).length, 3);
+  nothingLeaked(ctx, 'after read EIO');
 });
 
-errors('toServiceError keeps the engine message', () => {
+errors('a failure in the middle of a long GetPrefix ends it with the mapped code and releases everything', async (ctx) => {
+  const { c, fs } = ctx;
+  // 63 entries, ~1 KiB each (4 per message), with the damaged value in the middle.
+  for (let i = 0; i < 30; i++) await c.set(`mid/${String(i).padStart(2, '0')}`, Buffer.alloc(1000, i));
+  const { key, offset } = await storeLargeValue(ctx, 'mid/5', 9); // mid/5a < mid/5m < mid/5z, after mid/29
+  for (let i = 60; i < 90; i++) await c.set(`mid/${i}`, Buffer.alloc(1000, i));
+  fs.failReads((file, pos, len) => file === DB && pos <= offset && offset < pos + len, 'EIO', 1_000_000);
+  const got: string[] = [];
+  const run = (async () => { for await (const e of c.getPrefix('mid/')) got.push(e.key.toString()); })();
+  await expectGrpcError(run, GrpcStatus.INTERNAL, /I\/O error/);
+  const expected = [...Array.from({ length: 30 }, (_, i) => `mid/${String(i).padStart(2, '0')}`), 'mid/5a'];
+  assert.ok(got.length >= 4 && got.length <= expected.length, `messages before the failure arrive, nothing past it (${got.length})`);
+  assert.equal(got, expected.slice(0, got.length), 'what arrived is the start of the result, in order');
+  nothingLeaked(ctx, 'mid-stream failure');
+  fs.clearFailures();
+  assert.is((await c.getPrefixAll('mid/')).length, 63);
+  assert.ok(key.startsWith('mid/5'));
+});
+
+errors('GetPrefix budget: a stream waiting for budget resumes when it is freed, and a cancelled one gives up at once', async (ctx) => {
+  const { c, service, store } = ctx;
+  const budget = service.streamBudget;
+  // Other streams hold the whole budget (taken here directly from the real budget object).
+  const hold = new AbortController();
+  assert.ok(await budget.acquire(budget.capacity, hold.signal));
+  const waitFor = async (cond: () => boolean, what: string) => {
+    for (let t = Date.now(); !cond(); await new Promise((r) => setTimeout(r, 5))) {
+      if (Date.now() - t > 5000) assert.unreachable(`timed out waiting for: ${what}`);
+    }
+  };
+  // 1. A stream that waits, then is cancelled: leaves the queue and releases its snapshot promptly.
+  const call = c.raw.getPrefix({ prefix: Buffer.from('ok/'), limit: 0 });
+  const ended = new Promise<number>((resolve) => { call.on('error', (e: grpc.ServiceError) => resolve(e.code)); call.on('end', () => resolve(-1)); });
+  let early = 0;
+  call.on('data', () => { early++; });
+  await waitFor(() => budget.waiting === 1 && store.stats().openSnapshots === 1, 'the stream waits for budget');
+  call.cancel();
+  assert.is(await ended, GrpcStatus.CANCELLED);
+  assert.is(early, 0, 'no data while the budget is exhausted');
+  await waitFor(() => budget.waiting === 0 && store.stats().openSnapshots === 0, 'the cancelled stream gives up');
+  // 2. A stream that waits, then gets budget: delivers everything.
+  const all = c.getPrefixAll('ok/');
+  await waitFor(() => budget.waiting === 1, 'the second stream waits');
+  budget.release(budget.capacity);
+  assert.is((await all).length, 20);
+  nothingLeaked(ctx, 'budget waits');
+  hold.abort();
+});
+
+errors('store closed during shutdown → UNAVAILABLE for Set, Get and GetPrefix; the server process keeps answering', async (ctx) => {
+  const { c, store } = ctx;
+  await store.close();
+  await expectGrpcError(c.set('late/k', 'v'), GrpcStatus.UNAVAILABLE, /closed.*shutting down/);
+  await expectGrpcError(c.get('ok/00'), GrpcStatus.UNAVAILABLE, /closed/);
+  await expectGrpcError(c.getPrefixAll('ok/'), GrpcStatus.UNAVAILABLE, /closed/);
+  assert.is(ctx.service.streamBudget.inUse, 0);
+});
+
+errors('toServiceError keeps the engine message and maps non-engine errors to INTERNAL', () => {
   const e = toServiceError(new StoreError('NO_SPACE', 'ENOSPC while committing txid 7'));
   assert.is(e.code, GrpcStatus.RESOURCE_EXHAUSTED);
   assert.match(e.details, /ENOSPC while committing txid 7/);
+  const t = toServiceError(new TypeError('something unexpected'));
+  assert.is(t.code, GrpcStatus.INTERNAL);
+  assert.match(t.details, /internal error: something unexpected/);
 });
 
 errors.run();
