@@ -10,7 +10,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { Store, StoreError } from '../btree/index';
 import { GrpcStatus, KvClient } from '../lib/client';
 import { DEFAULT_CONFIG, type ServerConfig } from '../lib/config';
-import { bindServer, createGrpcServer, KvService, toServiceError } from '../lib/service';
+import { bindServer, createGrpcServer, KvService, StreamBudget, toServiceError } from '../lib/service';
 import { expectGrpcError, pseudoRandomBytes } from './support/client-helpers';
 import { FaultFS, type OpRecord } from './support/fault-fs';
 
@@ -203,6 +203,23 @@ errors('GetPrefix budget: a stream waiting for budget resumes when it is freed, 
   assert.is((await all).length, 20);
   nothingLeaked(ctx, 'budget waits');
   hold.abort();
+});
+
+errors('StreamBudget: first come first served, no barging, an aborted waiter leaves the queue', async () => {
+  const b = new StreamBudget(10);
+  const a = new AbortController();
+  assert.ok(b.tryAcquire(8));
+  const order: string[] = [];
+  const big = b.acquire(6, a.signal).then((ok) => { order.push(`big ${ok}`); });
+  const small = b.acquire(2, new AbortController().signal).then((ok) => { order.push(`small ${ok}`); });
+  assert.not.ok(b.tryAcquire(1), 'no barging past queued waiters');
+  assert.is(b.waiting, 2);
+  a.abort(); // the head gives up: the small request behind it fits now
+  await Promise.all([big, small]);
+  assert.equal(order, ['big false', 'small true']);
+  assert.is(b.inUse, 10);
+  b.release(10);
+  assert.is(b.inUse, 0);
 });
 
 errors('store closed during shutdown → UNAVAILABLE for Set, Get and GetPrefix; the server process keeps answering', async (ctx) => {
