@@ -96,6 +96,7 @@ Examples:
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
     fail(`cannot open ${dataFile}: ${what}`);
   }
+  if (store.recoveryNote) log(`warning: recovered from the other meta page: ${store.recoveryNote}`);
 
   const stats = new ServiceStats();
   const service = new KvService(store, cfg, stats);
