@@ -10,6 +10,8 @@ import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KvClient } from '../lib/client';
+import { DATA_FILE_NAME } from '../lib/config';
+import { Store } from '../btree';
 import { dropCaches, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, type LatencySummary } from './lib/common';
 import { plain, runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -35,6 +37,8 @@ interface Restart {
   readyMs: number;
   firstGetMs: number;
   serverStartupMs?: number;
+  /** In-process Store.open + one get + close on the killed server's file (cold: after a cache drop). */
+  engineOpenMs?: number;
 }
 
 interface Point {
@@ -47,6 +51,10 @@ interface Point {
   medianColdFirstGetMs: number;
   medianWarmFirstGetMs: number;
   medianReadyMs: number;
+  /** Server-reported startup (Stat.startup_ms: store open + service setup), median over all restarts. */
+  medianServerStartupMs: number;
+  /** Median in-process Store.open + first get on the data file with a dropped page cache. */
+  medianEngineOpenMs: number;
   coldGets: LatencySummary;
   warmGets: LatencySummary;
   cacheDropped: boolean;
@@ -87,7 +95,7 @@ async function timedGets(address: string, n: number, k: number, prefix: string, 
 export async function runExp2(o: Exp2Options = {}): Promise<string> {
   const full = o.full ?? false;
   const ns = (o.ns ?? (full ? [10_000, 100_000, 300_000, 1_000_000] : [10_000, 30_000, 100_000])).sort((a, b) => a - b);
-  const restarts = o.restarts ?? (full ? 5 : 3);
+  const restarts = o.restarts ?? (full ? 9 : 5);
   const coldGets = o.coldGets ?? (full ? 2000 : 500);
   const valueBytes = o.valueBytes ?? 4 * KiB;
   const clients = o.clients ?? 64;
@@ -132,11 +140,22 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
       for (const cache of ['warm', 'cold'] as const) {
         for (let i = 0; i < restarts; i++) {
           await server.kill9();
+          let engineOpenMs: number | undefined;
+          if (cache === 'cold') {
+            // The engine alone, in this process: open the file the killed server left, one get, close.
+            dropCaches();
+            const t0 = process.hrtime.bigint();
+            const st = await Store.open({ path: path.join(dataDir, DATA_FILE_NAME) });
+            const v = await st.get(probe);
+            engineOpenMs = usSince(t0) / 1000;
+            await st.close();
+            if (!v) throw new Error('probe key missing after SIGKILL');
+          }
           const dropped = cache === 'cold' ? dropCaches() : false;
           anyDropped ||= dropped;
           const r = await restartAndFirstGet(start, probe);
           server = r.server;
-          rs.push({ cache, dropped, readyMs: r.readyMs, firstGetMs: r.firstGetMs, serverStartupMs: r.startupMs });
+          rs.push({ cache, dropped, readyMs: r.readyMs, firstGetMs: r.firstGetMs, serverStartupMs: r.startupMs, engineOpenMs });
         }
       }
       // The server now runs after a cold restart and has answered one get: the first K gets are cold.
@@ -147,6 +166,8 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
         medianColdFirstGetMs: median(rs.filter((r) => r.cache === 'cold').map((r) => r.firstGetMs)),
         medianWarmFirstGetMs: median(rs.filter((r) => r.cache === 'warm').map((r) => r.firstGetMs)),
         medianReadyMs: median(rs.map((r) => r.readyMs)),
+        medianServerStartupMs: median(rs.map((r) => r.serverStartupMs ?? NaN).filter((x) => !Number.isNaN(x))),
+        medianEngineOpenMs: median(rs.map((r) => r.engineOpenMs ?? NaN).filter((x) => !Number.isNaN(x))),
         coldGets: cold, warmGets, cacheDropped: lastDropped,
       };
       points.push(p);
@@ -158,10 +179,10 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
   }
 
   writeDat(path.join(dir, 'exp2-restart.dat'),
-    ['n_keys', 'cold_first_get_ms', 'warm_first_get_ms', 'ready_line_ms', 'floor_first_get_ms', 'cold_get_mean_ms', 'cold_get_p50_ms', 'cold_get_p99_ms', 'warm_get_mean_ms', 'warm_get_p50_ms', 'warm_get_p99_ms', 'file_bytes'],
+    ['n_keys', 'cold_first_get_ms', 'warm_first_get_ms', 'ready_line_ms', 'floor_first_get_ms', 'cold_get_mean_ms', 'cold_get_p50_ms', 'cold_get_p99_ms', 'warm_get_mean_ms', 'warm_get_p50_ms', 'warm_get_p99_ms', 'file_bytes', 'server_startup_ms', 'engine_open_cold_ms'],
     `Experiment 2: restart (process start -> first get answered) and cold/warm gets; OS page cache dropped before cold restarts: ${anyDropped}`,
     points.map((p) => [p.n, p.medianColdFirstGetMs, p.medianWarmFirstGetMs, p.medianReadyMs, floorFirstGetMs,
-      p.coldGets.meanUs / 1000, p.coldGets.p50Us / 1000, p.coldGets.p99Us / 1000, p.warmGets.meanUs / 1000, p.warmGets.p50Us / 1000, p.warmGets.p99Us / 1000, p.fileBytes]));
+      p.coldGets.meanUs / 1000, p.coldGets.p50Us / 1000, p.coldGets.p99Us / 1000, p.warmGets.meanUs / 1000, p.warmGets.p50Us / 1000, p.warmGets.p99Us / 1000, p.fileBytes, p.medianServerStartupMs, p.medianEngineOpenMs]));
   const plot = renderPlot(dir, 'exp2-restart', `
 set logscale x
 set grid lc rgb '#dddddd'
@@ -169,15 +190,17 @@ set xlabel 'keys in the store (4 KiB values)'
 set key top left font ',8' box opaque
 set multiplot layout 1,2 title 'Experiment 2: restart after SIGKILL, and cold vs warm gets (${anyDropped ? 'OS page cache dropped before cold restarts' : 'OS page cache could NOT be dropped'})'
 set title 'process start -> first get answered (median of ${restarts})'
-set ylabel 'ms'
-set yrange [0:*]
+set ylabel 'ms (log scale)'
+set logscale y
+set yrange [0.1:3000]
 plot 'exp2-restart.dat' u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv, cold page cache', \\
      '' u 1:3 w lp lw 2 pt 5 lc rgb '#ff7f0e' t 'lbkv, warm page cache', \\
-     '' u 1:4 w lp lw 1 pt 2 lc rgb '#2ca02c' t 'lbkv ready line (cold+warm median)', \\
-     '' u 1:5 w l dt 2 lw 2 lc rgb '#555555' t 'floor: bare gRPC server process'
+     '' u 1:4 w lp lw 1 pt 2 lc rgb '#2ca02c' t 'lbkv ready line (all restarts, median)', \\
+     '' u 1:13 w lp lw 1 pt 9 lc rgb '#9467bd' t 'lbserver ready, by its own clock (Stat startup\\_ms)', \\
+     '' u 1:14 w lp lw 2 pt 13 lc rgb '#8c564b' t 'engine alone: Store.open + 1 get, cold page cache', \\
+     '' u 1:5 w l dt 2 lw 2 lc rgb '#555555' t 'floor: bare gRPC server process, start -> first get'
 set title 'first ${coldGets} gets after a cold restart vs on the long-running server'
 set ylabel 'get latency (ms)'
-set logscale y
 set yrange [*:*]
 plot 'exp2-restart.dat' u 1:7 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'cold p50', \\
      '' u 1:8 w lp lw 2 pt 9 lc rgb '#1f77b4' dt 4 t 'cold p99', \\

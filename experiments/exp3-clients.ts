@@ -16,6 +16,8 @@ export interface Exp3Options {
   full?: boolean;
   targets?: ServerKind[];
   maxClients?: number;
+  /** Do not apply the stop rule below this many clients (noise on a shared machine). */
+  minClients?: number;
   durationMs?: number;
   keys?: number;
   valueBytes?: number;
@@ -43,6 +45,7 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
   const full = o.full ?? false;
   const targets = o.targets ?? ['floor', 'lbkv'];
   const maxClients = o.maxClients ?? (full ? 1024 : 256);
+  const minClients = o.minClients ?? 16;
   const durationMs = o.durationMs ?? (full ? 10_000 : 2_500);
   const keys = o.keys ?? (full ? 100_000 : 10_000);
   const valueBytes = o.valueBytes ?? 4 * KiB;
@@ -85,7 +88,7 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
           log(`exp3: ${target} ${workload} ${clients} clients: ${Math.round(p.throughput)} ops/s, mean ${p.all.meanUs} us, p99 ${p.all.p99Us} us${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}${step.server ? `, ${step.server.commits} commits` : ''}`);
           if (p.throughput > best * 1.05) { flat = 0; } else { flat++; }
           best = Math.max(best, p.throughput);
-          if (flat >= 2) { reason = `two steps in a row under 5 % gain (stopped at ${clients} clients)`; break; }
+          if (flat >= 2 && clients >= minClients) { reason = `two steps in a row under 5 % gain (stopped at ${clients} clients)`; break; }
         }
         stopReasons[`${target}/${workload}`] = reason;
       }
@@ -125,7 +128,9 @@ set label 1 'labels: number of clients' at graph 0.99, graph 0.03 right font ',8
      '' index 1 u 2:${col} w lp lw 2 pt 5 lc rgb '#d62728' t 'lbkv 50/50', \\
      '' index 1 u 2:${col}:(sprintf('%d',$1)) w labels offset 0,-0.8 font ',7' tc rgb '#d62728' notitle, \\
      '' index 2 u 2:${col} w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor (gRPC + Map) read-only', \\
+     '' index 2 u 2:${col}:(sprintf('%d',$1)) w labels offset 0.8,0 font ',7' tc rgb '#7f9fbf' notitle, \\
      '' index 3 u 2:${col} w lp dt 2 pt 4 lc rgb '#d62728' t 'floor (gRPC + Map) 50/50', \\
+     '' index 3 u 2:${col}:(sprintf('%d',$1)) w labels offset 0.8,0 font ',7' tc rgb '#cf8f8f' notitle, \\
      ${fs50} w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'`;
   const p1 = renderPlot(dir, 'exp3-clients', `${common}
 set title 'Experiment 3: mean latency vs throughput, 1, 2, 4, ... clients (4 KiB values, 2 shared cores)'
@@ -143,7 +148,7 @@ ${curves(5)}`);
     const b = ss.reduce((a, s) => (s.throughput > a.throughput ? s : a));
     peak[`${t}/${w}`] = { clients: b.clients, throughput: Math.round(b.throughput) };
   }
-  const json = writeSummary(dir, 'exp3-clients', { full, targets, maxClients, durationMs, keys, valueBytes, keyBytes: 32, maxProcesses: maxProcs, stopRule: 'two steps in a row under 5 % gain', cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
+  const json = writeSummary(dir, 'exp3-clients', { full, targets, maxClients, durationMs, keys, valueBytes, keyBytes: 32, maxProcesses: maxProcs, stopRule: 'two steps in a row under 5 % gain over the best so far, not before minClients', minClients, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
     steps, { fdatasync4k: fsync, stopReasons, peak, plots: ['exp3-clients.png', 'exp3-clients-p99.png'] });
   log(`exp3: wrote ${path.relative(process.cwd(), json)}`);
   return json;
@@ -156,6 +161,7 @@ if (require.main === module) {
     .option('--full', 'full configuration', false)
     .option('--targets <list>', 'servers: floor,lbkv', 'floor,lbkv')
     .option('--max-clients <n>', 'upper bound on clients')
+    .option('--min-clients <n>', 'apply the stop rule only from this many clients on', '16')
     .option('--duration-ms <n>', 'measured time per step')
     .option('--keys <n>', 'preloaded keys')
     .option('--processes <n>', 'max worker processes the clients are spread over', '4')
@@ -163,9 +169,9 @@ if (require.main === module) {
     .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
     .option('--out <dir>', 'result directory (default experiments/results/exp3-clients)')
     .parse()
-    .opts<{ full: boolean; targets: string; maxClients?: string; durationMs?: string; keys?: string; processes: string; cacheMb?: string; syncMode?: 'one' | 'two'; out?: string }>();
+    .opts<{ full: boolean; targets: string; maxClients?: string; minClients: string; durationMs?: string; keys?: string; processes: string; cacheMb?: string; syncMode?: 'one' | 'two'; out?: string }>();
   runExp3({
-    full: opts.full, targets: opts.targets.split(',') as ServerKind[], maxClients: opts.maxClients ? Number(opts.maxClients) : undefined,
+    full: opts.full, targets: opts.targets.split(',') as ServerKind[], maxClients: opts.maxClients ? Number(opts.maxClients) : undefined, minClients: Number(opts.minClients),
     durationMs: opts.durationMs ? Number(opts.durationMs) : undefined, keys: opts.keys ? Number(opts.keys) : undefined, processes: Number(opts.processes),
     cacheMB: opts.cacheMb ? Number(opts.cacheMb) : undefined, syncMode: opts.syncMode, out: opts.out,
   }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
