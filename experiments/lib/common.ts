@@ -185,13 +185,29 @@ export function machineInfo(dataDir: string): MachineInfo {
   };
 }
 
-export interface GitInfo { commit: string; dirty: boolean; branch?: string }
+export interface GitInfo {
+  commit: string;
+  /** Uncommitted changes to tracked files of the code that runs (btree, lib, bin, experiments, protos). */
+  dirty: boolean;
+  dirtyFiles: string[];
+  branch?: string;
+}
 
+let startGit: GitInfo | undefined;
+
+/** The commit checked out when this process started (the run's code; later commits by others do
+ *  not change it). */
 export function gitInfo(): GitInfo {
+  startGit ??= readGit();
+  return startGit;
+}
+
+function readGit(): GitInfo {
   const commit = tryExec('git', ['-C', ROOT, 'rev-parse', 'HEAD']) ?? 'unknown';
-  const status = tryExec('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no', '--', 'btree', 'lib', 'bin', 'experiments', 'protos']) ?? '';
+  const status = tryExec('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no', '--', 'btree', 'lib', 'bin', 'experiments/*.ts', 'experiments/lib', 'protos']) ?? '';
   const branch = tryExec('git', ['-C', ROOT, 'rev-parse', '--abbrev-ref', 'HEAD']);
-  return { commit, dirty: status.length > 0, branch };
+  const dirtyFiles = status.split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 30);
+  return { commit, dirty: dirtyFiles.length > 0, dirtyFiles, branch };
 }
 
 // ---------------------------------------------------------------------------------------------
