@@ -109,6 +109,22 @@ async function putPhase(e: Engine, batch: number, seconds: number, maxPuts: numb
   return { batch, puts, commits, seconds: secs, putsPerSec: puts / secs, commit: summarize(h) };
 }
 
+/** Like putPhase, but records commit latencies into `h` (rounds of several engines in turn). */
+async function putPhaseHist(e: Engine, batch: number, seconds: number, maxPuts: number, base: Buffer, seed: number, h: ReturnType<typeof newHist>): Promise<{ puts: number; commits: number; seconds: number }> {
+  const r = rng(seed);
+  const t0 = process.hrtime.bigint();
+  const deadline = Date.now() + seconds * 1000;
+  let puts = 0, commits = 0;
+  while (Date.now() < deadline && puts < maxPuts) {
+    const entries = Array.from({ length: batch }, () => { const i = 10_000_000 + Math.floor(r() * 1e9); return { key: key(i), value: value(i, base) }; });
+    const c0 = process.hrtime.bigint();
+    await e.putBatch(entries);
+    h.recordValue(Math.max(1, Math.round(usSince(c0))));
+    puts += batch; commits++;
+  }
+  return { puts, commits, seconds: usSince(t0) / 1e6 };
+}
+
 async function getPhase(e: Engine, n: number, count: number, seed: number): Promise<LatencySummary> {
   const r = rng(seed);
   const h = newHist();
@@ -150,21 +166,56 @@ async function main(): Promise<void> {
     const fsync = await measureFsync(root, 300);
     log(`  one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us, mean ${fsync.meanUs} us`);
 
-    // 1. Random durable puts, batches of 1, 16, 256 per commit, on a fresh store per engine.
-    const puts: Record<string, PutResult[]> = {};
-    for (const name of ['lbkv-one', 'lbkv-two', 'lmdb'] as const) {
+    // 1. Random durable puts, batches of 1, 16, 256 per commit, one fresh store per engine. The engines
+    //    (and a bare 4 KiB write + fdatasync) take turns in short rounds, so that the disk and CPU
+    //    noise of the shared machine falls on all of them alike.
+    const names = ['lbkv-one', 'lbkv-two', 'lmdb'] as const;
+    const engines: Record<string, Engine> = {};
+    const dirs: string[] = [];
+    for (const name of names) {
       const dir = fs.mkdtempSync(path.join(root, `${name}-puts-`));
-      const e = name === 'lmdb' ? openLmdb(dir) : await openLbkv(dir, name === 'lbkv-one' ? 'one' : 'two');
-      puts[name] = [];
-      await putPhase(e, 1, 0.3, 50, base, 7); // warm up the file and JIT
-      for (const b of [1, 16, 256]) {
-        const pr = await putPhase(e, b, putSeconds, b === 1 ? 5000 : b === 16 ? 40_000 : 200_000, base, b * 31 + 1);
+      dirs.push(dir);
+      engines[name] = name === 'lmdb' ? openLmdb(dir) : await openLbkv(dir, name === 'lbkv-one' ? 'one' : 'two');
+      await putPhase(engines[name], 1, 0.3, 50, base, 7); // warm up the file and JIT
+    }
+    const puts: Record<string, PutResult[]> = { 'lbkv-one': [], 'lbkv-two': [], lmdb: [] };
+    const rounds = 6;
+    const fsyncRounds = newHist();
+    const fsyncFd = fs.openSync(path.join(root, 'fsync-interleaved.bin'), 'w+');
+    const fsyncBuf = Buffer.alloc(4096, 0x5a);
+    for (let off = 0; off < 16 * MiB; off += MiB) fs.writeSync(fsyncFd, Buffer.alloc(MiB, 1), 0, MiB, off);
+    fs.fsyncSync(fsyncFd);
+    for (const b of [1, 16, 256]) {
+      const acc: Record<string, { puts: number; commits: number; seconds: number; h: ReturnType<typeof newHist> }> = {};
+      for (const name of names) acc[name] = { puts: 0, commits: 0, seconds: 0, h: newHist() };
+      const maxPuts = b === 1 ? 5000 : b === 16 ? 40_000 : 200_000;
+      for (let round = 0; round < rounds; round++) {
+        for (const name of names) {
+          const pr = await putPhaseHist(engines[name], b, putSeconds / rounds, Math.ceil(maxPuts / rounds), base, b * 31 + round * 7 + 1, acc[name].h);
+          acc[name].puts += pr.puts; acc[name].commits += pr.commits; acc[name].seconds += pr.seconds;
+        }
+        if (b === 1) {
+          for (let i = 0; i < 40; i++) {
+            const pos = Math.floor(Math.random() * 4000) * 4096;
+            const t0 = process.hrtime.bigint();
+            await new Promise<void>((res, rej) => fs.write(fsyncFd, fsyncBuf, 0, 4096, pos, (e) => (e ? rej(e) : res())));
+            await new Promise<void>((res, rej) => fs.fdatasync(fsyncFd, (e) => (e ? rej(e) : res())));
+            fsyncRounds.recordValue(Math.max(1, Math.round(usSince(t0))));
+          }
+        }
+      }
+      for (const name of names) {
+        const a = acc[name];
+        const pr: PutResult = { batch: b, puts: a.puts, commits: a.commits, seconds: a.seconds, putsPerSec: a.puts / a.seconds, commit: summarize(a.h) };
         puts[name].push(pr);
         log(`  ${name} puts, batch ${b}: ${Math.round(pr.putsPerSec)} puts/s (commit p50 ${pr.commit.p50Us} us, ${pr.commits} commits)`);
       }
-      await e.close();
-      rmrf(dir);
     }
+    fs.closeSync(fsyncFd);
+    const fsyncInterleaved = summarize(fsyncRounds);
+    log(`  one 4 KiB write + fdatasync, interleaved with the single-put rounds: p50 ${fsyncInterleaved.p50Us} us`);
+    for (const name of names) await engines[name].close();
+    for (const d of dirs) rmrf(d);
 
     // 2. Datasets of 10K, 100K (1M) keys, loaded in shuffled order in commits of 256 (both engines):
     //    open time, size; gets (warm, cold) and a prefix scan at 100K.
@@ -230,10 +281,11 @@ async function main(): Promise<void> {
     const m100 = sizes.lmdb.find((x) => x.n === 100_000)!;
     const spaceAmp = (x: typeof s10k) => ratio(x.usedBytes ?? x.fileBytes, x.logicalBytes);
     const single = p('lbkv-one', 1).commit.p50Us;
+    const fs50 = fsyncInterleaved.p50Us;
     const ratios = {
-      singlePutVsFsync: ratio(single, fsync.p50Us),
-      lmdbSinglePutVsFsync: ratio(p('lmdb', 1).commit.p50Us, fsync.p50Us),
-      twoSyncSinglePutVsFsync: ratio(p('lbkv-two', 1).commit.p50Us, fsync.p50Us),
+      singlePutVsFsync: ratio(single, fs50),
+      lmdbSinglePutVsFsync: ratio(p('lmdb', 1).commit.p50Us, fs50),
+      twoSyncSinglePutVsFsync: ratio(p('lbkv-two', 1).commit.p50Us, fs50),
       putsBatch1VsLmdb: ratio(p('lbkv-one', 1).putsPerSec, p('lmdb', 1).putsPerSec),
       putsBatch16VsLmdb: ratio(p('lbkv-one', 16).putsPerSec, p('lmdb', 16).putsPerSec),
       putsBatch256VsLmdb: ratio(p('lbkv-one', 256).putsPerSec, p('lmdb', 256).putsPerSec),
@@ -258,7 +310,7 @@ async function main(): Promise<void> {
     ];
 
     console.log('\nbench-engine: 128-byte keys, 4 KiB values');
-    console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us`);
+    console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us before the runs, ${fs50} us interleaved with the single-put rounds (used for the ratios)`);
     const row = (label: string, a: number | string, b: number | string, rt: number | string) => console.log(`${label.padEnd(34)} ${String(a).padStart(12)} ${String(b).padStart(12)} ${String(rt).padStart(8)}`);
     row('', 'lbkv', 'LMDB', 'ratio');
     for (const b of [1, 16, 256]) row(`puts/s, batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lmdb', b).putsPerSec), ratios[`putsBatch${b}VsLmdb` as 'putsBatch1VsLmdb']);
@@ -274,8 +326,8 @@ async function main(): Promise<void> {
     for (const b of [1, 16, 256]) row(`batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lbkv-two', b).putsPerSec), ratio(p('lbkv-one', b).putsPerSec, p('lbkv-two', b).putsPerSec));
     console.log('\ntargets:');
     for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}`);
-    const json = writeSummary(out, 'bench-engine', { keyBytes: KEY_BYTES, valueBytes: VALUE_BYTES, putSeconds, gets, steps, lbkvCacheMB: 64, lmdb: { overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, compression: false } },
-      { fsync4k: fsync, puts, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+    const json = writeSummary(out, 'bench-engine', { keyBytes: KEY_BYTES, valueBytes: VALUE_BYTES, putSeconds, putRounds: rounds, gets, steps, lbkvCacheMB: 64, lmdb: { overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, compression: false } },
+      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, puts, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
     log(`bench-engine: wrote ${path.relative(process.cwd(), json)} in ${Math.round((Date.now() - started) / 1000)} s`);
   } finally {
     rmrf(root);

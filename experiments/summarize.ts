@@ -62,7 +62,7 @@ if (e3) {
 const be = load('bench-engine/bench-engine.json');
 if (be) {
   const r = be.results;
-  console.log(`### bench-engine (${machine(be)}; ${be.runSeconds} s)\nfsync 4 KiB p50 ${r.fsync4k.p50Us} us\n`);
+  console.log(`### bench-engine (${machine(be)}; ${be.runSeconds} s)\nfsync 4 KiB p50 ${r.fsync4k.p50Us} us before the runs${r.fsync4kInterleaved ? `, ${r.fsync4kInterleaved.p50Us} us interleaved with the single-put rounds (the ratios use this one)` : ""}\n`);
   console.log('| | lbkv (one-sync) | lbkv (two-sync) | LMDB | lbkv/LMDB |');
   console.log('|---|---|---|---|---|');
   for (const b of [1, 16, 256]) {
