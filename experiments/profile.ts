@@ -22,6 +22,49 @@ function childPids(pid: number): number[] {
   return out;
 }
 
+interface Frame { name: string; type: string }
+
+function category(f: Frame): string {
+  const n = f.name;
+  if (n.startsWith('epoll_wait') || n.startsWith('epoll_pwait')) return 'idle: event loop waiting in epoll';
+  if (n.startsWith('__write@') || n.startsWith('_IO_')) return 'write() on the main thread (mostly the profiler\'s own V8 log)';
+  if (n.includes('/btree/')) return 'engine (btree/)';
+  if (n.includes('/generated/') || n.includes('@bufbuild')) return 'protobuf encode/decode';
+  if (n.includes('/lib/') || n.includes('/bin/')) return 'service (lib/, bin/)';
+  if (n.includes('@grpc/grpc-js')) return 'grpc-js';
+  if (n.includes('node:internal/http2') || n.includes('node:http2')) return 'node http2';
+  if (n.includes('node:')) return 'node core (JS)';
+  if (f.type === 'JS') return 'other JS';
+  if (/gc|GC|Scavenge|MarkCompact|Heap/.test(n)) return 'V8 GC';
+  return 'native (V8, libuv, libc, node C++)';
+}
+
+/** Where the samples went: self time by category and by function, and the share of samples with an
+ *  engine frame anywhere on the stack. */
+function summarizeSamples(file: string): Record<string, unknown> {
+  const stacks = JSON.parse(fs.readFileSync(file, 'utf8')) as Frame[][];
+  const total = stacks.length;
+  const byCat = new Map<string, number>();
+  const byFn = new Map<string, number>();
+  let inEngine = 0, idle = 0;
+  for (const st of stacks) {
+    if (st.length === 0) { idle++; continue; }
+    const leaf = st[st.length - 1];
+    byCat.set(category(leaf), (byCat.get(category(leaf)) ?? 0) + 1);
+    const fn = leaf.name.replace(ROOT + '/', '').trim();
+    byFn.set(fn, (byFn.get(fn) ?? 0) + 1);
+    if (st.some((f) => f.name.includes('/btree/'))) inEngine++;
+  }
+  const pct = (n: number) => Math.round((1000 * n) / Math.max(1, total)) / 10;
+  return {
+    samples: total,
+    emptyStackPct: pct(idle),
+    engineOnStackPct: pct(inEngine),
+    selfByCategoryPct: Object.fromEntries([...byCat].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, pct(v)])),
+    topSelfFunctionsPct: [...byFn].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, v]) => ({ fn: k, pct: pct(v) })),
+  };
+}
+
 async function profileOne(name: string, op: 'set' | 'get', seconds: number, clients: number, outDir: string): Promise<Record<string, unknown>> {
   const dataDir = makeDataDir(`profile-${name}`);
   const dest = path.join(outDir, name);
@@ -49,7 +92,9 @@ async function profileOne(name: string, op: 'set' | 'get', seconds: number, clie
     clearTimeout(timer);
     const html = fs.readdirSync(dest, { recursive: true }).map(String).filter((f) => f.endsWith('.html'));
     log(`profile ${name}: ${html.length ? html.map((h) => path.join(dest, h)).join(', ') : 'no HTML produced; see stderr:\n' + server.stderr()}`);
-    return { name, op, seconds, clients, load: plain(r), html: html.map((h) => path.relative(ROOT, path.join(dest, h))) };
+    const samples = fs.readdirSync(dest, { recursive: true }).map(String).filter((f) => f.endsWith('-samples'));
+    const where = samples.length ? summarizeSamples(path.join(dest, samples[0])) : undefined;
+    return { name, op, seconds, clients, load: plain(r), html: html.map((h) => path.relative(ROOT, path.join(dest, h))), where };
   } finally {
     await server.stop('SIGKILL', 1000);
     rmrf(dataDir);
@@ -71,7 +116,8 @@ async function main(): Promise<void> {
   const out: Record<string, unknown>[] = [];
   if (opts.only !== 'get') out.push(await profileOne('set-heavy', 'set', Number(opts.seconds), Number(opts.clients), outDir));
   if (opts.only !== 'set') out.push(await profileOne('get-heavy', 'get', Number(opts.seconds), Number(opts.clients), outDir));
-  writeJson(path.join(outDir, 'profile.json'), { git: gitInfo(), profiles: out });
+  // The HTML and raw samples stay in the git-ignored profile/; this summary is small and committed.
+  writeJson(path.join(RESULTS, 'profile-summary.json'), { git: gitInfo(), note: 'self time of the sampled stacks by category and function (clinic flame / 0x samples); HTML under experiments/results/profile/', profiles: out });
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
