@@ -7,7 +7,7 @@ set logscale xy
 set grid xtics ytics mxtics mytics lc rgb '#dddddd'
 set xlabel 'value size (bytes)'
 set ylabel 'latency (ms)'
-set xtics ('512B' 512, '4K' 4096, '32K' 32768, '512K' 524288, '1M' 1048576, '4M' 4194304)
+set xtics ('512 B' 512, '4 KiB' 4096, '32 KiB' 32768, '512 KiB' 524288, '1 MiB' 1048576, '4 MiB' 4194304) rotate by -35 font ',8'
 set xrange [256:8388608]
 set key top left font ',8' box opaque
 set multiplot layout 1,2 title 'Experiment 1: latency vs value size (one client, 127.0.0.1; lbkv solid, floor = bare gRPC + Map dashed)'

@@ -7,16 +7,18 @@ set grid lc rgb '#dddddd'
 set xlabel 'keys in the store (4 KiB values)'
 set key top left font ',8' box opaque
 set multiplot layout 1,2 title 'Experiment 2: restart after SIGKILL, and cold vs warm gets (OS page cache dropped before cold restarts)'
-set title 'process start -> first get answered (median of 3)'
-set ylabel 'ms'
-set yrange [0:*]
+set title 'process start -> first get answered (median of 5)'
+set ylabel 'ms (log scale)'
+set logscale y
+set yrange [0.1:3000]
 plot 'exp2-restart.dat' u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv, cold page cache', \
      '' u 1:3 w lp lw 2 pt 5 lc rgb '#ff7f0e' t 'lbkv, warm page cache', \
-     '' u 1:4 w lp lw 1 pt 2 lc rgb '#2ca02c' t 'lbkv ready line (cold+warm median)', \
-     '' u 1:5 w l dt 2 lw 2 lc rgb '#555555' t 'floor: bare gRPC server process'
+     '' u 1:4 w lp lw 1 pt 2 lc rgb '#2ca02c' t 'lbkv ready line (all restarts, median)', \
+     '' u 1:13 w lp lw 1 pt 9 lc rgb '#9467bd' t 'lbserver ready, by its own clock (Stat startup\_ms)', \
+     '' u 1:14 w lp lw 2 pt 13 lc rgb '#8c564b' t 'engine alone: Store.open + 1 get, cold page cache', \
+     '' u 1:5 w l dt 2 lw 2 lc rgb '#555555' t 'floor: bare gRPC server process, start -> first get'
 set title 'first 500 gets after a cold restart vs on the long-running server'
 set ylabel 'get latency (ms)'
-set logscale y
 set yrange [*:*]
 plot 'exp2-restart.dat' u 1:7 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'cold p50', \
      '' u 1:8 w lp lw 2 pt 9 lc rgb '#1f77b4' dt 4 t 'cold p99', \
