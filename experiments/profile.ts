@@ -27,7 +27,7 @@ interface Frame { name: string; type: string }
 function category(f: Frame): string {
   const n = f.name;
   if (n.startsWith('epoll_wait') || n.startsWith('epoll_pwait')) return 'idle: event loop waiting in epoll';
-  if (n.startsWith('__write@') || n.startsWith('_IO_')) return 'write() on the main thread (mostly the profiler\'s own V8 log)';
+  if (n.startsWith('__write@') || n.startsWith('_IO_')) return 'write() syscalls on the main thread (HTTP/2 socket writes and the profiler\'s own log, not separable)';
   if (n.includes('/btree/')) return 'engine (btree/)';
   if (n.includes('/generated/') || n.includes('@bufbuild')) return 'protobuf encode/decode';
   if (n.includes('/lib/') || n.includes('/bin/')) return 'service (lib/, bin/)';
