@@ -213,6 +213,8 @@ async function main(): Promise<void> {
     }
     fs.closeSync(fsyncFd);
     const fsyncInterleaved = summarize(fsyncRounds);
+    const fsyncSparse = await measureFsync(root, 200, 4096, true);
+    log(`  one 4 KiB write + fdatasync into a file grown by ftruncate only (block allocation in every sync): p50 ${fsyncSparse.p50Us} us`);
     log(`  one 4 KiB write + fdatasync, interleaved with the single-put rounds: p50 ${fsyncInterleaved.p50Us} us`);
     for (const name of names) await engines[name].close();
     for (const d of dirs) rmrf(d);
@@ -327,7 +329,7 @@ async function main(): Promise<void> {
     console.log('\ntargets:');
     for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}`);
     const json = writeSummary(out, 'bench-engine', { keyBytes: KEY_BYTES, valueBytes: VALUE_BYTES, putSeconds, putRounds: rounds, gets, steps, lbkvCacheMB: 64, lmdb: { overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, compression: false } },
-      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, puts, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kSparse: fsyncSparse, puts, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
     log(`bench-engine: wrote ${path.relative(process.cwd(), json)} in ${Math.round((Date.now() - started) / 1000)} s`);
   } finally {
     rmrf(root);

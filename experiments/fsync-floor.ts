@@ -7,19 +7,25 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { dataDirRoot, LatencySummary, newHist, summarize, usSince } from './lib/common';
 
-export interface FsyncFloor extends LatencySummary { bytes: number; dir: string; preallocatedBytes: number }
+export interface FsyncFloor extends LatencySummary { bytes: number; dir: string; preallocatedBytes: number; sparse: boolean }
 
 /** Writes `bytes` at a random 4 KiB-aligned offset of a preallocated (and synced) 64 MiB file, then
  *  fdatasyncs; `count` times. The file is preallocated so that the size does not change: that is what
  *  a commit into an already grown data file pays. */
-export async function measureFsync(dir: string = dataDirRoot(), count = 200, bytes = 4096): Promise<FsyncFloor> {
+export async function measureFsync(dir: string = dataDirRoot(), count = 200, bytes = 4096, sparse = false): Promise<FsyncFloor> {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `lbkv-fsync-floor-${process.pid}.bin`);
   const size = 64 * 1024 * 1024;
   const fd = fs.openSync(file, 'w+');
   try {
-    const block = Buffer.alloc(1024 * 1024, 0xab);
-    for (let off = 0; off < size; off += block.length) fs.writeSync(fd, block, 0, block.length, off);
+    if (sparse) {
+      // Grown with ftruncate only (as a data file grown that way): every first write into a page
+      // allocates its block, so the fdatasync also has to commit that allocation.
+      fs.ftruncateSync(fd, size);
+    } else {
+      const block = Buffer.alloc(1024 * 1024, 0xab);
+      for (let off = 0; off < size; off += block.length) fs.writeSync(fd, block, 0, block.length, off);
+    }
     fs.fsyncSync(fd);
     const buf = Buffer.alloc(bytes, 0x5a);
     const h = newHist();
@@ -34,7 +40,7 @@ export async function measureFsync(dir: string = dataDirRoot(), count = 200, byt
       await datasync();
       if (i >= 5) h.recordValue(Math.max(1, Math.round(usSince(t0))));
     }
-    return { ...summarize(h), bytes, dir: path.resolve(dir), preallocatedBytes: size };
+    return { ...summarize(h), bytes, dir: path.resolve(dir), preallocatedBytes: sparse ? 0 : size, sparse };
   } finally {
     fs.closeSync(fd);
     fs.rmSync(file, { force: true });
@@ -48,9 +54,10 @@ async function main(): Promise<void> {
     .option('--dir <dir>', 'directory on the data disk', dataDirRoot())
     .option('--count <n>', 'number of write+fdatasync rounds', '200')
     .option('--bytes <n>', 'bytes written per round', '4096')
+    .option('--sparse', 'grow the file with ftruncate only (each write allocates a block) instead of writing it first', false)
     .parse()
-    .opts<{ dir: string; count: string; bytes: string }>();
-  const r = await measureFsync(opts.dir, Number(opts.count), Number(opts.bytes));
+    .opts<{ dir: string; count: string; bytes: string; sparse: boolean }>();
+  const r = await measureFsync(opts.dir, Number(opts.count), Number(opts.bytes), opts.sparse);
   console.log(JSON.stringify(r, null, 2));
 }
 
