@@ -128,9 +128,9 @@ set label 1 'labels: number of clients' at graph 0.99, graph 0.03 right font ',8
      '' index 1 u 2:${col} w lp lw 2 pt 5 lc rgb '#d62728' t 'lbkv 50/50', \\
      '' index 1 u 2:${col}:(sprintf('%d',$1)) w labels offset 0,-0.8 font ',7' tc rgb '#d62728' notitle, \\
      '' index 2 u 2:${col} w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor (gRPC + Map) read-only', \\
-     '' index 2 u 2:${col}:(sprintf('%d',$1)) w labels offset 0.8,0 font ',7' tc rgb '#7f9fbf' notitle, \\
+     '' index 2 u 2:${col}:(sprintf('%d',$1)) w labels left offset 0.7,0 font ',7' tc rgb '#7f9fbf' notitle, \\
      '' index 3 u 2:${col} w lp dt 2 pt 4 lc rgb '#d62728' t 'floor (gRPC + Map) 50/50', \\
-     '' index 3 u 2:${col}:(sprintf('%d',$1)) w labels offset 0.8,0 font ',7' tc rgb '#cf8f8f' notitle, \\
+     '' index 3 u 2:${col}:(sprintf('%d',$1)) w labels left offset 0.7,0 font ',7' tc rgb '#cf8f8f' notitle, \\
      ${fs50} w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'`;
   const p1 = renderPlot(dir, 'exp3-clients', `${common}
 set title 'Experiment 3: mean latency vs throughput, 1, 2, 4, ... clients (4 KiB values, 2 shared cores)'
@@ -140,7 +140,20 @@ ${curves(3)}`);
 set title 'Experiment 3: p99 latency vs throughput, 1, 2, 4, ... clients (4 KiB values, 2 shared cores)'
 set ylabel 'p99 latency (ms)'
 ${curves(5)}`);
-  for (const p of [p1, p2]) if (p.error) log(`exp3: plot: ${p.error}`);
+  const p3 = renderPlot(dir, 'exp3-clients-throughput', `
+set datafile missing '?'
+set grid lc rgb '#dddddd'
+set logscale x 2
+set xlabel 'concurrent clients'
+set ylabel 'throughput (operations/s, all clients)'
+set yrange [0:*]
+set key bottom right font ',9'
+set title 'Experiment 3: throughput vs clients (4 KiB values, 2 shared cores)'
+plot 'exp3-clients.dat' index 0 u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv read-only', \\
+     '' index 1 u 1:2 w lp lw 2 pt 5 lc rgb '#d62728' t 'lbkv 50/50', \\
+     '' index 2 u 1:2 w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor (gRPC + Map) read-only', \\
+     '' index 3 u 1:2 w lp dt 2 pt 4 lc rgb '#d62728' t 'floor (gRPC + Map) 50/50'`);
+  for (const p of [p1, p2, p3]) if (p.error) log(`exp3: plot: ${p.error}`);
   const peak: Record<string, { clients: number; throughput: number }> = {};
   for (const [t, w] of series) {
     const ss = steps.filter((s) => s.target === t && s.workload === w);
@@ -149,7 +162,7 @@ ${curves(5)}`);
     peak[`${t}/${w}`] = { clients: b.clients, throughput: Math.round(b.throughput) };
   }
   const json = writeSummary(dir, 'exp3-clients', { full, targets, maxClients, durationMs, keys, valueBytes, keyBytes: 32, maxProcesses: maxProcs, stopRule: 'two steps in a row under 5 % gain over the best so far, not before minClients', minClients, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
-    steps, { fdatasync4k: fsync, stopReasons, peak, plots: ['exp3-clients.png', 'exp3-clients-p99.png'] });
+    steps, { fdatasync4k: fsync, stopReasons, peak, plots: ['exp3-clients.png', 'exp3-clients-p99.png', 'exp3-clients-throughput.png'] });
   log(`exp3: wrote ${path.relative(process.cwd(), json)}`);
   return json;
 }
