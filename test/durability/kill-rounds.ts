@@ -45,6 +45,8 @@ export interface KillRoundsResult {
   wrongKey: number;
   phantom: number;
   prefixMismatch: number;
+  /** Rounds where Stat's key count differed from the keys found (the store holds only our keys). */
+  statMismatch: number;
   unexpectedErrors: number;
   bytesAcked: number;
   maxRestartMs: number;
@@ -80,7 +82,7 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
   const started = nowMs();
   const res: KillRoundsResult = {
     rounds: 0, sent: 0, acked: 0, unackedSurvived: 0, lost: 0, torn: 0, wrongKey: 0, phantom: 0,
-    prefixMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, startupKills: 0, violations: [],
+    prefixMismatch: 0, statMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, startupKills: 0, violations: [],
   };
   const violation = (s: string) => { if (res.violations.length < 50) res.violations.push(s); };
 
@@ -210,6 +212,10 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
         for (const [ks, g] of seen) {
           if (g !== undefined && !inPrefix.has(ks)) { res.prefixMismatch++; violation(`round ${round}: Get finds ${ks}, GetPrefix does not`); }
         }
+        // The engine's key count (kept in the meta) must agree with what is there after recovery.
+        const present = [...seen.values()].filter((x) => x !== undefined).length;
+        const statKeys = Number((await v.stat()).keys);
+        if (statKeys !== present) { res.statMismatch++; violation(`round ${round}: Stat says ${statKeys} keys, ${present} found`); }
         res.rounds = round;
         log(`  round ${round}: load ${loadMs} ms, sent ${roundStats.sent}, acked ${roundStats.acked}, unacked-but-present ${survived}, lost ${lostNow}, restart ${restartMs.toFixed(0)} ms${startupNote}`);
       } finally {
@@ -219,6 +225,6 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
   } finally {
     await server?.stop('SIGTERM');
   }
-  log(`  total: ${res.rounds} rounds, ${res.acked} acknowledged sets (${mib(res.bytesAcked)}), ${res.sent} sent, lost ${res.lost}, torn ${res.torn}, wrong key ${res.wrongKey}, never-sent ${res.phantom}, prefix mismatches ${res.prefixMismatch}, unexpected errors ${res.unexpectedErrors}, startups killed ${res.startupKills}, max restart ${res.maxRestartMs.toFixed(0)} ms`);
+  log(`  total: ${res.rounds} rounds, ${res.acked} acknowledged sets (${mib(res.bytesAcked)}), ${res.sent} sent, lost ${res.lost}, torn ${res.torn}, wrong key ${res.wrongKey}, never-sent ${res.phantom}, prefix mismatches ${res.prefixMismatch}, Stat key-count mismatches ${res.statMismatch}, unexpected errors ${res.unexpectedErrors}, startups killed ${res.startupKills}, max restart ${res.maxRestartMs.toFixed(0)} ms`);
   return res;
 }

@@ -20,6 +20,7 @@ test(`kill -9 under load: ${ROUNDS} rounds, 8 clients, 300 keys, values 100 B ..
   assert.is(r.wrongKey, 0, 'values of another key');
   assert.is(r.phantom, 0, 'values never sent');
   assert.is(r.prefixMismatch, 0, 'GetPrefix disagrees with Get');
+  assert.is(r.statMismatch, 0, 'Stat key count disagrees with the keys found');
   assert.is(r.unexpectedErrors, 0, 'errors before the kill');
 });
 
@@ -33,7 +34,7 @@ test(`kill -9 under load with --sync-mode two: ${ROUNDS_TWO} rounds`, async () =
   for (const v of r.violations) console.log('  VIOLATION ' + v);
   assert.is(r.rounds, ROUNDS_TWO, 'all rounds ran');
   assert.ok(r.acked > 0, 'some sets were acknowledged');
-  assert.is(r.lost + r.torn + r.wrongKey + r.phantom + r.prefixMismatch + r.unexpectedErrors, 0, 'violations');
+  assert.is(r.lost + r.torn + r.wrongKey + r.phantom + r.prefixMismatch + r.statMismatch + r.unexpectedErrors, 0, 'violations');
 });
 
 test.run();

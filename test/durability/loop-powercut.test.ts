@@ -39,6 +39,7 @@ if (probe.ok) {
       assert.is(r.wrongKey, 0, 'values of another key');
       assert.is(r.phantom, 0, 'values never sent');
       assert.is(r.prefixMismatch, 0, 'GetPrefix disagrees with Get');
+      assert.is(r.statMismatch, 0, 'Stat key count disagrees with the keys found');
       assert.is(r.unexpectedErrors, 0, 'errors before the cut');
     }
   });
@@ -52,7 +53,7 @@ if (probe.ok) {
       for (const v of r.violations) console.log('  VIOLATION ' + v);
       assert.is(r.rounds, ROUNDS_TWO, 'all cuts ran');
       assert.ok(r.acked > 0, 'some sets were acknowledged');
-      assert.is(r.lost + r.torn + r.wrongKey + r.phantom + r.prefixMismatch + r.unexpectedErrors, 0, 'violations');
+      assert.is(r.lost + r.torn + r.wrongKey + r.phantom + r.prefixMismatch + r.statMismatch + r.unexpectedErrors, 0, 'violations');
     }
   });
 }

@@ -60,8 +60,8 @@ async function main(): Promise<void> {
     try {
       const r = await runKillRounds({ rounds, dataDir: dir, seed, clients: 8, keys: 300, log, budgetMs: Math.min(remaining(), 40 * 60_000) });
       for (const v of r.violations) log(`  VIOLATION ${v}`);
-      const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
-      return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, errors before kill ${r.unexpectedErrors}, restarts also killed during startup ${r.startupKills}, max restart ${r.maxRestartMs.toFixed(0)} ms` };
+      const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.statMismatch === 0 && r.unexpectedErrors === 0;
+      return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, Stat key-count mismatches ${r.statMismatch}, errors before kill ${r.unexpectedErrors}, restarts also killed during startup ${r.startupKills}, max restart ${r.maxRestartMs.toFixed(0)} ms` };
     } finally { removeTempDir(dir); }
   });
 
@@ -71,8 +71,8 @@ async function main(): Promise<void> {
     try {
       const r = await runKillRounds({ rounds, dataDir: dir, seed: seed ^ 0x5a5a, clients: 8, keys: 300, log, serverArgs: ['--sync-mode', 'two'], budgetMs: Math.min(remaining(), 15 * 60_000) });
       for (const v of r.violations) log(`  VIOLATION ${v}`);
-      const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
-      return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, errors before kill ${r.unexpectedErrors}, restarts also killed during startup ${r.startupKills}` };
+      const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.statMismatch === 0 && r.unexpectedErrors === 0;
+      return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, Stat key-count mismatches ${r.statMismatch}, errors before kill ${r.unexpectedErrors}, restarts also killed during startup ${r.startupKills}` };
     } finally { removeTempDir(dir); }
   });
 
@@ -88,8 +88,8 @@ async function main(): Promise<void> {
     const r = await runLoopPowerCuts({ rounds: cuts, seed, log, budgetMs: Math.min(remaining(), 15 * 60_000) });
     if (r.skipped) return { ok: true, summary: `SKIPPED: ${r.reason}` };
     for (const v of r.violations) log(`  VIOLATION ${v}`);
-    const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
-    return { ok, summary: `cuts ${r.rounds}/${cuts}, acknowledged sets ${r.acked}, sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, restarts also killed during startup ${r.startupKills}` };
+    const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.statMismatch === 0 && r.unexpectedErrors === 0;
+    return { ok, summary: `cuts ${r.rounds}/${cuts}, acknowledged sets ${r.acked}, sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, Stat key-count mismatches ${r.statMismatch}, restarts also killed during startup ${r.startupKills}` };
   });
 
   await section('power cuts below ext4 (loop device), --sync-mode two', 'loop', async () => {
@@ -97,8 +97,8 @@ async function main(): Promise<void> {
     const r = await runLoopPowerCuts({ rounds: cuts, seed: seed ^ 0x5a5a, log, syncMode: 'two', budgetMs: Math.min(remaining(), 10 * 60_000) });
     if (r.skipped) return { ok: true, summary: `SKIPPED: ${r.reason}` };
     for (const v of r.violations) log(`  VIOLATION ${v}`);
-    const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.unexpectedErrors === 0;
-    return { ok, summary: `cuts ${r.rounds}/${cuts}, acknowledged sets ${r.acked}, sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}` };
+    const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.statMismatch === 0 && r.unexpectedErrors === 0;
+    return { ok, summary: `cuts ${r.rounds}/${cuts}, acknowledged sets ${r.acked}, sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, Stat key-count mismatches ${r.statMismatch}` };
   });
 
   await section('races (linearizability, one-snapshot GetPrefix)', 'races', async () => {
