@@ -1,5 +1,7 @@
-// Bounded LRU of decoded pages. Pages are immutable while any snapshot can reach them, so a cached
-// node is valid until its page id is reused, and reuse replaces the entry at commit.
+// Bounded LRUs of decoded pages and of small values. Pages are immutable while any snapshot can
+// reach them, so a cached node is valid until its page id is reused, and reuse replaces the entry at
+// commit. Values have a cache of their own, so that gets of many small values cannot push the
+// branch and leaf pages (which every get needs) out.
 import type { Node } from './node';
 
 /** A small overflow value, kept with the checksum and length of the cell that points to it: a
@@ -9,16 +11,15 @@ export interface CachedValue {
   value: Buffer;
 }
 
-export type Cached = Node | CachedValue;
 
-export class PageCache {
-  private readonly map = new Map<number, Cached>();
+export class PageCache<T> {
+  private readonly map = new Map<number, T>();
   hits = 0;
   misses = 0;
 
   constructor(readonly capacity: number) {}
 
-  get(id: number): Cached | undefined {
+  get(id: number): T | undefined {
     const n = this.map.get(id);
     if (n === undefined) {
       this.misses++;
@@ -33,7 +34,7 @@ export class PageCache {
     return n;
   }
 
-  set(id: number, node: Cached): void {
+  set(id: number, node: T): void {
     this.map.delete(id);
     this.map.set(id, node);
     if (this.map.size > this.capacity) {
@@ -53,4 +54,15 @@ export class PageCache {
   get size(): number {
     return this.map.size;
   }
+}
+
+export interface Caches {
+  nodes: PageCache<Node>;
+  values: PageCache<CachedValue>;
+}
+
+/** Splits a budget in pages: three quarters for tree pages, the rest for values. */
+export function makeCaches(pages: number): Caches {
+  const nodes = Math.max(16, Math.floor((pages * 3) / 4));
+  return { nodes: new PageCache<Node>(nodes), values: new PageCache<CachedValue>(Math.max(16, pages - nodes)) };
 }

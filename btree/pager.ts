@@ -4,7 +4,7 @@ import type { FileHandle } from './file-io';
 import { PAGE_SIZE, PageType } from './layout';
 import { checkPage, corruption, crc32 } from './checksum';
 import { decodeNode, Node, OverflowRef } from './node';
-import { PageCache } from './cache';
+import type { Caches } from './cache';
 import { ioError } from './errors';
 
 // Below this an overflow value is read inline on the event loop; above it, on the thread pool so a
@@ -19,7 +19,7 @@ export class Pager {
   constructor(
     public file: FileHandle,
     readonly path: string,
-    readonly cache: PageCache,
+    readonly caches: Caches,
   ) {}
 
   /** Raw page bytes, unverified. */
@@ -44,12 +44,12 @@ export class Pager {
   }
 
   node(id: number): Node {
-    const cached = this.cache.get(id);
-    if (cached instanceof Node) return cached;
+    const cached = this.caches.nodes.get(id);
+    if (cached) return cached;
     const { page, count, type } = this.readChecked(id, [PageType.Branch, PageType.Leaf]);
     const node = decodeNode(page, type, count, id);
     if (typeof node === 'string') throw corruption(this.path, id, node);
-    this.cache.set(id, node);
+    this.caches.nodes.set(id, node);
     return node;
   }
 
@@ -57,10 +57,10 @@ export class Pager {
    *  of 4 KiB values hit); larger ones are read each time so they cannot flush the tree pages out. */
   overflow(ref: OverflowRef): Promise<Buffer> | Buffer {
     if (ref.length > CACHED_VALUE_BYTES) return this.readOverflow(ref);
-    const hit = this.cache.get(ref.page);
-    if (hit && !(hit instanceof Node) && hit.crc === ref.crc && hit.value.length === ref.length) return hit.value;
+    const hit = this.caches.values.get(ref.page);
+    if (hit && hit.crc === ref.crc && hit.value.length === ref.length) return hit.value;
     const value = this.readOverflowSync(ref);
-    this.cache.set(ref.page, { crc: ref.crc, value });
+    this.caches.values.set(ref.page, { crc: ref.crc, value });
     return value;
   }
 

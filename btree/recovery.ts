@@ -6,7 +6,7 @@ import { META_PAGES, PAGE_SIZE, PageType } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
 import { Freelist } from './freelist';
 import { Pager } from './pager';
-import { PageCache } from './cache';
+import type { Caches } from './cache';
 import { verifyCommit } from './commit';
 import { ioError, StoreError } from './errors';
 
@@ -41,7 +41,7 @@ export async function createFile(fs: FileSystem, path: string): Promise<void> {
   }
 }
 
-export async function recover(fs: FileSystem, path: string, cache: PageCache): Promise<Recovered> {
+export async function recover(fs: FileSystem, path: string, caches: Caches): Promise<Recovered> {
   let file: FileHandle;
   try {
     file = await fs.open(path);
@@ -50,7 +50,7 @@ export async function recover(fs: FileSystem, path: string, cache: PageCache): P
   }
   try {
     const fileBytes = file.size();
-    const pager = new Pager(file, path, cache);
+    const pager = new Pager(file, path, caches);
     const metaBytes = [0, 1].map((slot) => pager.readRaw(slot));
     const problems: string[] = [];
     const candidates: Meta[] = [];

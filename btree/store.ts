@@ -7,7 +7,7 @@ import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
 import { PAGE_SIZE } from './layout';
 import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
-import { PageCache } from './cache';
+import { makeCaches } from './cache';
 import type { Pager } from './pager';
 import { commit, type Put } from './commit';
 import { createFile, recover } from './recovery';
@@ -116,8 +116,7 @@ export class Store {
     if (opts.maxKeyBytes > 1024) throw new StoreError('INVALID_ARGUMENT', `maxKeyBytes ${opts.maxKeyBytes} exceeds the format's 1024`);
     const fs = options.fs ?? nodeFileSystem;
     if (!fs.exists(options.path)) await createFile(fs, options.path);
-    const cache = new PageCache(Math.max(16, Math.floor((opts.cacheMB * MiB) / PAGE_SIZE)));
-    const r = await recover(fs, options.path, cache);
+    const r = await recover(fs, options.path, makeCaches(Math.floor((opts.cacheMB * MiB) / PAGE_SIZE)));
     return new Store(options.path, fs, r.file, r.pager, r.meta, r.freelist, r.metaBytes, r.fileBytes, opts,
       performance.now() - started, r.fellBack);
   }
@@ -207,7 +206,7 @@ export class Store {
       this.counters.maxBatch = Math.max(this.counters.maxBatch, puts.length);
       for (const node of r.nodes) {
         node.dirty = false;
-        this.pager.cache.set(node.pageId, node);
+        this.pager.caches.nodes.set(node.pageId, node);
       }
       this.freelist = r.freelist;
       this.fileBytes = r.fileBytes;
@@ -297,9 +296,9 @@ export class Store {
       commits: this.counters.commits,
       fsyncs: this.counters.fsyncs,
       failedCommits: this.counters.failedCommits,
-      cacheHits: this.pager.cache.hits,
-      cacheMisses: this.pager.cache.misses,
-      cachePages: this.pager.cache.size,
+      cacheHits: this.pager.caches.nodes.hits + this.pager.caches.values.hits,
+      cacheMisses: this.pager.caches.nodes.misses + this.pager.caches.values.misses,
+      cachePages: this.pager.caches.nodes.size + this.pager.caches.values.size,
       openSnapshots: open,
       maxBatch: this.counters.maxBatch,
       meanBatch: this.counters.commits ? this.counters.batchedPuts / this.counters.commits : 0,
@@ -346,7 +345,7 @@ export class Store {
       } catch (err) {
         throw ioError(`${this.path}: installing the compacted file`, err);
       }
-      const r = await recover(this.fs, this.path, new PageCache(this.pager.cache.capacity));
+      const r = await recover(this.fs, this.path, makeCaches(Math.floor((this.opts.cacheMB * MiB) / PAGE_SIZE)));
       const old = this.pager;
       this.file = r.file;
       this.pager = r.pager;
