@@ -33,6 +33,31 @@ const startupSigint = () => onStartupSignal('SIGINT');
 process.on('SIGTERM', startupSigterm);
 process.on('SIGINT', startupSigint);
 
+/** Offline compaction (the file never shrinks by itself): holds the LOCK, so no server runs on it. */
+async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Promise<never> {
+  const started = performance.now();
+  const keys = store.stats().keys;
+  let shown = -1;
+  try {
+    const r = await store.compact((copied, total) => {
+      const pct = total ? Math.floor((copied / total) * 100) : 100;
+      if (pct >= shown + 10 || copied === total) {
+        shown = pct;
+        log(`compacting ${dataFile}: ${copied}/${total} keys (${pct}%)`);
+      }
+    });
+    await store.close();
+    lock.release();
+    const mib = (n: number) => (n / (1024 * 1024)).toFixed(1);
+    process.stdout.write(`lbserver: compacted ${dataFile}: ${keys} keys, ${mib(r.beforeBytes)} MiB -> ${mib(r.afterBytes)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    process.exit(0);
+  } catch (e) {
+    lock.release();
+    const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
+    fail(`compaction of ${dataFile} failed (the original file is unchanged): ${what}`);
+  }
+}
+
 async function main(): Promise<void> {
   const program = new Command()
     .name('lbserver')
@@ -45,6 +70,7 @@ async function main(): Promise<void> {
     .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)
     .option('--stream-buffer-mb <n>', 'server-wide bound, in MiB, on GetPrefix data read and not yet sent, summed over all streams', String(DEFAULT_CONFIG.streamBufferBytes / (1024 * 1024)))
     .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls before forcing', String(DEFAULT_CONFIG.shutdownTimeoutMs))
+    .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')
     .addHelpText('after', `
 Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
@@ -52,7 +78,8 @@ Only one lbserver may use a data directory at a time (LOCK file holding its PID)
 
 Examples:
   lbserver --listen 127.0.0.1:50051 --data ./data
-  lbserver --data /var/lib/lbkv --cache-mb 256 --max-value-bytes 16MiB`)
+  lbserver --data /var/lib/lbkv --cache-mb 256 --max-value-bytes 16MiB
+  lbserver --data ./data --compact      (offline: shrink the file to the live data)`)
     .showHelpAfterError('(run lbserver --help for usage)')
     .allowExcessArguments(false);
   program.parse(process.argv);
@@ -97,6 +124,7 @@ Examples:
     fail(`cannot open ${dataFile}: ${what}`);
   }
   if (store.recoveryNote) log(`warning: recovered from the other meta page: ${store.recoveryNote}`);
+  if (o.compact) await compactAndExit(store, lock, dataFile);
 
   const stats = new ServiceStats();
   const service = new KvService(store, cfg, stats);
