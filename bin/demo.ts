@@ -5,10 +5,10 @@
 import { SingleBar } from 'cli-progress';
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KvClient } from '../lib/client';
+import { freePort } from '../lib/ports';
 
 const CLIENTS = Number(process.env.LBKV_DEMO_CLIENTS ?? 10);
 const OPS = Number(process.env.LBKV_DEMO_OPS ?? 10_000);
@@ -22,16 +22,6 @@ function cleanup(): void {
   if (dataDir) { try { rmSync(dataDir, { recursive: true, force: true }); } catch { /* ignore */ } }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => res(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 function exitPromise(c: ChildProcess): Promise<number | null> {
   return new Promise((res) => {

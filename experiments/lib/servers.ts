@@ -1,9 +1,10 @@
 // Starts the servers under test as child processes (lbserver or the floor server), on 127.0.0.1 and a
 // free port, and stops exactly the processes it started, by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import * as path from 'node:path';
 import { ROOT } from './common';
+import { freePort } from '../../lib/ports';
+export { freePort };
 
 export type ServerKind = 'lbkv' | 'floor';
 
@@ -22,18 +23,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => res(port));
-    });
-  });
-}
 
 export interface ServerOptions {
   kind: ServerKind;

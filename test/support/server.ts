@@ -3,10 +3,11 @@
 // (tracked by PID; only those are killed) and the temporary directories it made.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KvClient, type KvClientOptions } from '../../lib/client';
+import { freePort } from '../../lib/ports';
+export { freePort };
 
 export const LBSERVER_JS = resolve(__dirname, '../../bin/lbserver.js');
 export const LBCLIENT_JS = resolve(__dirname, '../../bin/lbclient.js');
@@ -37,19 +38,6 @@ export function removeTempDir(d: string): void {
   tempDirs.delete(d);
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (listen(0) probe). */
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => res(port));
-    });
-  });
-}
 
 export interface StartOptions {
   /** Data directory; default a fresh temporary directory. */
