@@ -103,10 +103,14 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const ids = contiguous
     ? range(take(dirty.length), dirty.length)
     : fl.allocateMany(dirty.length + withFreelist).flatMap((e) => range(e.start, e.count));
+  // One zeroed allocation for every tree page of the commit: hundreds of separate 4 KiB buffers
+  // would each be an external allocation for the garbage collector to track.
+  const slab = Buffer.alloc(dirty.length * PAGE_SIZE);
   dirty.forEach((node, i) => {
     node.pageId = ids[i];
     if (!node.leaf) node.children = node.children.map((c) => (typeof c === 'number' ? c : c.pageId));
-    writes.push({ page: ids[i], bufs: [encodeNode(node, ids[i], txid)] });
+    const page = encodeNode(node, ids[i], txid, slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+    writes.push({ page: ids[i], bufs: [page] });
   });
   const freelistPage = contiguous ? take(freelistPages) : withFreelist ? ids[dirty.length] : fl.allocateRun(freelistPages);
   fl.encode(freelistPage, freelistPages, txid).forEach((buf, i) => writes.push({ page: freelistPage + i, bufs: [buf] }));

@@ -113,9 +113,10 @@ function slice(node: Node, from: number, to: number): Node {
     : new Node(false, node.keys.slice(from, to), [], node.children.slice(from, to), 0, true);
 }
 
-/** Serializes a node (all children and values already have page ids) into a sealed page. */
-export function encodeNode(node: Node, pageId: number, txid: number): Buffer {
-  const page = Buffer.alloc(PAGE_SIZE);
+/** Serializes a node (all children and values already have page ids) into a sealed page: `into`,
+ *  a zeroed page-sized buffer (commits carve all their pages from one allocation), or a new one. */
+export function encodeNode(node: Node, pageId: number, txid: number, into?: Buffer): Buffer {
+  const page = into ?? Buffer.alloc(PAGE_SIZE);
   let off = HEADER_SIZE;
   for (let i = 0; i < node.keys.length; i++) {
     const key = node.keys[i];
