@@ -93,23 +93,13 @@ function openLmdb(dir: string): Engine {
 interface PutResult { batch: number; puts: number; commits: number; seconds: number; putsPerSec: number; commit: LatencySummary }
 
 async function putPhase(e: Engine, batch: number, seconds: number, maxPuts: number, base: Buffer, seed: number): Promise<PutResult> {
-  const r = rng(seed);
   const h = newHist();
-  const t0 = process.hrtime.bigint();
-  const deadline = Date.now() + seconds * 1000;
-  let puts = 0, commits = 0;
-  while (Date.now() < deadline && puts < maxPuts) {
-    const entries = Array.from({ length: batch }, () => { const i = 10_000_000 + Math.floor(r() * 1e9); return { key: key(i), value: value(i, base) }; });
-    const c0 = process.hrtime.bigint();
-    await e.putBatch(entries);
-    h.recordValue(Math.max(1, Math.round(usSince(c0))));
-    puts += batch; commits++;
-  }
-  const secs = usSince(t0) / 1e6;
-  return { batch, puts, commits, seconds: secs, putsPerSec: puts / secs, commit: summarize(h) };
+  const r = await putPhaseHist(e, batch, seconds, maxPuts, base, seed, h);
+  return { batch, ...r, putsPerSec: r.puts / r.seconds, commit: summarize(h) };
 }
 
-/** Like putPhase, but records commit latencies into `h` (rounds of several engines in turn). */
+/** Random durable puts in commits of `batch`, for at most `seconds` or `maxPuts`; commit latencies go
+ *  into `h`, which callers share across rounds when several engines take turns. */
 async function putPhaseHist(e: Engine, batch: number, seconds: number, maxPuts: number, base: Buffer, seed: number, h: ReturnType<typeof newHist>): Promise<{ puts: number; commits: number; seconds: number }> {
   const r = rng(seed);
   const t0 = process.hrtime.bigint();

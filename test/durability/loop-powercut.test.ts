@@ -4,6 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loopMethodCheck, runLoopPowerCuts } from './loop-powercut';
 import { probeLoop, seedFromEnv } from './support';
+import { checkRounds } from './check-rounds';
 
 const ROUNDS = Number(process.env.LBKV_LOOP_ROUNDS ?? 3);
 const ROUNDS_TWO = Number(process.env.LBKV_LOOP_ROUNDS_TWO ?? 2);
@@ -30,17 +31,7 @@ if (probe.ok) {
     const r = await runLoopPowerCuts({ rounds: ROUNDS, seed });
     if (r.skipped) assert.unreachable(`loop devices worked for the probe but not for the test: ${r.reason}`);
     else {
-      console.log(`LOOPCUT cuts=${r.rounds} acknowledged=${r.acked} sent=${r.sent} lost=${r.lost} torn=${r.torn} wrong-key=${r.wrongKey} never-sent=${r.phantom} prefix-mismatch=${r.prefixMismatch}`);
-      for (const v of r.violations) console.log('  VIOLATION ' + v);
-      assert.is(r.rounds, ROUNDS, 'all cuts ran');
-      assert.ok(r.acked > 0, 'some sets were acknowledged');
-      assert.is(r.lost, 0, 'lost acknowledged sets');
-      assert.is(r.torn, 0, 'torn values');
-      assert.is(r.wrongKey, 0, 'values of another key');
-      assert.is(r.phantom, 0, 'values never sent');
-      assert.is(r.prefixMismatch, 0, 'GetPrefix disagrees with Get');
-      assert.is(r.statMismatch, 0, 'Stat key count disagrees with the keys found');
-      assert.is(r.unexpectedErrors, 0, 'errors before the cut');
+      checkRounds('LOOPCUT', r, ROUNDS, 'cuts');
     }
   });
 
@@ -49,11 +40,7 @@ if (probe.ok) {
     const r = await runLoopPowerCuts({ rounds: ROUNDS_TWO, seed, syncMode: 'two' });
     if (r.skipped) assert.unreachable(`loop devices worked for the probe but not for the test: ${r.reason}`);
     else {
-      console.log(`LOOPCUT-TWO cuts=${r.rounds} acknowledged=${r.acked} sent=${r.sent} lost=${r.lost} torn=${r.torn} wrong-key=${r.wrongKey} never-sent=${r.phantom} prefix-mismatch=${r.prefixMismatch}`);
-      for (const v of r.violations) console.log('  VIOLATION ' + v);
-      assert.is(r.rounds, ROUNDS_TWO, 'all cuts ran');
-      assert.ok(r.acked > 0, 'some sets were acknowledged');
-      assert.is(r.lost + r.torn + r.wrongKey + r.phantom + r.prefixMismatch + r.statMismatch + r.unexpectedErrors, 0, 'violations');
+      checkRounds('LOOPCUT-TWO', r, ROUNDS_TWO, 'cuts');
     }
   });
 }
