@@ -20,6 +20,32 @@ import { slowReader, vanishingStreams, loadValues } from '../durability/abuse';
 import { startServer, tempDir, removeTempDir } from '../support/server';
 import { mib, nowMs, seedFromEnv } from '../durability/support';
 
+const USAGE = `usage: npm run torture -- [options]   (node dist/test/torture/run.js [options])
+
+Long versions of the durability tests, bounded in count and time; prints a summary and exits 0 when
+every section held its properties, 1 otherwise.
+
+  --only LIST           sections to run, comma-separated: kill,powercut,loop,races,vanish,slow (default all)
+  --seed N              random seed (default: LBKV_SEED or a fresh one, printed)
+  --budget-min M        time budget for the whole run in minutes (default 90)
+  --kill-rounds N       kill -9 rounds (default 200)     --kill-rounds-two N  with --sync-mode two (default 50)
+  --cuts N              power cuts in the fault-injecting file layer (default 10000)
+  --loop-cuts N         power cuts below ext4 on a loop device (default 30)   --loop-cuts-two N (default 15)
+  --slow-mib N          size of the slow reader's GetPrefix result in MiB (default 1024)
+  -h, --help            this text`;
+const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib'];
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  console.log(USAGE);
+  process.exit(0);
+}
+for (let i = 2; i < process.argv.length; i += 2) {
+  const name = process.argv[i].replace(/^--/, '');
+  if (!process.argv[i].startsWith('--') || !KNOWN.includes(name) || process.argv[i + 1] === undefined) {
+    console.error(`torture: bad option ${process.argv[i]}${process.argv[i + 1] === undefined ? ' (missing value)' : ''}\n\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
