@@ -157,16 +157,17 @@ export class Store {
   /** Whatever queued while the previous commit was syncing is the next batch: no timer needed. */
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch: Queued[] = [];
+      // Count what fits, then take it in one splice: shift() per put would make a long queue quadratic.
+      let n = 0;
       let ops = 0;
       let bytes = 0;
-      while (this.queue.length > 0) {
-        const q = this.queue[0];
-        if (batch.length > 0 && (ops + q.puts.length > this.opts.maxBatchOps || bytes + q.bytes > this.opts.maxBatchBytes)) break;
-        batch.push(this.queue.shift()!);
+      for (; n < this.queue.length; n++) {
+        const q = this.queue[n];
+        if (n > 0 && (ops + q.puts.length > this.opts.maxBatchOps || bytes + q.bytes > this.opts.maxBatchBytes)) break;
         ops += q.puts.length;
         bytes += q.bytes;
       }
+      const batch = this.queue.splice(0, n);
       try {
         await this.writer.runExclusive(() => this.commitBatch(batch.flatMap((q) => q.puts)));
         for (const q of batch) q.resolve();
