@@ -34,7 +34,8 @@ export interface WorkSpec {
   verify: boolean;
 }
 
-export interface WorkResult {
+/** Operation counts of a load run, as a worker reports them and as the runner sums them. */
+export interface OpCounts {
   ops: number;
   reads: number;
   writes: number;
@@ -42,6 +43,9 @@ export interface WorkResult {
   notFound: number;
   firstError?: string;
   elapsedMs: number;
+}
+
+export interface WorkResult extends OpCounts {
   all: string;
   read: string;
   write: string;

@@ -5,7 +5,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import { decodeHist, newHist, summarize, type Hist, type LatencySummary } from './common';
-import type { ParentMsg, WorkerMsg, WorkOp, WorkResult, WorkSpec } from '../worker';
+import type { OpCounts, ParentMsg, WorkerMsg, WorkOp, WorkResult, WorkSpec } from '../worker';
 
 const WORKER_JS = path.join(__dirname, '..', 'worker.js');
 
@@ -37,16 +37,9 @@ export interface LoadSpec {
   hardTimeoutMs?: number;
 }
 
-export interface LoadResult {
+export interface LoadResult extends OpCounts {
   clients: number;
   processes: number;
-  ops: number;
-  reads: number;
-  writes: number;
-  errors: number;
-  notFound: number;
-  firstError?: string;
-  elapsedMs: number;
   throughput: number;
   all: LatencySummary;
   read: LatencySummary;
