@@ -17,7 +17,7 @@ export interface OpenOptions {
   maxBatchOps?: number;
   /** ...and at most about this many value bytes (one larger value still goes alone). */
   maxBatchBytes?: number;
-  /** File growth step in bytes (grown with ftruncate + fsync). Default 64 MiB. */
+  /** Largest file growth step in bytes (zeros written, then fsync). Default 64 MiB. */
   growBytes?: number;
   /** I/O layer; default node:fs. Tests pass the power-cut simulator. */
   fs?: FileSystem;

@@ -2,7 +2,8 @@
 //   1. apply the batch to a copy-on-write tree, split oversized nodes;
 //   2. retire replaced pages (reusable only once unreachable), allocate new pages: overflow runs,
 //      tree pages, freelist pages — preferring contiguous extents;
-//   3. grow the file in large steps (ftruncate + sync) when it is too short;
+//   3. grow the file in large steps when it is too short, writing zeros (not ftruncate: a hole would
+//      make every later commit's fdatasync allocate blocks and journal that), then sync;
 //   4. write every new page, then the meta page into slot txid % 2;
 //   5. one fdatasync ('one': the meta lists the commit's extents and a crc over them, so open can
 //      detect a torn commit and fall back) or a sync before and after the meta ('two').
@@ -11,7 +12,7 @@ import { crc32 } from './checksum';
 import { Freelist, pagesForEntries } from './freelist';
 import type { FileHandle } from './file-io';
 import { PAGE_SIZE, pagesFor } from './layout';
-import { encodeMeta, Extent, MAX_COMMIT_EXTENTS, Meta } from './meta';
+import { encodeMeta, Extent, inlineFreeCapacity, MAX_COMMIT_EXTENTS, Meta } from './meta';
 import { encodeNode, isPending, Node } from './node';
 import type { Pager } from './pager';
 import { WriteTree } from './tree';
@@ -80,10 +81,14 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
       if (isPending(v)) values.push({ node, i, buf: v.pending, pages: pagesFor(v.pending.length) });
     });
   }
+  // A freelist small enough rides in the meta page: one page less per commit. Allocation below never
+  // adds an entry (it takes whole extents or the front of one), and the meta lists at most one
+  // extent per page written, so the check made here still holds after allocation.
+  const dataPages = values.reduce((s, v) => s + v.pages, 0) + dirty.length;
+  const inline = fl.entryCount() <= inlineFreeCapacity(Math.min(dataPages, MAX_COMMIT_EXTENTS));
   // Taking pages from the start of an extent never adds a freelist entry; two spares cover rounding.
-  const estimate = pagesForEntries(fl.entryCount() + 2);
-  const total = values.reduce((s, v) => s + v.pages, 0) + dirty.length + estimate;
-  let next = fl.takeFreeRun(total);
+  const freelistPages = inline ? 0 : pagesForEntries(fl.entryCount() + 2);
+  let next = fl.takeFreeRun(dataPages + freelistPages);
   const contiguous = next >= 0;
   const take = (n: number) => { const s = next; next += n; return s; };
 
@@ -98,7 +103,6 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   // Tree pages come bottom-up (leaf, branches, root), the freelist after them: the root, the upper
   // branches and the freelist are replaced by the very next commit, so they are freed together and
   // come back as one extent. A one-page freelist joins the tree pages in as few extents as possible.
-  const freelistPages = estimate;
   const withFreelist = !contiguous && freelistPages === 1 ? 1 : 0;
   const ids = contiguous
     ? range(take(dirty.length), dirty.length)
@@ -112,8 +116,11 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     const page = encodeNode(node, ids[i], txid, slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
     writes.push({ page: ids[i], bufs: [page] });
   });
-  const freelistPage = contiguous ? take(freelistPages) : withFreelist ? ids[dirty.length] : fl.allocateRun(freelistPages);
-  fl.encode(freelistPage, freelistPages, txid).forEach((buf, i) => writes.push({ page: freelistPage + i, bufs: [buf] }));
+  let freelistPage = 0;
+  if (!inline) {
+    freelistPage = contiguous ? take(freelistPages) : withFreelist ? ids[dirty.length] : fl.allocateRun(freelistPages);
+    fl.encode(freelistPage, freelistPages, txid).forEach((buf, i) => writes.push({ page: freelistPage + i, bufs: [buf] }));
+  }
 
   writes.sort((a, b) => a.page - b.page);
   const runs = coalesceWrites(writes);
@@ -130,15 +137,14 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     keyCount: ctx.meta.keyCount + tree.addedKeys,
     commitExtents: verify ? runs.map((r) => ({ start: r.page, count: r.pages })) : [],
     commitHash: verify ? hash : 0,
+    inlineFree: inline ? fl.entries() : null,
   };
 
   let syncs = 0;
   let fileBytes = ctx.fileBytes;
   const needed = fl.pageCount * PAGE_SIZE;
   if (needed > fileBytes) {
-    fileBytes = Math.max(needed, fileBytes + growStep(fileBytes, ctx.growBytes));
-    await ctx.file.truncate(fileBytes);
-    await ctx.file.datasync();
+    fileBytes = await grow(ctx.file, fileBytes, needed, ctx.growBytes);
     syncs++;
   }
   for (const r of runs) await ctx.file.writev(r.bufs, r.page * PAGE_SIZE);
@@ -152,6 +158,21 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   await ctx.file.datasync();
   syncs++;
   return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs };
+}
+
+/** Extends the file with allocated zero blocks and syncs the new size; returns it. On a nearly full
+ *  disk a full step may not fit while the commit itself would: then grow by just what it needs. */
+async function grow(file: FileHandle, fileBytes: number, needed: number, maxGrow: number): Promise<number> {
+  let target = Math.max(needed, fileBytes + growStep(fileBytes, maxGrow));
+  try {
+    await file.extend(target);
+  } catch (err) {
+    if (target === needed || (err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+    target = needed;
+    await file.extend(target);
+  }
+  await file.datasync();
+  return target;
 }
 
 /** Growth step: a quarter of the file, between 1 MiB and the configured maximum, in whole pages. */

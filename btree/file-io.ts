@@ -13,7 +13,10 @@ export interface FileHandle {
   writev(buffers: Buffer[], position: number): Promise<void>;
   /** fdatasync: data and the metadata needed to read it back (including the size) are durable. */
   datasync(): Promise<void>;
-  truncate(size: number): Promise<void>;
+  /** Grows the file to `size` bytes of allocated zeros (written, not a hole): later overwrites of
+   *  those pages then need no block allocation, so their fdatasync flushes data only. Not durable
+   *  until the next datasync. */
+  extend(size: number): Promise<void>;
   size(): number;
   close(): Promise<void>;
 }
@@ -31,6 +34,7 @@ export interface FileSystem {
 }
 
 const SYNC_WRITE_BYTES = 64 * 1024;
+const ZEROS = Buffer.alloc(1024 * 1024);
 
 class NodeFileHandle implements FileHandle {
   constructor(private readonly fd: number) {}
@@ -69,8 +73,22 @@ class NodeFileHandle implements FileHandle {
     return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
-  truncate(size: number): Promise<void> {
-    return new Promise((resolve, reject) => fs.ftruncate(this.fd, size, (err) => (err ? reject(err) : resolve())));
+  async extend(size: number): Promise<void> {
+    const from = this.size();
+    try {
+      for (let pos = from; pos < size; pos += ZEROS.length) {
+        const n = Math.min(ZEROS.length, size - pos);
+        let done = 0;
+        while (done < n) {
+          done += await new Promise<number>((resolve, reject) =>
+            fs.write(this.fd, ZEROS, done, n - done, pos + done, (err, w) => (err ? reject(err) : resolve(w))));
+        }
+      }
+    } catch (err) {
+      // Give back what was written (a full disk wants every block); the caller reports the error.
+      await new Promise<void>((resolve) => fs.ftruncate(this.fd, from, () => resolve()));
+      throw err;
+    }
   }
 
   size(): number {

@@ -4,8 +4,25 @@ import { BODY_SIZE, HEADER_SIZE, PAGE_SIZE, PageType } from './layout';
 import { sealPage } from './checksum';
 import type { Extent } from './meta';
 
-const ENTRY_BYTES = 16; // start u48, count u32, freeing txid u48 (0: reusable now)
-export const ENTRIES_PER_PAGE = Math.floor(BODY_SIZE / ENTRY_BYTES);
+export const FREE_ENTRY_BYTES = 16; // start u48, count u32, freeing txid u48 (0: reusable now)
+export const ENTRIES_PER_PAGE = Math.floor(BODY_SIZE / FREE_ENTRY_BYTES);
+
+/** One persisted freelist entry: an extent and the commit that freed it (0: reusable now). */
+export interface FreeEntry {
+  start: number;
+  count: number;
+  txid: number;
+}
+
+export function writeFreeEntry(buf: Buffer, off: number, e: FreeEntry): void {
+  buf.writeUIntLE(e.start, off, 6);
+  buf.writeUInt32LE(e.count, off + 6);
+  buf.writeUIntLE(e.txid, off + 10, 6);
+}
+
+export function readFreeEntry(buf: Buffer, off: number): FreeEntry {
+  return { start: buf.readUIntLE(off, 6), count: buf.readUInt32LE(off + 6), txid: buf.readUIntLE(off + 10, 6) };
+}
 
 export class Freelist {
   constructor(
@@ -106,39 +123,36 @@ export class Freelist {
     return n;
   }
 
+  entries(): FreeEntry[] {
+    const out: FreeEntry[] = this.free.map((e) => ({ start: e.start, count: e.count, txid: 0 }));
+    for (const [t, list] of this.pending) for (const e of list) out.push({ start: e.start, count: e.count, txid: t });
+    return out;
+  }
+
   /** Serializes into `pages` sealed pages starting at page `first`. */
   encode(first: number, pages: number, txid: number): Buffer[] {
-    const entries: [number, number, number][] = this.free.map((e) => [e.start, e.count, 0]);
-    for (const [t, list] of this.pending) for (const e of list) entries.push([e.start, e.count, t]);
+    const entries = this.entries();
     if (entries.length > pages * ENTRIES_PER_PAGE) throw new Error('freelist does not fit its pages');
     const out: Buffer[] = [];
     for (let p = 0; p < pages; p++) {
       const page = Buffer.alloc(PAGE_SIZE);
       const chunk = entries.slice(p * ENTRIES_PER_PAGE, (p + 1) * ENTRIES_PER_PAGE);
-      let off = HEADER_SIZE;
-      for (const [start, count, t] of chunk) {
-        page.writeUIntLE(start, off, 6);
-        page.writeUInt32LE(count, off + 6);
-        page.writeUIntLE(t, off + 10, 6);
-        off += ENTRY_BYTES;
-      }
+      chunk.forEach((e, i) => writeFreeEntry(page, HEADER_SIZE + i * FREE_ENTRY_BYTES, e));
       sealPage(page, PageType.Freelist, chunk.length, first + p, txid);
       out.push(page);
     }
     return out;
   }
 
+  /** Adds entries read back from a freelist page or from the meta page; call finishDecode() after. */
+  add(e: FreeEntry): void {
+    if (e.txid === 0) this.free.push({ start: e.start, count: e.count });
+    else this.retire(e.txid, e.start, e.count);
+  }
+
   /** Adds the entries of one verified freelist page. */
   decodePage(page: Buffer, count: number): void {
-    let off = HEADER_SIZE;
-    for (let i = 0; i < count; i++) {
-      const start = page.readUIntLE(off, 6);
-      const n = page.readUInt32LE(off + 6);
-      const t = page.readUIntLE(off + 10, 6);
-      if (t === 0) this.free.push({ start, count: n });
-      else this.retire(t, start, n);
-      off += ENTRY_BYTES;
-    }
+    for (let i = 0; i < count; i++) this.add(readFreeEntry(page, HEADER_SIZE + i * FREE_ENTRY_BYTES));
   }
 
   finishDecode(): void {

@@ -29,7 +29,8 @@ export const BRANCH_OVERHEAD = 8;
 
 export const META_PAGES = 2;
 export const MAGIC = Buffer.from('LBKVDB01', 'latin1');
-export const FORMAT_VERSION = 1;
+// 2: the meta page may hold the freelist inline.
+export const FORMAT_VERSION = 2;
 
 export function pagesFor(bytes: number): number {
   return Math.ceil(bytes / PAGE_SIZE);

@@ -2,6 +2,7 @@
 // the previous durable commit to fall back on.
 import { FORMAT_VERSION, MAGIC, PAGE_SIZE, PageType } from './layout';
 import { checkPage, sealPage } from './checksum';
+import { FREE_ENTRY_BYTES, FreeEntry, readFreeEntry, writeFreeEntry } from './freelist';
 
 export interface Extent {
   start: number;
@@ -19,6 +20,9 @@ export interface Meta {
    *  tell a complete commit from a torn one. Empty for two-sync commits (synced before the meta). */
   commitExtents: Extent[];
   commitHash: number;
+  /** A small freelist lives in the meta page itself (after the commit extents), so a small commit
+   *  writes one page less; null: the freelist is in its own pages (freelistPage, freelistPages). */
+  inlineFree: FreeEntry[] | null;
 }
 
 const O_MAGIC = 24;
@@ -37,9 +41,16 @@ const EXTENT_BYTES = 10;
 export const MAX_COMMIT_EXTENTS = Math.floor((PAGE_SIZE - O_EXTENTS) / EXTENT_BYTES);
 
 const FLAG_VERIFY = 1;
+const FLAG_INLINE_FREE = 2;
+
+/** How many freelist entries fit in the meta page next to `extents` commit extents. */
+export function inlineFreeCapacity(extents: number): number {
+  return Math.max(0, Math.floor((PAGE_SIZE - O_EXTENTS - extents * EXTENT_BYTES - 4) / FREE_ENTRY_BYTES));
+}
 
 export function encodeMeta(m: Meta): Buffer {
   if (m.commitExtents.length > MAX_COMMIT_EXTENTS) throw new Error('too many commit extents for a meta page');
+  if (m.inlineFree && m.inlineFree.length > inlineFreeCapacity(m.commitExtents.length)) throw new Error('inline freelist does not fit the meta page');
   const page = Buffer.alloc(PAGE_SIZE);
   MAGIC.copy(page, O_MAGIC);
   page.writeUInt32LE(FORMAT_VERSION, O_VERSION);
@@ -47,7 +58,7 @@ export function encodeMeta(m: Meta): Buffer {
   page.writeUIntLE(m.root, O_ROOT, 6);
   page.writeUIntLE(m.freelistPage, O_FREE_PAGE, 6);
   page.writeUInt32LE(m.freelistPages, O_FREE_PAGES);
-  page.writeUInt32LE(m.commitExtents.length > 0 ? FLAG_VERIFY : 0, O_FLAGS);
+  page.writeUInt32LE((m.commitExtents.length > 0 ? FLAG_VERIFY : 0) | (m.inlineFree ? FLAG_INLINE_FREE : 0), O_FLAGS);
   page.writeUIntLE(m.pageCount, O_PAGECOUNT, 6);
   page.writeUIntLE(m.keyCount, O_KEYS, 6);
   page.writeUInt32LE(m.commitHash >>> 0, O_HASH);
@@ -57,6 +68,14 @@ export function encodeMeta(m: Meta): Buffer {
     page.writeUIntLE(e.start, off, 6);
     page.writeUInt32LE(e.count, off + 6);
     off += EXTENT_BYTES;
+  }
+  if (m.inlineFree) {
+    page.writeUInt32LE(m.inlineFree.length, off);
+    off += 4;
+    for (const e of m.inlineFree) {
+      writeFreeEntry(page, off, e);
+      off += FREE_ENTRY_BYTES;
+    }
   }
   sealPage(page, PageType.Meta, 0, m.txid % 2, m.txid);
   return page;
@@ -75,7 +94,8 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
   if (h.txid % 2 !== slot) return `txid ${h.txid} does not belong in slot ${slot}`;
   const n = page.readUInt32LE(O_NEXTENTS);
   if (n > MAX_COMMIT_EXTENTS) return `${n} commit extents`;
-  const verify = (page.readUInt32LE(O_FLAGS) & FLAG_VERIFY) !== 0;
+  const flags = page.readUInt32LE(O_FLAGS);
+  const verify = (flags & FLAG_VERIFY) !== 0;
   const commitExtents: Extent[] = [];
   let off = O_EXTENTS;
   for (let i = 0; i < n; i++) {
@@ -83,6 +103,14 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
     off += EXTENT_BYTES;
   }
   if (verify !== commitExtents.length > 0) return 'commit extent flag and list disagree';
+  let inlineFree: FreeEntry[] | null = null;
+  if (flags & FLAG_INLINE_FREE) {
+    const k = page.readUInt32LE(off);
+    if (k > inlineFreeCapacity(n)) return `${k} inline freelist entries do not fit the page`;
+    off += 4;
+    inlineFree = [];
+    for (let i = 0; i < k; i++, off += FREE_ENTRY_BYTES) inlineFree.push(readFreeEntry(page, off));
+  }
   return {
     txid: h.txid,
     root: page.readUIntLE(O_ROOT, 6),
@@ -92,5 +120,6 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
     keyCount: page.readUIntLE(O_KEYS, 6),
     commitExtents,
     commitHash: page.readUInt32LE(O_HASH),
+    inlineFree,
   };
 }

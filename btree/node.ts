@@ -29,8 +29,9 @@ export class Node {
   keys: Buffer[];
   /** Leaf only. */
   vals: LeafValue[];
-  /** Branch only: page ids, or dirty child nodes while a transaction runs. keys[i] is the smallest
-   *  key under children[i]; keys[0] is treated as minus infinity when searching. */
+  /** Branch only: page ids, or dirty child nodes while a transaction runs. keys[i] is a lower bound
+   *  of the keys under children[i] and greater than every key under children[i - 1] (a separator,
+   *  not necessarily a stored key); keys[0] is treated as minus infinity when searching. */
   children: (number | Node)[];
 
   constructor(readonly leaf: boolean, keys: Buffer[], vals: LeafValue[], children: (number | Node)[], pageId = 0, dirty = true) {

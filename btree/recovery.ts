@@ -23,7 +23,7 @@ export interface Recovered {
 }
 
 const emptyMeta = (txid: number): Meta => ({
-  txid, root: 0, freelistPage: 0, freelistPages: 0, pageCount: META_PAGES, keyCount: 0, commitExtents: [], commitHash: 0,
+  txid, root: 0, freelistPage: 0, freelistPages: 0, pageCount: META_PAGES, keyCount: 0, commitExtents: [], commitHash: 0, inlineFree: [],
 });
 
 /** Creates an empty store atomically: written and synced under a temporary name, then renamed. */
@@ -73,6 +73,7 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
       throw new StoreError('CORRUPTION', `${path}: no valid meta page, refusing to open (the file was not modified): ${problems.join('; ')}`);
     }
     const freelist = new Freelist([], new Map(), chosen.pageCount);
+    for (const e of chosen.inlineFree ?? []) freelist.add(e);
     for (let i = 0; i < chosen.freelistPages; i++) {
       const { page, count } = pager.readChecked(chosen.freelistPage + i, [PageType.Freelist]);
       freelist.decodePage(page, count);

@@ -69,7 +69,7 @@ export class WriteTree {
     if (!this.root.dirty) return { root: this.root, dirty };
     let pieces = spillNode(this.root, dirty);
     while (pieces.length > 1) {
-      const parent = new Node(false, pieces.map((p) => p.keys[0]), [], pieces);
+      const parent = new Node(false, separators(pieces), [], pieces);
       pieces = splitNode(parent);
       dirty.push(...pieces);
     }
@@ -92,10 +92,11 @@ function spillNode(node: Node, dirty: Node[]): Node[] {
       const parts = spillNode(c, dirty);
       // The first piece keeps the separator the parent already had: keys below it may have been
       // inserted into this child, and searches treat each separator as a lower bound.
+      const seps = separators(parts);
       keys.push(node.keys[i]);
       children.push(parts[0]);
       for (let j = 1; j < parts.length; j++) {
-        keys.push(parts[j].keys[0]);
+        keys.push(seps[j]);
         children.push(parts[j]);
       }
     }
@@ -105,4 +106,20 @@ function spillNode(node: Node, dirty: Node[]): Node[] {
   const pieces = splitNode(node);
   dirty.push(...pieces);
   return pieces;
+}
+
+/** Separator keys for the pieces of a split node (the first is the piece's own first key). Between
+ *  leaves the separator is the shortest prefix of the right piece's first key that is still greater
+ *  than the left piece's last key (suffix truncation): a search only needs left < separator <= right,
+ *  and short separators give branches a larger fan-out, so the tree is lower and every commit
+ *  copies fewer pages. Branch pieces already start with a separator. */
+function separators(pieces: Node[]): Buffer[] {
+  return pieces.map((p, j) => {
+    if (j === 0 || !p.leaf) return p.keys[0];
+    const left = pieces[j - 1].keys[pieces[j - 1].keys.length - 1];
+    const right = p.keys[0];
+    let n = 0;
+    while (n < left.length && n < right.length && left[n] === right[n]) n++;
+    return Buffer.from(right.subarray(0, n + 1));
+  });
 }

@@ -124,9 +124,9 @@ test('a file whose data was not synced comes back empty after a cut', async () =
   assert.equal(fs.powerCut(mulberry32(3), POLICY_DROP_ALL).fs.readVolatile('/db/f'), Buffer.alloc(0));
 });
 
-test('un-synced truncate may be kept or dropped; datasync makes size durable', async () => {
+test('un-synced growth (extend) may be kept or dropped; datasync makes size durable', async () => {
   const { fs, h } = await withFile();
-  await h.truncate(65536);
+  await h.extend(65536);
   const d = fs.clone().powerCut(mulberry32(1), POLICY_DROP_ALL).fs;
   assert.is(d.readVolatile(F)!.length, 0);
   const k = fs.clone().powerCut(mulberry32(1), POLICY_KEEP_ALL).fs;
@@ -173,7 +173,7 @@ test('freezeMode reject: calls after the cut reject with EIO', async () => {
   await h.writev([fill(1, 1)], 0).then(() => assert.unreachable('should reject'), (e) => assert.match(String(e), /power is off/));
 });
 
-test('failure injection: EIO on a write, ENOSPC on a sync, ENOSPC on truncate', async () => {
+test('failure injection: EIO on a write, ENOSPC on a sync, ENOSPC on growth', async () => {
   const { fs, h } = await withFile();
   fs.failNth('writev', 2, 'EIO');
   fs.failNth('datasync', 1, 'ENOSPC');
@@ -185,7 +185,7 @@ test('failure injection: EIO on a write, ENOSPC on a sync, ENOSPC on truncate', 
   const e2 = await h.datasync().then(() => null, (e) => e);
   assert.is(e2?.code, 'ENOSPC');
   assert.is(fs.clone().powerCut(mulberry32(1), POLICY_DROP_ALL).fs.readVolatile(F)!.length, 0); // nothing durable
-  const e3 = await h.truncate(1 << 20).then(() => null, (e) => e);
+  const e3 = await h.extend(1 << 20).then(() => null, (e) => e);
   assert.is(e3?.code, 'ENOSPC');
   await h.datasync(); // later ops succeed
   assert.equal(fs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs.readVolatile(F), fill(10, 1));

@@ -738,7 +738,8 @@ export class FaultFileHandle implements FileHandle {
     return this.fs.hDatasync(this);
   }
 
-  truncate(size: number): Promise<void> {
+  /** Growth is a size change like ftruncate's: pending (kept or dropped at a cut) until synced. */
+  extend(size: number): Promise<void> {
     this.check('ftruncate', true);
     return this.fs.hTruncate(this, size);
   }
