@@ -112,7 +112,10 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const slab = Buffer.alloc(dirty.length * PAGE_SIZE);
   dirty.forEach((node, i) => {
     node.pageId = ids[i];
-    if (!node.leaf) node.children = node.children.map((c) => (typeof c === 'number' ? c : c.pageId));
+    if (!node.leaf) {
+      const ch = node.children;
+      for (let j = 0; j < ch.length; j++) { const c = ch[j]; if (typeof c !== 'number') ch[j] = c.pageId; }
+    }
     const page = encodeNode(node, ids[i], txid, slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
     writes.push({ page: ids[i], bufs: [page] });
   });

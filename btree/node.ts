@@ -118,37 +118,55 @@ function slice(node: Node, from: number, to: number): Node {
  *  a zeroed page-sized buffer (commits carve all their pages from one allocation), or a new one. */
 export function encodeNode(node: Node, pageId: number, txid: number, into?: Buffer): Buffer {
   const page = into ?? Buffer.alloc(PAGE_SIZE);
+  // Hot on every commit (a full branch has ~170 cells): plain stores and set() instead of
+  // writeUIntLE / Buffer.copy, which cost a bounds-checked call each.
   let off = HEADER_SIZE;
   for (let i = 0; i < node.keys.length; i++) {
     const key = node.keys[i];
-    page.writeUInt16LE(key.length, off);
+    page[off] = key.length & 0xff;
+    page[off + 1] = key.length >>> 8;
     if (node.leaf) {
       const v = node.vals[i];
       if (isInline(v)) {
-        page.writeUInt8(0, off + 2);
-        page.writeUInt16LE(v.length, off + 3);
+        page[off + 2] = 0;
+        page[off + 3] = v.length & 0xff;
+        page[off + 4] = v.length >>> 8;
         off += 5;
-        off += key.copy(page, off);
-        off += v.copy(page, off);
+        off = putKey(page, off, key);
+        page.set(v, off);
+        off += v.length;
       } else {
         if (isPending(v)) throw new Error('encodeNode: value without an overflow run');
-        page.writeUInt8(1, off + 2);
-        page.writeUIntLE(v.page, off + 3, 6);
-        page.writeUIntLE(v.length, off + 9, 6);
-        page.writeUInt32LE(v.crc, off + 15);
+        page[off + 2] = 1;
+        putU48(page, off + 3, v.page);
+        putU48(page, off + 9, v.length);
+        page.writeUInt32LE(v.crc >>> 0, off + 15);
         off += 19;
-        off += key.copy(page, off);
+        off = putKey(page, off, key);
       }
     } else {
       const child = node.children[i];
       if (typeof child !== 'number') throw new Error('encodeNode: child without a page id');
-      page.writeUIntLE(child, off + 2, 6);
+      putU48(page, off + 2, child);
       off += 8;
-      off += key.copy(page, off);
+      off = putKey(page, off, key);
     }
   }
   sealPage(page, node.leaf ? PageType.Leaf : PageType.Branch, node.keys.length, pageId, txid);
   return page;
+}
+
+function putKey(page: Buffer, off: number, key: Buffer): number {
+  const n = key.length;
+  page.set(key, off);
+  return off + n;
+}
+
+function putU48(page: Buffer, off: number, v: number): void {
+  page.writeUInt32LE(v % 0x100000000, off);
+  const hi = Math.floor(v / 0x100000000);
+  page[off + 4] = hi & 0xff;
+  page[off + 5] = hi >>> 8;
 }
 
 /** Decodes a verified page. Keys and inline values are views of the page buffer, which is never

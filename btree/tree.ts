@@ -80,28 +80,23 @@ export class WriteTree {
 
 function spillNode(node: Node, dirty: Node[]): Node[] {
   if (!node.leaf) {
-    const keys: Buffer[] = [];
-    const children: (number | Node)[] = [];
+    // Usually one child changed and did not split: update it in place and leave the (up to ~170
+    // entry) arrays alone; rebuild them only when some child split.
+    let splits: { i: number; parts: Node[] }[] | undefined;
     for (let i = 0; i < node.children.length; i++) {
       const c = node.children[i];
-      if (typeof c === 'number' || !c.dirty) {
-        keys.push(node.keys[i]);
-        children.push(c);
-        continue;
-      }
+      if (typeof c === 'number' || !c.dirty) continue;
       const parts = spillNode(c, dirty);
-      // The first piece keeps the separator the parent already had: keys below it may have been
-      // inserted into this child, and searches treat each separator as a lower bound.
-      const seps = separators(parts);
-      keys.push(node.keys[i]);
-      children.push(parts[0]);
-      for (let j = 1; j < parts.length; j++) {
-        keys.push(seps[j]);
-        children.push(parts[j]);
-      }
+      node.children[i] = parts[0];
+      if (parts.length > 1) (splits ??= []).push({ i, parts });
     }
-    node.keys = keys;
-    node.children = children;
+    // The first piece keeps the separator the parent already had: keys below it may have been
+    // inserted into this child, and searches treat each separator as a lower bound.
+    for (const { i, parts } of (splits ?? []).reverse()) {
+      const seps = separators(parts);
+      node.keys.splice(i + 1, 0, ...seps.slice(1));
+      node.children.splice(i + 1, 0, ...parts.slice(1));
+    }
   }
   const pieces = splitNode(node);
   dirty.push(...pieces);
