@@ -163,16 +163,17 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs };
 }
 
-/** Extends the file with allocated zero blocks and syncs the new size; returns it. On a nearly full
- *  disk a full step may not fit while the commit itself would: then grow by just what it needs. */
+/** Extends the file and syncs the new size; returns it. The pages this commit writes past the old
+ *  end are left to its own writes; the rest of the step is written as zeros. On a nearly full disk
+ *  a full step may not fit while the commit itself would: then grow by just what it needs. */
 async function grow(file: FileHandle, fileBytes: number, needed: number, maxGrow: number): Promise<number> {
   let target = Math.max(needed, fileBytes + growStep(fileBytes, maxGrow));
   try {
-    await file.extend(target);
+    await file.extend(target, needed);
   } catch (err) {
     if (target === needed || (err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
     target = needed;
-    await file.extend(target);
+    await file.extend(target, needed);
   }
   await file.datasync();
   return target;

@@ -13,10 +13,11 @@ export interface FileHandle {
   writev(buffers: Buffer[], position: number): Promise<void>;
   /** fdatasync: data and the metadata needed to read it back (including the size) are durable. */
   datasync(): Promise<void>;
-  /** Grows the file to `size` bytes of allocated zeros (written, not a hole): later overwrites of
-   *  those pages then need no block allocation, so their fdatasync flushes data only. Not durable
-   *  until the next datasync. */
-  extend(size: number): Promise<void>;
+  /** Grows the file to `size` bytes of written zeros, not a hole: later overwrites of those pages
+   *  need no block allocation, so their fdatasync flushes data only. The caller is about to write
+   *  [current size, zeroFrom) itself; a large such range (a big value) is not written twice.
+   *  Not durable until the next datasync. */
+  extend(size: number, zeroFrom: number): Promise<void>;
   size(): number;
   close(): Promise<void>;
 }
@@ -35,6 +36,7 @@ export interface FileSystem {
 
 const SYNC_WRITE_BYTES = 64 * 1024;
 const ZEROS = Buffer.alloc(1024 * 1024);
+const SKIP_ZEROS_BYTES = 1024 * 1024;
 
 class NodeFileHandle implements FileHandle {
   constructor(private readonly fd: number) {}
@@ -73,10 +75,14 @@ class NodeFileHandle implements FileHandle {
     return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
-  async extend(size: number): Promise<void> {
+  async extend(size: number, zeroFrom: number): Promise<void> {
     const from = this.size();
+    if (size <= from) return;
     try {
-      for (let pos = from; pos < size; pos += ZEROS.length) {
+      // Leaving a small gap for the caller measurably slows every later fdatasync on ext4 here (by
+      // ~50 us on a 4 KiB commit); only a large one, a big value about to be written, is skipped.
+      const start = zeroFrom - from >= SKIP_ZEROS_BYTES ? zeroFrom : from;
+      for (let pos = start; pos < size; pos += ZEROS.length) {
         const n = Math.min(ZEROS.length, size - pos);
         let done = 0;
         while (done < n) {

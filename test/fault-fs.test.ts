@@ -126,7 +126,7 @@ test('a file whose data was not synced comes back empty after a cut', async () =
 
 test('un-synced growth (extend) may be kept or dropped; datasync makes size durable', async () => {
   const { fs, h } = await withFile();
-  await h.extend(65536);
+  await h.extend(65536, 0);
   const d = fs.clone().powerCut(mulberry32(1), POLICY_DROP_ALL).fs;
   assert.is(d.readVolatile(F)!.length, 0);
   const k = fs.clone().powerCut(mulberry32(1), POLICY_KEEP_ALL).fs;
@@ -185,7 +185,7 @@ test('failure injection: EIO on a write, ENOSPC on a sync, ENOSPC on growth', as
   const e2 = await h.datasync().then(() => null, (e) => e);
   assert.is(e2?.code, 'ENOSPC');
   assert.is(fs.clone().powerCut(mulberry32(1), POLICY_DROP_ALL).fs.readVolatile(F)!.length, 0); // nothing durable
-  const e3 = await h.extend(1 << 20).then(() => null, (e) => e);
+  const e3 = await h.extend(1 << 20, 0).then(() => null, (e) => e);
   assert.is(e3?.code, 'ENOSPC');
   await h.datasync(); // later ops succeed
   assert.equal(fs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs.readVolatile(F), fill(10, 1));

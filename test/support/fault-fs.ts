@@ -739,7 +739,7 @@ export class FaultFileHandle implements FileHandle {
   }
 
   /** Growth is a size change like ftruncate's: pending (kept or dropped at a cut) until synced. */
-  extend(size: number): Promise<void> {
+  extend(size: number, _zeroFrom?: number): Promise<void> {
     this.check('ftruncate', true);
     return this.fs.hTruncate(this, size);
   }
