@@ -13,6 +13,7 @@ import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
 
 const KEY_BYTES = 128;
+type Kind = 'floor' | 'lbkv' | 'durable';
 
 async function main(): Promise<void> {
   const opts = new Command()
@@ -33,11 +34,14 @@ async function main(): Promise<void> {
   const started = Date.now();
   const fsync = await measureFsync(dataDir, 300);
   log(`bench-service: one 4 KiB write + fdatasync p50 ${fsync.p50Us} us`);
-  const servers: Record<'floor' | 'lbkv', RunningServer> = {
+  // 'durable': the floor server whose Set also does the fsync floor's 4 KiB write + fdatasync before
+  // it replies, in the same process: what a durable Set costs at least with gRPC on this machine.
+  const servers: Record<Kind, RunningServer> = {
     floor: await startServer({ kind: 'floor' }),
     lbkv: await startServer({ kind: 'lbkv', dataDir, syncMode: opts.syncMode }),
+    durable: await startServer({ kind: 'floor', extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin')] }),
   };
-  const results: Record<string, Record<'floor' | 'lbkv', ReturnType<typeof plain>>> = {};
+  const results: Record<string, Partial<Record<Kind, ReturnType<typeof plain>>> & Record<'floor' | 'lbkv', ReturnType<typeof plain>>> = {};
   try {
     // Preload: 512 B x 2000, 4 MiB x 16, 4 KiB x 10,000 on both servers.
     const sets = [
@@ -51,10 +55,10 @@ async function main(): Promise<void> {
         if (r.errors) throw new Error(`${t} preload ${s.prefix}: ${r.firstError}`);
       }
     }
-    const measure = async (name: string, spec: Omit<Parameters<typeof runLoad>[0], 'address'>) => {
-      results[name] = {} as Record<'floor' | 'lbkv', ReturnType<typeof plain>>;
-      // Back to back on both servers, so background load on the shared machine hits both alike.
-      for (const t of ['floor', 'lbkv'] as const) {
+    const measure = async (name: string, spec: Omit<Parameters<typeof runLoad>[0], 'address'>, kinds: Kind[] = ['floor', 'lbkv']) => {
+      results[name] = {} as (typeof results)[string];
+      // Back to back on the servers, so background load on the shared machine hits them alike.
+      for (const t of kinds) {
         const r: LoadResult = await runLoad({ ...spec, address: servers[t].address, label: `${t} ${name}`, hardTimeoutMs: ms + 120_000 });
         if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
         results[name][t] = plain(r);
@@ -63,12 +67,11 @@ async function main(): Promise<void> {
     };
     await measure('get-512B-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
     await measure('get-4MiB-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b4m/', keyBytes: KEY_BYTES, valueBytes: 4 * MiB, keyCount: 16, durationMs: ms, maxOps: 2000, warmupOps: 10, verify: true });
-    await measure('set-4KiB-1client', { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 });
+    await measure('set-4KiB-1client', { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 }, ['floor', 'lbkv', 'durable']);
     await measure(`set-4KiB-${many}clients`, { clients: many, processes: procs, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20 });
     await measure(`get-4KiB-${many}clients`, { clients: many, processes: procs, op: 'get', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20, verify: true });
   } finally {
-    await servers.floor.stop('SIGTERM');
-    await servers.lbkv.stop('SIGTERM');
+    for (const k of Object.keys(servers) as Kind[]) await servers[k].stop('SIGTERM');
     rmrf(dataDir);
   }
   const r2 = (x: number) => Math.round(x * 100) / 100;
@@ -78,6 +81,7 @@ async function main(): Promise<void> {
     get512BP50VsFloor: r2(g512.lbkv.all.p50Us / g512.floor.all.p50Us),
     get4MiBP50VsFloor: r2(g4m.lbkv.all.p50Us / g4m.floor.all.p50Us),
     set4KiBP50VsFloorPlusFsync: r2(s1.lbkv.all.p50Us / (s1.floor.all.p50Us + fsync.p50Us)),
+    set4KiBP50VsDurableFloor: r2(s1.lbkv.all.p50Us / s1.durable!.all.p50Us),
     setThroughputVsFloor: r2(sN.lbkv.throughput / sN.floor.throughput),
     getThroughputVsFloor: r2(gN.lbkv.throughput / gN.floor.throughput),
   };
@@ -96,8 +100,11 @@ async function main(): Promise<void> {
   line('Get 4 MiB p50 us', g4m.lbkv.all.p50Us, g4m.floor.all.p50Us);
   line('Set 4 KiB p50 us', s1.lbkv.all.p50Us, s1.floor.all.p50Us);
   line('  vs floor + fdatasync', s1.lbkv.all.p50Us, s1.floor.all.p50Us + fsync.p50Us);
+  line('  vs floor doing the write', s1.lbkv.all.p50Us, s1.durable!.all.p50Us);
   line(`Set 4 KiB ${many} clients ops/s`, sN.lbkv.throughput, sN.floor.throughput);
   line(`Get 4 KiB ${many} clients ops/s`, gN.lbkv.throughput, gN.floor.throughput);
+  console.log(`(floor doing the write: its Set also writes 4 KiB + fdatasync before replying, in the server process: p50 ${s1.durable!.all.p50Us} us, ` +
+    `${Math.round(s1.durable!.all.p50Us - s1.floor.all.p50Us)} us above the floor vs ${fsync.p50Us} us for the same write + fdatasync measured alone)`);
   console.log('\ntargets:');
   for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}x`);
   const json = writeSummary(out, 'bench-service', { keyBytes: KEY_BYTES, secondsPerMeasurement: ms / 1000, clients: many, processes: procs, syncMode: opts.syncMode ?? 'server default' },

@@ -95,6 +95,7 @@ if (bs) {
   console.log('|---|---|---|---|');
   for (const [name, v] of Object.entries(m) as [string, Any][]) {
     if (name.includes('1client')) console.log(`| ${name} p50 (us) | ${v.lbkv.all.p50Us} | ${v.floor.all.p50Us} | ${(v.lbkv.all.p50Us / v.floor.all.p50Us).toFixed(2)} |`);
+    if (v.durable) console.log(`| ${name} p50 (us) vs the floor doing a 4 KiB write + fdatasync in its Set | ${v.lbkv.all.p50Us} | ${v.durable.all.p50Us} | ${(v.lbkv.all.p50Us / v.durable.all.p50Us).toFixed(2)} |`);
     else console.log(`| ${name} ops/s | ${k(v.lbkv.throughput)} | ${k(v.floor.throughput)} | ${(v.lbkv.throughput / v.floor.throughput).toFixed(2)} |`);
   }
   console.log('\ntargets:');
