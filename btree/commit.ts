@@ -39,6 +39,7 @@ interface PageWrite {
 }
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+const OWN_PAGES_MAX = 4;
 
 export interface CommitContext {
   pager: Pager;
@@ -107,16 +108,20 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const ids = contiguous
     ? range(take(dirty.length), dirty.length)
     : fl.allocateMany(dirty.length + withFreelist).flatMap((e) => range(e.start, e.count));
-  // One zeroed allocation for every tree page of the commit: hundreds of separate 4 KiB buffers
-  // would each be an external allocation for the garbage collector to track.
-  const slab = Buffer.alloc(dirty.length * PAGE_SIZE);
+  // A small commit gives each page its own buffer and keeps it as the node's image, so the next
+  // commit can patch it instead of encoding every cell again. A large one carves its pages from one
+  // zeroed allocation (hundreds of 4 KiB buffers would each be an external allocation for the
+  // garbage collector to track) and keeps no images (one kept page would pin the whole slab).
+  const own = dirty.length <= OWN_PAGES_MAX;
+  const slab = own ? undefined : Buffer.alloc(dirty.length * PAGE_SIZE);
   dirty.forEach((node, i) => {
     node.pageId = ids[i];
     if (!node.leaf) {
       const ch = node.children;
       for (let j = 0; j < ch.length; j++) { const c = ch[j]; if (typeof c !== 'number') ch[j] = c.pageId; }
     }
-    const page = encodeNode(node, ids[i], txid, slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+    const page = encodeNode(node, ids[i], txid, slab ? slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE) : Buffer.alloc(PAGE_SIZE));
+    node.image = own ? page : undefined;
     writes.push({ page: ids[i], bufs: [page] });
   });
   let freelistPage = 0;

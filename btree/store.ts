@@ -207,6 +207,7 @@ export class Store {
       this.counters.maxBatch = Math.max(this.counters.maxBatch, puts.length);
       for (const node of r.nodes) {
         node.dirty = false;
+        node.patch = undefined;
         this.pager.caches.nodes.set(node.pageId, node);
       }
       this.freelist = r.freelist;

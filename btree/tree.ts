@@ -46,17 +46,16 @@ export class WriteTree {
       const i = childIndex(node, key);
       const c = node.children[i];
       const child = this.writable(typeof c === 'number' ? this.pager.node(c) : c);
-      node.children[i] = child;
+      node.setChild(i, child);
       node = child;
     }
     const i = lowerBound(node.keys, key);
     if (i < node.keys.length && node.keys[i].equals(key)) {
       const old = node.vals[i];
       if (!isInline(old) && !('pending' in old)) this.retired.runs.push(old);
-      node.vals[i] = value;
+      node.setValue(i, value);
     } else {
-      node.keys.splice(i, 0, key);
-      node.vals.splice(i, 0, value);
+      node.insert(i, key, value);
       this.addedKeys++;
     }
   }
@@ -87,11 +86,12 @@ function spillNode(node: Node, dirty: Node[]): Node[] {
       const c = node.children[i];
       if (typeof c === 'number' || !c.dirty) continue;
       const parts = spillNode(c, dirty);
-      node.children[i] = parts[0];
+      node.setChild(i, parts[0]);
       if (parts.length > 1) (splits ??= []).push({ i, parts });
     }
     // The first piece keeps the separator the parent already had: keys below it may have been
     // inserted into this child, and searches treat each separator as a lower bound.
+    if (splits) node.patch = undefined;
     for (const { i, parts } of (splits ?? []).reverse()) {
       const seps = separators(parts);
       node.keys.splice(i + 1, 0, ...seps.slice(1));

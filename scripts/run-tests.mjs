@@ -20,7 +20,7 @@ function findTests(dir) {
 
 function runFile(file) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    const child = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', LBKV_CHECK_PATCHES: process.env.LBKV_CHECK_PATCHES ?? '1' } });
     let text = '';
     const onData = (chunk, sink) => { text += chunk; sink.write(chunk); };
     child.stdout.on('data', (c) => onData(c, process.stdout));
