@@ -400,11 +400,18 @@ async function buildCrashedBase(o: CampaignOptions, spec: WorkloadSpec, seed: nu
   const probe = clean.fs.clone();
   const ps = await Store.open(openOpts(probe, o));
   await runWorkload((k, v) => ps.put(k, v), probe, spec, seed, [], 3_000_000, ps);
+  // Cut among the workload's ops, not the close that follows in the probe: the crashed run never
+  // closes, so a cut there would never be reached.
+  const ops = probe.opCount;
   await ps.close();
-  fs.cutAt(randInt(rng, 1, probe.opCount));
+  const cut = randInt(rng, 1, ops);
+  fs.cutAt(cut);
   const store = await Store.open(openOpts(fs, o));
-  runWorkload((k, v) => store.put(k, v), fs, spec, seed, [], 3_000_000, store).catch(() => undefined); // stops at the cut
-  await fs.cutReached;
+  const ran = runWorkload((k, v) => store.put(k, v), fs, spec, seed, [], 3_000_000, store).then(() => 'finished' as const, () => 'stopped' as const);
+  // Waiting on the cut alone would hang (and a Node process whose only work is a promise that never
+  // settles exits 0, silently) if the run ever did fewer ops than the probe.
+  const outcome = await Promise.race([fs.cutReached.then(() => 'cut' as const), ran]);
+  if (outcome !== 'cut') throw new Error(`crashed base (seed ${seed}): the workload ${outcome} before op ${cut} of ${ops}`);
   const crashed = fs.powerCut(rng, pick(rng, [CUT_POLICIES.random!, CUT_POLICIES.tear!])).fs;
   // Whatever it recovers to is the base state (its correctness is what the cut points check).
   const r = await Store.open(openOpts(crashed.clone(), o));

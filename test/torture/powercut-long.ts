@@ -71,6 +71,11 @@ export async function runPowerCuts(opts: PowerCutsOptions = {}): Promise<PowerCu
 }
 
 if (require.main === module) {
+  // The campaign always ends in process.exit(); an empty event loop before that means a hang.
+  process.on('beforeExit', () => {
+    console.error('powercut-long: FAILED: stopped waiting on something that can never happen (no summary)');
+    process.exit(3);
+  });
   const cuts = Number(process.argv[2] ?? 10_000);
   const seed = process.argv[3] !== undefined ? Number(process.argv[3]) : undefined;
   runPowerCuts({ cuts, seed }).then(

@@ -162,4 +162,10 @@ async function main(): Promise<void> {
   process.exit(failed === 0 ? 0 : 1);
 }
 
+// main() always ends in process.exit(). If the event loop runs dry first, some section is waiting on
+// a promise that can never settle, and Node would exit 0 with no summary as if all was well.
+process.on('beforeExit', () => {
+  console.error('torture: FAILED: the run stopped with a section waiting on something that can never happen (no summary); rerun that section with the printed seed');
+  process.exit(3);
+});
 main().catch((e) => { console.error(e); process.exit(1); });
