@@ -57,6 +57,10 @@ export interface StoreStats {
   openSnapshots: number;
   maxBatch: number;
   meanBatch: number;
+  /** Summed over successful commits, microseconds: from the start of a commit to its last fdatasync
+   *  (tree, allocation, encoding, checksums, writes) and in that fdatasync. */
+  commitPrepareUs: number;
+  commitLastSyncUs: number;
   syncMode: 'one' | 'two';
   /** Milliseconds spent in open(). */
   openMs: number;

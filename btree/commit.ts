@@ -31,6 +31,9 @@ export interface CommitResult {
   metaPage: Buffer;
   fileBytes: number;
   syncs: number;
+  /** Microseconds from the start of the commit to its last fdatasync, and in that fdatasync. */
+  prepareUs: number;
+  lastSyncUs: number;
 }
 
 interface PageWrite {
@@ -60,6 +63,7 @@ export function valueCell(key: Buffer, value: Buffer): Buffer | { pending: Buffe
 }
 
 export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitResult> {
+  const started = performance.now();
   const txid = ctx.meta.txid + 1;
   const tree = new WriteTree(ctx.pager, ctx.meta.root);
   for (const p of puts) tree.put(Buffer.from(p.key), valueCell(p.key, p.value));
@@ -163,9 +167,12 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const metaPage = encodeMeta(meta);
   ctx.onMetaWrite();
   await ctx.file.writev([metaPage], (txid % 2) * PAGE_SIZE);
+  const syncStart = performance.now();
   await ctx.file.datasync();
   syncs++;
-  return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs };
+  const prepareUs = (syncStart - started) * 1000;
+  const lastSyncUs = (performance.now() - syncStart) * 1000;
+  return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs, prepareUs, lastSyncUs };
 }
 
 /** Extends the file and syncs the new size; returns it. The pages this commit writes past the old

@@ -86,7 +86,7 @@ export class Store {
   private draining = false;
   private unrestoredSlot: number | undefined;
   private closed = false;
-  private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0 };
+  private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0 };
 
   private constructor(
     readonly path: string,
@@ -205,6 +205,8 @@ export class Store {
       this.counters.commits++;
       this.counters.batchedPuts += puts.length;
       this.counters.maxBatch = Math.max(this.counters.maxBatch, puts.length);
+      this.counters.prepareUs += r.prepareUs;
+      this.counters.lastSyncUs += r.lastSyncUs;
       for (const node of r.nodes) {
         node.dirty = false;
         node.patch = undefined;
@@ -304,6 +306,8 @@ export class Store {
       openSnapshots: open,
       maxBatch: this.counters.maxBatch,
       meanBatch: this.counters.commits ? this.counters.batchedPuts / this.counters.commits : 0,
+      commitPrepareUs: this.counters.prepareUs,
+      commitLastSyncUs: this.counters.lastSyncUs,
       syncMode: this.opts.syncMode,
       openMs: this.openMs,
     };

@@ -38,6 +38,8 @@ interface Engine {
   scan(prefix: Buffer): Promise<number>; // bytes of keys + values
   close(): Promise<void>;
   fileBytes(): { size: number; allocated: number; usedPages?: number };
+  /** lbkv only: commits so far and the time they spent before and in their last fdatasync. */
+  commitTimes?(): { commits: number; prepareUs: number; syncUs: number };
 }
 
 async function openLbkv(dir: string, syncMode: 'one' | 'two'): Promise<Engine> {
@@ -57,6 +59,7 @@ async function openLbkv(dir: string, syncMode: 'one' | 'two'): Promise<Engine> {
     },
     close: () => s.close(),
     fileBytes: () => { const st = fs.statSync(file); return { size: st.size, allocated: st.blocks * 512, usedPages: s.stats().pageCount }; },
+    commitTimes: () => { const st = s.stats(); return { commits: st.commits, prepareUs: st.commitPrepareUs, syncUs: st.commitLastSyncUs }; },
   };
 }
 
@@ -175,7 +178,10 @@ async function main(): Promise<void> {
     const fsyncBuf = Buffer.alloc(4096, 0x5a);
     for (let off = 0; off < 16 * MiB; off += MiB) fs.writeSync(fsyncFd, Buffer.alloc(MiB, 1), 0, MiB, off);
     fs.fsyncSync(fsyncFd);
+    // Where a single put's time goes (lbkv): mean per commit, before and in its fdatasync.
+    const breakdown: Record<string, { commits: number; meanPrepareUs: number; meanSyncUs: number }> = {};
     for (const b of [1, 16, 256]) {
+      const before = Object.fromEntries(names.map((n) => [n, engines[n].commitTimes?.()]));
       const acc: Record<string, { puts: number; commits: number; seconds: number; h: ReturnType<typeof newHist> }> = {};
       for (const name of names) acc[name] = { puts: 0, commits: 0, seconds: 0, h: newHist() };
       const maxPuts = b === 1 ? 5000 : b === 16 ? 40_000 : 200_000;
@@ -192,6 +198,15 @@ async function main(): Promise<void> {
             await new Promise<void>((res, rej) => fs.fdatasync(fsyncFd, (e) => (e ? rej(e) : res())));
             fsyncRounds.recordValue(Math.max(1, Math.round(usSince(t0))));
           }
+        }
+      }
+      if (b === 1) {
+        for (const name of names) {
+          const t0 = before[name], t1 = engines[name].commitTimes?.();
+          if (!t0 || !t1 || t1.commits === t0.commits) continue;
+          const n = t1.commits - t0.commits;
+          breakdown[name] = { commits: n, meanPrepareUs: Math.round((t1.prepareUs - t0.prepareUs) / n), meanSyncUs: Math.round((t1.syncUs - t0.syncUs) / n) };
+          log(`  ${name} single put, mean per commit: ${breakdown[name].meanPrepareUs} us before its last fdatasync, ${breakdown[name].meanSyncUs} us in it`);
         }
       }
       for (const name of names) {
@@ -303,7 +318,8 @@ async function main(): Promise<void> {
     ];
 
     console.log('\nbench-engine: 128-byte keys, 4 KiB values');
-    console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us before the runs, ${fs50} us interleaved with the single-put rounds (used for the ratios)`);
+    console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us before the runs, ${fs50} us interleaved with the single-put rounds (used for the ratios), mean ${fsyncInterleaved.meanUs} us`);
+    for (const [name, bd] of Object.entries(breakdown)) console.log(`${name} single put, mean per commit: ${bd.meanPrepareUs} us before its last fdatasync + ${bd.meanSyncUs} us in it (${bd.commits} commits)`);
     const row = (label: string, a: number | string, b: number | string, rt: number | string) => console.log(`${label.padEnd(34)} ${String(a).padStart(12)} ${String(b).padStart(12)} ${String(rt).padStart(8)}`);
     row('', 'lbkv', 'LMDB', 'ratio');
     for (const b of [1, 16, 256]) row(`puts/s, batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lmdb', b).putsPerSec), ratios[`putsBatch${b}VsLmdb` as 'putsBatch1VsLmdb']);
@@ -320,7 +336,7 @@ async function main(): Promise<void> {
     console.log('\ntargets:');
     for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}`);
     const json = writeSummary(out, 'bench-engine', { keyBytes: KEY_BYTES, valueBytes: VALUE_BYTES, putSeconds, putRounds: rounds, gets, steps, lbkvCacheMB: 64, lmdb: { overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, compression: false } },
-      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kSparse: fsyncSparse, puts, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kSparse: fsyncSparse, puts, singlePutBreakdown: breakdown, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
     log(`bench-engine: wrote ${path.relative(process.cwd(), json)} in ${Math.round((Date.now() - started) / 1000)} s`);
   } finally {
     rmrf(root);

@@ -70,6 +70,8 @@ if (be) {
   }
   const g1 = (n: string) => r.puts[n].find((x: Any) => x.batch === 1).commit.p50Us;
   console.log(`| single put p50 (us) / per fdatasync | ${g1('lbkv-one')} / ${r.ratios.singlePutVsFsync} | ${g1('lbkv-two')} / ${r.ratios.twoSyncSinglePutVsFsync} | ${g1('lmdb')} / ${r.ratios.lmdbSinglePutVsFsync} | ${(g1('lbkv-one') / g1('lmdb')).toFixed(2)} |`);
+  const bd = r.singlePutBreakdown;
+  if (bd?.['lbkv-one']) console.log(`| single put, mean per commit: before / in the last fdatasync (us) | ${bd['lbkv-one'].meanPrepareUs} / ${bd['lbkv-one'].meanSyncUs} | ${bd['lbkv-two'] ? `${bd['lbkv-two'].meanPrepareUs} / ${bd['lbkv-two'].meanSyncUs}` : ''} | | |`);
   console.log(`| get warm p50 / mean (us) | ${r.reads.lbkv.warm.p50Us} / ${r.reads.lbkv.warm.meanUs} | | ${r.reads.lmdb.warm.p50Us} / ${r.reads.lmdb.warm.meanUs} | ${r.ratios.warmGetP50VsLmdb} |`);
   console.log(`| get cold p50 / mean (us), OS cache dropped: ${r.reads.lbkv.cacheDropped} | ${r.reads.lbkv.cold.p50Us} / ${r.reads.lbkv.cold.meanUs} | | ${r.reads.lmdb.cold.p50Us} / ${r.reads.lmdb.cold.meanUs} | ${r.ratios.coldGetP50VsLmdb} |`);
   console.log(`| prefix scan (MiB/s) | ${r.reads.lbkv.scanMiBps.toFixed(0)} | | ${r.reads.lmdb.scanMiBps.toFixed(0)} | ${r.ratios.scanVsLmdb} |`);
