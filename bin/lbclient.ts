@@ -98,6 +98,7 @@ function humanStat(addr: string, s: StatResponse): string {
     ['commits', String(s.commits)],
     ['fsyncs', String(s.fsyncs)],
     ['batch size', `mean ${s.meanBatchSize.toFixed(2)}, max ${s.maxBatchSize}`],
+    ['commit time', `mean ${s.meanCommitPrepareUs.toFixed(0)} us before the fdatasync + ${s.meanCommitSyncUs.toFixed(0)} us in it`],
     ['cache', `${s.cacheHits} hits, ${s.cacheMisses} misses` +
       (s.cacheHits + s.cacheMisses > 0 ? ` (${((100 * s.cacheHits) / (s.cacheHits + s.cacheMisses)).toFixed(1)}% hits)` : '')],
     ['open_snapshots', String(s.openSnapshots)],

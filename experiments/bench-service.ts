@@ -11,6 +11,8 @@ import { measureFsync } from './fsync-floor';
 import { plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
+import { KvClient } from '../lib/client';
+import type { StatResponse } from '../generated/kv';
 
 const KEY_BYTES = 128;
 type Kind = 'floor' | 'lbkv' | 'durable';
@@ -42,6 +44,8 @@ async function main(): Promise<void> {
     durable: await startServer({ kind: 'floor', extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin')] }),
   };
   const results: Record<string, Partial<Record<Kind, ReturnType<typeof plain>>> & Record<'floor' | 'lbkv', ReturnType<typeof plain>>> = {};
+  // lbserver's own account of each measurement's commits (Stat before and after it).
+  const commitTimes: Record<string, CommitTimes> = {};
   try {
     // Preload: 512 B x 2000, 4 MiB x 16, 4 KiB x 10,000 on both servers.
     const sets = [
@@ -59,7 +63,9 @@ async function main(): Promise<void> {
       results[name] = {} as (typeof results)[string];
       // Back to back on the servers, so background load on the shared machine hits them alike.
       for (const t of kinds) {
+        const st0 = t === 'lbkv' ? await statOf(servers.lbkv.address) : undefined;
         const r: LoadResult = await runLoad({ ...spec, address: servers[t].address, label: `${t} ${name}`, hardTimeoutMs: ms + 120_000 });
+        if (st0) commitTimes[name] = commitTimesBetween(st0, await statOf(servers.lbkv.address));
         if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
         results[name][t] = plain(r);
         log(`  ${t.padEnd(5)} ${name}: ${r.ops} ops, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us`);
@@ -103,13 +109,29 @@ async function main(): Promise<void> {
   line('  vs floor doing the write', s1.lbkv.all.p50Us, s1.durable!.all.p50Us);
   line(`Set 4 KiB ${many} clients ops/s`, sN.lbkv.throughput, sN.floor.throughput);
   line(`Get 4 KiB ${many} clients ops/s`, gN.lbkv.throughput, gN.floor.throughput);
+  const ct = commitTimes['set-4KiB-1client'];
+  if (ct) console.log(`lbserver during the single-client Set: ${ct.commits} commits, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts per commit`);
   console.log(`(floor doing the write: its Set also writes 4 KiB + fdatasync before replying, in the server process: p50 ${s1.durable!.all.p50Us} us, ` +
     `${Math.round(s1.durable!.all.p50Us - s1.floor.all.p50Us)} us above the floor vs ${fsync.p50Us} us for the same write + fdatasync measured alone)`);
   console.log('\ntargets:');
   for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}x`);
   const json = writeSummary(out, 'bench-service', { keyBytes: KEY_BYTES, secondsPerMeasurement: ms / 1000, clients: many, processes: procs, syncMode: opts.syncMode ?? 'server default' },
-    { fsync4k: fsync, measurements: results, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+    { fsync4k: fsync, measurements: results, lbserverCommitTimes: commitTimes, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
   log(`bench-service: wrote ${path.relative(process.cwd(), json)}`);
+}
+
+interface CommitTimes { commits: number; putsPerCommit: number; meanPrepareUs: number; meanSyncUs: number }
+
+async function statOf(address: string): Promise<StatResponse> {
+  const c = new KvClient(address);
+  try { return await c.stat(); } finally { c.close(); }
+}
+
+function commitTimesBetween(a: StatResponse, b: StatResponse): CommitTimes {
+  const n = b.commits - a.commits;
+  const sum = (s: StatResponse, f: 'meanCommitPrepareUs' | 'meanCommitSyncUs') => s[f] * s.commits;
+  const per = (f: 'meanCommitPrepareUs' | 'meanCommitSyncUs') => (n > 0 ? Math.round((sum(b, f) - sum(a, f)) / n) : 0);
+  return { commits: n, putsPerCommit: n > 0 ? Math.round(((b.totalSets - a.totalSets) / n) * 100) / 100 : 0, meanPrepareUs: per('meanCommitPrepareUs'), meanSyncUs: per('meanCommitSyncUs') };
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

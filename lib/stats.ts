@@ -50,6 +50,8 @@ export class ServiceStats {
       pageCount: u(engine.pageCount),
       lastTxid: u(engine.txid),
       failedSets: this.failedSets,
+      meanCommitPrepareUs: engine.commits ? engine.commitPrepareUs / engine.commits : 0,
+      meanCommitSyncUs: engine.commits ? engine.commitLastSyncUs / engine.commits : 0,
     };
   }
 }

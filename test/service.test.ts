@@ -159,6 +159,8 @@ basic('Stat fills every field', async ({ c, srv }) => {
   assert.ok(s.dbFileBytes > 36 * MiB, 'db file holds the 32 MiB value');
   assert.ok(s.commits > 0 && s.fsyncs >= s.commits, 'commits / fsyncs');
   assert.ok(s.maxBatchSize >= 1 && s.meanBatchSize >= 1 && s.meanBatchSize <= s.maxBatchSize);
+  // Every commit spends some time before its fdatasync and some in it.
+  assert.ok(s.meanCommitPrepareUs > 0 && s.meanCommitSyncUs > 0, `commit times ${s.meanCommitPrepareUs} / ${s.meanCommitSyncUs}`);
   assert.ok(s.pageCount > 0 && s.lastTxid > 0);
   assert.ok(s.cacheHits + s.cacheMisses > 0);
   assert.is(s.openSnapshots, 0);
