@@ -167,7 +167,9 @@ function slice(node: Node, from: number, to: number): Node {
  *  a zeroed page-sized buffer (commits carve all their pages from one allocation), or a new one. */
 export function encodeNode(node: Node, pageId: number, txid: number, into?: Buffer): Buffer {
   const page = into ?? Buffer.alloc(PAGE_SIZE);
-  if (!(node.patch && encodePatched(node, node.patch, page))) {
+  const patched = node.patch ? encodePatched(node, node.patch, page) : false;
+  if (!patched) {
+    if (node.patch) page.fill(0); // a patch given up half way may have left bytes behind
     let off = HEADER_SIZE;
     for (let i = 0; i < node.keys.length; i++) off = writeCell(node, i, page, off);
   }
