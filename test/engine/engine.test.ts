@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Store, StoreError } from '../../btree';
 import { tempDir } from '../support/tmp';
+import { FaultFS } from '../support/fault-fs';
 
 const MiB = 1024 * 1024;
 const key = (i: number, tag = 'k') => Buffer.from(`${tag}${String(i).padStart(8, '0')}`);
@@ -219,6 +220,68 @@ test('compact() shrinks the file, keeps every key, and old snapshots keep readin
   assert.equal((await again.get(key(5)))!, fill(50, 5));
   assert.is(again.stats().keys, 2000);
   await again.close();
+});
+
+
+// ---------------------------------------------------------------------------------------------
+// What a small commit writes, and how the file grows.
+
+const key128 = (i: number) => { const b = Buffer.alloc(128, 0x2e); b.write(`${i % 16}/${String(i).padStart(12, '0')}`, 'latin1'); return b; };
+
+test('an overwrite in a 1,000-key store writes four pages: value, leaf, root, meta (inline freelist, truncated separators)', async () => {
+  const fs = new FaultFS();
+  const store = await Store.open({ path: '/db/lbkv.db', fs });
+  for (let i = 0; i < 1000; i += 100) {
+    await store.putMany(Array.from({ length: 100 }, (_, j) => ({ key: key128(i + j), value: fill(4096, i + j) })));
+  }
+  // 1,000 pairs of 128-byte keys and 4 KiB values fill ~55 leaves: one root above them only if the
+  // root's separators are short (full 128-byte keys fit ~29 per branch page).
+  for (let n = 0; n < 20; n++) {
+    const bytes = fs.writtenBytes, writes = fs.counts.writev, syncs = fs.counts.datasync, grows = fs.counts.truncate;
+    await store.put(key128(n * 37), fill(4096, 5000 + n));
+    if (fs.counts.truncate !== grows) continue; // a growth step writes no pages but is not this test
+    assert.is(fs.writtenBytes - bytes, 4 * 4096, `overwrite ${n}: bytes written`);
+    assert.ok(fs.counts.writev - writes <= 4, `overwrite ${n}: ${fs.counts.writev - writes} writes`);
+    assert.is(fs.counts.datasync - syncs, 1, `overwrite ${n}: one fdatasync`);
+  }
+  for (let n = 0; n < 20; n++) assert.equal(await store.get(key128(n * 37)), fill(4096, 5000 + n));
+  await store.close();
+  const again = await Store.open({ path: '/db/lbkv.db', fs });
+  assert.is(again.stats().keys, 1000);
+  assert.equal(await again.get(key128(19 * 37)), fill(4096, 5000 + 19));
+  await again.close();
+});
+
+test('the file grows by written zeros: no holes for later commits to allocate', async () => {
+  const file = dbFile('grow');
+  const store = await Store.open({ path: file });
+  for (let i = 0; i < 600; i += 50) await store.putMany(Array.from({ length: 50 }, (_, j) => ({ key: key(i + j), value: fill(4096, j) })));
+  const st = fs.statSync(file);
+  assert.ok(st.size > 2 * MiB, `file ${st.size} bytes`);
+  assert.ok(st.blocks * 512 >= st.size, `allocated ${st.blocks * 512} of ${st.size} bytes`);
+  await store.close();
+});
+
+test('growth on a nearly full disk: a step that does not fit falls back to what the commit needs', async () => {
+  const ffs = new FaultFS();
+  const store = await Store.open({ path: '/db/lbkv.db', fs: ffs });
+  ffs.failNth('truncate', 1, 'ENOSPC'); // the first growth (a full step) finds no space
+  await store.put(key(1), fill(8192, 1));
+  assert.is(ffs.counts.truncate, 2, 'retried with a smaller size');
+  const exact = ffs.readVolatile('/db/lbkv.db')!.length;
+  assert.is(exact % 4096, 0);
+  assert.ok(exact < 1 * MiB, `grew by just what the commit needed: ${exact} bytes`);
+  // When even that does not fit, the batch fails with NO_SPACE and the store stays usable.
+  ffs.failNth('truncate', 1, 'ENOSPC'); // the full step,
+  ffs.failNth('truncate', 1, 'ENOSPC'); // and the retry (a rule starts counting when it is first asked)
+  const err = await store.put(key(2), fill(3 * 4096, 2)).then(() => null, (e) => e);
+  assert.instance(err, StoreError);
+  assert.is(err.code, 'NO_SPACE');
+  await store.put(key(3), fill(3 * 4096, 3));
+  assert.equal(await store.get(key(1)), fill(8192, 1));
+  assert.is(await store.get(key(2)), undefined);
+  assert.equal(await store.get(key(3)), fill(3 * 4096, 3));
+  await store.close();
 });
 
 test.run();
