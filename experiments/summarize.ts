@@ -97,9 +97,11 @@ if (bs) {
   console.log('|---|---|---|---|');
   for (const [name, v] of Object.entries(m) as [string, Any][]) {
     if (name.includes('1client')) console.log(`| ${name} p50 (us) | ${v.lbkv.all.p50Us} | ${v.floor.all.p50Us} | ${(v.lbkv.all.p50Us / v.floor.all.p50Us).toFixed(2)} |`);
-    if (v.durable) console.log(`| ${name} p50 (us) vs the floor doing a 4 KiB write + fdatasync in its Set | ${v.lbkv.all.p50Us} | ${v.durable.all.p50Us} | ${(v.lbkv.all.p50Us / v.durable.all.p50Us).toFixed(2)} |`);
     else console.log(`| ${name} ops/s | ${k(v.lbkv.throughput)} | ${k(v.floor.throughput)} | ${(v.lbkv.throughput / v.floor.throughput).toFixed(2)} |`);
+    if (v.durable) console.log(`| ${name} p50 (us) vs the floor doing a 4 KiB write + fdatasync in its Set | ${v.lbkv.all.p50Us} | ${v.durable.all.p50Us} | ${(v.lbkv.all.p50Us / v.durable.all.p50Us).toFixed(2)} |`);
   }
+  const ct = r.lbserverCommitTimes?.['set-4KiB-1client'];
+  if (ct) console.log(`\nlbserver during the single-client Set: ${ct.commits} commits, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it`);
   console.log('\ntargets:');
   for (const t of r.targets) console.log(`- [${t.met ? 'met' : 'missed'}] ${t.target}: ${t.value}x`);
 }
