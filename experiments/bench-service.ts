@@ -6,9 +6,9 @@
 //   node dist/experiments/bench-service.js [--seconds 4] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { KiB, log, makeDataDir, MiB, resultDir, rmrf } from './lib/common';
+import { KiB, log, makeDataDir, MiB, newHist, resultDir, rmrf, summarize } from './lib/common';
 import { measureFsync } from './fsync-floor';
-import { plain, runLoad, type LoadResult } from './lib/load';
+import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
 import { KvClient } from '../lib/client';
@@ -21,21 +21,26 @@ async function main(): Promise<void> {
   const opts = new Command()
     .name('bench-service')
     .description('lbkv service vs the bare gRPC floor server: single-client Get/Set latency, 32-client throughput')
-    .option('--seconds <s>', 'time bound per measurement', '4')
+    .option('--seconds <s>', 'time bound per measurement and server', '4')
+    .option('--rounds <n>', 'each measurement is split into this many rounds taken in turns by the servers', '4')
     .option('--clients <n>', 'concurrent clients for the throughput measurements', '32')
     .option('--processes <n>', 'client processes for the throughput measurements', '4')
     .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
     .option('--out <dir>', 'result directory (default experiments/results/bench-service)')
     .parse()
-    .opts<{ seconds: string; clients: string; processes: string; syncMode?: 'one' | 'two'; out?: string }>();
+    .opts<{ seconds: string; rounds: string; clients: string; processes: string; syncMode?: 'one' | 'two'; out?: string }>();
   const ms = Number(opts.seconds) * 1000;
+  const rounds = Math.max(1, Number(opts.rounds));
   const many = Number(opts.clients);
   const procs = Number(opts.processes);
   const out = resultDir('bench-service', opts.out);
   const dataDir = makeDataDir('bench-service');
   const started = Date.now();
-  const fsync = await measureFsync(dataDir, 300);
-  log(`bench-service: one 4 KiB write + fdatasync p50 ${fsync.p50Us} us`);
+  const fsyncBefore = await measureFsync(dataDir, 300);
+  log(`bench-service: one 4 KiB write + fdatasync p50 ${fsyncBefore.p50Us} us`);
+  // The same write + fdatasync, also measured between the rounds of the single-client Set: that one is
+  // the reference of the Set target (like bench-engine's interleaved floor).
+  const fsyncRounds = newHist();
   // 'durable': the floor server whose Set also does the fsync floor's 4 KiB write + fdatasync before
   // it replies, in the same process: what a durable Set costs at least with gRPC on this machine.
   const servers: Record<Kind, RunningServer> = {
@@ -59,27 +64,42 @@ async function main(): Promise<void> {
         if (r.errors) throw new Error(`${t} preload ${s.prefix}: ${r.firstError}`);
       }
     }
-    const measure = async (name: string, spec: Omit<Parameters<typeof runLoad>[0], 'address'>, kinds: Kind[] = ['floor', 'lbkv']) => {
+    const measure = async (name: string, spec: Omit<Parameters<typeof runLoad>[0], 'address'>, kinds: Kind[] = ['floor', 'lbkv'], withFsync = false) => {
       results[name] = {} as (typeof results)[string];
-      // Back to back on the servers, so background load on the shared machine hits them alike.
+      // The servers take turns in short rounds (first in turn rotating), so that the shared machine's
+      // background load and its slow and fast spells fall on all of them alike.
+      const runs: Partial<Record<Kind, LoadResult[]>> = {};
+      const st0 = kinds.includes('lbkv') ? await statOf(servers.lbkv.address) : undefined;
+      for (let round = 0; round < rounds; round++) {
+        for (let k = 0; k < kinds.length; k++) {
+          const t = kinds[(k + round) % kinds.length];
+          const r: LoadResult = await runLoad({
+            ...spec, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
+            durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
+            maxOps: spec.maxOps !== undefined ? Math.ceil(spec.maxOps / rounds) : undefined,
+          });
+          if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
+          (runs[t] ??= []).push(r);
+        }
+        if (withFsync) await measureFsync(dataDir, 60, 4096, false, fsyncRounds);
+      }
+      if (st0) commitTimes[name] = commitTimesBetween(st0, await statOf(servers.lbkv.address));
       for (const t of kinds) {
-        const st0 = t === 'lbkv' ? await statOf(servers.lbkv.address) : undefined;
-        const r: LoadResult = await runLoad({ ...spec, address: servers[t].address, label: `${t} ${name}`, hardTimeoutMs: ms + 120_000 });
-        if (st0) commitTimes[name] = commitTimesBetween(st0, await statOf(servers.lbkv.address));
-        if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
+        const r = mergeLoads(runs[t]!);
         results[name][t] = plain(r);
-        log(`  ${t.padEnd(5)} ${name}: ${r.ops} ops, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us`);
+        log(`  ${t.padEnd(7)} ${name}: ${r.ops} ops in ${rounds} rounds, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us`);
       }
     };
     await measure('get-512B-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
     await measure('get-4MiB-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b4m/', keyBytes: KEY_BYTES, valueBytes: 4 * MiB, keyCount: 16, durationMs: ms, maxOps: 2000, warmupOps: 10, verify: true });
-    await measure('set-4KiB-1client', { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 }, ['floor', 'lbkv', 'durable']);
+    await measure('set-4KiB-1client', { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 }, ['floor', 'lbkv', 'durable'], true);
     await measure(`set-4KiB-${many}clients`, { clients: many, processes: procs, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20 });
     await measure(`get-4KiB-${many}clients`, { clients: many, processes: procs, op: 'get', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20, verify: true });
   } finally {
     for (const k of Object.keys(servers) as Kind[]) await servers[k].stop('SIGTERM');
     rmrf(dataDir);
   }
+  const fsync = summarize(fsyncRounds);
   const r2 = (x: number) => Math.round(x * 100) / 100;
   const g512 = results['get-512B-1client'], g4m = results['get-4MiB-1client'], s1 = results['set-4KiB-1client'];
   const sN = results[`set-4KiB-${many}clients`], gN = results[`get-4KiB-${many}clients`];
@@ -99,7 +119,7 @@ async function main(): Promise<void> {
     { target: `${many} clients Get 4 KiB throughput >= 0.9x of the floor`, value: ratios.getThroughputVsFloor, met: ratios.getThroughputVsFloor >= 0.9 },
   ];
   console.log('\nbench-service: 128-byte keys; clients in separate processes; floor = bare grpc-js + Map');
-  console.log(`one 4 KiB write + fdatasync p50: ${fsync.p50Us} us`);
+  console.log(`one 4 KiB write + fdatasync p50: ${fsyncBefore.p50Us} us before the runs, ${fsync.p50Us} us between the rounds of the single-client Set (used for its ratio)`);
   console.log(`${''.padEnd(28)} ${'lbkv'.padStart(12)} ${'floor'.padStart(12)} ${'ratio'.padStart(8)}`);
   const line = (l: string, a: number, b: number) => console.log(`${l.padEnd(28)} ${String(Math.round(a)).padStart(12)} ${String(Math.round(b)).padStart(12)} ${r2(a / b).toFixed(2).padStart(8)}`);
   line('Get 512 B p50 us', g512.lbkv.all.p50Us, g512.floor.all.p50Us);
@@ -116,7 +136,7 @@ async function main(): Promise<void> {
   console.log('\ntargets:');
   for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}x`);
   const json = writeSummary(out, 'bench-service', { keyBytes: KEY_BYTES, secondsPerMeasurement: ms / 1000, clients: many, processes: procs, syncMode: opts.syncMode ?? 'server default' },
-    { fsync4k: fsync, measurements: results, lbserverCommitTimes: commitTimes, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+    { fsync4k: fsyncBefore, fsync4kInterleaved: fsync, rounds, measurements: results, lbserverCommitTimes: commitTimes, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
   log(`bench-service: wrote ${path.relative(process.cwd(), json)}`);
 }
 

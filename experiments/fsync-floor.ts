@@ -5,14 +5,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { dataDirRoot, LatencySummary, newHist, summarize, usSince } from './lib/common';
+import { dataDirRoot, type Hist, LatencySummary, newHist, summarize, usSince } from './lib/common';
 
 export interface FsyncFloor extends LatencySummary { bytes: number; dir: string; preallocatedBytes: number; sparse: boolean }
 
 /** Writes `bytes` at a random 4 KiB-aligned offset of a preallocated (and synced) 64 MiB file, then
  *  fdatasyncs; `count` times. The file is preallocated so that the size does not change: that is what
  *  a commit into an already grown data file pays. */
-export async function measureFsync(dir: string = dataDirRoot(), count = 200, bytes = 4096, sparse = false): Promise<FsyncFloor> {
+export async function measureFsync(dir: string = dataDirRoot(), count = 200, bytes = 4096, sparse = false, into?: Hist): Promise<FsyncFloor> {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `lbkv-fsync-floor-${process.pid}.bin`);
   const size = 64 * 1024 * 1024;
@@ -38,7 +38,11 @@ export async function measureFsync(dir: string = dataDirRoot(), count = 200, byt
       const t0 = process.hrtime.bigint();
       await write(pos);
       await datasync();
-      if (i >= 5) h.recordValue(Math.max(1, Math.round(usSince(t0))));
+      if (i >= 5) {
+        const us = Math.max(1, Math.round(usSince(t0)));
+        h.recordValue(us);
+        into?.recordValue(us);
+      }
     }
     return { ...summarize(h), bytes, dir: path.resolve(dir), preallocatedBytes: sparse ? 0 : size, sparse };
   } finally {

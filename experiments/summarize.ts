@@ -92,7 +92,7 @@ const bs = load('bench-service/bench-service.json');
 if (bs) {
   const r = bs.results;
   const m = r.measurements;
-  console.log(`### bench-service (${machine(bs)}; ${bs.runSeconds} s)\nfsync 4 KiB p50 ${r.fsync4k.p50Us} us\n`);
+  console.log(`### bench-service (${machine(bs)}; ${bs.runSeconds} s)\nfsync 4 KiB p50 ${r.fsync4k.p50Us} us before the runs${r.fsync4kInterleaved ? `, ${r.fsync4kInterleaved.p50Us} us between the rounds of the single-client Set (its ratio uses this one); each measurement in ${r.rounds} rounds taken in turns by the servers` : ''}\n`);
   console.log('| measurement | lbkv | floor | ratio |');
   console.log('|---|---|---|---|');
   for (const [name, v] of Object.entries(m) as [string, Any][]) {

@@ -152,6 +152,26 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
   };
 }
 
+/** One result from several runs of the same spec (rounds taken in turns with other servers): the
+ *  histograms merged, the counts summed, the throughput over the summed running time. */
+export function mergeLoads(rs: LoadResult[]): LoadResult {
+  const all = newHist(), read = newHist(), write = newHist();
+  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0, elapsedMs = 0;
+  let firstError: string | undefined;
+  for (const r of rs) {
+    all.add(r.hist.all); read.add(r.hist.read); write.add(r.hist.write);
+    ops += r.ops; reads += r.reads; writes += r.writes; errors += r.errors; notFound += r.notFound;
+    elapsedMs += r.elapsedMs;
+    firstError ??= r.firstError;
+  }
+  return {
+    clients: rs[0].clients, processes: rs[0].processes, ops, reads, writes, errors, notFound, firstError, elapsedMs,
+    throughput: elapsedMs > 0 ? ops / (elapsedMs / 1000) : 0,
+    all: summarize(all), read: summarize(read), write: summarize(write),
+    hist: { all, read, write },
+  };
+}
+
 /** Drops the histogram objects (for JSON). */
 export function plain(r: LoadResult): Omit<LoadResult, 'hist'> {
   const { hist: _h, ...rest } = r;
