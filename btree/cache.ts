@@ -3,6 +3,7 @@
 // commit. Values have a cache of their own, so that gets of many small values cannot push the
 // branch and leaf pages (which every get needs) out.
 import type { Node } from './node';
+import { PAGE_SIZE } from './layout';
 
 /** A small overflow value, kept with the checksum and length of the cell that points to it: a
  *  reused page id can never serve a stale value, because the new cell's crc will differ. */
@@ -61,8 +62,9 @@ export interface Caches {
   values: PageCache<CachedValue>;
 }
 
-/** Splits a budget in pages: three quarters for tree pages, the rest for values. */
-export function makeCaches(pages: number): Caches {
+/** Splits a budget of `cacheMB` MiB: three quarters for tree pages, the rest for values. */
+export function makeCaches(cacheMB: number): Caches {
+  const pages = Math.floor((cacheMB * 1024 * 1024) / PAGE_SIZE);
   const nodes = Math.max(16, Math.floor((pages * 3) / 4));
   return { nodes: new PageCache<Node>(nodes), values: new PageCache<CachedValue>(Math.max(16, pages - nodes)) };
 }

@@ -170,17 +170,20 @@ export function encodeNode(node: Node, pageId: number, txid: number, into?: Buff
   const patched = node.patch ? encodePatched(node, node.patch, page) : false;
   if (!patched) {
     if (node.patch) page.fill(0); // a patch given up half way may have left bytes behind
-    let off = HEADER_SIZE;
-    for (let i = 0; i < node.keys.length; i++) off = writeCell(node, i, page, off);
+    writeCells(node, page);
   }
   sealPage(page, node.leaf ? PageType.Leaf : PageType.Branch, node.keys.length, pageId, txid);
-  if (CHECK_PATCHES && node.patch) {
-    const full = Buffer.alloc(PAGE_SIZE);
-    let off = HEADER_SIZE;
-    for (let i = 0; i < node.keys.length; i++) off = writeCell(node, i, full, off);
+  if (CHECK_PATCHES && patched) {
+    const full = writeCells(node, Buffer.alloc(PAGE_SIZE));
     sealPage(full, node.leaf ? PageType.Leaf : PageType.Branch, node.keys.length, pageId, txid);
     if (!full.equals(page)) throw new Error(`encodeNode: patched page ${pageId} differs from a full encoding`);
   }
+  return page;
+}
+
+function writeCells(node: Node, page: Buffer): Buffer {
+  let off = HEADER_SIZE;
+  for (let i = 0; i < node.keys.length; i++) off = writeCell(node, i, page, off);
   return page;
 }
 

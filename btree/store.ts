@@ -116,7 +116,7 @@ export class Store {
     if (opts.maxKeyBytes > 1024) throw new StoreError('INVALID_ARGUMENT', `maxKeyBytes ${opts.maxKeyBytes} exceeds the format's 1024`);
     const fs = options.fs ?? nodeFileSystem;
     if (!fs.exists(options.path)) await createFile(fs, options.path);
-    const r = await recover(fs, options.path, makeCaches(Math.floor((opts.cacheMB * MiB) / PAGE_SIZE)));
+    const r = await recover(fs, options.path, makeCaches(opts.cacheMB));
     return new Store(options.path, fs, r.file, r.pager, r.meta, r.freelist, r.metaBytes, r.fileBytes, opts,
       performance.now() - started, r.fellBack);
   }
@@ -351,7 +351,7 @@ export class Store {
       } catch (err) {
         throw ioError(`${this.path}: installing the compacted file`, err);
       }
-      const r = await recover(this.fs, this.path, makeCaches(Math.floor((this.opts.cacheMB * MiB) / PAGE_SIZE)));
+      const r = await recover(this.fs, this.path, makeCaches(this.opts.cacheMB));
       const old = this.pager;
       this.file = r.file;
       this.pager = r.pager;
