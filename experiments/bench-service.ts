@@ -6,7 +6,7 @@
 //   node dist/experiments/bench-service.js [--seconds 4] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { KiB, log, makeDataDir, MiB, newHist, resultDir, rmrf, summarize } from './lib/common';
+import { KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize } from './lib/common';
 import { measureFsync } from './fsync-floor';
 import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -48,7 +48,8 @@ async function main(): Promise<void> {
     lbkv: await startServer({ kind: 'lbkv', dataDir, syncMode: opts.syncMode }),
     durable: await startServer({ kind: 'floor', extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin')] }),
   };
-  const results: Record<string, Partial<Record<Kind, ReturnType<typeof plain>>> & Record<'floor' | 'lbkv', ReturnType<typeof plain>>> = {};
+  type Measured = ReturnType<typeof plain> & { serverCpuUsPerOp: number; machineBusyPct: number };
+  const results: Record<string, Partial<Record<Kind, Measured>> & Record<'floor' | 'lbkv', Measured>> = {};
   // lbserver's own account of each measurement's commits (Stat before and after it).
   const commitTimes: Record<string, CommitTimes> = {};
   try {
@@ -69,10 +70,14 @@ async function main(): Promise<void> {
       // The servers take turns in short rounds (first in turn rotating), so that the shared machine's
       // background load and its slow and fast spells fall on all of them alike.
       const runs: Partial<Record<Kind, LoadResult[]>> = {};
+      // Where the CPU went: the server process's own time per operation, and how busy the whole machine
+      // (server, client processes, everything else) was while the load ran.
+      const cpu: Partial<Record<Kind, { serverUs: number; ops: number; busyUs: number; totalUs: number }>> = {};
       const st0 = kinds.includes('lbkv') ? await statOf(servers.lbkv.address) : undefined;
       for (let round = 0; round < rounds; round++) {
         for (let k = 0; k < kinds.length; k++) {
           const t = kinds[(k + round) % kinds.length];
+          const cpu0 = processCpuUs(servers[t].pid), m0 = machineCpuUs();
           const r: LoadResult = await runLoad({
             ...spec, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
             durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
@@ -80,14 +85,20 @@ async function main(): Promise<void> {
           });
           if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
           (runs[t] ??= []).push(r);
+          const m1 = machineCpuUs(), c = (cpu[t] ??= { serverUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
+          c.serverUs += processCpuUs(servers[t].pid) - cpu0; c.ops += r.ops; c.busyUs += m1.busy - m0.busy; c.totalUs += m1.total - m0.total;
         }
         if (withFsync) await measureFsync(dataDir, 60, 4096, false, fsyncRounds);
       }
       if (st0) commitTimes[name] = commitTimesBetween(st0, await statOf(servers.lbkv.address));
       for (const t of kinds) {
         const r = mergeLoads(runs[t]!);
-        results[name][t] = plain(r);
-        log(`  ${t.padEnd(7)} ${name}: ${r.ops} ops in ${rounds} rounds, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us`);
+        const c = cpu[t]!;
+        const serverCpuUsPerOp = Math.round(c.serverUs / Math.max(1, c.ops));
+        const machineBusyPct = Math.round((c.busyUs / Math.max(1, c.totalUs)) * 1000) / 10;
+        results[name][t] = { ...plain(r), serverCpuUsPerOp, machineBusyPct };
+        log(`  ${t.padEnd(7)} ${name}: ${r.ops} ops in ${rounds} rounds, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us; ` +
+          `server CPU ${serverCpuUsPerOp} us/op, machine ${machineBusyPct}% busy`);
       }
     };
     await measure('get-512B-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
@@ -129,6 +140,8 @@ async function main(): Promise<void> {
   line('  vs floor doing the write', s1.lbkv.all.p50Us, s1.durable!.all.p50Us);
   line(`Set 4 KiB ${many} clients ops/s`, sN.lbkv.throughput, sN.floor.throughput);
   line(`Get 4 KiB ${many} clients ops/s`, gN.lbkv.throughput, gN.floor.throughput);
+  line(`  server CPU us per Set`, sN.lbkv.serverCpuUsPerOp, sN.floor.serverCpuUsPerOp);
+  console.log(`  (machine busy during the ${many}-client Set: ${sN.lbkv.machineBusyPct}% with lbkv, ${sN.floor.machineBusyPct}% with the floor)`);
   const ct = commitTimes['set-4KiB-1client'];
   if (ct) console.log(`lbserver during the single-client Set: ${ct.commits} commits, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts per commit`);
   console.log(`(floor doing the write: its Set also writes 4 KiB + fdatasync before replying, in the server process: p50 ${s1.durable!.all.p50Us} us, ` +

@@ -67,6 +67,31 @@ export function usSince(t0: bigint): number {
 }
 
 // ---------------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc; clock ticks of 10 ms, so meant for runs of seconds).
+
+const TICK_US = 10_000;
+
+/** User + system CPU time of one process so far, in microseconds (0 if it is gone). */
+export function processCpuUs(pid: number): number {
+  try {
+    // Fields after the parenthesised command name, which may itself contain spaces.
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * TICK_US;
+  } catch {
+    return 0;
+  }
+}
+
+/** The whole machine's busy and total CPU time so far (all cores), in microseconds. */
+export function machineCpuUs(): { busy: number; total: number } {
+  const f = fs.readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = f[3]! + f[4]!; // idle + iowait
+  return { busy: (total - idle) * TICK_US, total: total * TICK_US };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Keys and values.
 
 /** Deterministic, lexicographically ordered key: prefix + zero-padded index, padded to `bytes`. */
