@@ -4,6 +4,45 @@ import { StoreError } from './errors';
 
 export const crc32 = (data: Buffer, seed = 0): number => zlib.crc32(data, seed);
 
+// crc32(A + B) from crc32(A), crc32(B) and the length of B, without reading the bytes again (zlib's
+// crc32_combine, which Node does not expose). Running the CRC over n more bytes is a linear map of
+// the 32-bit state over GF(2): BYTE_SHIFTS[k] is the map for 2^k zero bytes as 32 columns, so a
+// combine costs one small matrix product per set bit of the length. A commit uses it to chain its
+// pages into the commit hash from checksums it has already computed.
+const BYTE_SHIFTS: Uint32Array[] = (() => {
+  const oneBit = new Uint32Array(32);
+  oneBit[0] = 0xedb88320; // reflected polynomial: what shifting in one zero bit does to bit 0
+  for (let n = 1; n < 32; n++) oneBit[n] = (1 << (n - 1)) >>> 0;
+  let m = square(square(square(oneBit))); // 8 bits: one byte
+  const out = [m];
+  for (let k = 1; k < 40; k++) out.push((m = square(m)));
+  return out;
+})();
+
+function times(mat: Uint32Array, vec: number): number {
+  let sum = 0;
+  for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i];
+  return sum >>> 0;
+}
+
+function square(mat: Uint32Array): Uint32Array {
+  const out = new Uint32Array(32);
+  for (let n = 0; n < 32; n++) out[n] = times(mat, mat[n]);
+  return out;
+}
+
+/** crc32 of A followed by B, given crc32(A), crc32(B) and B's length in bytes. */
+export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
+  let crc = crcA >>> 0;
+  for (let k = 0, n = lengthB; n > 0; k++, n = Math.floor(n / 2)) if (n % 2 === 1) crc = times(BYTE_SHIFTS[k], crc);
+  return (crc ^ crcB) >>> 0;
+}
+
+/** crc32 of a whole sealed page, from the checksum in its header (which covers bytes 4..end). */
+export function sealedPageCrc(page: Buffer): number {
+  return crc32Combine(crc32(page.subarray(0, 4)), page.readUInt32LE(0), PAGE_SIZE - 4);
+}
+
 /** Fills the header and seals the page with its checksum. */
 export function sealPage(page: Buffer, type: PageType, count: number, pageId: number, txid: number): void {
   page.writeUInt8(type, 4);

@@ -8,7 +8,7 @@
 //   5. one fdatasync ('one': the meta lists the commit's extents and a crc over them, so open can
 //      detect a torn commit and fall back) or a sync before and after the meta ('two').
 // Nothing here touches the committed state; the caller installs the result only after step 5.
-import { crc32 } from './checksum';
+import { crc32, crc32Combine, sealedPageCrc } from './checksum';
 import { Freelist, pagesForEntries } from './freelist';
 import type { FileHandle } from './file-io';
 import { PAGE_SIZE, pagesFor } from './layout';
@@ -39,10 +39,14 @@ export interface CommitResult {
 interface PageWrite {
   page: number;
   bufs: Buffer[];
+  /** Their total length: whole pages. */
+  bytes: number;
+  /** crc32 of the bufs back to back, from checksums computed anyway (each byte is read once). */
+  crc: number;
 }
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
-const OWN_PAGES_MAX = 4;
+const OWN_PAGES_MAX = 64;
 
 export interface CommitContext {
   pager: Pager;
@@ -100,9 +104,12 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const writes: PageWrite[] = [];
   for (const v of values) {
     const page = contiguous ? take(v.pages) : fl.allocateRun(v.pages);
-    v.node.vals[v.i] = { page, length: v.buf.length, crc: crc32(v.buf) };
+    const crc = crc32(v.buf);
+    v.node.vals[v.i] = { page, length: v.buf.length, crc };
     const tail = v.pages * PAGE_SIZE - v.buf.length;
-    writes.push({ page, bufs: tail > 0 ? [v.buf, ZERO_PAGE.subarray(0, tail)] : [v.buf] });
+    const bytes = v.pages * PAGE_SIZE;
+    if (tail === 0) writes.push({ page, bufs: [v.buf], bytes, crc });
+    else writes.push({ page, bufs: [v.buf, ZERO_PAGE.subarray(0, tail)], bytes, crc: crc32Combine(crc, crc32(ZERO_PAGE.subarray(0, tail)), tail) });
   }
 
   // Tree pages come bottom-up (leaf, branches, root), the freelist after them: the root, the upper
@@ -126,19 +133,20 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     }
     const page = encodeNode(node, ids[i], txid, slab ? slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE) : Buffer.alloc(PAGE_SIZE));
     node.image = own ? page : undefined;
-    writes.push({ page: ids[i], bufs: [page] });
+    writes.push({ page: ids[i], bufs: [page], bytes: PAGE_SIZE, crc: sealedPageCrc(page) });
   });
   let freelistPage = 0;
   if (!inline) {
     freelistPage = contiguous ? take(freelistPages) : withFreelist ? ids[dirty.length] : fl.allocateRun(freelistPages);
-    fl.encode(freelistPage, freelistPages, txid).forEach((buf, i) => writes.push({ page: freelistPage + i, bufs: [buf] }));
+    fl.encode(freelistPage, freelistPages, txid).forEach((buf, i) => writes.push({ page: freelistPage + i, bufs: [buf], bytes: PAGE_SIZE, crc: sealedPageCrc(buf) }));
   }
 
   writes.sort((a, b) => a.page - b.page);
   const runs = coalesceWrites(writes);
   const verify = ctx.syncMode === 'one' && runs.length <= MAX_COMMIT_EXTENTS;
   let hash = 0;
-  if (verify) for (const r of runs) for (const b of r.bufs) hash = crc32(b, hash);
+  // The hash is crc32 over the runs' bytes in file order, which is the writes' order.
+  if (verify) for (const w of writes) hash = crc32Combine(hash, w.crc, w.bytes);
 
   const meta: Meta = {
     txid,
@@ -206,7 +214,7 @@ interface Run {
 function coalesceWrites(sorted: PageWrite[]): Run[] {
   const runs: Run[] = [];
   for (const w of sorted) {
-    const pages = pagesFor(w.bufs.reduce((s, b) => s + b.length, 0));
+    const pages = w.bytes / PAGE_SIZE;
     const last = runs[runs.length - 1];
     if (last && last.page + last.pages === w.page) {
       last.pages += pages;
