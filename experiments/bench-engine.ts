@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { open as lmdbOpen, type RootDatabase } from 'lmdb';
 import { Store } from '../btree';
-import { measureFsync } from './fsync-floor';
+import { measureFsync, measureSyncShapes } from './fsync-floor';
 import { dropCaches, log, makeDataDir, MiB, newHist, resultDir, rmrf, rng, summarize, usSince, type LatencySummary } from './lib/common';
 import { writeSummary } from './lib/report';
 
@@ -221,6 +221,8 @@ async function main(): Promise<void> {
     const fsyncSparse = await measureFsync(root, 200, 4096, true);
     log(`  one 4 KiB write + fdatasync into a file grown by ftruncate only (block allocation in every sync): p50 ${fsyncSparse.p50Us} us`);
     log(`  one 4 KiB write + fdatasync, interleaved with the single-put rounds: p50 ${fsyncInterleaved.p50Us} us`);
+    log('  one fdatasync after the write patterns of a commit ...');
+    const syncShapes = await measureSyncShapes(root, 300);
     for (const name of names) await engines[name].close();
     for (const d of dirs) rmrf(d);
 
@@ -331,12 +333,15 @@ async function main(): Promise<void> {
     row('prefix scan MiB/s', readStats.lbkv.scanMiBps.toFixed(0), readStats.lmdb.scanMiBps.toFixed(0), ratios.scanVsLmdb);
     for (let i = 0; i < steps.length; i++) row(`open ms at ${steps[i]} keys`, sizes.lbkv[i].openMs.toFixed(2), sizes.lmdb[i].openMs.toFixed(2), ratio(sizes.lbkv[i].openMs, sizes.lmdb[i].openMs));
     for (let i = 0; i < steps.length; i++) row(`used/logical bytes at ${steps[i]}`, spaceAmp(sizes.lbkv[i]), spaceAmp(sizes.lmdb[i]), ratio(spaceAmp(sizes.lbkv[i]), spaceAmp(sizes.lmdb[i])));
+    console.log('\none fdatasync after the write patterns of a commit (taken in turns; us):');
+    row('', 'p50', 'mean', 'p50/floor');
+    for (const [name, h] of Object.entries(syncShapes)) row(`  ${name}`, h.p50Us, h.meanUs, ratio(h.p50Us, syncShapes['one page'].p50Us));
     console.log('\ncommit modes (lbkv): puts/s one-sync vs two-sync');
     for (const b of [1, 16, 256]) row(`batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lbkv-two', b).putsPerSec), ratio(p('lbkv-one', b).putsPerSec, p('lbkv-two', b).putsPerSec));
     console.log('\ntargets:');
     for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}`);
     const json = writeSummary(out, 'bench-engine', { keyBytes: KEY_BYTES, valueBytes: VALUE_BYTES, putSeconds, putRounds: rounds, gets, steps, lbkvCacheMB: 64, lmdb: { overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, compression: false } },
-      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kSparse: fsyncSparse, puts, singlePutBreakdown: breakdown, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kSparse: fsyncSparse, syncShapes, puts, singlePutBreakdown: breakdown, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
     log(`bench-engine: wrote ${path.relative(process.cwd(), json)} in ${Math.round((Date.now() - started) / 1000)} s`);
   } finally {
     rmrf(root);
