@@ -13,7 +13,7 @@ import { KvClient } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
 import { Store } from '../btree';
 import { dropCaches, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, type LatencySummary } from './lib/common';
-import { plain, runLoad } from './lib/load';
+import { runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
 

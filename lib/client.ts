@@ -53,6 +53,11 @@ export function statusName(code: number): string {
   return (grpc.status as unknown as Record<number, string>)[code] ?? String(code);
 }
 
+/** One line for an error from a call: 'STATUS: details' for a gRPC error, else its message. */
+export function describeError(e: unknown): string {
+  return isServiceError(e) ? `${statusName(e.code)}: ${e.details}` : String((e as Error)?.message ?? e);
+}
+
 export class KvClient {
   /** The generated grpc-js stub, for callers that need raw access. */
   readonly raw: KeyValueStoreClient;

@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LBSERVER_JS, runNode, sleep, startServer, tempDir } from './support/server';
+import { LBSERVER_JS, runNode, sleep, startServer } from './support/server';
 
 // The last round writes small values over large ones, so most of the file is dead pages.
 const valueFor = (i: number, round: number) => Buffer.alloc(round === 9 ? 100 + (i % 7) : 60_000, (i * 31 + round) & 0xff);

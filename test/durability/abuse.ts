@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as http2 from 'node:http2';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { KvClient, isServiceError, statusName } from '../../lib/client';
+import { describeError, KvClient } from '../../lib/client';
 import { startServer, tempDir } from '../support/server';
 import { decodeValue, encodeValue, mib, nowMs, rssBytes, sleep } from './support';
 
@@ -84,9 +84,6 @@ export function grpcFrame(msg: Buffer, opts: { compressed?: boolean; declaredLen
   return Buffer.concat([h, msg]);
 }
 
-export function fmtErr(e: unknown): string {
-  return isServiceError(e) ? `${statusName(e.code)}: ${e.details}` : String((e as Error)?.message ?? e);
-}
 
 /** Writes `count` values of `size` bytes under `prefix` with `parallel` clients. */
 export async function loadValues(address: string, prefix: string, count: number, size: number, parallel = 4): Promise<void> {
@@ -160,7 +157,7 @@ const t = setInterval(() => { process.stdout.write('STATUS ' + opened + ' ' + fi
         const v = await other.get(key);
         if (!v || decodeValue(v).version !== i + 1) throw new Error('read back wrong value');
         res.othersOk++;
-      } catch (e) { res.othersFailed++; log(`  other client: ${fmtErr(e)}`); }
+      } catch (e) { res.othersFailed++; log(`  other client: ${describeError(e)}`); }
       res.othersMaxMs = Math.max(res.othersMaxMs, nowMs() - t0);
       await sleep(20);
     }
@@ -240,7 +237,7 @@ export async function slowReader(o: { totalMiB: number; cacheMB: number; rateMiB
           const sk = Buffer.from(`slow-other/${i % 100}`);
           await other.set(sk, encodeValue(sk, i + 1, 0, 500));
           res.othersOk++;
-        } catch (e) { res.othersFailed++; o.log(`  other client: ${fmtErr(e)}`); }
+        } catch (e) { res.othersFailed++; o.log(`  other client: ${describeError(e)}`); }
         res.othersMaxMs = Math.max(res.othersMaxMs, nowMs() - t);
         await sleep(50);
       }

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GrpcStatus, KvClient, isServiceError, statusName } from '../../lib/client';
 import { startServer, type ServerHandle } from '../support/server';
-import { fmtErr, grpcFrame, loadValues, rawHttp2, RawClient, SERVICE, slowReader, vanishingStreams } from './abuse';
+import { grpcFrame, loadValues, rawHttp2, RawClient, SERVICE, slowReader, vanishingStreams } from './abuse';
 import { decodeValue, encodeValue, mib, processAlive, Rng, seedFromEnv } from './support';
 
 const MAX_VALUE = 1024 * 1024;
@@ -208,4 +208,3 @@ test(`slow reader of a ${SLOW_MIB} MiB GetPrefix result: server RSS under cache 
 
 test.run();
 
-void fmtErr;

@@ -7,7 +7,7 @@
 //   - GetPrefix over all keys agrees with Get, key for key and byte for byte.
 // Each key is written by one client, one request at a time, with increasing versions, so the set of
 // values a key may hold after the crash is exactly {last acknowledged} ∪ {sent after it}.
-import { KvClient, isServiceError, statusName } from '../../lib/client';
+import { describeError, KvClient } from '../../lib/client';
 import { startServer, type ServerHandle } from '../support/server';
 import { decodeValue, encodeValue, killDuringStartup, mib, nowMs, pickSize, Rng, sleep } from './support';
 
@@ -66,9 +66,6 @@ interface KeyState {
   busy: boolean;
 }
 
-function fmtErr(e: unknown): string {
-  return isServiceError(e) ? `${statusName(e.code)}: ${e.details}` : String((e as Error)?.message ?? e);
-}
 
 export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsResult> {
   const log = o.log ?? ((l: string) => console.log(l));
@@ -131,7 +128,7 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
             roundStats.acked++;
             res.bytesAcked += value.length;
           } catch (e) {
-            if (!killed) { res.unexpectedErrors++; violation(`round ${round}: set ${ks.key} v${version} failed before the kill: ${fmtErr(e)}`); }
+            if (!killed) { res.unexpectedErrors++; violation(`round ${round}: set ${ks.key} v${version} failed before the kill: ${describeError(e)}`); }
             ks.busy = false;
             if (killed) return;
             continue;
@@ -171,7 +168,7 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
         const seen = new Map<string, Buffer | undefined>();
         for (const ks of keys) {
           let val: Buffer | undefined;
-          try { val = await v.get(ks.key); } catch (e) { violation(`round ${round}: get ${ks.key} failed: ${fmtErr(e)}`); res.unexpectedErrors++; continue; }
+          try { val = await v.get(ks.key); } catch (e) { violation(`round ${round}: get ${ks.key} failed: ${describeError(e)}`); res.unexpectedErrors++; continue; }
           seen.set(ks.key.toString('latin1'), val);
           let version = 0;
           if (val !== undefined) {

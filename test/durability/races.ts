@@ -12,7 +12,7 @@
 // versions. Readers stream slowly, so many commits land during each stream. Besides the shape:
 // "progress" (sum of the group's versions) must be at least what was acknowledged before the stream
 // started and at most what was sent before it ended, and every value must be intact.
-import { KvClient, isServiceError, statusName } from '../../lib/client';
+import { describeError, KvClient } from '../../lib/client';
 import { checkRegister, type RegOp } from './linearizability';
 import { decodeValue, encodeValue, nowMs, Rng, sleep } from './support';
 
@@ -53,9 +53,6 @@ export interface RaceResult {
   violations: string[];
 }
 
-function fmtErr(e: unknown): string {
-  return isServiceError(e) ? `${statusName(e.code)}: ${e.details}` : String((e as Error)?.message ?? e);
-}
 
 export async function runRaces(o: RaceOptions): Promise<RaceResult> {
   const log = o.log ?? ((l: string) => console.log(l));
@@ -90,7 +87,7 @@ export async function runRaces(o: RaceOptions): Promise<RaceResult> {
         const op: RegOp = { kind: 'write', value: label, invoke: nowMs(), ret: Infinity, label: `client ${c}` };
         histories[k].push(op);
         try { await cl.set(hot[k], value); op.ret = nowMs(); } catch (e) {
-          res.failedOps++; violation(`set ${hot[k]} failed: ${fmtErr(e)}`); // outcome unknown: ret stays Infinity
+          res.failedOps++; violation(`set ${hot[k]} failed: ${describeError(e)}`); // outcome unknown: ret stays Infinity
         }
         res.writes++;
       } else {
@@ -100,7 +97,7 @@ export async function runRaces(o: RaceOptions): Promise<RaceResult> {
           op.ret = nowMs();
           op.value = tag(v);
           histories[k].push(op);
-        } catch (e) { res.failedOps++; violation(`get ${hot[k]} failed: ${fmtErr(e)}`); }
+        } catch (e) { res.failedOps++; violation(`get ${hot[k]} failed: ${describeError(e)}`); }
         res.reads++;
       }
       res.ops++;
@@ -135,7 +132,7 @@ export async function runRaces(o: RaceOptions): Promise<RaceResult> {
         const key = groupKey(w, i);
         sent[w]++;
         try { await cl.set(key, encodeValue(key, v, w, rng.int(16 * 1024, 64 * 1024))); acked[w]++; } catch (e) {
-          res.failedOps++; violation(`writer ${w} set failed: ${fmtErr(e)}`); stop = true;
+          res.failedOps++; violation(`writer ${w} set failed: ${describeError(e)}`); stop = true;
         }
       }
     }
@@ -172,7 +169,7 @@ export async function runRaces(o: RaceOptions): Promise<RaceResult> {
           } catch (err) { res.snapshotViolations++; violation(`${e.key} torn in GetPrefix: ${(err as Error).message}`); }
           if (r === 0) await sleep(25); else if (count % 4 === 0) await sleep(2); // a slow reader: commits land during the stream
         }
-      } catch (e) { if (!stop) { res.failedOps++; violation(`GetPrefix failed: ${fmtErr(e)}`); } continue; }
+      } catch (e) { if (!stop) { res.failedOps++; violation(`GetPrefix failed: ${describeError(e)}`); } continue; }
       const sentAtReturn = sent.slice();
       res.commitsDuringStreams += acked.reduce((a, b) => a + b, 0) - commitsBefore;
       res.streams++;
