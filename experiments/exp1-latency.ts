@@ -115,28 +115,28 @@ set xrange [256:8388608]
 set key top left font ',8' box opaque
 set multiplot layout 1,2 title 'Experiment 1: latency vs value size (one client, 127.0.0.1; lbkv solid, floor = bare gRPC + Map dashed)'
 set title 'read-only'
-plot 'exp1-latency.dat' u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv mean', \\
-     '' u 1:3 w lp lw 2 pt 5 lc rgb '#2ca02c' t 'lbkv p50', \\
-     '' u 1:4 w lp lw 2 pt 9 lc rgb '#d62728' t 'lbkv p99', \\
-     '' u 1:8 w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor mean', \\
-     '' u 1:9 w lp dt 2 pt 4 lc rgb '#2ca02c' t 'floor p50', \\
-     '' u 1:10 w lp dt 2 pt 8 lc rgb '#d62728' t 'floor p99', \\
-     '' u 1:18 w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'
+${plotLatencies(2, 8)}
 set title '50 % get / 50 % set'
-plot 'exp1-latency.dat' u 1:5 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv mean', \\
-     '' u 1:6 w lp lw 2 pt 5 lc rgb '#2ca02c' t 'lbkv p50', \\
-     '' u 1:7 w lp lw 2 pt 9 lc rgb '#d62728' t 'lbkv p99', \\
-     '' u 1:15 w lp lw 1 pt 2 lc rgb '#9467bd' t 'lbkv set p50', \\
-     '' u 1:11 w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor mean', \\
-     '' u 1:12 w lp dt 2 pt 4 lc rgb '#2ca02c' t 'floor p50', \\
-     '' u 1:13 w lp dt 2 pt 8 lc rgb '#d62728' t 'floor p99', \\
-     '' u 1:18 w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'
+${plotLatencies(5, 11, "'' u 1:15 w lp lw 1 pt 2 lc rgb '#9467bd' t 'lbkv set p50'")}
 unset multiplot`);
   if (plot.error) log(`exp1: plot: ${plot.error}`);
   const json = writeSummary(dir, 'exp1-latency', { full, sizes, targets, durationMs, maxOps, clients: 1, keyBytes: 32, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
     rows, { fdatasync4k: fsync, plot: plot.png ? 'exp1-latency.png' : null });
   log(`exp1: wrote ${path.relative(process.cwd(), json)}`);
   return json;
+}
+
+/** The gnuplot `plot` of one panel: mean, p50 and p99 of lbkv (solid, from column `lbkv` on) and
+ *  of the floor (dashed, from column `floor` on), any extra series, and the fdatasync line. */
+function plotLatencies(lbkv: number, floor: number, extra?: string): string {
+  const stats = [['mean', 7, 6, '#1f77b4'], ['p50', 5, 4, '#2ca02c'], ['p99', 9, 8, '#d62728']] as const;
+  const series = [
+    ...stats.map(([name, pt, , color], i) => `'' u 1:${lbkv + i} w lp lw 2 pt ${pt} lc rgb '${color}' t 'lbkv ${name}'`),
+    ...(extra ? [extra] : []),
+    ...stats.map(([name, , pt, color], i) => `'' u 1:${floor + i} w lp dt 2 pt ${pt} lc rgb '${color}' t 'floor ${name}'`),
+    "'' u 1:18 w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'",
+  ];
+  return `plot 'exp1-latency.dat' ${series.join(', \\\n     ').slice(3)}`;
 }
 
 if (require.main === module) {
