@@ -84,6 +84,11 @@ if (be) {
     const amp = (z: Any) => ((z.usedBytes ?? z.fileBytes) / z.logicalBytes).toFixed(2);
     console.log(`| used / logical bytes at ${k(x.n)} keys (file size MiB) | ${amp(x)} (${(x.fileBytes / 2 ** 20).toFixed(0)}) | | ${amp(y)} (${(y.fileBytes / 2 ** 20).toFixed(0)}) | |`);
   });
+  if (r.syncShapes) {
+    const floor = r.syncShapes['one page'];
+    console.log('\none fdatasync after the write patterns of a commit, taken in turns (us):\n\n| pattern | p50 | mean | p50 / one page |\n|---|---|---|---|');
+    for (const [name, h] of Object.entries(r.syncShapes) as [string, Any][]) console.log(`| ${name} | ${h.p50Us} | ${h.meanUs} | ${(h.p50Us / floor.p50Us).toFixed(2)} |`);
+  }
   console.log('\ntargets:');
   for (const t of r.targets) console.log(`- [${t.met ? 'met' : 'missed'}] ${t.target}: ${t.value}`);
   console.log();
@@ -100,8 +105,14 @@ if (bs) {
     else console.log(`| ${name} ops/s | ${k(v.lbkv.throughput)} | ${k(v.floor.throughput)} | ${(v.lbkv.throughput / v.floor.throughput).toFixed(2)} |`);
     if (v.durable) console.log(`| ${name} p50 (us) vs the floor doing a 4 KiB write + fdatasync in its Set | ${v.lbkv.all.p50Us} | ${v.durable.all.p50Us} | ${(v.lbkv.all.p50Us / v.durable.all.p50Us).toFixed(2)} |`);
   }
-  const ct = r.lbserverCommitTimes?.['set-4KiB-1client'];
-  if (ct) console.log(`\nlbserver during the single-client Set: ${ct.commits} commits, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it`);
+  const cpu = Object.entries(m).filter(([, v]: [string, Any]) => v.lbkv.serverCpuUsPerOp !== undefined) as [string, Any][];
+  if (cpu.length) {
+    console.log('\nserver process CPU per operation (us) and how busy the whole machine was:\n\n| measurement | lbkv | floor | machine busy, lbkv / floor |\n|---|---|---|---|');
+    for (const [name, v] of cpu) console.log(`| ${name} | ${v.lbkv.serverCpuUsPerOp} | ${v.floor.serverCpuUsPerOp} | ${v.lbkv.machineBusyPct} % / ${v.floor.machineBusyPct} % |`);
+  }
+  for (const [name, ct] of Object.entries(r.lbserverCommitTimes ?? {}) as [string, Any][]) {
+    if (ct.commits) console.log(`\nlbserver during ${name}: ${ct.commits} commits of ${ct.putsPerCommit} puts, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it`);
+  }
   console.log('\ntargets:');
   for (const t of r.targets) console.log(`- [${t.met ? 'met' : 'missed'}] ${t.target}: ${t.value}x`);
 }
