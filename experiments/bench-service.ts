@@ -22,7 +22,7 @@ async function main(): Promise<void> {
     .name('bench-service')
     .description('lbkv service vs the bare gRPC floor server: single-client Get/Set latency, 32-client throughput')
     .option('--seconds <s>', 'time bound per measurement and server', '4')
-    .option('--rounds <n>', 'each measurement is split into this many rounds taken in turns by the servers', '4')
+    .option('--rounds <n>', 'each measurement is split into this many rounds taken in turns by the servers', '8')
     .option('--clients <n>', 'concurrent clients for the throughput measurements', '32')
     .option('--processes <n>', 'client processes for the throughput measurements', '4')
     .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
