@@ -131,7 +131,9 @@ export class Store {
     }
   }
 
-  /** Durable put: resolves once the commit that holds it is synced. Concurrent puts share a commit. */
+  /** Durable put: resolves once the commit that holds it is synced. Concurrent puts share a commit.
+   *  A large value is written from the caller's buffer (no copy): leave it unmodified until the
+   *  promise settles, or the page written and the checksum kept for it may disagree. */
   put(key: Buffer, value: Buffer): Promise<void> {
     return this.putMany([{ key, value }]);
   }
