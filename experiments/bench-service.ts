@@ -77,16 +77,19 @@ async function main(): Promise<void> {
       for (let round = 0; round < rounds; round++) {
         for (let k = 0; k < kinds.length; k++) {
           const t = kinds[(k + round) % kinds.length];
-          const cpu0 = processCpuUs(servers[t].pid), m0 = machineCpuUs();
+          // CPU over the measured window only: the warm-up (20 calls per client) is not counted in ops.
+          let cpu0 = 0, cpu1 = 0, m0 = { busy: 0, total: 0 }, m1 = m0;
           const r: LoadResult = await runLoad({
+            onGo: () => { cpu0 = processCpuUs(servers[t].pid); m0 = machineCpuUs(); },
+            onDone: () => { cpu1 = processCpuUs(servers[t].pid); m1 = machineCpuUs(); },
             ...spec, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
             durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
             maxOps: spec.maxOps !== undefined ? Math.ceil(spec.maxOps / rounds) : undefined,
           });
           if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
           (runs[t] ??= []).push(r);
-          const m1 = machineCpuUs(), c = (cpu[t] ??= { serverUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
-          c.serverUs += processCpuUs(servers[t].pid) - cpu0; c.ops += r.ops; c.busyUs += m1.busy - m0.busy; c.totalUs += m1.total - m0.total;
+          const c = (cpu[t] ??= { serverUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
+          c.serverUs += cpu1 - cpu0; c.ops += r.ops; c.busyUs += m1.busy - m0.busy; c.totalUs += m1.total - m0.total;
         }
         if (withFsync) await measureFsync(dataDir, 60, 4096, false, fsyncRounds);
       }

@@ -35,6 +35,10 @@ export interface LoadSpec {
   label?: string;
   /** Abort the run if it has not finished after this long. */
   hardTimeoutMs?: number;
+  /** Called when the workers are told to start measuring (after their warm-up), and when the last
+   *  one has reported: the measured window, e.g. for reading the server's CPU time. */
+  onGo?: () => void;
+  onDone?: () => void;
 }
 
 export interface LoadResult extends OpCounts {
@@ -106,6 +110,7 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
           if (++ready === workers.length) {
             goAt = Date.now();
             bar?.start(total || Math.max(1, Math.round((s.durationMs ?? 1000) / 1000)), 0, { rate: 0 });
+            s.onGo?.();
             for (const x of workers) x.send({ type: 'go' } satisfies ParentMsg);
           }
         } else if (m.type === 'progress') {
@@ -113,6 +118,7 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
         } else if (m.type === 'done') {
           out[i] = m.result;
           if (++done === workers.length) {
+            s.onDone?.();
             clearTimeout(hard); clearInterval(barTimer);
             resolve(out as WorkResult[]);
           }
