@@ -1,6 +1,7 @@
 // Experiment 3: throughput and latency vs number of concurrent clients. 1, 2, 4, 8, ... clients (spread
 // over up to 4 worker processes) until throughput stops rising (two steps in a row under 5 % gain over
-// the best so far), read-only and 50/50, 4 KiB values; against lbkv and the floor server.
+// the best so far, for every target), read-only and 50/50, 4 KiB values; lbkv and the floor server
+// take each step in turns.
 //
 //   node dist/experiments/exp3-clients.js [--full] [--max-clients 256] [--help]
 import { Command } from 'commander';
@@ -56,20 +57,30 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
 
   const steps: Step[] = [];
   const stopReasons: Record<string, string> = {};
-  for (const target of targets) {
-    const dataDir = target === 'lbkv' ? makeDataDir('exp3') : undefined;
-    const server = await startServer({ kind: target, dataDir, cacheMB: o.cacheMB, syncMode: o.syncMode });
-    try {
-      const prefix = 'e3/';
+  // All targets run at once and take each step in turns (first in turn alternating), so that every
+  // client count is measured on each of them under the same spell of the shared machine, and the
+  // curves stop together: when every target has had two steps in a row under 5 % gain over its best.
+  const prefix = 'e3/';
+  const servers = new Map<ServerKind, { server: Awaited<ReturnType<typeof startServer>>; dataDir?: string }>();
+  try {
+    for (const target of targets) {
+      const dataDir = target === 'lbkv' ? makeDataDir('exp3') : undefined;
+      const server = await startServer({ kind: target, dataDir, cacheMB: o.cacheMB, syncMode: o.syncMode });
+      servers.set(target, { server, dataDir });
       const pre = await runLoad({ address: server.address, clients: 64, processes: 2, op: 'load', keyPrefix: prefix, valueBytes, loadCount: keys, label: `${target} preload`, hardTimeoutMs: 15 * 60_000 });
-      if (pre.errors) throw new Error(`preload failed: ${pre.firstError}`);
+      if (pre.errors) throw new Error(`${target} preload failed: ${pre.firstError}`);
       log(`exp3: ${target} preloaded ${keys} keys at ${Math.round(pre.throughput)} sets/s`);
-      for (const workload of ['read-only', 'mixed-50-50'] as const) {
-        let best = 0;
-        let flat = 0;
-        let reason = `reached --max-clients ${maxClients}`;
-        for (let clients = 1; clients <= maxClients; clients *= 2) {
-          const { KvClient } = await import('../lib/client');
+    }
+    const { KvClient } = await import('../lib/client');
+    for (const workload of ['read-only', 'mixed-50-50'] as const) {
+      const best = new Map<ServerKind, number>(targets.map((t) => [t, 0]));
+      const flat = new Map<ServerKind, number>(targets.map((t) => [t, 0]));
+      let reason = `reached --max-clients ${maxClients}`;
+      let turn = 0;
+      for (let clients = 1; clients <= maxClients; clients *= 2, turn++) {
+        const order = targets.map((_, k) => targets[(k + turn) % targets.length]);
+        for (const target of order) {
+          const { server } = servers.get(target)!;
           const statClient = new KvClient(server.address);
           const before = await statClient.stat().catch(() => undefined);
           const r = await runLoad({
@@ -86,13 +97,18 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
           }
           steps.push(step);
           log(`exp3: ${target} ${workload} ${clients} clients: ${Math.round(p.throughput)} ops/s, mean ${p.all.meanUs} us, p99 ${p.all.p99Us} us${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}${step.server ? `, ${step.server.commits} commits` : ''}`);
-          if (p.throughput > best * 1.05) { flat = 0; } else { flat++; }
-          best = Math.max(best, p.throughput);
-          if (flat >= 2 && clients >= minClients) { reason = `two steps in a row under 5 % gain (stopped at ${clients} clients)`; break; }
+          flat.set(target, p.throughput > best.get(target)! * 1.05 ? 0 : flat.get(target)! + 1);
+          best.set(target, Math.max(best.get(target)!, p.throughput));
         }
-        stopReasons[`${target}/${workload}`] = reason;
+        if (clients >= minClients && targets.every((t) => flat.get(t)! >= 2)) {
+          reason = `every target had two steps in a row under 5 % gain (stopped at ${clients} clients)`;
+          break;
+        }
       }
-    } finally {
+      for (const t of targets) stopReasons[`${t}/${workload}`] = reason;
+    }
+  } finally {
+    for (const { server, dataDir } of servers.values()) {
       await server.stop('SIGTERM');
       if (dataDir) rmrf(dataDir);
     }
@@ -161,7 +177,7 @@ plot 'exp3-clients.dat' index 0 u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv re
     const b = ss.reduce((a, s) => (s.throughput > a.throughput ? s : a));
     peak[`${t}/${w}`] = { clients: b.clients, throughput: Math.round(b.throughput) };
   }
-  const json = writeSummary(dir, 'exp3-clients', { full, targets, maxClients, durationMs, keys, valueBytes, keyBytes: 32, maxProcesses: maxProcs, stopRule: 'two steps in a row under 5 % gain over the best so far, not before minClients', minClients, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
+  const json = writeSummary(dir, 'exp3-clients', { full, targets, maxClients, durationMs, keys, valueBytes, keyBytes: 32, maxProcesses: maxProcs, stopRule: 'every target had two steps in a row under 5 % gain over its best so far, not before minClients; targets take each step in turns', minClients, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
     steps, { fdatasync4k: fsync, stopReasons, peak, plots: ['exp3-clients.png', 'exp3-clients-p99.png', 'exp3-clients-throughput.png'] });
   log(`exp3: wrote ${path.relative(process.cwd(), json)}`);
   return json;
