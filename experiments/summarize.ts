@@ -55,7 +55,8 @@ if (e3) {
   console.log(`### exp3 (${machine(e3)})\nstop: ${JSON.stringify(e3.stopReasons)}\npeak: ${JSON.stringify(e3.peak)}\n`);
   console.log('| target | workload | clients | ops/s | mean (ms) | p50 (ms) | p99 (ms) | commits | puts/commit |');
   console.log('|---|---|---|---|---|---|---|---|---|');
-  for (const s of e3.results) console.log(`| ${s.target} | ${s.workload} | ${s.clients} | ${k(s.throughput)} | ${ms(s.all.meanUs)} | ${ms(s.all.p50Us)} | ${ms(s.all.p99Us)} | ${s.server?.commits ?? ''} | ${s.server ? s.server.meanBatch.toFixed(1) : ''} |`);
+  const order = (s: Any) => `${s.workload === 'read-only' ? 0 : 1}/${s.target}/${String(s.clients).padStart(6, '0')}`;
+  for (const s of [...e3.results].sort((a: Any, b: Any) => order(a).localeCompare(order(b)))) console.log(`| ${s.target} | ${s.workload} | ${s.clients} | ${k(s.throughput)} | ${ms(s.all.meanUs)} | ${ms(s.all.p50Us)} | ${ms(s.all.p99Us)} | ${s.server?.commits ?? ''} | ${s.server ? s.server.meanBatch.toFixed(1) : ''} |`);
   console.log();
 }
 const be = load('bench-engine/bench-engine.json');
