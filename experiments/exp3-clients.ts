@@ -186,7 +186,7 @@ plot 'exp3-clients.dat' index 0 u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv re
 if (require.main === module) {
   const opts = new Command()
     .name('exp3-clients')
-    .description('Experiment 3: 1, 2, 4, ... concurrent clients until throughput stops rising; read-only and 50/50, 4 KiB values')
+    .description('Experiment 3: 1, 2, 4, ... concurrent clients until throughput stops rising; read-only and 50/50, 4 KiB values; the servers take each step in turns')
     .option('--full', 'full configuration', false)
     .option('--targets <list>', 'servers: floor,lbkv', 'floor,lbkv')
     .option('--max-clients <n>', 'upper bound on clients')
