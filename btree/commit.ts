@@ -106,10 +106,10 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     const page = contiguous ? take(v.pages) : fl.allocateRun(v.pages);
     const crc = crc32(v.buf);
     v.node.vals[v.i] = { page, length: v.buf.length, crc };
-    const tail = v.pages * PAGE_SIZE - v.buf.length;
     const bytes = v.pages * PAGE_SIZE;
-    if (tail === 0) writes.push({ page, bufs: [v.buf], bytes, crc });
-    else writes.push({ page, bufs: [v.buf, ZERO_PAGE.subarray(0, tail)], bytes, crc: crc32Combine(crc, crc32(ZERO_PAGE.subarray(0, tail)), tail) });
+    const tail = ZERO_PAGE.subarray(0, bytes - v.buf.length);
+    // The run's checksum continues the value's over its zero padding (under a page).
+    writes.push(tail.length > 0 ? { page, bufs: [v.buf, tail], bytes, crc: crc32(tail, crc) } : { page, bufs: [v.buf], bytes, crc });
   }
 
   // Tree pages come bottom-up (leaf, branches, root), the freelist after them: the root, the upper

@@ -237,8 +237,8 @@ function encodePatched(node: Node, p: Patch, page: Buffer): boolean {
 
 function storedCellSize(page: Buffer, off: number, leaf: boolean): number {
   const klen = page.readUInt16LE(off);
-  if (!leaf) return 8 + klen;
-  return page[off + 2] === 0 ? 5 + klen + page.readUInt16LE(off + 3) : 19 + klen;
+  if (!leaf) return BRANCH_OVERHEAD + klen;
+  return page[off + 2] === 0 ? LEAF_INLINE_OVERHEAD + klen + page.readUInt16LE(off + 3) : LEAF_OVERFLOW_CELL + klen;
 }
 
 /** Writes cell `i` of `node` at `off`; returns the offset past it. Plain stores and set() rather
@@ -253,7 +253,7 @@ function writeCell(node: Node, i: number, page: Buffer, off: number): number {
       page[off + 2] = 0;
       page[off + 3] = v.length & 0xff;
       page[off + 4] = v.length >>> 8;
-      off = putKey(page, off + 5, key);
+      off = putKey(page, off + LEAF_INLINE_OVERHEAD, key);
       page.set(v, off);
       return off + v.length;
     }
@@ -262,12 +262,12 @@ function writeCell(node: Node, i: number, page: Buffer, off: number): number {
     putU48(page, off + 3, v.page);
     putU48(page, off + 9, v.length);
     page.writeUInt32LE(v.crc >>> 0, off + 15);
-    return putKey(page, off + 19, key);
+    return putKey(page, off + LEAF_OVERFLOW_CELL, key);
   }
   const child = node.children[i];
   if (typeof child !== 'number') throw new Error('encodeNode: child without a page id');
   putU48(page, off + 2, child);
-  return putKey(page, off + 8, key);
+  return putKey(page, off + BRANCH_OVERHEAD, key);
 }
 
 function putKey(page: Buffer, off: number, key: Buffer): number {
@@ -297,13 +297,13 @@ export function decodeNode(page: Buffer, type: PageType, count: number, pageId: 
       const kind = page.readUInt8(off + 2);
       if (kind === 0) {
         const vlen = page.readUInt16LE(off + 3);
-        const kStart = off + 5;
+        const kStart = off + LEAF_INLINE_OVERHEAD;
         if (kStart + klen + vlen > PAGE_SIZE) return 'cell runs past the page';
         keys[i] = page.subarray(kStart, kStart + klen);
         vals[i] = page.subarray(kStart + klen, kStart + klen + vlen);
         off = kStart + klen + vlen;
       } else if (kind === 1) {
-        const kStart = off + 19;
+        const kStart = off + LEAF_OVERFLOW_CELL;
         if (kStart + klen > PAGE_SIZE) return 'cell runs past the page';
         vals[i] = { page: page.readUIntLE(off + 3, 6), length: page.readUIntLE(off + 9, 6), crc: page.readUInt32LE(off + 15) };
         keys[i] = page.subarray(kStart, kStart + klen);
@@ -312,7 +312,7 @@ export function decodeNode(page: Buffer, type: PageType, count: number, pageId: 
         return `unknown value kind ${kind}`;
       }
     } else {
-      const kStart = off + 8;
+      const kStart = off + BRANCH_OVERHEAD;
       if (kStart + klen > PAGE_SIZE) return 'cell runs past the page';
       children[i] = page.readUIntLE(off + 2, 6);
       keys[i] = page.subarray(kStart, kStart + klen);
