@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { open as lmdbOpen, type RootDatabase } from 'lmdb';
 import { Store } from '../btree';
-import { measureFsync, measureSyncShapes } from './fsync-floor';
+import { FsyncProbe, measureFsync, measureSyncShapes } from './fsync-floor';
 import { dropCaches, log, makeDataDir, MiB, newHist, resultDir, rmrf, rng, summarize, usSince, type LatencySummary } from './lib/common';
 import { writeSummary } from './lib/report';
 
@@ -174,10 +174,7 @@ async function main(): Promise<void> {
     const puts: Record<string, PutResult[]> = { 'lbkv-one': [], 'lbkv-two': [], lmdb: [] };
     const rounds = 6;
     const fsyncRounds = newHist();
-    const fsyncFd = fs.openSync(path.join(root, 'fsync-interleaved.bin'), 'w+');
-    const fsyncBuf = Buffer.alloc(4096, 0x5a);
-    for (let off = 0; off < 16 * MiB; off += MiB) fs.writeSync(fsyncFd, Buffer.alloc(MiB, 1), 0, MiB, off);
-    fs.fsyncSync(fsyncFd);
+    const fsyncProbe = FsyncProbe.open(root, { fileBytes: 16 * MiB });
     // Where a single put's time goes (lbkv): mean per commit, before and in its fdatasync.
     const breakdown: Record<string, { commits: number; meanPrepareUs: number; meanSyncUs: number }> = {};
     for (const b of [1, 16, 256]) {
@@ -190,15 +187,7 @@ async function main(): Promise<void> {
           const pr = await putPhaseHist(engines[name], b, putSeconds / rounds, Math.ceil(maxPuts / rounds), base, b * 31 + round * 7 + 1, acc[name].h);
           acc[name].puts += pr.puts; acc[name].commits += pr.commits; acc[name].seconds += pr.seconds;
         }
-        if (b === 1) {
-          for (let i = 0; i < 40; i++) {
-            const pos = Math.floor(Math.random() * 4000) * 4096;
-            const t0 = process.hrtime.bigint();
-            await new Promise<void>((res, rej) => fs.write(fsyncFd, fsyncBuf, 0, 4096, pos, (e) => (e ? rej(e) : res())));
-            await new Promise<void>((res, rej) => fs.fdatasync(fsyncFd, (e) => (e ? rej(e) : res())));
-            fsyncRounds.recordValue(Math.max(1, Math.round(usSince(t0))));
-          }
-        }
+        if (b === 1) await fsyncProbe.run(40, [fsyncRounds]);
       }
       if (b === 1) {
         for (const name of names) {
@@ -216,7 +205,7 @@ async function main(): Promise<void> {
         log(`  ${name} puts, batch ${b}: ${Math.round(pr.putsPerSec)} puts/s (commit p50 ${pr.commit.p50Us} us, ${pr.commits} commits)`);
       }
     }
-    fs.closeSync(fsyncFd);
+    fsyncProbe.close();
     const fsyncInterleaved = summarize(fsyncRounds);
     const fsyncSparse = await measureFsync(root, 200, 4096, true);
     log(`  one 4 KiB write + fdatasync into a file grown by ftruncate only (block allocation in every sync): p50 ${fsyncSparse.p50Us} us`);

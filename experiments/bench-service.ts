@@ -6,8 +6,8 @@
 //   node dist/experiments/bench-service.js [--seconds 4] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize } from './lib/common';
-import { measureFsync } from './fsync-floor';
+import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize } from './lib/common';
+import { FsyncProbe, measureFsync } from './fsync-floor';
 import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
@@ -41,6 +41,7 @@ async function main(): Promise<void> {
   // The same write + fdatasync, also measured between the rounds of the single-client Set: that one is
   // the reference of the Set target (like bench-engine's interleaved floor).
   const fsyncRounds = newHist();
+  const fsyncProbe = FsyncProbe.open(dataDir);
   // 'durable': the floor server whose Set also does the fsync floor's 4 KiB write + fdatasync before
   // it replies, in the same process: what a durable Set costs at least with gRPC on this machine.
   const servers: Record<Kind, RunningServer> = {
@@ -75,8 +76,7 @@ async function main(): Promise<void> {
       const cpu: Partial<Record<Kind, { serverUs: number; ops: number; busyUs: number; totalUs: number }>> = {};
       const st0 = kinds.includes('lbkv') ? await statOf(servers.lbkv.address) : undefined;
       for (let round = 0; round < rounds; round++) {
-        for (let k = 0; k < kinds.length; k++) {
-          const t = kinds[(k + round) % kinds.length];
+        for (const t of inTurn(kinds, round)) {
           // CPU over the measured window only: the warm-up (20 calls per client) is not counted in ops.
           let cpu0 = 0, cpu1 = 0, m0 = { busy: 0, total: 0 }, m1 = m0;
           const r: LoadResult = await runLoad({
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
           const c = (cpu[t] ??= { serverUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
           c.serverUs += cpu1 - cpu0; c.ops += r.ops; c.busyUs += m1.busy - m0.busy; c.totalUs += m1.total - m0.total;
         }
-        if (withFsync) await measureFsync(dataDir, 60, 4096, false, fsyncRounds);
+        if (withFsync) await fsyncProbe.run(60, [fsyncRounds]);
       }
       if (st0) commitTimes[name] = commitTimesBetween(st0, await statOf(servers.lbkv.address));
       for (const t of kinds) {
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
     await measure(`get-4KiB-${many}clients`, { clients: many, processes: procs, op: 'get', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20, verify: true });
   } finally {
     for (const k of Object.keys(servers) as Kind[]) await servers[k].stop('SIGTERM');
+    fsyncProbe.close();
     rmrf(dataDir);
   }
   const fsync = summarize(fsyncRounds);

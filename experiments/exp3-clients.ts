@@ -6,7 +6,7 @@
 //   node dist/experiments/exp3-clients.js [--full] [--max-clients 256] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { KiB, log, makeDataDir, renderPlot, resultDir, rmrf, type LatencySummary } from './lib/common';
+import { inTurn, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, type LatencySummary } from './lib/common';
 import * as fs from 'node:fs';
 import { measureFsync } from './fsync-floor';
 import { plain, runLoad } from './lib/load';
@@ -78,8 +78,7 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
       let reason = `reached --max-clients ${maxClients}`;
       let turn = 0;
       for (let clients = 1; clients <= maxClients; clients *= 2, turn++) {
-        const order = targets.map((_, k) => targets[(k + turn) % targets.length]);
-        for (const target of order) {
+        for (const target of inTurn(targets, turn)) {
           const { server } = servers.get(target)!;
           const statClient = new KvClient(server.address);
           const before = await statClient.stat().catch(() => undefined);

@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
+import { preallocatedFile } from './fsync-floor';
 import {
   GetPrefixRequest, GetPrefixResponse, GetRequest, GetResponse, KeyValueStoreServer, KeyValueStoreService,
   SetRequest, SetResponse, StatRequest, StatResponse,
@@ -22,11 +23,7 @@ export interface DurableFloor {
 }
 
 export function openDurableFloor(file: string, bytes = 64 * 1024 * 1024): DurableFloor {
-  const fd = fs.openSync(file, 'w+');
-  const block = Buffer.alloc(1024 * 1024, 0xab);
-  for (let off = 0; off < bytes; off += block.length) fs.writeSync(fd, block, 0, block.length, off);
-  fs.fsyncSync(fd);
-  return { fd, pages: bytes / 4096 };
+  return { fd: preallocatedFile(file, bytes), pages: bytes / 4096 };
 }
 
 export function floorService(durable?: DurableFloor): { impl: KeyValueStoreServer; map: Map<string, Buffer> } {

@@ -9,45 +9,72 @@ import { dataDirRoot, type Hist, LatencySummary, newHist, summarize, usSince } f
 
 export interface FsyncFloor extends LatencySummary { bytes: number; dir: string; preallocatedBytes: number; sparse: boolean }
 
-/** Writes `bytes` at a random 4 KiB-aligned offset of a preallocated (and synced) 64 MiB file, then
- *  fdatasyncs; `count` times. The file is preallocated so that the size does not change: that is what
- *  a commit into an already grown data file pays. */
-export async function measureFsync(dir: string = dataDirRoot(), count = 200, bytes = 4096, sparse = false, into?: Hist): Promise<FsyncFloor> {
-  fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `lbkv-fsync-floor-${process.pid}.bin`);
-  const size = 64 * 1024 * 1024;
+const PROBE_FILE_BYTES = 64 * 1024 * 1024;
+
+/** Creates `file` with `bytes` written and synced, so that later writes into it change no size and
+ *  allocate no block (what a commit into an already grown data file pays); `sparse`: grown by
+ *  ftruncate only, as a data file grown that way (every first write allocates its block). */
+export function preallocatedFile(file: string, bytes = PROBE_FILE_BYTES, sparse = false): number {
   const fd = fs.openSync(file, 'w+');
-  try {
-    if (sparse) {
-      // Grown with ftruncate only (as a data file grown that way): every first write into a page
-      // allocates its block, so the fdatasync also has to commit that allocation.
-      fs.ftruncateSync(fd, size);
-    } else {
-      const block = Buffer.alloc(1024 * 1024, 0xab);
-      for (let off = 0; off < size; off += block.length) fs.writeSync(fd, block, 0, block.length, off);
-    }
-    fs.fsyncSync(fd);
-    const buf = Buffer.alloc(bytes, 0x5a);
-    const h = newHist();
-    const pages = Math.floor((size - bytes) / 4096);
-    const datasync = () => new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
-    const write = (pos: number) => new Promise<void>((res, rej) => fs.write(fd, buf, 0, bytes, pos, (e) => (e ? rej(e) : res())));
-    for (let i = 0; i < count + 5; i++) {
-      const pos = Math.floor(Math.random() * pages) * 4096;
-      buf.writeUInt32LE(i, 0);
+  if (sparse) {
+    fs.ftruncateSync(fd, bytes);
+  } else {
+    const block = Buffer.alloc(1024 * 1024, 0xab);
+    for (let off = 0; off < bytes; off += block.length) fs.writeSync(fd, block, 0, Math.min(block.length, bytes - off), off);
+  }
+  fs.fsyncSync(fd);
+  return fd;
+}
+
+/** One write of `bytes` at a random 4 KiB-aligned offset + fdatasync, both through the thread pool,
+ *  repeatedly, into one preallocated file: opened once, so that measuring between the rounds of a
+ *  benchmark does not write a new file each time. */
+export class FsyncProbe {
+  private readonly buf: Buffer;
+  private readonly pages: number;
+  private n = 0;
+
+  private constructor(private readonly fd: number, private readonly file: string, readonly bytes: number, readonly fileBytes: number) {
+    this.buf = Buffer.alloc(bytes, 0x5a);
+    this.pages = Math.floor((fileBytes - bytes) / 4096);
+  }
+
+  static open(dir: string, o: { bytes?: number; fileBytes?: number; sparse?: boolean } = {}): FsyncProbe {
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `lbkv-fsync-probe-${process.pid}-${Math.random().toString(36).slice(2, 8)}.bin`);
+    const fileBytes = o.fileBytes ?? PROBE_FILE_BYTES;
+    return new FsyncProbe(preallocatedFile(file, fileBytes, o.sparse), file, o.bytes ?? 4096, fileBytes);
+  }
+
+  /** `warmup` unrecorded probes, then `count` recorded (microseconds) into every histogram given. */
+  async run(count: number, into: Hist[], warmup = 0): Promise<void> {
+    for (let i = 0; i < warmup + count; i++) {
+      const pos = Math.floor(Math.random() * this.pages) * 4096;
+      this.buf.writeUInt32LE(this.n++, 0);
       const t0 = process.hrtime.bigint();
-      await write(pos);
-      await datasync();
-      if (i >= 5) {
-        const us = Math.max(1, Math.round(usSince(t0)));
-        h.recordValue(us);
-        into?.recordValue(us);
-      }
+      await new Promise<void>((res, rej) => fs.write(this.fd, this.buf, 0, this.bytes, pos, (e) => (e ? rej(e) : res())));
+      await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
+      if (i < warmup) continue;
+      const us = Math.max(1, Math.round(usSince(t0)));
+      for (const h of into) h.recordValue(us);
     }
-    return { ...summarize(h), bytes, dir: path.resolve(dir), preallocatedBytes: sparse ? 0 : size, sparse };
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+    fs.rmSync(this.file, { force: true });
+  }
+}
+
+/** `count` probes (after 5 unrecorded ones) into a fresh preallocated 64 MiB file. */
+export async function measureFsync(dir: string = dataDirRoot(), count = 200, bytes = 4096, sparse = false): Promise<FsyncFloor> {
+  const probe = FsyncProbe.open(dir, { bytes, sparse });
+  try {
+    const h = newHist();
+    await probe.run(count, [h], 5);
+    return { ...summarize(h), bytes, dir: path.resolve(dir), preallocatedBytes: sparse ? 0 : probe.fileBytes, sparse };
   } finally {
-    fs.closeSync(fd);
-    fs.rmSync(file, { force: true });
+    probe.close();
   }
 }
 
@@ -64,13 +91,9 @@ export async function measureFsync(dir: string = dataDirRoot(), count = 200, byt
 export async function measureSyncShapes(dir: string = dataDirRoot(), rounds = 300): Promise<Record<string, LatencySummary>> {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `lbkv-sync-shapes-${process.pid}.bin`);
-  const size = 64 * 1024 * 1024;
-  const pages = size / 4096;
-  const fd = fs.openSync(file, 'w+');
+  const pages = PROBE_FILE_BYTES / 4096;
+  const fd = preallocatedFile(file);
   try {
-    const block = Buffer.alloc(1024 * 1024, 0xab);
-    for (let off = 0; off < size; off += block.length) fs.writeSync(fd, block, 0, block.length, off);
-    fs.fsyncSync(fd);
     const page = Buffer.alloc(4096, 0x5a);
     const run = Buffer.alloc(4 * 4096, 0x5b);
     const at = () => (2 + Math.floor(Math.random() * (pages - 8))) * 4096;

@@ -66,6 +66,12 @@ export function usSince(t0: bigint): number {
   return Number(process.hrtime.bigint() - t0) / 1000;
 }
 
+/** `list` in the order of round `round` when several servers take turns: the first in turn rotates,
+ *  so none is always measured first (or last) while the shared machine drifts. */
+export function inTurn<T>(list: readonly T[], round: number): T[] {
+  return list.map((_, k) => list[(k + round) % list.length]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // CPU accounting (Linux /proc; clock ticks of 10 ms, so meant for runs of seconds).
 

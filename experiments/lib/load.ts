@@ -141,37 +141,29 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
     }
   });
   void startedAt;
-  const all = newHist(), read = newHist(), write = newHist();
-  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0, elapsedMs = 0;
-  let firstError: string | undefined;
-  for (const r of results) {
-    all.add(decodeHist(r.all)); read.add(decodeHist(r.read)); write.add(decodeHist(r.write));
-    ops += r.ops; reads += r.reads; writes += r.writes; errors += r.errors; notFound += r.notFound;
-    elapsedMs = Math.max(elapsedMs, r.elapsedMs);
-    firstError ??= r.firstError;
-  }
-  return {
-    clients: s.clients, processes: procs, ops, reads, writes, errors, notFound, firstError, elapsedMs,
-    throughput: elapsedMs > 0 ? ops / (elapsedMs / 1000) : 0,
-    all: summarize(all), read: summarize(read), write: summarize(write),
-    hist: { all, read, write },
-  };
+  // The workers ran at the same time: the run took as long as the slowest of them.
+  const parts = results.map((r) => ({ ...r, hist: { all: decodeHist(r.all), read: decodeHist(r.read), write: decodeHist(r.write) } }));
+  return combine(parts, s.clients, procs, Math.max(...results.map((r) => r.elapsedMs)));
 }
 
 /** One result from several runs of the same spec (rounds taken in turns with other servers): the
  *  histograms merged, the counts summed, the throughput over the summed running time. */
 export function mergeLoads(rs: LoadResult[]): LoadResult {
+  return combine(rs, rs[0].clients, rs[0].processes, rs.reduce((t, r) => t + r.elapsedMs, 0));
+}
+
+/** Counts summed and histograms merged over `parts`, which together took `elapsedMs`. */
+function combine(parts: (OpCounts & { hist: LoadResult['hist'] })[], clients: number, processes: number, elapsedMs: number): LoadResult {
   const all = newHist(), read = newHist(), write = newHist();
-  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0, elapsedMs = 0;
+  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0;
   let firstError: string | undefined;
-  for (const r of rs) {
+  for (const r of parts) {
     all.add(r.hist.all); read.add(r.hist.read); write.add(r.hist.write);
     ops += r.ops; reads += r.reads; writes += r.writes; errors += r.errors; notFound += r.notFound;
-    elapsedMs += r.elapsedMs;
     firstError ??= r.firstError;
   }
   return {
-    clients: rs[0].clients, processes: rs[0].processes, ops, reads, writes, errors, notFound, firstError, elapsedMs,
+    clients, processes, ops, reads, writes, errors, notFound, firstError, elapsedMs,
     throughput: elapsedMs > 0 ? ops / (elapsedMs / 1000) : 0,
     all: summarize(all), read: summarize(read), write: summarize(write),
     hist: { all, read, write },
