@@ -84,6 +84,10 @@ export async function measureFsync(dir: string = dataDirRoot(), count = 200, byt
  *  - one page + page 0: a commit whose data is one page, plus its meta page;
  *  - 4 contiguous pages + page 0: a one-put commit (value, leaf, branch, root) placed as one run;
  *  - 4 scattered pages + page 0: the same commit with its pages reused from scattered free space;
+ *  - page 0 + 4 pages in one write: the commit laid out behind its meta page, as a write-ahead slot
+ *    would write it (what a one-write commit could cost, if its pages needed no second copy);
+ *  - 16 and 64 contiguous pages + page 0: how the cost grows with the run's length, i.e. what filling
+ *    the gaps between a commit's scattered pages (to write them as one run) would cost;
  *  - one page, fdatasync on the calling thread (fs.fdatasyncSync): no thread-pool round trip, which
  *    Node's asynchronous fdatasync pays; shows what that round trip costs on this machine.
  *  The writes themselves are synchronous pwrites (as lbkv's small commits); the time is from the
@@ -96,7 +100,9 @@ export async function measureSyncShapes(dir: string = dataDirRoot(), rounds = 30
   try {
     const page = Buffer.alloc(4096, 0x5a);
     const run = Buffer.alloc(4 * 4096, 0x5b);
-    const at = () => (2 + Math.floor(Math.random() * (pages - 8))) * 4096;
+    const long = Buffer.alloc(64 * 4096, 0x5c);
+    const at = () => (2 + Math.floor(Math.random() * (pages - 70))) * 4096;
+    const contiguous = (n: number) => () => { fs.writeSync(fd, long, 0, n * 4096, at()); fs.writeSync(fd, page, 0, 4096, 0); return datasync(); };
     const datasync = () => new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
     const shapes: Record<string, () => Promise<void> | void> = {
       'one page': () => { fs.writeSync(fd, page, 0, 4096, at()); return datasync(); },
@@ -107,6 +113,9 @@ export async function measureSyncShapes(dir: string = dataDirRoot(), rounds = 30
         fs.writeSync(fd, page, 0, 4096, 0);
         return datasync();
       },
+      'meta page + 4 pages, one write': () => { fs.writeSync(fd, long, 0, 5 * 4096, 0); return datasync(); },
+      '16 contiguous pages + meta page': contiguous(16),
+      '64 contiguous pages + meta page': contiguous(64),
       'one page, fdatasync on the calling thread': () => { fs.writeSync(fd, page, 0, 4096, at()); fs.fdatasyncSync(fd); },
     };
     const hists = Object.fromEntries(Object.keys(shapes).map((k) => [k, newHist()]));
@@ -132,7 +141,7 @@ async function main(): Promise<void> {
     .option('--count <n>', 'number of write+fdatasync rounds', '200')
     .option('--bytes <n>', 'bytes written per round', '4096')
     .option('--sparse', 'grow the file with ftruncate only (each write allocates a block) instead of writing it first', false)
-    .option('--shapes', 'instead: one fdatasync after the write patterns of a commit (one page, + meta, 4 pages contiguous or scattered, sync on the calling thread)', false)
+    .option('--shapes', 'instead: one fdatasync after the write patterns of a commit (one page, + meta, 4 pages contiguous or scattered, meta + 4 pages as one write, 16 and 64 contiguous pages, sync on the calling thread)', false)
     .parse()
     .opts<{ dir: string; count: string; bytes: string; sparse: boolean; shapes: boolean }>();
   const r = opts.shapes ? await measureSyncShapes(opts.dir, Number(opts.count)) : await measureFsync(opts.dir, Number(opts.count), Number(opts.bytes), opts.sparse);
