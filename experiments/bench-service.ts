@@ -168,9 +168,8 @@ async function statOf(address: string): Promise<StatResponse> {
 
 function commitTimesBetween(a: StatResponse, b: StatResponse): CommitTimes {
   const n = b.commits - a.commits;
-  const sum = (s: StatResponse, f: 'meanCommitPrepareUs' | 'meanCommitSyncUs') => s[f] * s.commits;
-  const per = (f: 'meanCommitPrepareUs' | 'meanCommitSyncUs') => (n > 0 ? Math.round((sum(b, f) - sum(a, f)) / n) : 0);
-  return { commits: n, putsPerCommit: n > 0 ? Math.round(((b.totalSets - a.totalSets) / n) * 100) / 100 : 0, meanPrepareUs: per('meanCommitPrepareUs'), meanSyncUs: per('meanCommitSyncUs') };
+  const per = (f: 'totalCommitPrepareUs' | 'totalCommitSyncUs') => (n > 0 ? Math.round((b[f] - a[f]) / n) : 0);
+  return { commits: n, putsPerCommit: n > 0 ? Math.round(((b.totalSets - a.totalSets) / n) * 100) / 100 : 0, meanPrepareUs: per('totalCommitPrepareUs'), meanSyncUs: per('totalCommitSyncUs') };
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

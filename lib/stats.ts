@@ -52,6 +52,8 @@ export class ServiceStats {
       failedSets: this.failedSets,
       meanCommitPrepareUs: engine.commits ? engine.commitPrepareUs / engine.commits : 0,
       meanCommitSyncUs: engine.commits ? engine.commitLastSyncUs / engine.commits : 0,
+      totalCommitPrepareUs: u(engine.commitPrepareUs),
+      totalCommitSyncUs: u(engine.commitLastSyncUs),
     };
   }
 }

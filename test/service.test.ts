@@ -161,6 +161,10 @@ basic('Stat fills every field', async ({ c, srv }) => {
   assert.ok(s.maxBatchSize >= 1 && s.meanBatchSize >= 1 && s.meanBatchSize <= s.maxBatchSize);
   // Every commit spends some time before its fdatasync and some in it.
   assert.ok(s.meanCommitPrepareUs > 0 && s.meanCommitSyncUs > 0, `commit times ${s.meanCommitPrepareUs} / ${s.meanCommitSyncUs}`);
+  // The totals are the means' sums (each total is rounded down to whole microseconds).
+  for (const [total, mean] of [[s.totalCommitPrepareUs, s.meanCommitPrepareUs], [s.totalCommitSyncUs, s.meanCommitSyncUs]] as const) {
+    assert.ok(Math.abs(total - mean * s.commits) <= 1, `total ${total} vs mean ${mean} x ${s.commits} commits`);
+  }
   assert.ok(s.pageCount > 0 && s.lastTxid > 0);
   assert.ok(s.cacheHits + s.cacheMisses > 0);
   assert.is(s.openSnapshots, 0);
