@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     lbkv: await startServer({ kind: 'lbkv', dataDir, syncMode: opts.syncMode }),
     durable: await startServer({ kind: 'floor', extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin')] }),
   };
-  type Measured = ReturnType<typeof plain> & { serverCpuUsPerOp: number; machineBusyPct: number };
+  type Measured = ReturnType<typeof plain> & { serverCpuUsPerOp: number; serverMainThreadCpuUsPerOp: number; machineBusyPct: number };
   const results: Record<string, Partial<Record<Kind, Measured>> & Record<'floor' | 'lbkv', Measured>> = {};
   // lbserver's own account of each measurement's commits (Stat before and after it).
   const commitTimes: Record<string, CommitTimes> = {};
@@ -73,23 +73,24 @@ async function main(): Promise<void> {
       const runs: Partial<Record<Kind, LoadResult[]>> = {};
       // Where the CPU went: the server process's own time per operation, and how busy the whole machine
       // (server, client processes, everything else) was while the load ran.
-      const cpu: Partial<Record<Kind, { serverUs: number; ops: number; busyUs: number; totalUs: number }>> = {};
+      const cpu: Partial<Record<Kind, { serverUs: number; mainUs: number; ops: number; busyUs: number; totalUs: number }>> = {};
       const st0 = kinds.includes('lbkv') ? await statOf(servers.lbkv.address) : undefined;
       for (let round = 0; round < rounds; round++) {
         for (const t of inTurn(kinds, round)) {
           // CPU over the measured window only: the warm-up (20 calls per client) is not counted in ops.
-          let cpu0 = 0, cpu1 = 0, m0 = { busy: 0, total: 0 }, m1 = m0;
+          let cpu0 = 0, cpu1 = 0, main0 = 0, main1 = 0, m0 = { busy: 0, total: 0 }, m1 = m0;
+          const pid = servers[t].pid;
           const r: LoadResult = await runLoad({
-            onGo: () => { cpu0 = processCpuUs(servers[t].pid); m0 = machineCpuUs(); },
-            onDone: () => { cpu1 = processCpuUs(servers[t].pid); m1 = machineCpuUs(); },
+            onGo: () => { cpu0 = processCpuUs(pid); main0 = processCpuUs(pid, true); m0 = machineCpuUs(); },
+            onDone: () => { cpu1 = processCpuUs(pid); main1 = processCpuUs(pid, true); m1 = machineCpuUs(); },
             ...spec, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
             durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
             maxOps: spec.maxOps !== undefined ? Math.ceil(spec.maxOps / rounds) : undefined,
           });
           if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
           (runs[t] ??= []).push(r);
-          const c = (cpu[t] ??= { serverUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
-          c.serverUs += cpu1 - cpu0; c.ops += r.ops; c.busyUs += m1.busy - m0.busy; c.totalUs += m1.total - m0.total;
+          const c = (cpu[t] ??= { serverUs: 0, mainUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
+          c.serverUs += cpu1 - cpu0; c.mainUs += main1 - main0; c.ops += r.ops; c.busyUs += m1.busy - m0.busy; c.totalUs += m1.total - m0.total;
         }
         if (withFsync) await fsyncProbe.run(60, [fsyncRounds]);
       }
@@ -98,10 +99,11 @@ async function main(): Promise<void> {
         const r = mergeLoads(runs[t]!);
         const c = cpu[t]!;
         const serverCpuUsPerOp = Math.round(c.serverUs / Math.max(1, c.ops));
+        const serverMainThreadCpuUsPerOp = Math.round(c.mainUs / Math.max(1, c.ops));
         const machineBusyPct = Math.round((c.busyUs / Math.max(1, c.totalUs)) * 1000) / 10;
-        results[name][t] = { ...plain(r), serverCpuUsPerOp, machineBusyPct };
+        results[name][t] = { ...plain(r), serverCpuUsPerOp, serverMainThreadCpuUsPerOp, machineBusyPct };
         log(`  ${t.padEnd(7)} ${name}: ${r.ops} ops in ${rounds} rounds, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us; ` +
-          `server CPU ${serverCpuUsPerOp} us/op, machine ${machineBusyPct}% busy`);
+          `server CPU ${serverCpuUsPerOp} us/op (main thread ${serverMainThreadCpuUsPerOp}), machine ${machineBusyPct}% busy`);
       }
     };
     await measure('get-512B-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
@@ -147,6 +149,7 @@ async function main(): Promise<void> {
   line(`Set 4 KiB ${many} clients ops/s`, sN.lbkv.throughput, sN.floor.throughput);
   line(`Get 4 KiB ${many} clients ops/s`, gN.lbkv.throughput, gN.floor.throughput);
   line(`  server CPU us per Set`, sN.lbkv.serverCpuUsPerOp, sN.floor.serverCpuUsPerOp);
+  line(`    of which main thread`, sN.lbkv.serverMainThreadCpuUsPerOp, sN.floor.serverMainThreadCpuUsPerOp);
   console.log(`  (machine busy during the ${many}-client Set: ${sN.lbkv.machineBusyPct}% with lbkv, ${sN.floor.machineBusyPct}% with the floor)`);
   const ct = commitTimes['set-4KiB-1client'];
   if (ct) console.log(`lbserver during the single-client Set: ${ct.commits} commits, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts per commit`);

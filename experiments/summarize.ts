@@ -109,8 +109,10 @@ if (bs) {
   }
   const cpu = Object.entries(m).filter(([, v]: [string, Any]) => v.lbkv.serverCpuUsPerOp !== undefined) as [string, Any][];
   if (cpu.length) {
-    console.log('\nserver process CPU per operation (us) and how busy the whole machine was:\n\n| measurement | lbkv | floor | machine busy, lbkv / floor |\n|---|---|---|---|');
-    for (const [name, v] of cpu) console.log(`| ${name} | ${v.lbkv.serverCpuUsPerOp} | ${v.floor.serverCpuUsPerOp} | ${v.lbkv.machineBusyPct} % / ${v.floor.machineBusyPct} % |`);
+    // Older result files have no main-thread figure.
+    const main = (x: Any) => (x.serverMainThreadCpuUsPerOp !== undefined ? ` (${x.serverMainThreadCpuUsPerOp})` : '');
+    console.log('\nserver process CPU per operation (us; in brackets its main thread, where recorded) and how busy the whole machine was:\n\n| measurement | lbkv | floor | machine busy, lbkv / floor |\n|---|---|---|---|');
+    for (const [name, v] of cpu) console.log(`| ${name} | ${v.lbkv.serverCpuUsPerOp}${main(v.lbkv)} | ${v.floor.serverCpuUsPerOp}${main(v.floor)} | ${v.lbkv.machineBusyPct} % / ${v.floor.machineBusyPct} % |`);
   }
   for (const [name, ct] of Object.entries(r.lbserverCommitTimes ?? {}) as [string, Any][]) {
     if (ct.commits) console.log(`\nlbserver during ${name}: ${ct.commits} commits of ${ct.putsPerCommit} puts, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it`);

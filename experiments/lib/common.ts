@@ -77,11 +77,12 @@ export function inTurn<T>(list: readonly T[], round: number): T[] {
 
 const TICK_US = 10_000;
 
-/** User + system CPU time of one process so far, in microseconds (0 if it is gone). */
-export function processCpuUs(pid: number): number {
+/** User + system CPU time of one process so far, in microseconds (0 if it is gone); with `mainThread`,
+ *  of its main thread only (the event loop; the rest is libuv's thread pool and V8's helpers). */
+export function processCpuUs(pid: number, mainThread = false): number {
   try {
     // Fields after the parenthesised command name, which may itself contain spaces.
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const s = fs.readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'latin1');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return (Number(f[11]) + Number(f[12])) * TICK_US;
   } catch {
