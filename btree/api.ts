@@ -23,6 +23,13 @@ export interface OpenOptions {
   fs?: FileSystem;
 }
 
+export interface GetOptions {
+  /** Supplies the buffer a value read from the file is read into: exactly `length` bytes (e.g. the
+   *  tail of a larger buffer, so a server can put its message header in front and send the value
+   *  without copying it). Values served from the cache are returned as they are. */
+  alloc?: (length: number) => Buffer;
+}
+
 export interface Entry {
   key: Buffer;
   value: Buffer;

@@ -55,8 +55,8 @@ export class Pager {
 
   /** A value from its overflow run. Values of up to two pages are cached (they are what most gets
    *  of 4 KiB values hit); larger ones are read each time so they cannot flush the tree pages out. */
-  overflow(ref: OverflowRef): Promise<Buffer> | Buffer {
-    if (ref.length > CACHED_VALUE_BYTES) return this.readOverflow(ref);
+  overflow(ref: OverflowRef, alloc?: (length: number) => Buffer): Promise<Buffer> | Buffer {
+    if (ref.length > CACHED_VALUE_BYTES) return this.readOverflow(ref, alloc);
     const hit = this.caches.values.get(ref.page);
     if (hit && hit.crc === ref.crc && hit.value.length === ref.length) return hit.value;
     const value = this.readOverflowSync(ref);
@@ -85,8 +85,9 @@ export class Pager {
     return buf;
   }
 
-  private async readOverflow(ref: OverflowRef): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(ref.length);
+  private async readOverflow(ref: OverflowRef, alloc?: (length: number) => Buffer): Promise<Buffer> {
+    const buf = alloc ? alloc(ref.length) : Buffer.allocUnsafe(ref.length);
+    if (buf.length !== ref.length) throw new Error(`alloc returned ${buf.length} bytes for a value of ${ref.length}`);
     const pos = ref.page * PAGE_SIZE;
     let n = 0;
     try {

@@ -2,7 +2,7 @@
 // snapshots that never wait for the writer. A commit becomes visible only after its last sync.
 import { Mutex } from 'async-mutex';
 import * as nodePath from 'node:path';
-import type { Entry, OpenOptions, RangeOptions, StoreStats } from './api';
+import type { Entry, GetOptions, OpenOptions, RangeOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
 import { PAGE_SIZE } from './layout';
 import { encodeMeta, type Meta } from './meta';
@@ -239,13 +239,13 @@ export class Store {
   }
 
   /** Reads from the latest durable commit. */
-  async get(key: Buffer): Promise<Buffer | undefined> {
+  async get(key: Buffer, opts: GetOptions = {}): Promise<Buffer | undefined> {
     this.validate(key);
     const meta = this.meta;
     const pager = this.pager;
     const cell = lookup(pager, meta.root, key);
     if (cell === undefined || Buffer.isBuffer(cell)) return cell;
-    const v = pager.overflow(cell);
+    const v = pager.overflow(cell, opts.alloc);
     if (Buffer.isBuffer(v)) return v;
     // A large value is read on the thread pool; pin the snapshot so its pages are not reused.
     v.catch(() => undefined);

@@ -4,7 +4,8 @@
 //    INTERNAL "Error deserializing request");
 //  - response encoders for GetResponse and GetPrefixResponse that write the value bytes once into the
 //    output buffer (the generated encoder copies each value three times: into the writer, when
-//    finishing, and in Buffer.from), which matters for multi-MiB values.
+//    finishing, and in Buffer.from), which matters for multi-MiB values; and none at all for a value
+//    the engine read into the tail of a buffer from framedValueBuffer().
 // The bytes on the wire are the same protobuf encoding either way.
 import { KeyValueStoreService, type GetPrefixResponse, type GetResponse } from '../generated/kv';
 
@@ -55,9 +56,34 @@ function writeBytesField(out: Buffer, pos: number, tag: number, bytes: Buffer): 
   return pos + bytes.length;
 }
 
+/** Header of a GetResponse with found = true and a value of `length` bytes: everything before them. */
+function foundHeaderLength(length: number): number {
+  return 2 + 1 + varintLength(length);
+}
+
+// Values read into framedValueBuffer()'s buffers, and the whole message buffer each belongs to.
+const framed = new WeakMap<Buffer, Buffer>();
+
+/** A buffer of `length` bytes for the engine to read a value into (Store.get's `alloc`), with room in
+ *  front for the GetResponse header, so that encodeGetResponse sends it without a copy. */
+export function framedValueBuffer(length: number): Buffer {
+  const whole = Buffer.allocUnsafe(foundHeaderLength(length) + length);
+  const value = whole.subarray(whole.length - length);
+  framed.set(value, whole);
+  return value;
+}
+
 /** GetResponse { bool found = 1; bytes value = 2; } */
 export function encodeGetResponse(m: GetResponse): Buffer {
   const v = m.value ?? Buffer.alloc(0);
+  const whole = m.found && v.length > 0 ? framed.get(v) : undefined;
+  if (whole) {
+    whole[0] = 0x08;
+    whole[1] = 1;
+    whole[2] = 0x12;
+    writeVarint(whole, 3, v.length);
+    return whole;
+  }
   const size = (m.found ? 2 : 0) + (v.length > 0 ? fieldLength(v.length) : 0);
   const out = Buffer.allocUnsafe(size);
   let pos = 0;

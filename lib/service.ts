@@ -16,7 +16,7 @@ import {
   type StatRequest,
   type StatResponse,
 } from '../generated/kv';
-import { invalidRequestReason, ServerKeyValueStoreService } from './codec';
+import { framedValueBuffer, invalidRequestReason, ServerKeyValueStoreService } from './codec';
 import { DATA_FILE_NAME, maxMessageBytes, type ServerConfig } from './config';
 import { ServiceStats } from './stats';
 
@@ -202,7 +202,7 @@ export class KvService {
       const { key } = call.request;
       const bad = this.checkKey(key);
       if (bad) return cb(bad);
-      const pending = this.store.get(key);
+      const pending = this.store.get(key, { alloc: framedValueBuffer });
       this.inFlight++;
       pending.then(
         (value) => {

@@ -303,4 +303,27 @@ test('crc32Combine: crc32 of A+B from the two checksums equals zlib over the byt
   assert.is(crc32Combine(crc32(data), crc32(big), big.length), crc32(big, crc32(data)));
 });
 
+test('get with alloc reads a large value into the buffer the caller supplies; small cached values come as they are', async () => {
+  const store = await Store.open({ path: dbFile('alloc') });
+  const big = fill(3 * MiB + 5, 9);
+  const small = fill(6000, 4);
+  await store.putMany([{ key: key(1), value: big }, { key: key(2), value: small }]);
+  const given: Buffer[] = [];
+  const alloc = (n: number) => { const whole = Buffer.alloc(n + 7, 0xee); const b = whole.subarray(7); given.push(b); return b; };
+  const got = (await store.get(key(1), { alloc }))!;
+  assert.is(given.length, 1, 'alloc called once for the large value');
+  assert.ok(got === given[0], 'the value is the supplied buffer');
+  assert.equal(got, big);
+  assert.is(Buffer.from(got.buffer, got.byteOffset - 7, 7).toString('hex'), 'ee'.repeat(7), 'bytes in front untouched');
+  assert.equal((await store.get(key(2), { alloc }))!, small);
+  assert.is(given.length, 1, 'a value of up to two pages is served without alloc');
+  assert.is(await store.get(key(3), { alloc }), undefined);
+  // A wrong-sized buffer is a caller error, reported, not a short or overlong read.
+  await store.get(key(1), { alloc: (n) => Buffer.alloc(n - 1) }).then(
+    () => assert.unreachable('accepted a short buffer'),
+    (e: Error) => assert.match(e.message, /alloc returned/),
+  );
+  await store.close();
+});
+
 test.run();
