@@ -4,10 +4,9 @@
 //
 //   node dist/experiments/floor-server.js --listen 127.0.0.1:PORT
 // prints one line "floor-server listening on 127.0.0.1:PORT" when ready; SIGINT/SIGTERM stop it.
-import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
-import { preallocatedFile } from './fsync-floor';
+import { FsyncProbe } from './fsync-floor';
 import {
   GetPrefixRequest, GetPrefixResponse, GetRequest, GetResponse, KeyValueStoreServer, KeyValueStoreService,
   SetRequest, SetResponse, StatRequest, StatResponse,
@@ -15,20 +14,10 @@ import {
 
 export const MAX_MESSAGE = 80 * 1024 * 1024;
 
-/** A preallocated file that Set writes one 4 KiB page of and fdatasyncs before it replies: the RPC
- *  floor plus the durability floor, measured together in one server process. */
-export interface DurableFloor {
-  fd: number;
-  pages: number;
-}
-
-export function openDurableFloor(file: string, bytes = 64 * 1024 * 1024): DurableFloor {
-  return { fd: preallocatedFile(file, bytes), pages: bytes / 4096 };
-}
-
-export function floorService(durable?: DurableFloor): { impl: KeyValueStoreServer; map: Map<string, Buffer> } {
+/** With `durable` (the fsync floor's probe: one 4 KiB write + fdatasync), Set also makes one probe
+ *  before it replies: the RPC floor plus the durability floor, measured together in one process. */
+export function floorService(durable?: FsyncProbe): { impl: KeyValueStoreServer; map: Map<string, Buffer> } {
   const map = new Map<string, Buffer>();
-  const page = Buffer.alloc(4096);
   const started = Date.now();
   let sets = 0, gets = 0, prefixes = 0;
   const impl: KeyValueStoreServer = {
@@ -36,14 +25,7 @@ export function floorService(durable?: DurableFloor): { impl: KeyValueStoreServe
       sets++;
       map.set(call.request.key.toString('latin1'), call.request.value);
       if (!durable) return cb(null, {});
-      // Same as the fsync floor: one 4 KiB write at a random page, then fdatasync, both on the pool.
-      call.request.value.copy(page, 0, 0, Math.min(4096, call.request.value.length));
-      const pos = Math.floor(Math.random() * durable.pages) * 4096;
-      const failed = (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message });
-      fs.write(durable.fd, page, 0, 4096, pos, (err) => {
-        if (err) return failed(err);
-        fs.fdatasync(durable.fd, (e) => (e ? failed(e) : cb(null, {})));
-      });
+      durable.once().then(() => cb(null, {}), (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message }));
     },
     get(call: grpc.ServerUnaryCall<GetRequest, GetResponse>, cb: grpc.sendUnaryData<GetResponse>) {
       gets++;
@@ -81,7 +63,7 @@ async function main(): Promise<void> {
     .option('--durable-file <path>', 'Set also writes 4 KiB at a random page of this preallocated 64 MiB file and fdatasyncs before replying')
     .parse();
   const opts = program.opts<{ listen: string; durableFile?: string }>();
-  const durable = opts.durableFile ? openDurableFloor(opts.durableFile) : undefined;
+  const durable = opts.durableFile ? FsyncProbe.at(opts.durableFile) : undefined;
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE, 'grpc.max_send_message_length': MAX_MESSAGE });
   server.addService(KeyValueStoreService, floorService(durable).impl);
   const host = opts.listen.replace(/:\d+$/, '');
@@ -89,7 +71,7 @@ async function main(): Promise<void> {
     server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   process.stdout.write(`floor-server listening on ${host}:${port}\n`);
   const stop = () => server.tryShutdown(() => {
-    if (opts.durableFile) fs.rmSync(opts.durableFile, { force: true });
+    durable?.close();
     process.exit(0);
   });
   process.on('SIGINT', stop);

@@ -39,21 +39,31 @@ export class FsyncProbe {
     this.pages = Math.floor((fileBytes - bytes) / 4096);
   }
 
+  /** A probe on a new file of its own in `dir`. */
   static open(dir: string, o: { bytes?: number; fileBytes?: number; sparse?: boolean } = {}): FsyncProbe {
     fs.mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `lbkv-fsync-probe-${process.pid}-${Math.random().toString(36).slice(2, 8)}.bin`);
+    return FsyncProbe.at(path.join(dir, `lbkv-fsync-probe-${process.pid}-${Math.random().toString(36).slice(2, 8)}.bin`), o);
+  }
+
+  /** A probe on `file`, created (or replaced) and preallocated; close() removes it. */
+  static at(file: string, o: { bytes?: number; fileBytes?: number; sparse?: boolean } = {}): FsyncProbe {
     const fileBytes = o.fileBytes ?? PROBE_FILE_BYTES;
     return new FsyncProbe(preallocatedFile(file, fileBytes, o.sparse), file, o.bytes ?? 4096, fileBytes);
+  }
+
+  /** One write + fdatasync. */
+  async once(): Promise<void> {
+    const pos = Math.floor(Math.random() * this.pages) * 4096;
+    this.buf.writeUInt32LE(this.n++, 0);
+    await new Promise<void>((res, rej) => fs.write(this.fd, this.buf, 0, this.bytes, pos, (e) => (e ? rej(e) : res())));
+    await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
   }
 
   /** `warmup` unrecorded probes, then `count` recorded (microseconds) into every histogram given. */
   async run(count: number, into: Hist[], warmup = 0): Promise<void> {
     for (let i = 0; i < warmup + count; i++) {
-      const pos = Math.floor(Math.random() * this.pages) * 4096;
-      this.buf.writeUInt32LE(this.n++, 0);
       const t0 = process.hrtime.bigint();
-      await new Promise<void>((res, rej) => fs.write(this.fd, this.buf, 0, this.bytes, pos, (e) => (e ? rej(e) : res())));
-      await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
+      await this.once();
       if (i < warmup) continue;
       const us = Math.max(1, Math.round(usSince(t0)));
       for (const h of into) h.recordValue(us);
@@ -99,15 +109,14 @@ export async function measureSyncShapes(dir: string = dataDirRoot(), rounds = 30
   const fd = preallocatedFile(file);
   try {
     const page = Buffer.alloc(4096, 0x5a);
-    const run = Buffer.alloc(4 * 4096, 0x5b);
     const long = Buffer.alloc(64 * 4096, 0x5c);
     const at = () => (2 + Math.floor(Math.random() * (pages - 70))) * 4096;
     const contiguous = (n: number) => () => { fs.writeSync(fd, long, 0, n * 4096, at()); fs.writeSync(fd, page, 0, 4096, 0); return datasync(); };
     const datasync = () => new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
     const shapes: Record<string, () => Promise<void> | void> = {
       'one page': () => { fs.writeSync(fd, page, 0, 4096, at()); return datasync(); },
-      'one page + meta page': () => { fs.writeSync(fd, page, 0, 4096, at()); fs.writeSync(fd, page, 0, 4096, 0); return datasync(); },
-      '4 contiguous pages + meta page': () => { fs.writeSync(fd, run, 0, run.length, at()); fs.writeSync(fd, page, 0, 4096, 0); return datasync(); },
+      'one page + meta page': contiguous(1),
+      '4 contiguous pages + meta page': contiguous(4),
       '4 scattered pages + meta page': () => {
         for (let i = 0; i < 4; i++) fs.writeSync(fd, page, 0, 4096, at());
         fs.writeSync(fd, page, 0, 4096, 0);
