@@ -56,18 +56,28 @@ function writeBytesField(out: Buffer, pos: number, tag: number, bytes: Buffer): 
   return pos + bytes.length;
 }
 
-/** Header of a GetResponse with found = true and a value of `length` bytes: everything before them. */
-function foundHeaderLength(length: number): number {
-  return 2 + 1 + varintLength(length);
+/** Length of a GetResponse's bytes before its value bytes: `found` (if true), then the value field's
+ *  tag and length (if any value). */
+function getResponseHeaderLength(found: boolean, length: number): number {
+  return (found ? 2 : 0) + (length > 0 ? 1 + varintLength(length) : 0);
+}
+
+/** Writes that header at the start of `out`; returns where the value goes. */
+function writeGetResponseHeader(out: Buffer, found: boolean, length: number): number {
+  let pos = 0;
+  if (found) { out[pos++] = 0x08; out[pos++] = 1; }
+  if (length > 0) { out[pos++] = 0x12; pos = writeVarint(out, pos, length); }
+  return pos;
 }
 
 // Values read into framedValueBuffer()'s buffers, and the whole message buffer each belongs to.
 const framed = new WeakMap<Buffer, Buffer>();
 
 /** A buffer of `length` bytes for the engine to read a value into (Store.get's `alloc`), with room in
- *  front for the GetResponse header, so that encodeGetResponse sends it without a copy. */
+ *  front for the header of a GetResponse that found it, so that encodeGetResponse sends it without a
+ *  copy. */
 export function framedValueBuffer(length: number): Buffer {
-  const whole = Buffer.allocUnsafe(foundHeaderLength(length) + length);
+  const whole = Buffer.allocUnsafe(getResponseHeaderLength(true, length) + length);
   const value = whole.subarray(whole.length - length);
   framed.set(value, whole);
   return value;
@@ -78,17 +88,11 @@ export function encodeGetResponse(m: GetResponse): Buffer {
   const v = m.value ?? Buffer.alloc(0);
   const whole = m.found && v.length > 0 ? framed.get(v) : undefined;
   if (whole) {
-    whole[0] = 0x08;
-    whole[1] = 1;
-    whole[2] = 0x12;
-    writeVarint(whole, 3, v.length);
+    writeGetResponseHeader(whole, true, v.length);
     return whole;
   }
-  const size = (m.found ? 2 : 0) + (v.length > 0 ? fieldLength(v.length) : 0);
-  const out = Buffer.allocUnsafe(size);
-  let pos = 0;
-  if (m.found) { out[pos++] = 0x08; out[pos++] = 1; }
-  if (v.length > 0) pos = writeBytesField(out, pos, 0x12, v);
+  const out = Buffer.allocUnsafe(getResponseHeaderLength(m.found, v.length) + v.length);
+  v.copy(out, writeGetResponseHeader(out, m.found, v.length));
   return out;
 }
 
