@@ -84,7 +84,6 @@ export function grpcFrame(msg: Buffer, opts: { compressed?: boolean; declaredLen
   return Buffer.concat([h, msg]);
 }
 
-
 /** Writes `count` values of `size` bytes under `prefix` with `parallel` clients. */
 export async function loadValues(address: string, prefix: string, count: number, size: number, parallel = 4): Promise<void> {
   const clients = Array.from({ length: parallel }, () => new KvClient(address));

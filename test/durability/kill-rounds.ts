@@ -66,7 +66,6 @@ interface KeyState {
   busy: boolean;
 }
 
-
 export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsResult> {
   const log = o.log ?? ((l: string) => console.log(l));
   const rng = new Rng(o.seed);

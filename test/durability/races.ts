@@ -53,7 +53,6 @@ export interface RaceResult {
   violations: string[];
 }
 
-
 export async function runRaces(o: RaceOptions): Promise<RaceResult> {
   const log = o.log ?? ((l: string) => console.log(l));
   const rng = new Rng(o.seed);
