@@ -68,6 +68,10 @@ export interface StoreStats {
    *  (tree, allocation, encoding, checksums, writes) and in that fdatasync. */
   commitPrepareUs: number;
   commitLastSyncUs: number;
+  /** Summed over successful commits: pages written before the meta page, and the contiguous runs
+   *  they formed (a commit's fdatasync costs about one device write per run, plus the meta's). */
+  commitPages: number;
+  commitRuns: number;
   syncMode: 'one' | 'two';
   /** Milliseconds spent in open(). */
   openMs: number;

@@ -34,6 +34,9 @@ export interface CommitResult {
   /** Microseconds from the start of the commit to its last fdatasync, and in that fdatasync. */
   prepareUs: number;
   lastSyncUs: number;
+  /** Pages written before the meta page, and the contiguous runs they formed. */
+  pages: number;
+  runs: number;
 }
 
 interface PageWrite {
@@ -180,7 +183,8 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   syncs++;
   const prepareUs = (syncStart - started) * 1000;
   const lastSyncUs = (performance.now() - syncStart) * 1000;
-  return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs, prepareUs, lastSyncUs };
+  const pages = runs.reduce((s, r) => s + r.pages, 0);
+  return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length };
 }
 
 /** Extends the file and syncs the new size; returns it. The pages this commit writes past the old

@@ -86,7 +86,7 @@ export class Store {
   private draining = false;
   private unrestoredSlot: number | undefined;
   private closed = false;
-  private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0 };
+  private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0, pages: 0, runs: 0 };
 
   private constructor(
     readonly path: string,
@@ -209,6 +209,8 @@ export class Store {
       this.counters.maxBatch = Math.max(this.counters.maxBatch, puts.length);
       this.counters.prepareUs += r.prepareUs;
       this.counters.lastSyncUs += r.lastSyncUs;
+      this.counters.pages += r.pages;
+      this.counters.runs += r.runs;
       for (const node of r.nodes) {
         node.dirty = false;
         node.patch = undefined;
@@ -310,6 +312,8 @@ export class Store {
       meanBatch: this.counters.commits ? this.counters.batchedPuts / this.counters.commits : 0,
       commitPrepareUs: this.counters.prepareUs,
       commitLastSyncUs: this.counters.lastSyncUs,
+      commitPages: this.counters.pages,
+      commitRuns: this.counters.runs,
       syncMode: this.opts.syncMode,
       openMs: this.openMs,
     };

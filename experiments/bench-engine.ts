@@ -39,7 +39,7 @@ interface Engine {
   close(): Promise<void>;
   fileBytes(): { size: number; allocated: number; usedPages?: number };
   /** lbkv only: commits so far and the time they spent before and in their last fdatasync. */
-  commitTimes?(): { commits: number; prepareUs: number; syncUs: number };
+  commitTimes?(): { commits: number; prepareUs: number; syncUs: number; pages: number; runs: number };
 }
 
 async function openLbkv(dir: string, syncMode: 'one' | 'two'): Promise<Engine> {
@@ -59,7 +59,7 @@ async function openLbkv(dir: string, syncMode: 'one' | 'two'): Promise<Engine> {
     },
     close: () => s.close(),
     fileBytes: () => { const st = fs.statSync(file); return { size: st.size, allocated: st.blocks * 512, usedPages: s.stats().pageCount }; },
-    commitTimes: () => { const st = s.stats(); return { commits: st.commits, prepareUs: st.commitPrepareUs, syncUs: st.commitLastSyncUs }; },
+    commitTimes: () => { const st = s.stats(); return { commits: st.commits, prepareUs: st.commitPrepareUs, syncUs: st.commitLastSyncUs, pages: st.commitPages, runs: st.commitRuns }; },
   };
 }
 
@@ -176,7 +176,7 @@ async function main(): Promise<void> {
     const fsyncRounds = newHist();
     const fsyncProbe = FsyncProbe.open(root, { fileBytes: 16 * MiB });
     // Where a single put's time goes (lbkv): mean per commit, before and in its fdatasync.
-    const breakdown: Record<string, { commits: number; meanPrepareUs: number; meanSyncUs: number }> = {};
+    const breakdown: Record<string, { commits: number; meanPrepareUs: number; meanSyncUs: number; meanPages: number; meanRuns: number }> = {};
     for (const b of [1, 16, 256]) {
       const before = Object.fromEntries(names.map((n) => [n, engines[n].commitTimes?.()]));
       const acc: Record<string, { puts: number; commits: number; seconds: number; h: ReturnType<typeof newHist> }> = {};
@@ -194,8 +194,9 @@ async function main(): Promise<void> {
           const t0 = before[name], t1 = engines[name].commitTimes?.();
           if (!t0 || !t1 || t1.commits === t0.commits) continue;
           const n = t1.commits - t0.commits;
-          breakdown[name] = { commits: n, meanPrepareUs: Math.round((t1.prepareUs - t0.prepareUs) / n), meanSyncUs: Math.round((t1.syncUs - t0.syncUs) / n) };
-          log(`  ${name} single put, mean per commit: ${breakdown[name].meanPrepareUs} us before its last fdatasync, ${breakdown[name].meanSyncUs} us in it`);
+          const per = (d: number) => Math.round((d / n) * 100) / 100;
+          breakdown[name] = { commits: n, meanPrepareUs: Math.round((t1.prepareUs - t0.prepareUs) / n), meanSyncUs: Math.round((t1.syncUs - t0.syncUs) / n), meanPages: per(t1.pages - t0.pages), meanRuns: per(t1.runs - t0.runs) };
+          log(`  ${name} single put, mean per commit: ${breakdown[name].meanPrepareUs} us before its last fdatasync, ${breakdown[name].meanSyncUs} us in it; ${breakdown[name].meanPages} pages in ${breakdown[name].meanRuns} runs + the meta page`);
         }
       }
       for (const name of names) {
@@ -312,7 +313,7 @@ async function main(): Promise<void> {
 
     console.log('\nbench-engine: 128-byte keys, 4 KiB values');
     console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us before the runs, ${fs50} us interleaved with the single-put rounds (used for the ratios), mean ${fsyncInterleaved.meanUs} us`);
-    for (const [name, bd] of Object.entries(breakdown)) console.log(`${name} single put, mean per commit: ${bd.meanPrepareUs} us before its last fdatasync + ${bd.meanSyncUs} us in it (${bd.commits} commits)`);
+    for (const [name, bd] of Object.entries(breakdown)) console.log(`${name} single put, mean per commit: ${bd.meanPrepareUs} us before its last fdatasync + ${bd.meanSyncUs} us in it, ${bd.meanPages} pages written in ${bd.meanRuns} runs + the meta page (${bd.commits} commits)`);
     const row = (label: string, a: number | string, b: number | string, rt: number | string) => console.log(`${label.padEnd(34)} ${String(a).padStart(12)} ${String(b).padStart(12)} ${String(rt).padStart(8)}`);
     row('', 'lbkv', 'LMDB', 'ratio');
     for (const b of [1, 16, 256]) row(`puts/s, batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lmdb', b).putsPerSec), ratios[`putsBatch${b}VsLmdb` as 'putsBatch1VsLmdb']);

@@ -151,8 +151,10 @@ async function main(): Promise<void> {
   line(`  server CPU us per Set`, sN.lbkv.serverCpuUsPerOp, sN.floor.serverCpuUsPerOp);
   line(`    of which main thread`, sN.lbkv.serverMainThreadCpuUsPerOp, sN.floor.serverMainThreadCpuUsPerOp);
   console.log(`  (machine busy during the ${many}-client Set: ${sN.lbkv.machineBusyPct}% with lbkv, ${sN.floor.machineBusyPct}% with the floor)`);
-  const ct = commitTimes['set-4KiB-1client'];
-  if (ct) console.log(`lbserver during the single-client Set: ${ct.commits} commits, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts per commit`);
+  for (const [label, name] of [['single-client', 'set-4KiB-1client'], [`${many}-client`, `set-4KiB-${many}clients`]]) {
+    const ct = commitTimes[name];
+    if (ct) console.log(`lbserver during the ${label} Set: ${ct.commits} commits, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts, ${ct.pagesPerCommit} pages in ${ct.runsPerCommit} runs + the meta page per commit`);
+  }
   console.log(`(floor doing the write: its Set also writes 4 KiB + fdatasync before replying, in the server process: p50 ${s1.durable!.all.p50Us} us, ` +
     `${Math.round(s1.durable!.all.p50Us - s1.floor.all.p50Us)} us above the floor vs ${fsync.p50Us} us for the same write + fdatasync measured alone)`);
   console.log('\ntargets:');
@@ -162,7 +164,7 @@ async function main(): Promise<void> {
   log(`bench-service: wrote ${path.relative(process.cwd(), json)}`);
 }
 
-interface CommitTimes { commits: number; putsPerCommit: number; meanPrepareUs: number; meanSyncUs: number }
+interface CommitTimes { commits: number; putsPerCommit: number; meanPrepareUs: number; meanSyncUs: number; pagesPerCommit: number; runsPerCommit: number }
 
 async function statOf(address: string): Promise<StatResponse> {
   const c = new KvClient(address);
@@ -172,7 +174,8 @@ async function statOf(address: string): Promise<StatResponse> {
 function commitTimesBetween(a: StatResponse, b: StatResponse): CommitTimes {
   const n = b.commits - a.commits;
   const per = (f: 'totalCommitPrepareUs' | 'totalCommitSyncUs') => (n > 0 ? Math.round((b[f] - a[f]) / n) : 0);
-  return { commits: n, putsPerCommit: n > 0 ? Math.round(((b.totalSets - a.totalSets) / n) * 100) / 100 : 0, meanPrepareUs: per('totalCommitPrepareUs'), meanSyncUs: per('totalCommitSyncUs') };
+  const mean = (f: 'totalSets' | 'totalCommitPages' | 'totalCommitRuns') => (n > 0 ? Math.round(((b[f] - a[f]) / n) * 100) / 100 : 0);
+  return { commits: n, putsPerCommit: mean('totalSets'), meanPrepareUs: per('totalCommitPrepareUs'), meanSyncUs: per('totalCommitSyncUs'), pagesPerCommit: mean('totalCommitPages'), runsPerCommit: mean('totalCommitRuns') };
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -54,6 +54,8 @@ export class ServiceStats {
       meanCommitSyncUs: engine.commits ? engine.commitLastSyncUs / engine.commits : 0,
       totalCommitPrepareUs: u(engine.commitPrepareUs),
       totalCommitSyncUs: u(engine.commitLastSyncUs),
+      totalCommitPages: u(engine.commitPages),
+      totalCommitRuns: u(engine.commitRuns),
     };
   }
 }

@@ -109,7 +109,7 @@ cli('getprefix into a reader that stops early (like | head): exit 0, no crash', 
 cli('stat (human) and stat --json', async ({ addr }) => {
   const h = await runClient(addr, ['stat']);
   assert.is(h.code, 0, h.stderr);
-  for (const word of ['start time', 'total_sets', 'total_gets', 'total_getprefixes', 'keys', 'db_file_bytes', 'commits', 'fsyncs', 'cache']) {
+  for (const word of ['start time', 'total_sets', 'total_gets', 'total_getprefixes', 'keys', 'db_file_bytes', 'commits', 'fsyncs', 'commit writes', 'cache']) {
     assert.ok(h.stdout.includes(word), `human stat shows ${word}`);
   }
   const j = await runClient(addr, ['stat', '--json']);

@@ -165,6 +165,8 @@ basic('Stat fills every field', async ({ c, srv }) => {
   for (const [total, mean] of [[s.totalCommitPrepareUs, s.meanCommitPrepareUs], [s.totalCommitSyncUs, s.meanCommitSyncUs]] as const) {
     assert.ok(Math.abs(total - mean * s.commits) <= 1, `total ${total} vs mean ${mean} x ${s.commits} commits`);
   }
+  // Every commit writes at least one run of at least one page before its meta page.
+  assert.ok(s.totalCommitRuns >= s.commits && s.totalCommitPages >= s.totalCommitRuns, `${s.totalCommitPages} pages in ${s.totalCommitRuns} runs, ${s.commits} commits`);
   assert.ok(s.pageCount > 0 && s.lastTxid > 0);
   assert.ok(s.cacheHits + s.cacheMisses > 0);
   assert.is(s.openSnapshots, 0);

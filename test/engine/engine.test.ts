@@ -71,6 +71,28 @@ test('sustained overwrites: file stops growing (10 rounds x 10,000 keys x 4 KiB 
   await store.close();
 });
 
+test('stats count the pages each commit writes and the contiguous runs they form', async () => {
+  const store = await Store.open({ path: dbFile('runs') });
+  // An empty store has no free pages: the value's page and the leaf go past the end, side by side.
+  await store.put(key(1), fill(4096, 1));
+  let s = store.stats();
+  assert.is(s.commits, 1);
+  assert.is(s.commitPages, 2, 'overflow page + leaf');
+  assert.is(s.commitRuns, 1, 'one contiguous run');
+  // A small value lives in the leaf: one page more, in one run.
+  await store.put(key(2), fill(10, 2));
+  s = store.stats();
+  assert.is(s.commitPages, 3);
+  assert.is(s.commitRuns, 2);
+  // A batch of 4 KiB values over many leaves: every commit writes at least one run, and a run is at
+  // least one page.
+  for (let r = 0; r < 20; r++) await store.putMany(Array.from({ length: 50 }, (_, i) => ({ key: key((i * 37 + r * 11) % 600), value: fill(4096, r) })));
+  s = store.stats();
+  assert.ok(s.commitRuns >= s.commits && s.commitPages >= s.commitRuns, `${s.commits} commits, ${s.commitPages} pages, ${s.commitRuns} runs`);
+  assert.ok(s.commitPages >= 3 + 20 * 50, 'each 4 KiB value wrote its own page');
+  await store.close();
+});
+
 test('overflow boundaries: page size -1, =, +1, two pages, 4 MiB, 0 B all round-trip', async () => {
   const file = dbFile('overflow');
   const sizes = [0, 1, 2000, 4095, 4096, 4097, 8192, 8193, 4 * MiB];
