@@ -73,6 +73,8 @@ if (be) {
   console.log(`| single put p50 (us) / per fdatasync | ${g1('lbkv-one')} / ${r.ratios.singlePutVsFsync} | ${g1('lbkv-two')} / ${r.ratios.twoSyncSinglePutVsFsync} | ${g1('lmdb')} / ${r.ratios.lmdbSinglePutVsFsync} | ${(g1('lbkv-one') / g1('lmdb')).toFixed(2)} |`);
   const bd = r.singlePutBreakdown;
   if (bd?.['lbkv-one']) console.log(`| single put, mean per commit: before / in the last fdatasync (us) | ${bd['lbkv-one'].meanPrepareUs} / ${bd['lbkv-one'].meanSyncUs} | ${bd['lbkv-two'] ? `${bd['lbkv-two'].meanPrepareUs} / ${bd['lbkv-two'].meanSyncUs}` : ''} | | |`);
+  // Older result files do not count what a commit writes.
+  if (bd?.['lbkv-one']?.meanRuns !== undefined) console.log(`| single put, mean per commit: pages written / the runs they form, besides the meta page | ${bd['lbkv-one'].meanPages} / ${bd['lbkv-one'].meanRuns} | ${bd['lbkv-two'] ? `${bd['lbkv-two'].meanPages} / ${bd['lbkv-two'].meanRuns}` : ''} | | |`);
   console.log(`| get warm p50 / mean (us) | ${r.reads.lbkv.warm.p50Us} / ${r.reads.lbkv.warm.meanUs} | | ${r.reads.lmdb.warm.p50Us} / ${r.reads.lmdb.warm.meanUs} | ${r.ratios.warmGetP50VsLmdb} |`);
   console.log(`| get cold p50 / mean (us), OS cache dropped: ${r.reads.lbkv.cacheDropped} | ${r.reads.lbkv.cold.p50Us} / ${r.reads.lbkv.cold.meanUs} | | ${r.reads.lmdb.cold.p50Us} / ${r.reads.lmdb.cold.meanUs} | ${r.ratios.coldGetP50VsLmdb} |`);
   console.log(`| prefix scan (MiB/s) | ${r.reads.lbkv.scanMiBps.toFixed(0)} | | ${r.reads.lmdb.scanMiBps.toFixed(0)} | ${r.ratios.scanVsLmdb} |`);
@@ -115,7 +117,8 @@ if (bs) {
     for (const [name, v] of cpu) console.log(`| ${name} | ${v.lbkv.serverCpuUsPerOp}${main(v.lbkv)} | ${v.floor.serverCpuUsPerOp}${main(v.floor)} | ${v.lbkv.machineBusyPct} % / ${v.floor.machineBusyPct} % |`);
   }
   for (const [name, ct] of Object.entries(r.lbserverCommitTimes ?? {}) as [string, Any][]) {
-    if (ct.commits) console.log(`\nlbserver during ${name}: ${ct.commits} commits of ${ct.putsPerCommit} puts, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it`);
+    const writes = ct.runsPerCommit !== undefined ? `; each wrote ${ct.pagesPerCommit} pages in ${ct.runsPerCommit} runs besides the meta page` : '';
+    if (ct.commits) console.log(`\nlbserver during ${name}: ${ct.commits} commits of ${ct.putsPerCommit} puts, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it${writes}`);
   }
   console.log('\ntargets:');
   for (const t of r.targets) console.log(`- [${t.met ? 'met' : 'missed'}] ${t.target}: ${t.value}x`);
