@@ -1,24 +1,37 @@
 // One demo client process (started by bin/demo.ts with fork): runs a mix of Set / Get / GetPrefix
 // against the server, checks every Get of its own keys returns the value it last set, reports progress
 // to the parent over IPC, and exits non-zero on any failure.
+import { Command } from 'commander';
 import { KvClient } from '../lib/client';
+import { ConfigError, parseIntArg } from '../lib/config';
 
 interface Args { server: string; id: number; ops: number; concurrency: number; keys: number }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { server: '127.0.0.1:50051', id: 0, ops: 10_000, concurrency: Number(process.env.LBKV_DEMO_CONCURRENCY ?? 24), keys: 500 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const v = argv[i + 1] ?? '';
-    switch (argv[i]) {
-      case '--server': a.server = v; break;
-      case '--id': a.id = Number(v); break;
-      case '--ops': a.ops = Number(v); break;
-      case '--concurrency': a.concurrency = Number(v); break;
-      case '--keys': a.keys = Number(v); break;
-      default: throw new Error(`demo-client: unknown argument ${argv[i]}`);
-    }
+function parseArgs(): Args {
+  const o = new Command()
+    .name('demo-client')
+    .description('One client of the demo (bin/demo.ts starts ten of them): a mix of Set / Get / GetPrefix on its own ' +
+      'keys, checking that every Get returns the value it last set; exits non-zero on a wrong read or an error.')
+    .option('--server <addr>', 'lbserver address', '127.0.0.1:50051')
+    .option('--id <n>', 'client number (names its keys)', '0')
+    .option('--ops <n>', 'operations to run', '10000')
+    .option('--concurrency <n>', 'calls in flight (env LBKV_DEMO_CONCURRENCY)', process.env.LBKV_DEMO_CONCURRENCY ?? '24')
+    .option('--keys <n>', 'distinct keys', '500')
+    .parse()
+    .opts<Record<'server' | 'id' | 'ops' | 'concurrency' | 'keys', string>>();
+  try {
+    return {
+      server: o.server,
+      id: parseIntArg(o.id, '--id', 0, 100_000),
+      ops: parseIntArg(o.ops, '--ops', 1, 100_000_000),
+      concurrency: parseIntArg(o.concurrency, '--concurrency', 1, 10_000),
+      keys: parseIntArg(o.keys, '--keys', 1, 1_000_000),
+    };
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`demo-client: ${e.message}\n`);
+    process.exit(2);
   }
-  return a;
 }
 
 /** A ~128-byte key: a readable head padded with a deterministic tail. */
@@ -28,7 +41,7 @@ function makeKey(id: number, n: number): Buffer {
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseArgs();
   const client = new KvClient(a.server);
   await client.waitForReady(10_000);
   const last = new Map<number, string>(); // key index -> last value acknowledged

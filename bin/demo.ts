@@ -3,16 +3,36 @@
 // line while they run, print the server's Stat, then stop the server (SIGTERM) and remove the data.
 // Bounded in time; exits non-zero on any failure.
 import { SingleBar } from 'cli-progress';
+import { Command } from 'commander';
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KvClient } from '../lib/client';
 import { freePort } from '../lib/ports';
+import { ConfigError, parseIntArg } from '../lib/config';
 
-const CLIENTS = Number(process.env.LBKV_DEMO_CLIENTS ?? 10);
-const OPS = Number(process.env.LBKV_DEMO_OPS ?? 10_000);
-const DEADLINE_MS = Number(process.env.LBKV_DEMO_TIMEOUT_MS ?? 300_000);
+const opts = new Command()
+  .name('demo')
+  .description('lbkv demo (`make demo`): lbserver on a fresh temporary data directory and a free port on 127.0.0.1, ' +
+    'client processes doing a mix of Set / Get / GetPrefix, a progress line, the server\'s Stat (start time, ' +
+    'total_sets, total_gets, total_getprefixes), then SIGTERM to the server and the data directory removed. ' +
+    'Exits non-zero if a client read a wrong value, a counter disagrees, or anything fails.')
+  .option('--clients <n>', 'client processes (env LBKV_DEMO_CLIENTS)', process.env.LBKV_DEMO_CLIENTS ?? '10')
+  .option('--ops <n>', 'operations per client (env LBKV_DEMO_OPS)', process.env.LBKV_DEMO_OPS ?? '10000')
+  .option('--timeout-ms <n>', 'give up (and stop everything) after this long (env LBKV_DEMO_TIMEOUT_MS)', process.env.LBKV_DEMO_TIMEOUT_MS ?? '300000')
+  .parse()
+  .opts<{ clients: string; ops: string; timeoutMs: string }>();
+let CLIENTS = 0, OPS = 0, DEADLINE_MS = 0;
+try {
+  CLIENTS = parseIntArg(opts.clients, '--clients', 1, 256);
+  OPS = parseIntArg(opts.ops, '--ops', 1, 100_000_000);
+  DEADLINE_MS = parseIntArg(opts.timeoutMs, '--timeout-ms', 1000, 24 * 3_600_000);
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  console.error(`demo: ${e.message}`);
+  process.exit(2);
+}
 
 const children = new Set<ChildProcess>();
 let dataDir: string | undefined;

@@ -3,7 +3,14 @@
 //   node dist/experiments/summarize.js
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Command } from 'commander';
 import { RESULTS, fmtBytes } from './lib/common';
+
+new Command()
+  .name('summarize')
+  .description('Prints the committed result files under experiments/results as Markdown tables and writes them to ' +
+    'experiments/results/SUMMARY.md (the tables in README.md and REPORT.md are copied from there).')
+  .parse();
 
 // Everything printed also goes to experiments/results/SUMMARY.md.
 const lines: string[] = [];

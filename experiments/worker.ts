@@ -159,6 +159,12 @@ async function run(spec: WorkSpec, waitGo: Promise<void>): Promise<WorkResult> {
   };
 }
 
+if (require.main === module && !process.send) {
+  process.stderr.write('worker: a load worker, started by experiments/lib/load.ts over IPC (child_process.fork); not run by hand.\n' +
+    'The experiments that use it: node dist/experiments/exp1-latency.js --help (and exp2-restart, exp3-clients, bench-service).\n');
+  process.exit(2);
+}
+
 if (require.main === module) {
   let goResolve: () => void = () => {};
   const goP = new Promise<void>((r) => { goResolve = r; });

@@ -1,7 +1,7 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { KvClient } from '../lib/client';
@@ -198,6 +198,29 @@ server('--max-value-bytes accepts suffixes', async () => {
   assert.is(await s.stop(), 0);
 });
 
+const programs = suite('cli: every other program');
+programs('--help: exit 0 with usage; the demo and its client reject bad arguments', async () => {
+  // Every command-line entry point under bin/ and experiments/ but the load worker, which only talks IPC.
+  const dirs = [resolve(__dirname, '../bin'), resolve(__dirname, '../experiments')];
+  const entries = dirs.flatMap((d) => readdirSync(d).filter((f) => f.endsWith('.js') && f !== 'worker.js').map((f) => join(d, f)));
+  assert.ok(entries.length >= 12, `found ${entries.length} programs`);
+  for (const js of entries) {
+    const r = await runNode(js, ['--help']);
+    assert.is(r.code, 0, `${js} --help: ${r.stderr}`);
+    assert.match(r.stdout, /^Usage: /, js);
+  }
+  const worker = await runNode(resolve(__dirname, '../experiments/worker.js'), []);
+  assert.is(worker.code, 2);
+  assert.match(worker.stderr, /not run by hand/);
+  const demo = await runNode(resolve(__dirname, '../bin/demo.js'), ['--clients', 'ten']);
+  assert.is(demo.code, 2);
+  assert.match(demo.stderr, /--clients: "ten" is not a whole number/);
+  const client = await runNode(resolve(__dirname, '../bin/demo-client.js'), ['--ops', '0']);
+  assert.is(client.code, 2);
+  assert.match(client.stderr, /--ops: 0 is out of range/);
+});
+
 cli.run();
 unreachable.run();
 server.run();
+programs.run();
