@@ -3,7 +3,7 @@
 // to the parent over IPC, and exits non-zero on any failure.
 import { Command } from 'commander';
 import { KvClient } from '../lib/client';
-import { ConfigError, parseIntArg } from '../lib/config';
+import { argsOrExit, parseIntArg } from '../lib/config';
 
 interface Args { server: string; id: number; ops: number; concurrency: number; keys: number }
 
@@ -19,19 +19,13 @@ function parseArgs(): Args {
     .option('--keys <n>', 'distinct keys', '500')
     .parse()
     .opts<Record<'server' | 'id' | 'ops' | 'concurrency' | 'keys', string>>();
-  try {
-    return {
-      server: o.server,
-      id: parseIntArg(o.id, '--id', 0, 100_000),
-      ops: parseIntArg(o.ops, '--ops', 1, 100_000_000),
-      concurrency: parseIntArg(o.concurrency, '--concurrency', 1, 10_000),
-      keys: parseIntArg(o.keys, '--keys', 1, 1_000_000),
-    };
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    process.stderr.write(`demo-client: ${e.message}\n`);
-    process.exit(2);
-  }
+  return argsOrExit('demo-client', () => ({
+    server: o.server,
+    id: parseIntArg(o.id, '--id', 0, 100_000),
+    ops: parseIntArg(o.ops, '--ops', 1, 100_000_000),
+    concurrency: parseIntArg(o.concurrency, '--concurrency', 1, 10_000),
+    keys: parseIntArg(o.keys, '--keys', 1, 1_000_000),
+  }));
 }
 
 /** A ~128-byte key: a readable head padded with a deterministic tail. */

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KvClient } from '../lib/client';
 import { freePort } from '../lib/ports';
-import { ConfigError, parseIntArg } from '../lib/config';
+import { argsOrExit, parseIntArg } from '../lib/config';
 
 const opts = new Command()
   .name('demo')
@@ -23,16 +23,11 @@ const opts = new Command()
   .option('--timeout-ms <n>', 'give up (and stop everything) after this long (env LBKV_DEMO_TIMEOUT_MS)', process.env.LBKV_DEMO_TIMEOUT_MS ?? '300000')
   .parse()
   .opts<{ clients: string; ops: string; timeoutMs: string }>();
-let CLIENTS = 0, OPS = 0, DEADLINE_MS = 0;
-try {
-  CLIENTS = parseIntArg(opts.clients, '--clients', 1, 256);
-  OPS = parseIntArg(opts.ops, '--ops', 1, 100_000_000);
-  DEADLINE_MS = parseIntArg(opts.timeoutMs, '--timeout-ms', 1000, 24 * 3_600_000);
-} catch (e) {
-  if (!(e instanceof ConfigError)) throw e;
-  console.error(`demo: ${e.message}`);
-  process.exit(2);
-}
+const { CLIENTS, OPS, DEADLINE_MS } = argsOrExit('demo', () => ({
+  CLIENTS: parseIntArg(opts.clients, '--clients', 1, 256),
+  OPS: parseIntArg(opts.ops, '--ops', 1, 100_000_000),
+  DEADLINE_MS: parseIntArg(opts.timeoutMs, '--timeout-ms', 1000, 24 * 3_600_000),
+}));
 
 const children = new Set<ChildProcess>();
 let dataDir: string | undefined;

@@ -4,7 +4,7 @@
 // error, 4 usage or local error (bad flag, bad hex, unreadable file).
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { GrpcStatus, isServiceError, KvClient, statusName, type StatResponse } from '../lib/client';
+import { describeError, GrpcStatus, isServiceError, KvClient, type StatResponse } from '../lib/client';
 
 export const EXIT = { OK: 0, NOT_FOUND: 1, UNREACHABLE: 2, SERVER_ERROR: 3, USAGE: 4 } as const;
 
@@ -111,9 +111,9 @@ function humanStat(addr: string, s: StatResponse): string {
 function grpcFailure(addr: string, e: unknown): CliError {
   if (isServiceError(e)) {
     if (e.code === GrpcStatus.UNAVAILABLE || e.code === GrpcStatus.DEADLINE_EXCEEDED) {
-      return new CliError(`cannot reach server at ${addr}: ${statusName(e.code)}: ${e.details}`, EXIT.UNREACHABLE);
+      return new CliError(`cannot reach server at ${addr}: ${describeError(e)}`, EXIT.UNREACHABLE);
     }
-    return new CliError(`server error: ${statusName(e.code)}: ${e.details}`, EXIT.SERVER_ERROR);
+    return new CliError(`server error: ${describeError(e)}`, EXIT.SERVER_ERROR);
   }
   if (e instanceof CliError) return e;
   return new CliError(`error: ${(e as Error)?.message ?? String(e)}`, EXIT.USAGE);

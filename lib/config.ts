@@ -67,6 +67,18 @@ export function parseSize(text: string, what: string): number {
   return n;
 }
 
+/** Runs `parse`, which throws ConfigError for a bad argument; then prints `program: message` and
+ *  exits with status 2 (a usage error). */
+export function argsOrExit<T>(program: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`${program}: ${e.message}\n`);
+    process.exit(2);
+  }
+}
+
 export function parseIntArg(text: string, what: string, min: number, max: number): number {
   if (!/^\s*\d+\s*$/.test(text)) throw new ConfigError(`${what}: "${text}" is not a whole number`);
   const n = Number(text);
