@@ -78,11 +78,12 @@ async function main(): Promise<void> {
       for (let round = 0; round < rounds; round++) {
         for (const t of inTurn(kinds, round)) {
           // CPU over the measured window only: the warm-up (20 calls per client) is not counted in ops.
-          let cpu0 = 0, cpu1 = 0, main0 = 0, main1 = 0, m0 = { busy: 0, total: 0 }, m1 = m0;
           const pid = servers[t].pid;
+          const sample = () => ({ server: processCpuUs(pid), main: processCpuUs(pid, true), machine: machineCpuUs() });
+          let at0 = sample(), at1 = at0;
           const r: LoadResult = await runLoad({
-            onGo: () => { cpu0 = processCpuUs(pid); main0 = processCpuUs(pid, true); m0 = machineCpuUs(); },
-            onDone: () => { cpu1 = processCpuUs(pid); main1 = processCpuUs(pid, true); m1 = machineCpuUs(); },
+            onGo: () => { at0 = sample(); },
+            onDone: () => { at1 = sample(); },
             ...spec, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
             durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
             maxOps: spec.maxOps !== undefined ? Math.ceil(spec.maxOps / rounds) : undefined,
@@ -90,7 +91,8 @@ async function main(): Promise<void> {
           if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
           (runs[t] ??= []).push(r);
           const c = (cpu[t] ??= { serverUs: 0, mainUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
-          c.serverUs += cpu1 - cpu0; c.mainUs += main1 - main0; c.ops += r.ops; c.busyUs += m1.busy - m0.busy; c.totalUs += m1.total - m0.total;
+          c.serverUs += at1.server - at0.server; c.mainUs += at1.main - at0.main; c.ops += r.ops;
+          c.busyUs += at1.machine.busy - at0.machine.busy; c.totalUs += at1.machine.total - at0.machine.total;
         }
         if (withFsync) await fsyncProbe.run(60, [fsyncRounds]);
       }

@@ -92,7 +92,6 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
   const workers = specs.map(() => fork(WORKER_JS, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   for (const w of workers) liveWorkers.add(w);
   const progress = new Array<number>(workers.length).fill(0);
-  const startedAt = Date.now();
   let goAt = 0;
   const results = await new Promise<WorkResult[]>((resolve, reject) => {
     const out: (WorkResult | undefined)[] = new Array(workers.length);
@@ -140,7 +139,6 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
       w.once('exit', () => liveWorkers.delete(w));
     }
   });
-  void startedAt;
   // The workers ran at the same time: the run took as long as the slowest of them.
   const parts = results.map((r) => ({ ...r, hist: { all: decodeHist(r.all), read: decodeHist(r.read), write: decodeHist(r.write) } }));
   return combine(parts, s.clients, procs, Math.max(...results.map((r) => r.elapsedMs)));
