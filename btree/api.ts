@@ -19,6 +19,11 @@ export interface OpenOptions {
   maxBatchBytes?: number;
   /** Largest file growth step in bytes (zeros written, then fsync). Default 64 MiB. */
   growBytes?: number;
+  /** While recent commits' fdatasyncs average under this many microseconds, a small commit (at most
+   *  256 KiB written) syncs on the calling thread instead of the thread pool: about 40-50 us less per
+   *  commit here, for a stall of the event loop as long as the sync. 0: always the thread pool.
+   *  Default 1000. */
+  blockingSyncUs?: number;
   /** I/O layer; default node:fs. Tests pass the power-cut simulator. */
   fs?: FileSystem;
 }
@@ -72,6 +77,8 @@ export interface StoreStats {
    *  they formed (a commit's fdatasync costs about one device write per run, plus the meta's). */
   commitPages: number;
   commitRuns: number;
+  /** Successful commits whose syncs ran on the calling thread (see OpenOptions.blockingSyncUs). */
+  blockingSyncCommits: number;
   syncMode: 'one' | 'two';
   /** Milliseconds spent in open(). */
   openMs: number;

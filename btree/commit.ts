@@ -6,7 +6,8 @@
 //      make every later commit's fdatasync allocate blocks and journal that), then sync;
 //   4. write every new page, then the meta page into slot txid % 2;
 //   5. one fdatasync ('one': the meta lists the commit's extents and a crc over them, so open can
-//      detect a torn commit and fall back) or a sync before and after the meta ('two').
+//      detect a torn commit and fall back) or a sync before and after the meta ('two'); a small
+//      commit may sync on the calling thread instead of the thread pool (CommitContext.blockingSync).
 // Nothing here touches the committed state; the caller installs the result only after step 5.
 import { crc32, crc32Combine, sealedPageCrc } from './checksum';
 import { Freelist, pagesForEntries } from './freelist';
@@ -37,6 +38,8 @@ export interface CommitResult {
   /** Pages written before the meta page, and the contiguous runs they formed. */
   pages: number;
   runs: number;
+  /** Whether the commit's syncs ran on the calling thread (see CommitContext.blockingSync). */
+  blocking: boolean;
 }
 
 interface PageWrite {
@@ -50,6 +53,9 @@ interface PageWrite {
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 const OWN_PAGES_MAX = 64;
+/** Commits writing more than this sync on the thread pool whatever blockingSync says: flushing more
+ *  takes longer, and the event loop must not wait for it. */
+const BLOCKING_SYNC_MAX_BYTES = 256 * 1024;
 
 export interface CommitContext {
   pager: Pager;
@@ -61,6 +67,8 @@ export interface CommitContext {
   growBytes: number;
   /** Pages freed at or before this txid may be reused. */
   reuseThreshold: number;
+  /** A small commit may fdatasync on the calling thread (the store says so while syncs are fast). */
+  blockingSync: boolean;
   /** Called right before the meta write, so a failure after it can restore the slot. */
   onMetaWrite(): void;
 }
@@ -170,21 +178,22 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     fileBytes = await grow(ctx.file, fileBytes, needed, ctx.growBytes);
     syncs++;
   }
+  const pages = runs.reduce((s, r) => s + r.pages, 0);
+  const blocking = ctx.blockingSync && (pages + 1) * PAGE_SIZE <= BLOCKING_SYNC_MAX_BYTES;
   for (const r of runs) await ctx.file.writev(r.bufs, r.page * PAGE_SIZE);
   if (!verify) {
-    await ctx.file.datasync();
+    await ctx.file.datasync(blocking);
     syncs++;
   }
   const metaPage = encodeMeta(meta);
   ctx.onMetaWrite();
   await ctx.file.writev([metaPage], (txid % 2) * PAGE_SIZE);
   const syncStart = performance.now();
-  await ctx.file.datasync();
+  await ctx.file.datasync(blocking);
   syncs++;
   const prepareUs = (syncStart - started) * 1000;
   const lastSyncUs = (performance.now() - syncStart) * 1000;
-  const pages = runs.reduce((s, r) => s + r.pages, 0);
-  return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length };
+  return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length, blocking };
 }
 
 /** Extends the file and syncs the new size; returns it. The pages this commit writes past the old

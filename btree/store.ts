@@ -86,7 +86,9 @@ export class Store {
   private draining = false;
   private unrestoredSlot: number | undefined;
   private closed = false;
-  private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0, pages: 0, runs: 0 };
+  private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0, pages: 0, runs: 0, blockingCommits: 0 };
+  /** Moving average of recent commits' last fdatasync, microseconds (decides blockingSync). */
+  private syncAvgUs = 0;
 
   private constructor(
     readonly path: string,
@@ -112,6 +114,7 @@ export class Store {
       maxBatchOps: options.maxBatchOps ?? 4096,
       maxBatchBytes: options.maxBatchBytes ?? 64 * MiB,
       growBytes: options.growBytes ?? 64 * MiB,
+      blockingSyncUs: options.blockingSyncUs ?? 1000,
     };
     if (opts.maxKeyBytes > 1024) throw new StoreError('INVALID_ARGUMENT', `maxKeyBytes ${opts.maxKeyBytes} exceeds the format's 1024`);
     const fs = options.fs ?? nodeFileSystem;
@@ -201,6 +204,7 @@ export class Store {
         syncMode: this.opts.syncMode,
         growBytes: this.opts.growBytes,
         reuseThreshold: Math.min(this.meta.txid - 1, this.oldestReader()),
+        blockingSync: this.syncAvgUs < this.opts.blockingSyncUs,
         onMetaWrite: () => { metaTouched = true; },
       }, puts);
       this.counters.fsyncs += r.syncs;
@@ -211,6 +215,10 @@ export class Store {
       this.counters.lastSyncUs += r.lastSyncUs;
       this.counters.pages += r.pages;
       this.counters.runs += r.runs;
+      if (r.blocking) this.counters.blockingCommits++;
+      // Weight 1/8: one slow sync (a disk hiccup) does not switch modes, a slow disk does within a
+      // few commits, and the average keeps moving in either mode, so a disk that recovers is noticed.
+      this.syncAvgUs += (r.lastSyncUs - this.syncAvgUs) / 8;
       for (const node of r.nodes) {
         node.dirty = false;
         node.patch = undefined;
@@ -314,6 +322,7 @@ export class Store {
       commitLastSyncUs: this.counters.lastSyncUs,
       commitPages: this.counters.pages,
       commitRuns: this.counters.runs,
+      blockingSyncCommits: this.counters.blockingCommits,
       syncMode: this.opts.syncMode,
       openMs: this.openMs,
     };

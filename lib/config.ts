@@ -14,6 +14,8 @@ export interface ServerConfig {
   maxKeyBytes: number;
   /** Engine commit protocol. */
   syncMode: 'one' | 'two';
+  /** Small commits fdatasync on the event loop while syncs average under this (us); 0: never. */
+  blockingSyncUs: number;
   /** GetPrefix message payload target, bytes (a larger single entry goes alone). */
   prefixMessageBytes: number;
   /** GetPrefix: most messages written but not yet handed to the transport, per stream. */
@@ -34,6 +36,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxValueBytes: 64 * MiB,
   maxKeyBytes: 1024,
   syncMode: 'one',
+  blockingSyncUs: 1000,
   prefixMessageBytes: 1 * MiB,
   prefixMaxPendingMessages: 2,
   // Measured with 1,000 stalled streams of 256 KiB values (bad-input test, --cache-mb 32): server
@@ -102,6 +105,7 @@ export interface RawServerOptions {
   maxValueBytes?: string;
   maxKeyBytes?: string;
   syncMode?: string;
+  blockingSyncUs?: string;
   shutdownTimeoutMs?: string;
   streamBufferMb?: string;
 }
@@ -126,6 +130,7 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
     if (o.syncMode !== 'one' && o.syncMode !== 'two') throw new ConfigError(`--sync-mode: "${o.syncMode}" must be "one" or "two"`);
     cfg.syncMode = o.syncMode;
   }
+  if (o.blockingSyncUs !== undefined) cfg.blockingSyncUs = parseIntArg(o.blockingSyncUs, '--blocking-sync-us', 0, 1_000_000);
   if (o.streamBufferMb !== undefined) {
     // At least two messages' worth, so one stream can always keep a message in flight while it reads the next.
     const min = Math.ceil((2 * cfg.prefixMessageBytes) / MiB);

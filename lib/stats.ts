@@ -56,6 +56,7 @@ export class ServiceStats {
       totalCommitSyncUs: u(engine.commitLastSyncUs),
       totalCommitPages: u(engine.commitPages),
       totalCommitRuns: u(engine.commitRuns),
+      totalBlockingSyncCommits: u(engine.blockingSyncCommits),
     };
   }
 }

@@ -163,7 +163,7 @@ const server = suite('cli: lbserver');
 server('--help: exit 0 and lists the flags', async () => {
   const r = await runNode(LBSERVER_JS, ['--help']);
   assert.is(r.code, 0);
-  for (const f of ['--listen', '--data', '--cache-mb', '--max-value-bytes', '--sync-mode']) assert.ok(r.stdout.includes(f), f);
+  for (const f of ['--listen', '--data', '--cache-mb', '--max-value-bytes', '--sync-mode', '--blocking-sync-us']) assert.ok(r.stdout.includes(f), f);
 });
 
 server('bad flags: exit 1 with a clear message, no ready line', async () => {
@@ -173,6 +173,7 @@ server('bad flags: exit 1 with a clear message, no ready line', async () => {
     [['--cache-mb', 'lots'], /--cache-mb: "lots" is not a whole number/],
     [['--max-value-bytes', '-5'], /--max-value-bytes/],
     [['--sync-mode', 'three'], /--sync-mode: "three" must be "one" or "two"/],
+    [['--blocking-sync-us', '-1'], /--blocking-sync-us/],
   ] as Array<[string[], RegExp]>) {
     const r = await runNode(LBSERVER_JS, ['--data', tempDir(), ...args]);
     assert.is(r.code, 1, args.join(' '));
@@ -196,6 +197,24 @@ server('--max-value-bytes accepts suffixes', async () => {
   const over = await runClient(s.address, ['set', 'k', '-'], { stdin: Buffer.alloc(2049) });
   assert.is(over.code, 3);
   assert.is(await s.stop(), 0);
+});
+
+server('--blocking-sync-us: 0 keeps every fdatasync on the thread pool; a high bound puts small commits on the event loop', async () => {
+  for (const [bound, expect] of [['0', 'none'], ['1000000', 'all']] as const) {
+    const s = await startServer({ args: ['--blocking-sync-us', bound] });
+    const c = new KvClient(s.address);
+    try {
+      await setMany(c, Array.from({ length: 20 }, (_, i) => ({ key: Buffer.from(`k${i}`), value: pseudoRandomBytes(4096, i) })));
+      const st = await c.stat();
+      assert.ok(st.commits >= 1);
+      assert.is(st.totalBlockingSyncCommits, expect === 'none' ? 0 : st.commits, `--blocking-sync-us ${bound}`);
+      const h = await runClient(s.address, ['stat']);
+      assert.match(h.stdout, new RegExp(`event-loop syncs +${st.totalBlockingSyncCommits} of ${st.commits} commits`));
+    } finally {
+      c.close();
+      assert.is(await s.stop(), 0);
+    }
+  }
 });
 
 const programs = suite('cli: every other program');

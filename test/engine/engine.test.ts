@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Store, StoreError } from '../../btree';
+import { nodeFileSystem, Store, StoreError, type FileHandle, type FileSystem } from '../../btree';
 import { tempDir } from '../support/tmp';
 import { FaultFS } from '../support/fault-fs';
 import { crc32, crc32Combine } from '../../btree/checksum';
@@ -90,6 +90,60 @@ test('stats count the pages each commit writes and the contiguous runs they form
   s = store.stats();
   assert.ok(s.commitRuns >= s.commits && s.commitPages >= s.commitRuns, `${s.commits} commits, ${s.commitPages} pages, ${s.commitRuns} runs`);
   assert.ok(s.commitPages >= 3 + 20 * 50, 'each 4 KiB value wrote its own page');
+  await store.close();
+});
+
+/** node:fs underneath, recording each fdatasync's `blocking` flag; `slowMs` is added after each sync
+ *  (what the store times), to look like a slow disk. */
+function recordingFs(): { fs: FileSystem; syncs: boolean[]; slowMs: { value: number } } {
+  const syncs: boolean[] = [];
+  const slowMs = { value: 0 };
+  const wrap = (h: FileHandle): FileHandle => Object.assign(Object.create(h) as FileHandle, {
+    async datasync(blocking?: boolean) {
+      syncs.push(blocking === true);
+      await h.datasync(blocking);
+      if (slowMs.value > 0) await new Promise((r) => setTimeout(r, slowMs.value));
+    },
+  });
+  return {
+    syncs,
+    slowMs,
+    fs: { ...nodeFileSystem, open: async (f, ro) => wrap(await nodeFileSystem.open(f, ro)), create: async (f) => wrap(await nodeFileSystem.create(f)) },
+  };
+}
+
+test('small commits fdatasync on the calling thread; large ones, blockingSyncUs 0 and a slow disk use the thread pool', async () => {
+  const r = recordingFs();
+  let store = await Store.open({ path: dbFile('blocking'), fs: r.fs, blockingSyncUs: 1_000_000 });
+  for (let i = 0; i < 5; i++) await store.put(key(i), fill(4096, i));
+  assert.is(store.stats().blockingSyncCommits, 5);
+  assert.is(r.syncs.filter((b) => b).length, 5, 'five blocking fdatasyncs (file growth syncs on the pool)');
+  const before = r.syncs.length;
+  await store.put(key(9), fill(MiB, 9));
+  assert.is(store.stats().blockingSyncCommits, 5, 'a 1 MiB commit is not small');
+  assert.not.ok(r.syncs.slice(before).some((b) => b));
+  assert.equal((await store.get(key(9)))!, fill(MiB, 9));
+  await store.close();
+
+  const off = recordingFs();
+  store = await Store.open({ path: dbFile('blocking-off'), fs: off.fs, blockingSyncUs: 0 });
+  for (let i = 0; i < 5; i++) await store.put(key(i), fill(100, i));
+  assert.is(store.stats().blockingSyncCommits, 0);
+  assert.not.ok(off.syncs.some((b) => b));
+  await store.close();
+
+  // A disk whose syncs take 20 ms: within three commits the average is over 5 ms and syncs move to
+  // the pool; once syncs are fast again the average decays and they come back.
+  const slow = recordingFs();
+  store = await Store.open({ path: dbFile('blocking-slow'), fs: slow.fs, blockingSyncUs: 5000 });
+  slow.slowMs.value = 20;
+  for (let i = 0; i < 10; i++) await store.put(key(i), fill(100, i));
+  const slowBlocking = store.stats().blockingSyncCommits;
+  assert.ok(slowBlocking <= 3, `${slowBlocking} of 10 slow commits blocked`);
+  slow.slowMs.value = 0;
+  let n = 0;
+  while (store.stats().blockingSyncCommits === slowBlocking && n < 200) await store.put(key(n++), fill(100, n));
+  assert.ok(store.stats().blockingSyncCommits > slowBlocking, `no blocking sync in ${n} fast commits after the slow ones`);
   await store.close();
 });
 
