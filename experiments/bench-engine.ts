@@ -39,7 +39,7 @@ interface Engine {
   close(): Promise<void>;
   fileBytes(): { size: number; allocated: number; usedPages?: number };
   /** lbkv only: commits so far and the time they spent before and in their last fdatasync. */
-  commitTimes?(): { commits: number; prepareUs: number; syncUs: number; pages: number; runs: number };
+  commitTimes?(): { commits: number; prepareUs: number; syncUs: number; pages: number; runs: number; blocking: number };
 }
 
 async function openLbkv(dir: string, syncMode: 'one' | 'two'): Promise<Engine> {
@@ -59,7 +59,7 @@ async function openLbkv(dir: string, syncMode: 'one' | 'two'): Promise<Engine> {
     },
     close: () => s.close(),
     fileBytes: () => { const st = fs.statSync(file); return { size: st.size, allocated: st.blocks * 512, usedPages: s.stats().pageCount }; },
-    commitTimes: () => { const st = s.stats(); return { commits: st.commits, prepareUs: st.commitPrepareUs, syncUs: st.commitLastSyncUs, pages: st.commitPages, runs: st.commitRuns }; },
+    commitTimes: () => { const st = s.stats(); return { commits: st.commits, prepareUs: st.commitPrepareUs, syncUs: st.commitLastSyncUs, pages: st.commitPages, runs: st.commitRuns, blocking: st.blockingSyncCommits }; },
   };
 }
 
@@ -174,9 +174,11 @@ async function main(): Promise<void> {
     const puts: Record<string, PutResult[]> = { 'lbkv-one': [], 'lbkv-two': [], lmdb: [] };
     const rounds = 6;
     const fsyncRounds = newHist();
+    // The same on the calling thread, as lbkv's small commits sync (OpenOptions.blockingSyncUs).
+    const fsyncBlockingRounds = newHist();
     const fsyncProbe = FsyncProbe.open(root, { fileBytes: 16 * MiB });
     // Where a single put's time goes (lbkv): mean per commit, before and in its fdatasync.
-    const breakdown: Record<string, { commits: number; meanPrepareUs: number; meanSyncUs: number; meanPages: number; meanRuns: number }> = {};
+    const breakdown: Record<string, { commits: number; blockingSyncCommits: number; meanPrepareUs: number; meanSyncUs: number; meanPages: number; meanRuns: number }> = {};
     for (const b of [1, 16, 256]) {
       const before = Object.fromEntries(names.map((n) => [n, engines[n].commitTimes?.()]));
       const acc: Record<string, { puts: number; commits: number; seconds: number; h: ReturnType<typeof newHist> }> = {};
@@ -187,7 +189,10 @@ async function main(): Promise<void> {
           const pr = await putPhaseHist(engines[name], b, putSeconds / rounds, Math.ceil(maxPuts / rounds), base, b * 31 + round * 7 + 1, acc[name].h);
           acc[name].puts += pr.puts; acc[name].commits += pr.commits; acc[name].seconds += pr.seconds;
         }
-        if (b === 1) await fsyncProbe.run(40, [fsyncRounds]);
+        if (b === 1) {
+          await fsyncProbe.run(40, [fsyncRounds]);
+          await fsyncProbe.run(40, [fsyncBlockingRounds], 0, true);
+        }
       }
       if (b === 1) {
         for (const name of names) {
@@ -195,7 +200,7 @@ async function main(): Promise<void> {
           if (!t0 || !t1 || t1.commits === t0.commits) continue;
           const n = t1.commits - t0.commits;
           const per = (d: number) => Math.round((d / n) * 100) / 100;
-          breakdown[name] = { commits: n, meanPrepareUs: Math.round((t1.prepareUs - t0.prepareUs) / n), meanSyncUs: Math.round((t1.syncUs - t0.syncUs) / n), meanPages: per(t1.pages - t0.pages), meanRuns: per(t1.runs - t0.runs) };
+          breakdown[name] = { commits: n, blockingSyncCommits: t1.blocking - t0.blocking, meanPrepareUs: Math.round((t1.prepareUs - t0.prepareUs) / n), meanSyncUs: Math.round((t1.syncUs - t0.syncUs) / n), meanPages: per(t1.pages - t0.pages), meanRuns: per(t1.runs - t0.runs) };
           log(`  ${name} single put, mean per commit: ${breakdown[name].meanPrepareUs} us before its last fdatasync, ${breakdown[name].meanSyncUs} us in it; ${breakdown[name].meanPages} pages in ${breakdown[name].meanRuns} runs + the meta page`);
         }
       }
@@ -208,9 +213,10 @@ async function main(): Promise<void> {
     }
     fsyncProbe.close();
     const fsyncInterleaved = summarize(fsyncRounds);
+    const fsyncBlocking = summarize(fsyncBlockingRounds);
     const fsyncSparse = await measureFsync(root, 200, 4096, true);
     log(`  one 4 KiB write + fdatasync into a file grown by ftruncate only (block allocation in every sync): p50 ${fsyncSparse.p50Us} us`);
-    log(`  one 4 KiB write + fdatasync, interleaved with the single-put rounds: p50 ${fsyncInterleaved.p50Us} us`);
+    log(`  one 4 KiB write + fdatasync, interleaved with the single-put rounds: p50 ${fsyncInterleaved.p50Us} us (on the calling thread: ${fsyncBlocking.p50Us} us)`);
     log('  one fdatasync after the write patterns of a commit ...');
     const syncShapes = await measureSyncShapes(root, 300);
     for (const name of names) await engines[name].close();
@@ -288,6 +294,8 @@ async function main(): Promise<void> {
       singlePutVsFsync: ratio(single, fs50),
       lmdbSinglePutVsFsync: ratio(p('lmdb', 1).commit.p50Us, fs50),
       twoSyncSinglePutVsFsync: ratio(p('lbkv-two', 1).commit.p50Us, fs50),
+      singlePutVsBlockingFsync: ratio(single, fsyncBlocking.p50Us),
+      lmdbSinglePutVsBlockingFsync: ratio(p('lmdb', 1).commit.p50Us, fsyncBlocking.p50Us),
       putsBatch1VsLmdb: ratio(p('lbkv-one', 1).putsPerSec, p('lmdb', 1).putsPerSec),
       putsBatch16VsLmdb: ratio(p('lbkv-one', 16).putsPerSec, p('lmdb', 16).putsPerSec),
       putsBatch256VsLmdb: ratio(p('lbkv-one', 256).putsPerSec, p('lmdb', 256).putsPerSec),
@@ -312,13 +320,15 @@ async function main(): Promise<void> {
     ];
 
     console.log('\nbench-engine: 128-byte keys, 4 KiB values');
-    console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us before the runs, ${fs50} us interleaved with the single-put rounds (used for the ratios), mean ${fsyncInterleaved.meanUs} us`);
-    for (const [name, bd] of Object.entries(breakdown)) console.log(`${name} single put, mean per commit: ${bd.meanPrepareUs} us before its last fdatasync + ${bd.meanSyncUs} us in it, ${bd.meanPages} pages written in ${bd.meanRuns} runs + the meta page (${bd.commits} commits)`);
+    console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us before the runs, ${fs50} us interleaved with the single-put rounds (used for the ratios), mean ${fsyncInterleaved.meanUs} us; ` +
+      `${fsyncBlocking.p50Us} us p50 with the write and the fdatasync on the calling thread`);
+    for (const [name, bd] of Object.entries(breakdown)) console.log(`${name} single put, mean per commit: ${bd.meanPrepareUs} us before its last fdatasync + ${bd.meanSyncUs} us in it, ${bd.meanPages} pages written in ${bd.meanRuns} runs + the meta page (${bd.commits} commits, ${bd.blockingSyncCommits} synced on the calling thread)`);
     const row = (label: string, a: number | string, b: number | string, rt: number | string) => console.log(`${label.padEnd(34)} ${String(a).padStart(12)} ${String(b).padStart(12)} ${String(rt).padStart(8)}`);
     row('', 'lbkv', 'LMDB', 'ratio');
     for (const b of [1, 16, 256]) row(`puts/s, batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lmdb', b).putsPerSec), ratios[`putsBatch${b}VsLmdb` as 'putsBatch1VsLmdb']);
     row('commit p50 us, batch 1', single, p('lmdb', 1).commit.p50Us, ratio(single, p('lmdb', 1).commit.p50Us));
     row('  vs one fdatasync p50', ratios.singlePutVsFsync, ratios.lmdbSinglePutVsFsync, '');
+    row('  vs one blocking fdatasync p50', ratios.singlePutVsBlockingFsync, ratios.lmdbSinglePutVsBlockingFsync, '');
     row('get p50 us, warm', readStats.lbkv.warm.p50Us, readStats.lmdb.warm.p50Us, ratios.warmGetP50VsLmdb);
     row('get mean us, warm', readStats.lbkv.warm.meanUs, readStats.lmdb.warm.meanUs, ratios.warmGetMeanVsLmdb);
     row(`get p50 us, cold (dropped: ${readStats.lbkv.cacheDropped})`, readStats.lbkv.cold.p50Us, readStats.lmdb.cold.p50Us, ratios.coldGetP50VsLmdb);
@@ -333,7 +343,7 @@ async function main(): Promise<void> {
     console.log('\ntargets:');
     for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}`);
     const json = writeSummary(out, 'bench-engine', { keyBytes: KEY_BYTES, valueBytes: VALUE_BYTES, putSeconds, putRounds: rounds, gets, steps, lbkvCacheMB: 64, lmdb: { overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, compression: false } },
-      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kSparse: fsyncSparse, syncShapes, puts, singlePutBreakdown: breakdown, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kInterleavedBlocking: fsyncBlocking, fsync4kSparse: fsyncSparse, syncShapes, puts, singlePutBreakdown: breakdown, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
     log(`bench-engine: wrote ${path.relative(process.cwd(), json)} in ${Math.round((Date.now() - started) / 1000)} s`);
   } finally {
     rmrf(root);

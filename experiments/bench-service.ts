@@ -39,15 +39,18 @@ async function main(): Promise<void> {
   const fsyncBefore = await measureFsync(dataDir, 300);
   log(`bench-service: one 4 KiB write + fdatasync p50 ${fsyncBefore.p50Us} us`);
   // The same write + fdatasync, also measured between the rounds of the single-client Set: that one is
-  // the reference of the Set target (like bench-engine's interleaved floor).
+  // the reference of the Set target (like bench-engine's interleaved floor); and the same on the
+  // calling thread, as lbserver's small commits sync by default (--blocking-sync-us).
   const fsyncRounds = newHist();
+  const fsyncBlockingRounds = newHist();
   const fsyncProbe = FsyncProbe.open(dataDir);
   // 'durable': the floor server whose Set also does the fsync floor's 4 KiB write + fdatasync before
-  // it replies, in the same process: what a durable Set costs at least with gRPC on this machine.
+  // it replies, in the same process, on its event loop as lbserver's small commits: what a durable
+  // Set costs at least with gRPC on this machine.
   const servers: Record<Kind, RunningServer> = {
     floor: await startServer({ kind: 'floor' }),
     lbkv: await startServer({ kind: 'lbkv', dataDir, syncMode: opts.syncMode }),
-    durable: await startServer({ kind: 'floor', extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin')] }),
+    durable: await startServer({ kind: 'floor', extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin'), '--blocking'] }),
   };
   type Measured = ReturnType<typeof plain> & { serverCpuUsPerOp: number; serverMainThreadCpuUsPerOp: number; machineBusyPct: number };
   const results: Record<string, Partial<Record<Kind, Measured>> & Record<'floor' | 'lbkv', Measured>> = {};
@@ -94,7 +97,10 @@ async function main(): Promise<void> {
           c.serverUs += at1.server - at0.server; c.mainUs += at1.main - at0.main; c.ops += r.ops;
           c.busyUs += at1.machine.busy - at0.machine.busy; c.totalUs += at1.machine.total - at0.machine.total;
         }
-        if (withFsync) await fsyncProbe.run(60, [fsyncRounds]);
+        if (withFsync) {
+          await fsyncProbe.run(60, [fsyncRounds]);
+          await fsyncProbe.run(60, [fsyncBlockingRounds], 0, true);
+        }
       }
       if (st0) commitTimes[name] = commitTimesBetween(st0, await statOf(servers.lbkv.address));
       for (const t of kinds) {
@@ -119,6 +125,7 @@ async function main(): Promise<void> {
     rmrf(dataDir);
   }
   const fsync = summarize(fsyncRounds);
+  const fsyncBlocking = summarize(fsyncBlockingRounds);
   const r3 = (x: number) => Math.round(x * 1000) / 1000;
   const g512 = results['get-512B-1client'], g4m = results['get-4MiB-1client'], s1 = results['set-4KiB-1client'];
   const sN = results[`set-4KiB-${many}clients`], gN = results[`get-4KiB-${many}clients`];
@@ -127,6 +134,7 @@ async function main(): Promise<void> {
     get512BP50VsFloor: g512.lbkv.all.p50Us / g512.floor.all.p50Us,
     get4MiBP50VsFloor: g4m.lbkv.all.p50Us / g4m.floor.all.p50Us,
     set4KiBP50VsFloorPlusFsync: s1.lbkv.all.p50Us / (s1.floor.all.p50Us + fsync.p50Us),
+    set4KiBP50VsFloorPlusBlockingFsync: s1.lbkv.all.p50Us / (s1.floor.all.p50Us + fsyncBlocking.p50Us),
     set4KiBP50VsDurableFloor: s1.lbkv.all.p50Us / s1.durable!.all.p50Us,
     setThroughputVsFloor: sN.lbkv.throughput / sN.floor.throughput,
     getThroughputVsFloor: gN.lbkv.throughput / gN.floor.throughput,
@@ -140,13 +148,15 @@ async function main(): Promise<void> {
     { target: `${many} clients Get 4 KiB throughput >= 0.9x of the floor`, value: ratios.getThroughputVsFloor, met: raw.getThroughputVsFloor >= 0.9 },
   ];
   console.log('\nbench-service: 128-byte keys; clients in separate processes; floor = bare grpc-js + Map');
-  console.log(`one 4 KiB write + fdatasync p50: ${fsyncBefore.p50Us} us before the runs, ${fsync.p50Us} us between the rounds of the single-client Set (used for its ratio)`);
+  console.log(`one 4 KiB write + fdatasync p50: ${fsyncBefore.p50Us} us before the runs, ${fsync.p50Us} us between the rounds of the single-client Set (used for its ratio), ` +
+    `${fsyncBlocking.p50Us} us there with both calls on the calling thread`);
   console.log(`${''.padEnd(28)} ${'lbkv'.padStart(12)} ${'floor'.padStart(12)} ${'ratio'.padStart(8)}`);
   const line = (l: string, a: number, b: number) => console.log(`${l.padEnd(28)} ${String(Math.round(a)).padStart(12)} ${String(Math.round(b)).padStart(12)} ${(a / b).toFixed(3).padStart(8)}`);
   line('Get 512 B p50 us', g512.lbkv.all.p50Us, g512.floor.all.p50Us);
   line('Get 4 MiB p50 us', g4m.lbkv.all.p50Us, g4m.floor.all.p50Us);
   line('Set 4 KiB p50 us', s1.lbkv.all.p50Us, s1.floor.all.p50Us);
   line('  vs floor + fdatasync', s1.lbkv.all.p50Us, s1.floor.all.p50Us + fsync.p50Us);
+  line('  vs floor + blocking fdatasync', s1.lbkv.all.p50Us, s1.floor.all.p50Us + fsyncBlocking.p50Us);
   line('  vs floor doing the write', s1.lbkv.all.p50Us, s1.durable!.all.p50Us);
   line(`Set 4 KiB ${many} clients ops/s`, sN.lbkv.throughput, sN.floor.throughput);
   line(`Get 4 KiB ${many} clients ops/s`, gN.lbkv.throughput, gN.floor.throughput);
@@ -155,18 +165,18 @@ async function main(): Promise<void> {
   console.log(`  (machine busy during the ${many}-client Set: ${sN.lbkv.machineBusyPct}% with lbkv, ${sN.floor.machineBusyPct}% with the floor)`);
   for (const [label, name] of [['single-client', 'set-4KiB-1client'], [`${many}-client`, `set-4KiB-${many}clients`]]) {
     const ct = commitTimes[name];
-    if (ct) console.log(`lbserver during the ${label} Set: ${ct.commits} commits, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts, ${ct.pagesPerCommit} pages in ${ct.runsPerCommit} runs + the meta page per commit`);
+    if (ct) console.log(`lbserver during the ${label} Set: ${ct.commits} commits (${ct.blockingSyncCommits} synced on the event loop), mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts, ${ct.pagesPerCommit} pages in ${ct.runsPerCommit} runs + the meta page per commit`);
   }
-  console.log(`(floor doing the write: its Set also writes 4 KiB + fdatasync before replying, in the server process: p50 ${s1.durable!.all.p50Us} us, ` +
-    `${Math.round(s1.durable!.all.p50Us - s1.floor.all.p50Us)} us above the floor vs ${fsync.p50Us} us for the same write + fdatasync measured alone)`);
+  console.log(`(floor doing the write: its Set also writes 4 KiB + fdatasync on its event loop before replying: p50 ${s1.durable!.all.p50Us} us, ` +
+    `${Math.round(s1.durable!.all.p50Us - s1.floor.all.p50Us)} us above the floor vs ${fsyncBlocking.p50Us} us for the same write + fdatasync measured alone)`);
   console.log('\ntargets:');
   for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}x`);
   const json = writeSummary(out, 'bench-service', { keyBytes: KEY_BYTES, secondsPerMeasurement: ms / 1000, clients: many, processes: procs, syncMode: opts.syncMode ?? 'server default' },
-    { fsync4k: fsyncBefore, fsync4kInterleaved: fsync, rounds, measurements: results, lbserverCommitTimes: commitTimes, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+    { fsync4k: fsyncBefore, fsync4kInterleaved: fsync, fsync4kInterleavedBlocking: fsyncBlocking, rounds, measurements: results, lbserverCommitTimes: commitTimes, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
   log(`bench-service: wrote ${path.relative(process.cwd(), json)}`);
 }
 
-interface CommitTimes { commits: number; putsPerCommit: number; meanPrepareUs: number; meanSyncUs: number; pagesPerCommit: number; runsPerCommit: number }
+interface CommitTimes { commits: number; blockingSyncCommits: number; putsPerCommit: number; meanPrepareUs: number; meanSyncUs: number; pagesPerCommit: number; runsPerCommit: number }
 
 async function statOf(address: string): Promise<StatResponse> {
   const c = new KvClient(address);
@@ -177,7 +187,7 @@ function commitTimesBetween(a: StatResponse, b: StatResponse): CommitTimes {
   const n = b.commits - a.commits;
   const per = (f: 'totalCommitPrepareUs' | 'totalCommitSyncUs') => (n > 0 ? Math.round((b[f] - a[f]) / n) : 0);
   const mean = (f: 'totalSets' | 'totalCommitPages' | 'totalCommitRuns') => (n > 0 ? Math.round(((b[f] - a[f]) / n) * 100) / 100 : 0);
-  return { commits: n, putsPerCommit: mean('totalSets'), meanPrepareUs: per('totalCommitPrepareUs'), meanSyncUs: per('totalCommitSyncUs'), pagesPerCommit: mean('totalCommitPages'), runsPerCommit: mean('totalCommitRuns') };
+  return { commits: n, blockingSyncCommits: b.totalBlockingSyncCommits - a.totalBlockingSyncCommits, putsPerCommit: mean('totalSets'), meanPrepareUs: per('totalCommitPrepareUs'), meanSyncUs: per('totalCommitSyncUs'), pagesPerCommit: mean('totalCommitPages'), runsPerCommit: mean('totalCommitRuns') };
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -26,9 +26,10 @@ export function preallocatedFile(file: string, bytes = PROBE_FILE_BYTES, sparse 
   return fd;
 }
 
-/** One write of `bytes` at a random 4 KiB-aligned offset + fdatasync, both through the thread pool,
- *  repeatedly, into one preallocated file: opened once, so that measuring between the rounds of a
- *  benchmark does not write a new file each time. */
+/** One write of `bytes` at a random 4 KiB-aligned offset + fdatasync, both through the thread pool
+ *  or both on the calling thread (`blocking`, as lbkv's small commits do), repeatedly, into one
+ *  preallocated file: opened once, so that measuring between the rounds of a benchmark does not
+ *  write a new file each time. */
 export class FsyncProbe {
   private readonly buf: Buffer;
   private readonly pages: number;
@@ -52,18 +53,23 @@ export class FsyncProbe {
   }
 
   /** One write + fdatasync. */
-  async once(): Promise<void> {
+  async once(blocking = false): Promise<void> {
     const pos = Math.floor(Math.random() * this.pages) * 4096;
     this.buf.writeUInt32LE(this.n++, 0);
+    if (blocking) {
+      fs.writeSync(this.fd, this.buf, 0, this.bytes, pos);
+      fs.fdatasyncSync(this.fd);
+      return;
+    }
     await new Promise<void>((res, rej) => fs.write(this.fd, this.buf, 0, this.bytes, pos, (e) => (e ? rej(e) : res())));
     await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
   }
 
   /** `warmup` unrecorded probes, then `count` recorded (microseconds) into every histogram given. */
-  async run(count: number, into: Hist[], warmup = 0): Promise<void> {
+  async run(count: number, into: Hist[], warmup = 0, blocking = false): Promise<void> {
     for (let i = 0; i < warmup + count; i++) {
       const t0 = process.hrtime.bigint();
-      await this.once();
+      await this.once(blocking);
       if (i < warmup) continue;
       const us = Math.max(1, Math.round(usSince(t0)));
       for (const h of into) h.recordValue(us);
