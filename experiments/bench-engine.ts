@@ -314,7 +314,9 @@ async function main(): Promise<void> {
     const targets = [
       { target: `open time flat: ${sBig.n} keys within 1.2x of 10K and under 30 ms`, value: `${ratios.openLargestVs10k}x, ${sBig.openMs.toFixed(2)} ms`, met: ratios.openLargestVs10k <= 1.2 && sBig.openMs < 30 },
       { target: 'space amplification <= 1.1 (4 KiB values; used pages / logical bytes at 100K)', value: `${ratios.spaceAmpLbkv} (LMDB ${ratios.spaceAmpLmdb})`, met: ratios.spaceAmpLbkv <= 1.1 },
-      { target: 'single durable put within 1.2x of one fdatasync of 4 KiB (p50)', value: `${ratios.singlePutVsFsync}x (LMDB ${ratios.lmdbSinglePutVsFsync}x)`, met: ratios.singlePutVsFsync <= 1.2 },
+      // Judged against the cheaper way of making the write + fdatasync, since lbkv's small commits
+      // use the calling thread: a floor that pays the thread pool's hand-offs would flatter it.
+      { target: 'single durable put within 1.2x of one fdatasync of 4 KiB (p50; the cheaper of thread pool and calling thread)', value: `${Math.max(ratios.singlePutVsFsync, ratios.singlePutVsBlockingFsync)}x (thread pool ${ratios.singlePutVsFsync}x, calling thread ${ratios.singlePutVsBlockingFsync}x; LMDB ${ratios.lmdbSinglePutVsFsync}x / ${ratios.lmdbSinglePutVsBlockingFsync}x)`, met: Math.max(ratios.singlePutVsFsync, ratios.singlePutVsBlockingFsync) <= 1.2 },
       { target: 'batched durable puts >= 0.5x LMDB (batch 256)', value: `${ratios.putsBatch256VsLmdb}x (batch 16: ${ratios.putsBatch16VsLmdb}x)`, met: ratios.putsBatch256VsLmdb >= 0.5 },
       { target: 'warm gets within 5x of LMDB in-process get (p50)', value: `${ratios.warmGetP50VsLmdb}x`, met: ratios.warmGetP50VsLmdb <= 5 },
     ];

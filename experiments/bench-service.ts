@@ -143,7 +143,8 @@ async function main(): Promise<void> {
   const targets = [
     { target: 'single-client Get 512 B p50 within 1.15x of the floor', value: ratios.get512BP50VsFloor, met: raw.get512BP50VsFloor <= 1.15 },
     { target: 'single-client Get 4 MiB p50 within 1.2x of the floor', value: ratios.get4MiBP50VsFloor, met: raw.get4MiBP50VsFloor <= 1.2 },
-    { target: 'single-client Set 4 KiB p50 within 1.15x of (floor Set p50 + one fdatasync p50)', value: ratios.set4KiBP50VsFloorPlusFsync, met: raw.set4KiBP50VsFloorPlusFsync <= 1.15 },
+    // Judged against the cheaper way of making the fdatasync: lbserver's small commits use the event loop.
+    { target: 'single-client Set 4 KiB p50 within 1.15x of (floor Set p50 + one fdatasync p50, the cheaper of thread pool and calling thread)', value: Math.max(ratios.set4KiBP50VsFloorPlusFsync, ratios.set4KiBP50VsFloorPlusBlockingFsync), met: Math.max(raw.set4KiBP50VsFloorPlusFsync, raw.set4KiBP50VsFloorPlusBlockingFsync) <= 1.15 },
     { target: `${many} clients Set 4 KiB throughput >= 0.8x of the floor`, value: ratios.setThroughputVsFloor, met: raw.setThroughputVsFloor >= 0.8 },
     { target: `${many} clients Get 4 KiB throughput >= 0.9x of the floor`, value: ratios.getThroughputVsFloor, met: raw.getThroughputVsFloor >= 0.9 },
   ];
