@@ -19,6 +19,7 @@ import { ioError, StoreError } from './errors';
 import type { OverflowRef } from './node';
 
 const MiB = 1024 * 1024;
+const PROBE_EVERY = 64;
 
 interface Queued {
   puts: Put[];
@@ -89,8 +90,13 @@ export class Store {
   private unrestoredSlot: number | undefined;
   private closed = false;
   private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0, pages: 0, runs: 0, blockingCommits: 0 };
-  /** Moving average of recent commits' last fdatasync, microseconds (decides blockingSync). */
+  /** Moving average of recent blocking fdatasyncs, microseconds (decides blockingSync). Only those
+   *  are timed: a sync on the thread pool is timed to when the event loop gets back to its result,
+   *  which under load is mostly the loop's own backlog, not the disk. */
   private syncAvgUs = 0;
+  /** Commits since the last blocking sync; while the average says "slow", every PROBE_EVERY-th
+   *  small commit syncs blocking anyway, to notice a disk that got fast again. */
+  private sinceBlocking = 0;
 
   private constructor(
     readonly path: string,
@@ -206,7 +212,7 @@ export class Store {
         syncMode: this.opts.syncMode,
         growBytes: this.opts.growBytes,
         reuseThreshold: Math.min(this.meta.txid - 1, this.oldestReader()),
-        blockingSync: this.syncAvgUs < this.opts.blockingSyncUs,
+        blockingSync: this.opts.blockingSyncUs > 0 && (this.syncAvgUs < this.opts.blockingSyncUs || this.sinceBlocking >= PROBE_EVERY),
         onMetaWrite: () => { metaTouched = true; },
       }, puts);
       this.counters.fsyncs += r.syncs;
@@ -217,10 +223,15 @@ export class Store {
       this.counters.lastSyncUs += r.lastSyncUs;
       this.counters.pages += r.pages;
       this.counters.runs += r.runs;
-      if (r.blocking) this.counters.blockingCommits++;
-      // Weight 1/8: one slow sync (a disk hiccup) does not switch modes, a slow disk does within a
-      // few commits, and the average keeps moving in either mode, so a disk that recovers is noticed.
-      this.syncAvgUs += (r.lastSyncUs - this.syncAvgUs) / 8;
+      if (r.blocking) {
+        this.counters.blockingCommits++;
+        // Weight 1/8: one slow sync (a disk hiccup) does not switch modes; a slow disk does within
+        // a few commits.
+        this.syncAvgUs += (r.lastSyncUs - this.syncAvgUs) / 8;
+        this.sinceBlocking = 0;
+      } else {
+        this.sinceBlocking++;
+      }
       for (const node of r.nodes) {
         node.dirty = false;
         node.patch = undefined;

@@ -133,17 +133,24 @@ test('small commits fdatasync on the calling thread; large ones, blockingSyncUs 
   await store.close();
 
   // A disk whose syncs take 20 ms: within three commits the average is over 5 ms and syncs move to
-  // the pool; once syncs are fast again the average decays and they come back.
+  // the pool; once syncs are fast again, the occasional blocking probe sees it and they come back.
   const slow = recordingFs();
   store = await Store.open({ path: dbFile('blocking-slow'), fs: slow.fs, blockingSyncUs: 5000 });
   slow.slowMs.value = 20;
   for (let i = 0; i < 10; i++) await store.put(key(i), fill(100, i));
   const slowBlocking = store.stats().blockingSyncCommits;
   assert.ok(slowBlocking <= 3, `${slowBlocking} of 10 slow commits blocked`);
+  assert.is(slow.syncs.slice(-7).filter((b) => b).length, 0, 'the last seven slow commits synced on the pool');
   slow.slowMs.value = 0;
   let n = 0;
-  while (store.stats().blockingSyncCommits === slowBlocking && n < 200) await store.put(key(n++), fill(100, n));
-  assert.ok(store.stats().blockingSyncCommits > slowBlocking, `no blocking sync in ${n} fast commits after the slow ones`);
+  let run = 0; // consecutive blocking commits
+  while (run < 10 && n < 1000) {
+    const before = store.stats().blockingSyncCommits;
+    await store.put(key(n++), fill(100, n));
+    run = store.stats().blockingSyncCommits > before ? run + 1 : 0;
+  }
+  assert.is(run, 10, `no ten blocking syncs in a row within ${n} fast commits after the slow ones`);
+  assert.ok(n > 20, `back to blocking after ${n} commits: too soon for the probe interval`);
   await store.close();
 });
 
