@@ -19,10 +19,11 @@ export interface OpenOptions {
   maxBatchBytes?: number;
   /** Largest file growth step in bytes (zeros written, then fsync). Default 64 MiB. */
   growBytes?: number;
-  /** While recent commits' fdatasyncs average under this many microseconds, a small commit (at most
-   *  256 KiB written) syncs on the calling thread instead of the thread pool: about 40-50 us less per
-   *  commit here, for a stall of the event loop as long as the sync. 0: always the thread pool.
-   *  Default 1000. */
+  /** While the median of the last 16 such fdatasyncs is at most this many microseconds, a small
+   *  commit (at most 256 KiB written) syncs on the calling thread instead of the thread pool: about
+   *  40-70 us less per commit here, for a stall of the event loop as long as the sync. Above it,
+   *  one commit in 32 still syncs so, to notice when the disk is fast again. 0: always the thread
+   *  pool. Default 1000. */
   blockingSyncUs?: number;
   /** I/O layer; default node:fs. Tests pass the power-cut simulator. */
   fs?: FileSystem;

@@ -19,7 +19,8 @@ import { ioError, StoreError } from './errors';
 import type { OverflowRef } from './node';
 
 const MiB = 1024 * 1024;
-const PROBE_EVERY = 64;
+const PROBE_EVERY = 32;
+const SYNC_SAMPLES = 16;
 
 interface Queued {
   puts: Put[];
@@ -90,12 +91,15 @@ export class Store {
   private unrestoredSlot: number | undefined;
   private closed = false;
   private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0, pages: 0, runs: 0, blockingCommits: 0 };
-  /** Moving average of recent blocking fdatasyncs, microseconds (decides blockingSync). Only those
-   *  are timed: a sync on the thread pool is timed to when the event loop gets back to its result,
-   *  which under load is mostly the loop's own backlog, not the disk. */
-  private syncAvgUs = 0;
-  /** Commits since the last blocking sync; while the average says "slow", every PROBE_EVERY-th
-   *  small commit syncs blocking anyway, to notice a disk that got fast again. */
+  /** The last SYNC_SAMPLES blocking fdatasyncs, microseconds, and whether their median is over
+   *  blockingSyncUs. Only those are timed: a sync on the thread pool is timed to when the event loop
+   *  gets back to its result, which under load is mostly the loop's own backlog, not the disk. The
+   *  median, not a mean: this VM has single syncs of 10-20 ms now and then, and one of them must not
+   *  send hundreds of commits to the pool; a disk that is slow most of the time does. */
+  private readonly syncSamples: number[] = [];
+  private syncSlow = false;
+  /** Commits since the last blocking sync; while syncs are slow, every PROBE_EVERY-th small commit
+   *  syncs blocking anyway, to notice a disk that got fast again. */
   private sinceBlocking = 0;
 
   private constructor(
@@ -212,7 +216,7 @@ export class Store {
         syncMode: this.opts.syncMode,
         growBytes: this.opts.growBytes,
         reuseThreshold: Math.min(this.meta.txid - 1, this.oldestReader()),
-        blockingSync: this.opts.blockingSyncUs > 0 && (this.syncAvgUs < this.opts.blockingSyncUs || this.sinceBlocking >= PROBE_EVERY),
+        blockingSync: this.opts.blockingSyncUs > 0 && (!this.syncSlow || this.sinceBlocking >= PROBE_EVERY),
         onMetaWrite: () => { metaTouched = true; },
       }, puts);
       this.counters.fsyncs += r.syncs;
@@ -225,9 +229,7 @@ export class Store {
       this.counters.runs += r.runs;
       if (r.blocking) {
         this.counters.blockingCommits++;
-        // Weight 1/8: one slow sync (a disk hiccup) does not switch modes; a slow disk does within
-        // a few commits.
-        this.syncAvgUs += (r.lastSyncUs - this.syncAvgUs) / 8;
+        this.noteBlockingSync(r.lastSyncUs);
         this.sinceBlocking = 0;
       } else {
         this.sinceBlocking++;
@@ -247,6 +249,13 @@ export class Store {
       if (metaTouched) await this.restoreMetaSlot(slot).catch(() => undefined);
       throw ioError(`${this.path}: commit failed, nothing of this batch was applied`, err);
     }
+  }
+
+  private noteBlockingSync(us: number): void {
+    if (this.syncSamples.length === SYNC_SAMPLES) this.syncSamples.shift();
+    this.syncSamples.push(us);
+    const sorted = this.syncSamples.slice().sort((a, b) => a - b);
+    this.syncSlow = sorted[sorted.length >> 1] > this.opts.blockingSyncUs;
   }
 
   /** After a failed commit that got as far as its meta write, put the slot's previous meta back, so
