@@ -1,0 +1,115 @@
+// What lbserver's --blocking-sync-us buys and costs: the same loads against three lbservers, one that
+// always fdatasyncs on the thread pool (--blocking-sync-us 0), one with the default (small commits
+// sync on the event loop while the median recent sync is at most 1 ms) and one that always syncs
+// small commits on the event loop (--blocking-sync-us 1000000). The servers take each measurement
+// in turns, in short rounds. 4 KiB values, 128-byte keys, clients in separate processes.
+//
+//   node dist/experiments/bench-blocking-sync.js [--rounds 4] [--seconds 2]
+import { Command } from 'commander';
+import * as path from 'node:path';
+import { inTurn, KiB, log, makeDataDir, resultDir, rmrf, type LatencySummary } from './lib/common';
+import { mergeLoads, runLoad, type LoadResult } from './lib/load';
+import { writeSummary } from './lib/report';
+import { startServer, type RunningServer } from './lib/servers';
+import { KvClient } from '../lib/client';
+
+const MODES = [
+  { name: 'pool', flag: '0' },
+  { name: 'default', flag: '1000' },
+  { name: 'always', flag: '1000000' },
+] as const;
+type Mode = (typeof MODES)[number]['name'];
+
+const LOADS = [
+  { name: 'set, 1 client', op: 'set', clients: 1 },
+  { name: '50/50, 1 client', op: 'mixed', clients: 1 },
+  { name: '50/50, 8 clients', op: 'mixed', clients: 8 },
+  { name: '50/50, 32 clients', op: 'mixed', clients: 32 },
+  { name: 'set, 32 clients', op: 'set', clients: 32 },
+] as const;
+
+interface Row {
+  load: string;
+  mode: Mode;
+  throughput: number;
+  read: LatencySummary;
+  write: LatencySummary;
+  commits: number;
+  blockingSyncCommits: number;
+}
+
+async function main(): Promise<void> {
+  const opts = new Command()
+    .name('bench-blocking-sync')
+    .description('lbserver with --blocking-sync-us 0 (thread pool), the default, and 1000000 (always the event loop) under the same loads, taken in turns')
+    .option('--rounds <n>', 'rounds per load; the servers take each round in turns', '4')
+    .option('--seconds <s>', 'measured seconds per round and server', '2')
+    .option('--keys <n>', 'preloaded 4 KiB values per server', '10000')
+    .option('--out <dir>', 'result directory (default experiments/results/bench-blocking-sync)')
+    .parse()
+    .opts<{ rounds: string; seconds: string; keys: string; out?: string }>();
+  const rounds = Math.max(1, Number(opts.rounds));
+  const ms = Math.max(200, Number(opts.seconds) * 1000);
+  const keys = Math.max(100, Number(opts.keys));
+  const out = resultDir('bench-blocking-sync', opts.out);
+  const root = makeDataDir('bench-blocking-sync');
+  const started = Date.now();
+  const servers = {} as Record<Mode, RunningServer>;
+  const rows: Row[] = [];
+  try {
+    for (const m of MODES) {
+      servers[m.name] = await startServer({ kind: 'lbkv', dataDir: path.join(root, m.name), extraArgs: ['--blocking-sync-us', m.flag] });
+      const r = await runLoad({ address: servers[m.name].address, clients: 32, processes: 2, op: 'load', keyPrefix: 'k/', keyBytes: 128, valueBytes: 4 * KiB, loadCount: keys, label: `${m.name} preload`, hardTimeoutMs: 600_000 });
+      if (r.errors) throw new Error(`${m.name} preload: ${r.firstError}`);
+    }
+    for (const load of LOADS) {
+      const runs: Partial<Record<Mode, LoadResult[]>> = {};
+      const before = Object.fromEntries(await Promise.all(MODES.map(async (m) => [m.name, await stat(servers[m.name])]))) as Record<Mode, Stat>;
+      for (let round = 0; round < rounds; round++) {
+        for (const m of inTurn(MODES, round)) {
+          const r = await runLoad({
+            address: servers[m.name].address, clients: load.clients, processes: Math.min(load.clients, 4), op: load.op, readFraction: 0.5,
+            keyPrefix: 'k/', keyBytes: 128, valueBytes: 4 * KiB, keyCount: keys, durationMs: ms, warmupOps: 20, seed: round + 1,
+            label: `${m.name} ${load.name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
+          });
+          if (r.errors) throw new Error(`${m.name} ${load.name}: ${r.errors} errors, ${r.firstError}`);
+          (runs[m.name] ??= []).push(r);
+        }
+      }
+      for (const m of MODES) {
+        const r = mergeLoads(runs[m.name]!);
+        const after = await stat(servers[m.name]);
+        const row: Row = { load: load.name, mode: m.name, throughput: r.throughput, read: r.read, write: r.write,
+          commits: after.commits - before[m.name].commits, blockingSyncCommits: after.blocking - before[m.name].blocking };
+        rows.push(row);
+        log(`  ${load.name}, ${m.name}: ${Math.round(r.throughput)} ops/s; read p50/p99 ${r.read.p50Us}/${r.read.p99Us} us; write p50/p99 ${r.write.p50Us}/${r.write.p99Us} us; ` +
+          `${row.blockingSyncCommits} of ${row.commits} commits synced on the event loop`);
+      }
+    }
+  } finally {
+    for (const m of MODES) await servers[m.name]?.stop('SIGTERM');
+    rmrf(root);
+  }
+  console.log(`\nbench-blocking-sync: lbserver --blocking-sync-us 0 (pool) / 1000 (default) / 1000000 (always); ${rounds} rounds x ${ms / 1000} s per server and load`);
+  console.log('| load | server | ops/s | read p50 / p99 (us) | write p50 / p99 (us) | commits on the event loop |');
+  console.log('|---|---|---|---|---|---|');
+  const lat = (s: LatencySummary) => (s.count ? `${s.p50Us} / ${s.p99Us}` : '');
+  for (const r of rows) console.log(`| ${r.load} | ${r.mode} | ${Math.round(r.throughput).toLocaleString('en-US')} | ${lat(r.read)} | ${lat(r.write)} | ${r.blockingSyncCommits} of ${r.commits} |`);
+  const json = writeSummary(out, 'bench-blocking-sync', { rounds, secondsPerRound: ms / 1000, keys, valueBytes: 4 * KiB, keyBytes: 128 }, { rows },
+    { runSeconds: Math.round((Date.now() - started) / 1000) });
+  log(`bench-blocking-sync: wrote ${path.relative(process.cwd(), json)}`);
+}
+
+interface Stat { commits: number; blocking: number }
+
+async function stat(s: RunningServer): Promise<Stat> {
+  const c = new KvClient(s.address);
+  try {
+    const st = await c.stat();
+    return { commits: st.commits, blocking: st.totalBlockingSyncCommits };
+  } finally {
+    c.close();
+  }
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
