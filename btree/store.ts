@@ -126,7 +126,7 @@ export class Store {
       maxBatchOps: options.maxBatchOps ?? 4096,
       maxBatchBytes: options.maxBatchBytes ?? 64 * MiB,
       growBytes: options.growBytes ?? 64 * MiB,
-      blockingSyncUs: options.blockingSyncUs ?? 1000,
+      blockingSyncUs: options.blockingSyncUs ?? 0,
     };
     if (opts.maxKeyBytes > 1024) throw new StoreError('INVALID_ARGUMENT', `maxKeyBytes ${opts.maxKeyBytes} exceeds the format's 1024`);
     const fs = options.fs ?? nodeFileSystem;

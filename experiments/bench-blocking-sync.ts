@@ -1,7 +1,7 @@
 // What lbserver's --blocking-sync-us buys and costs: the same loads against three lbservers, one that
-// always fdatasyncs on the thread pool (--blocking-sync-us 0), one with the default (small commits
-// sync on the event loop while the median recent sync is at most 1 ms) and one that always syncs
-// small commits on the event loop (--blocking-sync-us 1000000). The servers take each measurement
+// always fdatasyncs on the thread pool (--blocking-sync-us 0, the default), one where small commits
+// sync on the event loop while the median recent sync is at most 1 ms (1000) and one that always
+// syncs small commits on the event loop (--blocking-sync-us 1000000). The servers take each measurement
 // in turns, in short rounds. 4 KiB values, 128-byte keys, clients in separate processes.
 //
 //   node dist/experiments/bench-blocking-sync.js [--rounds 4] [--seconds 2]
@@ -15,7 +15,7 @@ import { KvClient } from '../lib/client';
 
 const MODES = [
   { name: 'pool', flag: '0' },
-  { name: 'default', flag: '1000' },
+  { name: 'auto', flag: '1000' },
   { name: 'always', flag: '1000000' },
 ] as const;
 type Mode = (typeof MODES)[number]['name'];
@@ -41,7 +41,7 @@ interface Row {
 async function main(): Promise<void> {
   const opts = new Command()
     .name('bench-blocking-sync')
-    .description('lbserver with --blocking-sync-us 0 (thread pool), the default, and 1000000 (always the event loop) under the same loads, taken in turns')
+    .description('lbserver with --blocking-sync-us 0 (thread pool, the default), 1000 and 1000000 (always the event loop) under the same loads, taken in turns')
     .option('--rounds <n>', 'rounds per load; the servers take each round in turns', '4')
     .option('--seconds <s>', 'measured seconds per round and server', '2')
     .option('--keys <n>', 'preloaded 4 KiB values per server', '10000')
@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     for (const m of MODES) await servers[m.name]?.stop('SIGTERM');
     rmrf(root);
   }
-  console.log(`\nbench-blocking-sync: lbserver --blocking-sync-us 0 (pool) / 1000 (default) / 1000000 (always); ${rounds} rounds x ${ms / 1000} s per server and load`);
+  console.log(`\nbench-blocking-sync: lbserver --blocking-sync-us 0 (pool, the default) / 1000 (auto) / 1000000 (always); ${rounds} rounds x ${ms / 1000} s per server and load`);
   console.log('| load | server | ops/s | read p50 / p99 (us) | write p50 / p99 (us) | commits on the event loop |');
   console.log('|---|---|---|---|---|---|');
   const lat = (s: LatencySummary) => (s.count ? `${s.p50Us} / ${s.p99Us}` : '');

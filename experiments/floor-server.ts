@@ -15,9 +15,8 @@ import {
 export const MAX_MESSAGE = 80 * 1024 * 1024;
 
 /** With `durable` (the fsync floor's probe: one 4 KiB write + fdatasync), Set also makes one probe
- *  before it replies: the RPC floor plus the durability floor, measured together in one process;
- *  `blocking`: the probe's write and sync on the event loop, as lbserver's small commits do. */
-export function floorService(durable?: FsyncProbe, blocking = false): { impl: KeyValueStoreServer; map: Map<string, Buffer> } {
+ *  before it replies: the RPC floor plus the durability floor, measured together in one process. */
+export function floorService(durable?: FsyncProbe): { impl: KeyValueStoreServer; map: Map<string, Buffer> } {
   const map = new Map<string, Buffer>();
   const started = Date.now();
   let sets = 0, gets = 0, prefixes = 0;
@@ -26,7 +25,7 @@ export function floorService(durable?: FsyncProbe, blocking = false): { impl: Ke
       sets++;
       map.set(call.request.key.toString('latin1'), call.request.value);
       if (!durable) return cb(null, {});
-      durable.once(blocking).then(() => cb(null, {}), (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message }));
+      durable.once().then(() => cb(null, {}), (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message }));
     },
     get(call: grpc.ServerUnaryCall<GetRequest, GetResponse>, cb: grpc.sendUnaryData<GetResponse>) {
       gets++;
@@ -62,12 +61,11 @@ async function main(): Promise<void> {
     .description('bare grpc-js server on the lbkv proto backed by an in-memory Map (the RPC floor)')
     .option('--listen <addr>', 'host:port to listen on (port 0 picks one)', '127.0.0.1:0')
     .option('--durable-file <path>', 'Set also writes 4 KiB at a random page of this preallocated 64 MiB file and fdatasyncs before replying')
-    .option('--blocking', 'with --durable-file: that write and fdatasync on the event loop, not the thread pool')
     .parse();
-  const opts = program.opts<{ listen: string; durableFile?: string; blocking?: boolean }>();
+  const opts = program.opts<{ listen: string; durableFile?: string }>();
   const durable = opts.durableFile ? FsyncProbe.at(opts.durableFile) : undefined;
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_MESSAGE, 'grpc.max_send_message_length': MAX_MESSAGE });
-  server.addService(KeyValueStoreService, floorService(durable, opts.blocking === true).impl);
+  server.addService(KeyValueStoreService, floorService(durable).impl);
   const host = opts.listen.replace(/:\d+$/, '');
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));

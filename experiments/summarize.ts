@@ -78,10 +78,15 @@ if (be) {
   }
   const g1 = (n: string) => r.puts[n].find((x: Any) => x.batch === 1).commit.p50Us;
   console.log(`| single put p50 (us) / per fdatasync | ${g1('lbkv-one')} / ${r.ratios.singlePutVsFsync} | ${g1('lbkv-two')} / ${r.ratios.twoSyncSinglePutVsFsync} | ${g1('lmdb')} / ${r.ratios.lmdbSinglePutVsFsync} | ${(g1('lbkv-one') / g1('lmdb')).toFixed(2)} |`);
-  if (r.ratios.singlePutVsBlockingFsync !== undefined) console.log(`| single put p50 per fdatasync on the calling thread | ${r.ratios.singlePutVsBlockingFsync} | | ${r.ratios.lmdbSinglePutVsBlockingFsync} | |`);
+  if (r.puts['lbkv-one-blocking']) {
+    // Since 2026-11-27 evening: the one-sync commit with blockingSyncUs (sync on the calling thread).
+    const gb = (b: number) => r.puts['lbkv-one-blocking'].find((x: Any) => x.batch === b);
+    console.log(`| with blockingSyncUs 1000: puts/s, 1 / 16 / 256 per commit | ${[1, 16, 256].map((b) => k(gb(b).putsPerSec)).join(' / ')} | | | |`);
+    console.log(`| with blockingSyncUs 1000: single put p50 (us) / per fdatasync on the calling thread | ${gb(1).commit.p50Us} / ${r.ratios.blockingSinglePutVsBlockingFsync} | | ${g1('lmdb')} / ${r.ratios.lmdbSinglePutVsBlockingFsync} | ${(gb(1).commit.p50Us / g1('lmdb')).toFixed(2)} |`);
+  }
   const bd = r.singlePutBreakdown;
   if (bd?.['lbkv-one']) console.log(`| single put, mean per commit: before / in the last fdatasync (us) | ${bd['lbkv-one'].meanPrepareUs} / ${bd['lbkv-one'].meanSyncUs} | ${bd['lbkv-two'] ? `${bd['lbkv-two'].meanPrepareUs} / ${bd['lbkv-two'].meanSyncUs}` : ''} | | |`);
-  if (bd?.['lbkv-one']?.blockingSyncCommits !== undefined) console.log(`| single put: commits / of them synced on the calling thread | ${bd['lbkv-one'].commits} / ${bd['lbkv-one'].blockingSyncCommits} | ${bd['lbkv-two'] ? `${bd['lbkv-two'].commits} / ${bd['lbkv-two'].blockingSyncCommits}` : ''} | | |`);
+  if (bd?.['lbkv-one-blocking']) console.log(`| with blockingSyncUs 1000, single put, mean per commit: before / in the last fdatasync (us); commits synced on the calling thread | ${bd['lbkv-one-blocking'].meanPrepareUs} / ${bd['lbkv-one-blocking'].meanSyncUs}; ${bd['lbkv-one-blocking'].blockingSyncCommits} of ${bd['lbkv-one-blocking'].commits} | | | |`);
   // Older result files do not count what a commit writes.
   if (bd?.['lbkv-one']?.meanRuns !== undefined) console.log(`| single put, mean per commit: pages written / the runs they form, besides the meta page | ${bd['lbkv-one'].meanPages} / ${bd['lbkv-one'].meanRuns} | ${bd['lbkv-two'] ? `${bd['lbkv-two'].meanPages} / ${bd['lbkv-two'].meanRuns}` : ''} | | |`);
   console.log(`| get warm p50 / mean (us) | ${r.reads.lbkv.warm.p50Us} / ${r.reads.lbkv.warm.meanUs} | | ${r.reads.lmdb.warm.p50Us} / ${r.reads.lmdb.warm.meanUs} | ${r.ratios.warmGetP50VsLmdb} |`);

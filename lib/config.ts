@@ -36,7 +36,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxValueBytes: 64 * MiB,
   maxKeyBytes: 1024,
   syncMode: 'one',
-  blockingSyncUs: 1000,
+  // Off: through gRPC the event-loop sync measured barely faster for one client and slower for
+  // eight or more (experiments/results/bench-blocking-sync), where it holds reads back.
+  blockingSyncUs: 0,
   prefixMessageBytes: 1 * MiB,
   prefixMaxPendingMessages: 2,
   // Measured with 1,000 stalled streams of 256 KiB values (bad-input test, --cache-mb 32): server
