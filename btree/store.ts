@@ -1,7 +1,7 @@
 // The store: one writer committing batches of concurrent puts (group commit), readers on immutable
-// snapshots that take no lock and never wait for a commit (a small commit's blocking fdatasync
-// holds up the calling thread, readers included, for the length of that one sync). A commit
-// becomes visible only after its last sync.
+// snapshots that never wait for the writer (unless blockingSyncUs is set: then a small commit's
+// fdatasync holds up the calling thread, readers included, for that one sync). A commit becomes
+// visible only after its last sync.
 import { Mutex } from 'async-mutex';
 import * as nodePath from 'node:path';
 import type { Entry, GetOptions, OpenOptions, RangeOptions, StoreStats } from './api';

@@ -110,6 +110,14 @@ if (be) {
   for (const t of r.targets) console.log(`- [${t.met ? 'met' : 'missed'}] ${t.target}: ${t.value}`);
   console.log();
 }
+const bb = load('bench-blocking-sync/bench-blocking-sync.json');
+if (bb) {
+  console.log(`### bench-blocking-sync (${machine(bb)}; ${bb.runSeconds} s)\nlbserver --blocking-sync-us 0 (pool) / 1000 (auto) / 1000000 (always); ${bb.config.rounds} rounds x ${bb.config.secondsPerRound} s per server and load\n`);
+  console.log('| load | server | ops/s | read p50 / p99 (us) | write p50 / p99 (us) | commits on the event loop |\n|---|---|---|---|---|---|');
+  const lat = (x: Any) => (x.count ? `${x.p50Us} / ${x.p99Us}` : '');
+  for (const r of bb.results.rows) console.log(`| ${r.load} | ${r.mode} | ${k(r.throughput)} | ${lat(r.read)} | ${lat(r.write)} | ${r.blockingSyncCommits} of ${r.commits} |`);
+  console.log();
+}
 const bs = load('bench-service/bench-service.json');
 if (bs) {
   const r = bs.results;

@@ -36,7 +36,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxValueBytes: 64 * MiB,
   maxKeyBytes: 1024,
   syncMode: 'one',
-  // Off: through gRPC the event-loop sync measured barely faster for one client and slower for
+  // Off: through gRPC the event-loop sync measured a little faster for one client and slower for
   // eight or more (experiments/results/bench-blocking-sync), where it holds reads back.
   blockingSyncUs: 0,
   prefixMessageBytes: 1 * MiB,
