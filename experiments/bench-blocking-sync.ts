@@ -10,8 +10,7 @@ import * as path from 'node:path';
 import { inTurn, KiB, log, makeDataDir, resultDir, rmrf, type LatencySummary } from './lib/common';
 import { mergeLoads, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
-import { startServer, type RunningServer } from './lib/servers';
-import { KvClient } from '../lib/client';
+import { startServer, statOf, type RunningServer } from './lib/servers';
 
 const MODES = [
   { name: 'pool', flag: '0' },
@@ -103,13 +102,8 @@ async function main(): Promise<void> {
 interface Stat { commits: number; blocking: number }
 
 async function stat(s: RunningServer): Promise<Stat> {
-  const c = new KvClient(s.address);
-  try {
-    const st = await c.stat();
-    return { commits: st.commits, blocking: st.totalBlockingSyncCommits };
-  } finally {
-    c.close();
-  }
+  const st = await statOf(s.address);
+  return { commits: st.commits, blocking: st.totalBlockingSyncCommits };
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

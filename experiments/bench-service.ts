@@ -10,8 +10,7 @@ import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs
 import { FsyncProbe, measureFsync } from './fsync-floor';
 import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
-import { startServer, type RunningServer } from './lib/servers';
-import { KvClient } from '../lib/client';
+import { startServer, statOf, type RunningServer } from './lib/servers';
 import type { StatResponse } from '../generated/kv';
 
 const KEY_BYTES = 128;
@@ -179,10 +178,6 @@ async function main(): Promise<void> {
 
 interface CommitTimes { commits: number; blockingSyncCommits: number; putsPerCommit: number; meanPrepareUs: number; meanSyncUs: number; pagesPerCommit: number; runsPerCommit: number }
 
-async function statOf(address: string): Promise<StatResponse> {
-  const c = new KvClient(address);
-  try { return await c.stat(); } finally { c.close(); }
-}
 
 function commitTimesBetween(a: StatResponse, b: StatResponse): CommitTimes {
   const n = b.commits - a.commits;

@@ -4,6 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { ROOT } from './common';
 import { freePort } from '../../lib/ports';
+import { KvClient } from '../../lib/client';
+import type { StatResponse } from '../../generated/kv';
 export { freePort };
 
 export type ServerKind = 'lbkv' | 'floor';
@@ -132,4 +134,10 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       return code;
     },
   };
+}
+
+/** One Stat call on a fresh connection (for reading a server's counters before and after a load). */
+export async function statOf(address: string): Promise<StatResponse> {
+  const c = new KvClient(address);
+  try { return await c.stat(); } finally { c.close(); }
 }
