@@ -13,8 +13,9 @@ export interface FileHandle {
   writev(buffers: Buffer[], position: number): Promise<void>;
   /** fdatasync: data and the metadata needed to read it back (including the size) are durable.
    *  `blocking`: on the calling thread, not the thread pool. A small commit's sync takes about
-   *  100-200 us here, and the pool's two hand-offs (wake a worker, wake the event loop with the
-   *  result) add about 40-50 us to that, which a blocked caller does not pay. */
+   *  100-300 us here, and the pool's two hand-offs (wake a worker, wake the event loop with the
+   *  result) add tens of microseconds to that, which a blocked caller does not pay (while every
+   *  other task on that thread waits). */
   datasync(blocking?: boolean): Promise<void>;
   /** Grows the file to `size` bytes of written zeros, not a hole: later overwrites of those pages
    *  need no block allocation, so their fdatasync flushes data only. The caller is about to write
