@@ -23,4 +23,13 @@ test(`kill -9 under load with --sync-mode two: ${ROUNDS_TWO} rounds`, async () =
   checkRounds('KILL9-TWO', r, ROUNDS_TWO, 'rounds');
 });
 
+// The fdatasync on the event loop instead of the thread pool must not change what an acknowledged
+// Set means: the ack still waits for the sync.
+test(`kill -9 under load with --blocking-sync-us 1000000: ${ROUNDS_TWO} rounds`, async () => {
+  const seed = seedFromEnv() ^ 0x3c3c;
+  console.log(`  seed ${seed} (repeat with LBKV_SEED=${seed ^ 0x3c3c})`);
+  const r = await runKillRounds({ rounds: ROUNDS_TWO, dataDir: tempDir('lbkv-kill9-blocking-'), seed, clients: 8, keys: 300, loadMs: [300, 2000], serverArgs: ['--blocking-sync-us', '1000000'] });
+  checkRounds('KILL9-BLOCKING', r, ROUNDS_TWO, 'rounds');
+});
+
 test.run();
