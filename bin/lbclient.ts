@@ -99,6 +99,7 @@ function humanStat(addr: string, s: StatResponse): string {
     ['fsyncs', String(s.fsyncs)],
     ['batch size', `mean ${s.meanBatchSize.toFixed(2)}, max ${s.maxBatchSize}`],
     ['commit time', `mean ${s.meanCommitPrepareUs.toFixed(0)} us before the fdatasync + ${s.meanCommitSyncUs.toFixed(0)} us in it`],
+    ['sets in flight', `${s.setBytesInFlight} bytes waiting for their commit`],
     ['event-loop syncs', `${s.totalBlockingSyncCommits} of ${s.commits} commits (the rest on the thread pool)`],
     ['commit writes', s.commits > 0 ? `mean ${(s.totalCommitPages / s.commits).toFixed(1)} pages in ${(s.totalCommitRuns / s.commits).toFixed(1)} runs + the meta page` : 'none yet'],
     ['cache', `${s.cacheHits} hits, ${s.cacheMisses} misses` +

@@ -69,6 +69,7 @@ async function main(): Promise<void> {
     .option('--max-key-bytes <n>', 'largest key accepted (bytes)', String(DEFAULT_CONFIG.maxKeyBytes))
     .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)
     .option('--blocking-sync-us <n>', 'while the median recent fdatasync is at most this many microseconds, small commits sync on the event loop (saves two thread hand-offs; stalls other calls for one sync; helps a lone writer only); 0: always on the thread pool', String(DEFAULT_CONFIG.blockingSyncUs))
+    .option('--max-inflight-set-mb <n>', 'server-wide bound, in MiB, on the bytes of Sets waiting for their commit; a Set over it gets RESOURCE_EXHAUSTED (one Set alone always goes through)', String(DEFAULT_CONFIG.maxSetBytesInFlight / (1024 * 1024)))
     .option('--stream-buffer-mb <n>', 'server-wide bound, in MiB, on GetPrefix data read and not yet sent, summed over all streams', String(DEFAULT_CONFIG.streamBufferBytes / (1024 * 1024)))
     .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls before forcing', String(DEFAULT_CONFIG.shutdownTimeoutMs))
     .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')

@@ -25,6 +25,9 @@ export interface ServerConfig {
   streamBufferBytes: number;
   /** On SIGTERM/SIGINT, wait this long for in-flight calls before forcing the shutdown. */
   shutdownTimeoutMs: number;
+  /** Key + value bytes of Sets waiting for their commit, server-wide, above which a further Set
+   *  gets RESOURCE_EXHAUSTED (--max-inflight-set-mb). */
+  maxSetBytesInFlight: number;
 }
 
 export const MiB = 1024 * 1024;
@@ -47,6 +50,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   // and 64 MiB peaked near 260 MiB in the same setup.
   streamBufferBytes: 32 * MiB,
   shutdownTimeoutMs: 10_000,
+  // Sixteen of the largest values by default; a Set is held in memory until its commit.
+  maxSetBytesInFlight: 1024 * MiB,
 };
 
 export const DATA_FILE_NAME = 'lbkv.db';
@@ -109,6 +114,7 @@ export interface RawServerOptions {
   syncMode?: string;
   blockingSyncUs?: string;
   shutdownTimeoutMs?: string;
+  maxInflightSetMb?: string;
   streamBufferMb?: string;
 }
 
@@ -138,6 +144,7 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
     const min = Math.ceil((2 * cfg.prefixMessageBytes) / MiB);
     cfg.streamBufferBytes = parseIntArg(o.streamBufferMb, '--stream-buffer-mb', min, 64 * 1024) * MiB;
   }
+  if (o.maxInflightSetMb !== undefined) cfg.maxSetBytesInFlight = parseIntArg(o.maxInflightSetMb, '--max-inflight-set-mb', 1, 1024 * 1024) * MiB;
   if (o.shutdownTimeoutMs !== undefined) cfg.shutdownTimeoutMs = parseIntArg(o.shutdownTimeoutMs, '--shutdown-timeout-ms', 0, 3_600_000);
   return cfg;
 }

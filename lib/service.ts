@@ -184,11 +184,19 @@ export class KvService {
       if (v.length > this.cfg.maxValueBytes) {
         return fail(statusError(grpc.status.INVALID_ARGUMENT, `value is ${v.length} bytes; over the value limit of ${this.cfg.maxValueBytes} bytes (--max-value-bytes)`));
       }
+      // Every Set waits in memory for its commit; a server-wide bound keeps many concurrent large
+      // Sets from exhausting it. One Set alone always goes through, or one above the bound never could.
+      const bytes = key.length + v.length;
+      if (this.stats.setBytesInFlight > 0 && this.stats.setBytesInFlight + bytes > this.cfg.maxSetBytesInFlight) {
+        return fail(statusError(grpc.status.RESOURCE_EXHAUSTED, `server busy: ${this.stats.setBytesInFlight} bytes of Sets are waiting for their commit and this one adds ${bytes}, ` +
+          `over the bound of ${this.cfg.maxSetBytesInFlight} (--max-inflight-set-mb); nothing was written, retry later`));
+      }
       const pending = this.store.put(key, v); // a synchronous throw lands in the catch below
       this.inFlight++;
+      this.stats.setBytesInFlight += bytes;
       pending.then(
-        () => { this.inFlight--; this.stats.totalSets++; cb(null, {}); },
-        (err) => { this.inFlight--; fail(toServiceError(err)); },
+        () => { this.inFlight--; this.stats.setBytesInFlight -= bytes; this.stats.totalSets++; cb(null, {}); },
+        (err) => { this.inFlight--; this.stats.setBytesInFlight -= bytes; fail(toServiceError(err)); },
       );
     } catch (err) {
       fail(toServiceError(err));

@@ -18,6 +18,8 @@ export class ServiceStats {
   /** Entries streamed by completed and cancelled GetPrefix calls. */
   prefixEntriesSent = 0;
   prefixMessagesSent = 0;
+  /** Key + value bytes of the Sets received and not yet answered (each is held until its commit). */
+  setBytesInFlight = 0;
 
   constructor(startTimeUnixMs = Math.round(Date.now() - performance.now())) {
     this.startTimeUnixMs = startTimeUnixMs;
@@ -57,6 +59,7 @@ export class ServiceStats {
       totalCommitPages: u(engine.commitPages),
       totalCommitRuns: u(engine.commitRuns),
       totalBlockingSyncCommits: u(engine.blockingSyncCommits),
+      setBytesInFlight: this.setBytesInFlight,
     };
   }
 }

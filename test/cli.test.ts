@@ -163,7 +163,7 @@ const server = suite('cli: lbserver');
 server('--help: exit 0 and lists the flags', async () => {
   const r = await runNode(LBSERVER_JS, ['--help']);
   assert.is(r.code, 0);
-  for (const f of ['--listen', '--data', '--cache-mb', '--max-value-bytes', '--sync-mode', '--blocking-sync-us']) assert.ok(r.stdout.includes(f), f);
+  for (const f of ['--listen', '--data', '--cache-mb', '--max-value-bytes', '--sync-mode', '--blocking-sync-us', '--max-inflight-set-mb']) assert.ok(r.stdout.includes(f), f);
 });
 
 server('bad flags: exit 1 with a clear message, no ready line', async () => {
@@ -174,6 +174,7 @@ server('bad flags: exit 1 with a clear message, no ready line', async () => {
     [['--max-value-bytes', '-5'], /--max-value-bytes/],
     [['--sync-mode', 'three'], /--sync-mode: "three" must be "one" or "two"/],
     [['--blocking-sync-us', '-1'], /--blocking-sync-us/],
+    [['--max-inflight-set-mb', '0'], /--max-inflight-set-mb/],
   ] as Array<[string[], RegExp]>) {
     const r = await runNode(LBSERVER_JS, ['--data', tempDir(), ...args]);
     assert.is(r.code, 1, args.join(' '));
@@ -214,6 +215,42 @@ server('--blocking-sync-us: 0 keeps every fdatasync on the thread pool; a high b
       c.close();
       assert.is(await s.stop(), 0);
     }
+  }
+});
+
+server('--max-inflight-set-mb: a Set over the bound while others wait for their commit gets RESOURCE_EXHAUSTED; nothing of it is written, the server keeps serving', async () => {
+  const s = await startServer({ args: ['--max-inflight-set-mb', '8', '--max-value-bytes', '40MiB'] });
+  // Separate connections, so Stat and the small Set do not queue behind the big upload.
+  const own = { channelOptions: { 'grpc.use_local_subchannel_pool': 1 } };
+  const bigClient = new KvClient(s.address, own);
+  const c = new KvClient(s.address, own);
+  try {
+    const big = pseudoRandomBytes(32 * 1024 * 1024, 7);
+    const small = pseudoRandomBytes(1024 * 1024, 8);
+    let rejected: (Error & { code?: number }) | undefined;
+    // The window is the big Set's commit (tens to hundreds of ms); try a few times in case a
+    // fast disk closes it before the small Set arrives.
+    for (let attempt = 0; attempt < 5 && !rejected; attempt++) {
+      const bigSet = bigClient.set(`big${attempt}`, big);
+      const t0 = Date.now();
+      let inFlight = 0;
+      while (inFlight === 0 && Date.now() - t0 < 10_000) inFlight = (await c.stat()).setBytesInFlight;
+      assert.ok(inFlight >= big.length, `the big Set was seen in flight (${inFlight} bytes)`);
+      rejected = await c.set('small', small).then(() => undefined, (e: Error & { code?: number }) => e);
+      await bigSet;
+    }
+    assert.ok(rejected, 'a 1 MiB Set while 32 MiB wait for their commit is refused');
+    assert.is(rejected.code, 8, 'RESOURCE_EXHAUSTED');
+    assert.match(rejected.message, /server busy: \d+ bytes of Sets are waiting for their commit .* over the bound of 8388608 \(--max-inflight-set-mb\); nothing was written/);
+    assert.is((await c.stat()).setBytesInFlight, 0);
+    // The server keeps serving: the small Set goes through once nothing waits, and the big value is whole.
+    await c.set('small', small);
+    assert.equal(await c.get('small'), small);
+    assert.equal(await c.get('big0'), big);
+  } finally {
+    bigClient.close();
+    c.close();
+    assert.is(await s.stop(), 0);
   }
 });
 

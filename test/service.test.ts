@@ -167,6 +167,7 @@ basic('Stat fills every field', async ({ c, srv }) => {
   }
   // Every commit writes at least one run of at least one page before its meta page.
   assert.ok(s.totalCommitRuns >= s.commits && s.totalCommitPages >= s.totalCommitRuns, `${s.totalCommitPages} pages in ${s.totalCommitRuns} runs, ${s.commits} commits`);
+  assert.is(s.setBytesInFlight, 0, 'no Set is waiting for its commit');
   // By default every fdatasync goes through the thread pool (--blocking-sync-us 0).
   assert.is(s.totalBlockingSyncCommits, 0, `${s.totalBlockingSyncCommits} of ${s.commits} commits synced on the event loop`);
   assert.ok(s.pageCount > 0 && s.lastTxid > 0);
