@@ -25,14 +25,42 @@ function times(mat: Uint32Array, vec: number): number {
   return sum >>> 0;
 }
 
+/** a after b: column n of the product is a applied to column n of b. */
+function compose(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out = new Uint32Array(32);
+  for (let n = 0; n < 32; n++) out[n] = times(a, b[n]);
+  return out;
+}
+
+const IDENTITY = Uint32Array.from({ length: 32 }, (_, n) => (1 << n) >>> 0);
+
 function square(mat: Uint32Array): Uint32Array {
   const out = new Uint32Array(32);
   for (let n = 0; n < 32; n++) out[n] = times(mat, mat[n]);
   return out;
 }
 
+/** The map for `length` zero bytes as one matrix: the product of BYTE_SHIFTS over its set bits. */
+function shiftFor(length: number): Uint32Array {
+  let m: Uint32Array | undefined;
+  for (let k = 0, n = length; n > 0; k++, n = Math.floor(n / 2)) {
+    if (n % 2 === 1) m = m ? compose(BYTE_SHIFTS[k], m) : BYTE_SHIFTS[k];
+  }
+  return m ?? IDENTITY;
+}
+
+// A commit combines the same few lengths over and over (a page, a page less its checksum, a run of
+// pages): one matrix each, built once, makes each combine a single product instead of one per set
+// bit of the length (4092 has ten).
+const SHIFT_CACHE = new Map<number, Uint32Array>();
+const SHIFT_CACHE_MAX = 256;
+
 /** crc32 of A followed by B, given crc32(A), crc32(B) and B's length in bytes. */
 export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
+  let m = SHIFT_CACHE.get(lengthB);
+  if (!m && SHIFT_CACHE.size < SHIFT_CACHE_MAX) SHIFT_CACHE.set(lengthB, (m = shiftFor(lengthB)));
+  if (m) return (times(m, crcA >>> 0) ^ crcB) >>> 0;
+  // Cache full (many different lengths): one product per set bit, nothing built.
   let crc = crcA >>> 0;
   for (let k = 0, n = lengthB; n > 0; k++, n = Math.floor(n / 2)) if (n % 2 === 1) crc = times(BYTE_SHIFTS[k], crc);
   return (crc ^ crcB) >>> 0;
