@@ -176,7 +176,7 @@ async function main(): Promise<void> {
     const puts: Record<string, PutResult[]> = { 'lbkv-one': [], 'lbkv-two': [], 'lbkv-one-blocking': [], lmdb: [] };
     const rounds = 6;
     const fsyncRounds = newHist();
-    // The same on the calling thread, as lbkv's small commits sync (OpenOptions.blockingSyncUs).
+    // The same on the calling thread, as lbkv's small commits sync with OpenOptions.blockingSyncUs.
     const fsyncBlockingRounds = newHist();
     const fsyncProbe = FsyncProbe.open(root, { fileBytes: 16 * MiB });
     // Where a single put's time goes (lbkv): mean per commit, before and in its fdatasync.
