@@ -21,9 +21,9 @@ export interface OpenOptions {
   growBytes?: number;
   /** While the median of the last 16 such fdatasyncs is at most this many microseconds, a small
    *  commit (at most 256 KiB written) syncs on the calling thread instead of the thread pool: about
-   *  40-70 us less per commit here, for a stall of the calling thread (and every reader on it) as
-   *  long as the sync; above it, one commit in 32 still syncs so, to notice when the disk is fast
-   *  again. For a single writer that waits for each put and has no readers to hold back. Default 0:
+   *  60-70 us less per single put in bench-engine here, for a stall of the calling thread (and every
+   *  reader on it) as long as the sync; above it, one commit in 32 still syncs so, to notice when the
+   *  disk is fast again. For a single writer that waits for each put and has no readers to hold back. Default 0:
    *  always the thread pool. */
   blockingSyncUs?: number;
   /** I/O layer; default node:fs. Tests pass the power-cut simulator. */

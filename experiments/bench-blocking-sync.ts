@@ -7,10 +7,12 @@
 //   node dist/experiments/bench-blocking-sync.js [--rounds 4] [--seconds 2]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, makeDataDir, resultDir, rmrf, type LatencySummary } from './lib/common';
+import { inTurn, KiB, log, makeDataDir, resultDir, rmrf } from './lib/common';
 import { mergeLoads, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, statOf, type RunningServer } from './lib/servers';
+import { blockingSyncTable, type BlockingSyncRow } from './lib/tables';
+import type { StatResponse } from '../generated/kv';
 
 const MODES = [
   { name: 'pool', flag: '0' },
@@ -27,15 +29,7 @@ const LOADS = [
   { name: 'set, 32 clients', op: 'set', clients: 32 },
 ] as const;
 
-interface Row {
-  load: string;
-  mode: Mode;
-  throughput: number;
-  read: LatencySummary;
-  write: LatencySummary;
-  commits: number;
-  blockingSyncCommits: number;
-}
+type Row = BlockingSyncRow & { mode: Mode };
 
 async function main(): Promise<void> {
   const opts = new Command()
@@ -63,7 +57,7 @@ async function main(): Promise<void> {
     }
     for (const load of LOADS) {
       const runs: Partial<Record<Mode, LoadResult[]>> = {};
-      const before = Object.fromEntries(await Promise.all(MODES.map(async (m) => [m.name, await stat(servers[m.name])]))) as Record<Mode, Stat>;
+      const before = Object.fromEntries(await Promise.all(MODES.map(async (m) => [m.name, await statOf(servers[m.name].address)]))) as Record<Mode, StatResponse>;
       for (let round = 0; round < rounds; round++) {
         for (const m of inTurn(MODES, round)) {
           const r = await runLoad({
@@ -77,9 +71,9 @@ async function main(): Promise<void> {
       }
       for (const m of MODES) {
         const r = mergeLoads(runs[m.name]!);
-        const after = await stat(servers[m.name]);
-        const row: Row = { load: load.name, mode: m.name, throughput: r.throughput, read: r.read, write: r.write,
-          commits: after.commits - before[m.name].commits, blockingSyncCommits: after.blocking - before[m.name].blocking };
+        const after = await statOf(servers[m.name].address);
+        const row: Row = { load: load.name, mode: m.name, throughput: r.throughput, read: r.read, write: r.write, commits: after.commits - before[m.name].commits,
+          blockingSyncCommits: after.totalBlockingSyncCommits - before[m.name].totalBlockingSyncCommits };
         rows.push(row);
         log(`  ${load.name}, ${m.name}: ${Math.round(r.throughput)} ops/s; read p50/p99 ${r.read.p50Us}/${r.read.p99Us} us; write p50/p99 ${r.write.p50Us}/${r.write.p99Us} us; ` +
           `${row.blockingSyncCommits} of ${row.commits} commits synced on the event loop`);
@@ -90,20 +84,10 @@ async function main(): Promise<void> {
     rmrf(root);
   }
   console.log(`\nbench-blocking-sync: lbserver --blocking-sync-us 0 (pool, the default) / 1000 (auto) / 1000000 (always); ${rounds} rounds x ${ms / 1000} s per server and load`);
-  console.log('| load | server | ops/s | read p50 / p99 (us) | write p50 / p99 (us) | commits on the event loop |');
-  console.log('|---|---|---|---|---|---|');
-  const lat = (s: LatencySummary) => (s.count ? `${s.p50Us} / ${s.p99Us}` : '');
-  for (const r of rows) console.log(`| ${r.load} | ${r.mode} | ${Math.round(r.throughput).toLocaleString('en-US')} | ${lat(r.read)} | ${lat(r.write)} | ${r.blockingSyncCommits} of ${r.commits} |`);
+  for (const line of blockingSyncTable(rows)) console.log(line);
   const json = writeSummary(out, 'bench-blocking-sync', { rounds, secondsPerRound: ms / 1000, keys, valueBytes: 4 * KiB, keyBytes: 128 }, { rows },
     { runSeconds: Math.round((Date.now() - started) / 1000) });
   log(`bench-blocking-sync: wrote ${path.relative(process.cwd(), json)}`);
-}
-
-interface Stat { commits: number; blocking: number }
-
-async function stat(s: RunningServer): Promise<Stat> {
-  const st = await statOf(s.address);
-  return { commits: st.commits, blocking: st.totalBlockingSyncCommits };
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

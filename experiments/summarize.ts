@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
+import { blockingSyncTable } from './lib/tables';
 import { RESULTS, fmtBytes } from './lib/common';
 
 new Command()
@@ -79,7 +80,7 @@ if (be) {
   const g1 = (n: string) => r.puts[n].find((x: Any) => x.batch === 1).commit.p50Us;
   console.log(`| single put p50 (us) / per fdatasync | ${g1('lbkv-one')} / ${r.ratios.singlePutVsFsync} | ${g1('lbkv-two')} / ${r.ratios.twoSyncSinglePutVsFsync} | ${g1('lmdb')} / ${r.ratios.lmdbSinglePutVsFsync} | ${(g1('lbkv-one') / g1('lmdb')).toFixed(2)} |`);
   if (r.puts['lbkv-one-blocking']) {
-    // Since 2026-11-27 evening: the one-sync commit with blockingSyncUs (sync on the calling thread).
+    // Result files from 3d011a0 on: the one-sync commit with blockingSyncUs (sync on the calling thread).
     const gb = (b: number) => r.puts['lbkv-one-blocking'].find((x: Any) => x.batch === b);
     console.log(`| with blockingSyncUs 1000: puts/s, 1 / 16 / 256 per commit | ${[1, 16, 256].map((b) => k(gb(b).putsPerSec)).join(' / ')} | | | |`);
     console.log(`| with blockingSyncUs 1000: single put p50 (us) / per fdatasync on the calling thread | ${gb(1).commit.p50Us} / ${r.ratios.blockingSinglePutVsBlockingFsync} | | ${g1('lmdb')} / ${r.ratios.lmdbSinglePutVsBlockingFsync} | ${(gb(1).commit.p50Us / g1('lmdb')).toFixed(2)} |`);
@@ -113,9 +114,7 @@ if (be) {
 const bb = load('bench-blocking-sync/bench-blocking-sync.json');
 if (bb) {
   console.log(`### bench-blocking-sync (${machine(bb)}; ${bb.runSeconds} s)\nlbserver --blocking-sync-us 0 (pool) / 1000 (auto) / 1000000 (always); ${bb.config.rounds} rounds x ${bb.config.secondsPerRound} s per server and load\n`);
-  console.log('| load | server | ops/s | read p50 / p99 (us) | write p50 / p99 (us) | commits on the event loop |\n|---|---|---|---|---|---|');
-  const lat = (x: Any) => (x.count ? `${x.p50Us} / ${x.p99Us}` : '');
-  for (const r of bb.results.rows) console.log(`| ${r.load} | ${r.mode} | ${k(r.throughput)} | ${lat(r.read)} | ${lat(r.write)} | ${r.blockingSyncCommits} of ${r.commits} |`);
+  for (const line of blockingSyncTable(bb.results.rows)) console.log(line);
   console.log();
 }
 const bs = load('bench-service/bench-service.json');

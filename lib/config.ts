@@ -14,7 +14,8 @@ export interface ServerConfig {
   maxKeyBytes: number;
   /** Engine commit protocol. */
   syncMode: 'one' | 'two';
-  /** Small commits fdatasync on the event loop while syncs average under this (us); 0: never. */
+  /** Small commits fdatasync on the event loop while the median recent such sync is at most this
+   *  (us); 0: never (the default). */
   blockingSyncUs: number;
   /** GetPrefix message payload target, bytes (a larger single entry goes alone). */
   prefixMessageBytes: number;
