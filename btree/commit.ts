@@ -4,7 +4,7 @@
 //      tree pages, freelist pages — preferring contiguous extents;
 //   3. grow the file in large steps when it is too short, writing zeros (not ftruncate: a hole would
 //      make every later commit's fdatasync allocate blocks and journal that), then sync;
-//   4. write every new page, then the meta page into slot txid % 2;
+//   4. write every new page, then slot txid % 2: the meta page and the root page, in one write;
 //   5. one fdatasync ('one': the meta lists the commit's extents and a crc over them, so open can
 //      detect a torn commit and fall back) or a sync before and after the meta ('two'); a small
 //      commit may sync on the calling thread instead of the thread pool (CommitContext.blockingSync).
@@ -12,7 +12,7 @@
 import { crc32, crc32Combine, sealedPageCrc } from './checksum';
 import { Freelist, pagesForEntries } from './freelist';
 import type { FileHandle } from './file-io';
-import { PAGE_SIZE, pagesFor } from './layout';
+import { metaPageOf, PAGE_SIZE, pagesFor, rootPageOf } from './layout';
 import { encodeMeta, Extent, inlineFreeCapacity, MAX_COMMIT_EXTENTS, Meta } from './meta';
 import { encodeNode, isPending, Node } from './node';
 import type { Pager } from './pager';
@@ -26,6 +26,7 @@ export interface Put {
 
 export interface CommitResult {
   meta: Meta;
+  root: Node | null;
   freelist: Freelist;
   nodes: Node[];
   /** The meta page as written, to restore this slot if a later commit into it fails. */
@@ -35,7 +36,7 @@ export interface CommitResult {
   /** Microseconds from the start of the commit to its last fdatasync, and in that fdatasync. */
   prepareUs: number;
   lastSyncUs: number;
-  /** Pages written before the meta page, and the contiguous runs they formed. */
+  /** Pages written before the slot (meta and root), and the contiguous runs they formed. */
   pages: number;
   runs: number;
   /** Whether the commit's syncs ran on the calling thread (see CommitContext.blockingSync). */
@@ -61,6 +62,7 @@ export interface CommitContext {
   pager: Pager;
   file: FileHandle;
   meta: Meta;
+  root: Node | null;
   freelist: Freelist;
   fileBytes: number;
   syncMode: 'one' | 'two';
@@ -80,9 +82,12 @@ export function valueCell(key: Buffer, value: Buffer): Buffer | { pending: Buffe
 export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitResult> {
   const started = performance.now();
   const txid = ctx.meta.txid + 1;
-  const tree = new WriteTree(ctx.pager, ctx.meta.root);
+  const slot = txid % 2;
+  const tree = new WriteTree(ctx.pager, ctx.root);
   for (const p of puts) tree.put(Buffer.from(p.key), valueCell(p.key, p.value));
-  const { root, dirty } = tree.spill();
+  const { root, dirty: all } = tree.spill();
+  // The root goes into the slot with the meta; every other dirty node gets a page of its own.
+  const dirty = all.filter((n) => n !== root);
 
   const fl = ctx.freelist.clone();
   fl.release(ctx.reuseThreshold);
@@ -95,7 +100,7 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   // one write each. So take one free extent that holds the whole commit when there is one; otherwise
   // fall back to reusing scattered pages, so the file does not grow while free space remains.
   const values: { node: Node; i: number; buf: Buffer; pages: number }[] = [];
-  for (const node of dirty) {
+  for (const node of all) {
     if (!node.leaf) continue;
     node.vals.forEach((v, i) => {
       if (isPending(v)) values.push({ node, i, buf: v.pending, pages: pagesFor(v.pending.length) });
@@ -137,15 +142,12 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const own = dirty.length <= OWN_PAGES_MAX;
   const slab = own ? undefined : Buffer.alloc(dirty.length * PAGE_SIZE);
   dirty.forEach((node, i) => {
-    node.pageId = ids[i];
-    if (!node.leaf) {
-      const ch = node.children;
-      for (let j = 0; j < ch.length; j++) { const c = ch[j]; if (typeof c !== 'number') ch[j] = c.pageId; }
-    }
-    const page = encodeNode(node, ids[i], txid, slab ? slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE) : Buffer.alloc(PAGE_SIZE));
+    const page = place(node, ids[i], txid, slab ? slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE) : Buffer.alloc(PAGE_SIZE));
     node.image = own ? page : undefined;
     writes.push({ page: ids[i], bufs: [page], bytes: PAGE_SIZE, crc: sealedPageCrc(page) });
   });
+  const rootPage = root ? place(root, rootPageOf(slot), txid, Buffer.alloc(PAGE_SIZE)) : undefined;
+  if (root) root.image = rootPage;
   let freelistPage = 0;
   if (!inline) {
     freelistPage = contiguous ? take(freelistPages) : withFreelist ? ids[dirty.length] : fl.allocateRun(freelistPages);
@@ -168,6 +170,7 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     keyCount: ctx.meta.keyCount + tree.addedKeys,
     commitExtents: verify ? runs.map((r) => ({ start: r.page, count: r.pages })) : [],
     commitHash: verify ? hash : 0,
+    rootCrc: rootPage ? rootPage.readUInt32LE(0) : 0,
     inlineFree: inline ? fl.entries() : null,
   };
 
@@ -179,7 +182,7 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     syncs++;
   }
   const pages = runs.reduce((s, r) => s + r.pages, 0);
-  const blocking = ctx.blockingSync && (pages + 1) * PAGE_SIZE <= BLOCKING_SYNC_MAX_BYTES;
+  const blocking = ctx.blockingSync && (pages + 2) * PAGE_SIZE <= BLOCKING_SYNC_MAX_BYTES;
   for (const r of runs) await ctx.file.writev(r.bufs, r.page * PAGE_SIZE);
   if (!verify) {
     await ctx.file.datasync(blocking);
@@ -187,13 +190,25 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   }
   const metaPage = encodeMeta(meta);
   ctx.onMetaWrite();
-  await ctx.file.writev([metaPage], (txid % 2) * PAGE_SIZE);
+  // The root page follows its meta page in the file, so the two take one request. Open checks the
+  // root against the meta's txid and its own checksum, which tells a torn slot write apart.
+  await ctx.file.writev(rootPage ? [metaPage, rootPage] : [metaPage], metaPageOf(slot) * PAGE_SIZE);
   const syncStart = performance.now();
   await ctx.file.datasync(blocking);
   syncs++;
   const prepareUs = (syncStart - started) * 1000;
   const lastSyncUs = (performance.now() - syncStart) * 1000;
-  return { meta, freelist: fl, nodes: dirty, metaPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length, blocking };
+  return { meta, root, freelist: fl, nodes: all, metaPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length, blocking };
+}
+
+/** Gives a dirty node its page id, points it at its children's pages and encodes it into `buf`. */
+function place(node: Node, id: number, txid: number, buf: Buffer): Buffer {
+  node.pageId = id;
+  if (!node.leaf) {
+    const ch = node.children;
+    for (let j = 0; j < ch.length; j++) { const c = ch[j]; if (typeof c !== 'number') ch[j] = c.pageId; }
+  }
+  return encodeNode(node, id, txid, buf);
 }
 
 /** Extends the file and syncs the new size; returns it. The pages this commit writes past the old

@@ -20,10 +20,10 @@ export function prefixEnd(prefix: Buffer): Buffer | undefined {
   return end;
 }
 
-export function* scan(pager: Pager, root: number, start: Buffer | undefined, end: Buffer | undefined): Generator<CursorEntry> {
-  if (root === 0) return;
+export function* scan(pager: Pager, root: Node | null, start: Buffer | undefined, end: Buffer | undefined): Generator<CursorEntry> {
+  if (!root) return;
   const stack: { node: Node; index: number }[] = [];
-  let node = pager.node(root);
+  let node = root;
   while (!node.leaf) {
     const i = start ? childIndex(node, start) : 0;
     stack.push({ node, index: i });

@@ -1,6 +1,6 @@
 // Free space as extents. Pages freed by commit T wait in `pending` until no open snapshot and
 // neither on-disk meta can reach them (T <= threshold), then join `free` and may be reused.
-import { BODY_SIZE, HEADER_SIZE, PAGE_SIZE, PageType } from './layout';
+import { BODY_SIZE, HEADER_SIZE, META_PAGES, PAGE_SIZE, PageType } from './layout';
 import { sealPage } from './checksum';
 import type { Extent } from './meta';
 
@@ -31,7 +31,7 @@ export class Freelist {
     /** Freed by commit txid; not reusable yet. */
     public pending: Map<number, Extent[]> = new Map(),
     /** High-water mark: the next page past the end of the allocated area. */
-    public pageCount = 2,
+    public pageCount = META_PAGES,
   ) {}
 
   clone(): Freelist {

@@ -1,6 +1,6 @@
-// Meta pages: the two roots of trust. Commit N writes slot N % 2, so the other slot always holds
-// the previous durable commit to fall back on.
-import { FORMAT_VERSION, MAGIC, PAGE_SIZE, PageType } from './layout';
+// Meta pages: the two roots of trust. Commit N writes slot N % 2 (its meta page and its root page,
+// btree/layout.ts), so the other slot always holds the previous durable commit to fall back on.
+import { FORMAT_VERSION, MAGIC, metaPageOf, PAGE_SIZE, PageType, rootPageOf } from './layout';
 import { checkPage, sealPage } from './checksum';
 import { FREE_ENTRY_BYTES, FreeEntry, readFreeEntry, writeFreeEntry } from './freelist';
 
@@ -11,7 +11,7 @@ export interface Extent {
 
 export interface Meta {
   txid: number;
-  root: number; // 0: empty tree
+  root: number; // 0: empty tree; else the root page of a slot, written with a meta of the same txid
   freelistPage: number; // 0: no freelist pages
   freelistPages: number;
   pageCount: number; // high-water mark: pages [0, pageCount) are in use or free
@@ -20,6 +20,10 @@ export interface Meta {
    *  tell a complete commit from a torn one. Empty for two-sync commits (synced before the meta). */
   commitExtents: Extent[];
   commitHash: number;
+  /** The checksum stored in the root page (0: no root). Open takes the root page only if it matches:
+   *  a failed commit and its retry share a txid, and a torn slot write may leave the root of the
+   *  failed one behind the meta of the retry. */
+  rootCrc: number;
   /** A small freelist lives in the meta page itself (after the commit extents), so a small commit
    *  writes one page less; null: the freelist is in its own pages (freelistPage, freelistPages). */
   inlineFree: FreeEntry[] | null;
@@ -36,7 +40,8 @@ const O_PAGECOUNT = 64;
 const O_KEYS = 72;
 const O_HASH = 80;
 const O_NEXTENTS = 84;
-const O_EXTENTS = 88;
+const O_ROOT_CRC = 88;
+const O_EXTENTS = 92;
 const EXTENT_BYTES = 10;
 export const MAX_COMMIT_EXTENTS = Math.floor((PAGE_SIZE - O_EXTENTS) / EXTENT_BYTES);
 
@@ -63,6 +68,7 @@ export function encodeMeta(m: Meta): Buffer {
   page.writeUIntLE(m.keyCount, O_KEYS, 6);
   page.writeUInt32LE(m.commitHash >>> 0, O_HASH);
   page.writeUInt32LE(m.commitExtents.length, O_NEXTENTS);
+  page.writeUInt32LE(m.rootCrc >>> 0, O_ROOT_CRC);
   let off = O_EXTENTS;
   for (const e of m.commitExtents) {
     page.writeUIntLE(e.start, off, 6);
@@ -77,13 +83,13 @@ export function encodeMeta(m: Meta): Buffer {
       off += FREE_ENTRY_BYTES;
     }
   }
-  sealPage(page, PageType.Meta, 0, m.txid % 2, m.txid);
+  sealPage(page, PageType.Meta, 0, metaPageOf(m.txid % 2), m.txid);
   return page;
 }
 
 /** Decodes slot `slot`; returns a reason string when it is not a valid meta page. */
 export function decodeMeta(page: Buffer, slot: number): Meta | string {
-  const h = checkPage(page, slot);
+  const h = checkPage(page, metaPageOf(slot));
   if (typeof h === 'string') return h;
   if (h.type !== PageType.Meta) return `not a meta page (type ${h.type})`;
   if (!page.subarray(O_MAGIC, O_MAGIC + MAGIC.length).equals(MAGIC)) return 'bad magic: not an lbkv data file';
@@ -111,15 +117,18 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
     inlineFree = [];
     for (let i = 0; i < k; i++, off += FREE_ENTRY_BYTES) inlineFree.push(readFreeEntry(page, off));
   }
+  const root = page.readUIntLE(O_ROOT, 6);
+  if (root !== 0 && root !== rootPageOf(slot)) return `root page ${root} is not slot ${slot}'s root page ${rootPageOf(slot)}`;
   return {
     txid: h.txid,
-    root: page.readUIntLE(O_ROOT, 6),
+    root,
     freelistPage: page.readUIntLE(O_FREE_PAGE, 6),
     freelistPages: page.readUInt32LE(O_FREE_PAGES),
     pageCount: page.readUIntLE(O_PAGECOUNT, 6),
     keyCount: page.readUIntLE(O_KEYS, 6),
     commitExtents,
     commitHash: page.readUInt32LE(O_HASH),
+    rootCrc: page.readUInt32LE(O_ROOT_CRC),
     inlineFree,
   };
 }

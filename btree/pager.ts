@@ -53,6 +53,20 @@ export class Pager {
     return node;
   }
 
+  /** The root node of the commit `txid` from the slot page `id`, bypassing the cache: a slot's root
+   *  page is rewritten two commits later, so snapshots hold their root node themselves. A reason
+   *  string when the page is not the root that commit wrote (torn, or left by another commit). */
+  readRoot(id: number, txid: number, crc: number): Node | string {
+    const page = this.readRaw(id);
+    const h = checkPage(page, id);
+    if (typeof h === 'string') return `root page ${id}: ${h}`;
+    if (page.readUInt32LE(0) !== crc) return `root page ${id} is not the one its meta page names (checksum)`;
+    if (h.type !== PageType.Branch && h.type !== PageType.Leaf) return `root page ${id}: page type ${h.type}`;
+    if (h.txid !== txid) return `root page ${id} was written by txid ${h.txid}, not ${txid}`;
+    const node = decodeNode(page, h.type, h.count, id);
+    return typeof node === 'string' ? `root page ${id}: ${node}` : node;
+  }
+
   /** A value from its overflow run. Values of up to two pages are cached (they are what most gets
    *  of 4 KiB values hit); larger ones are read each time so they cannot flush the tree pages out. */
   overflow(ref: OverflowRef, alloc?: (length: number) => Buffer): Promise<Buffer> | Buffer {

@@ -1,11 +1,13 @@
-// Open = read both meta pages, keep the newest one that is valid and whose commit verifies. No
-// replay and no scan: the work is bounded by one commit, whatever the number of keys.
+// Open = read both slots, keep the newest meta page that is valid, whose commit verifies and whose
+// root page is the one that commit wrote. No replay and no scan: the work is bounded by one commit,
+// whatever the number of keys.
 import * as nodePath from 'node:path';
 import type { FileHandle, FileSystem } from './file-io';
-import { META_PAGES, PAGE_SIZE, PageType } from './layout';
+import { META_PAGES, metaPageOf, PAGE_SIZE, PageType } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
 import { Freelist } from './freelist';
 import { Pager } from './pager';
+import type { Node } from './node';
 import type { Caches } from './cache';
 import { verifyCommit } from './commit';
 import { ioError, StoreError } from './errors';
@@ -14,6 +16,8 @@ export interface Recovered {
   file: FileHandle;
   pager: Pager;
   meta: Meta;
+  /** The meta's root node (null: empty tree). */
+  root: Node | null;
   freelist: Freelist;
   /** Raw bytes of both meta slots as found, to restore a slot after a failed commit. */
   metaBytes: Buffer[];
@@ -23,7 +27,7 @@ export interface Recovered {
 }
 
 const emptyMeta = (txid: number): Meta => ({
-  txid, root: 0, freelistPage: 0, freelistPages: 0, pageCount: META_PAGES, keyCount: 0, commitExtents: [], commitHash: 0, inlineFree: [],
+  txid, root: 0, freelistPage: 0, freelistPages: 0, pageCount: META_PAGES, keyCount: 0, commitExtents: [], commitHash: 0, rootCrc: 0, inlineFree: [],
 });
 
 /** Creates an empty store atomically: written and synced under a temporary name, then renamed. */
@@ -31,7 +35,8 @@ export async function createFile(fs: FileSystem, path: string): Promise<void> {
   const tmp = path + '.creating';
   try {
     const h = await fs.create(tmp);
-    await h.writev([encodeMeta(emptyMeta(0)), encodeMeta(emptyMeta(1))], 0);
+    const noRoot = Buffer.alloc(PAGE_SIZE);
+    await h.writev([encodeMeta(emptyMeta(0)), noRoot, encodeMeta(emptyMeta(1)), noRoot], 0);
     await h.datasync();
     await h.close();
     await fs.rename(tmp, path);
@@ -51,23 +56,30 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
   try {
     const fileBytes = file.size();
     const pager = new Pager(file, path, caches);
-    const metaBytes = [0, 1].map((slot) => pager.readRaw(slot));
+    const metaBytes = [0, 1].map((slot) => pager.readRaw(metaPageOf(slot)));
     const problems: string[] = [];
     const candidates: Meta[] = [];
     metaBytes.forEach((bytes, slot) => {
       const m = decodeMeta(bytes, slot);
-      if (typeof m === 'string') problems.push(`meta page ${slot} (offset ${slot * PAGE_SIZE}): ${m}`);
+      if (typeof m === 'string') problems.push(`meta page ${metaPageOf(slot)} (offset ${metaPageOf(slot) * PAGE_SIZE}): ${m}`);
       else candidates.push(m);
     });
     candidates.sort((a, b) => b.txid - a.txid);
     let chosen: Meta | undefined;
+    let root: Node | null = null;
     for (const m of candidates) {
-      const bad = m.commitExtents.length > 0 ? verifyCommit(pager, m.commitExtents, m.commitHash) : null;
+      let bad = m.commitExtents.length > 0 ? verifyCommit(pager, m.commitExtents, m.commitHash) : null;
+      let r: Node | string | null = null;
+      if (bad === null && m.root !== 0) {
+        r = pager.readRoot(m.root, m.txid, m.rootCrc);
+        if (typeof r === 'string') bad = r;
+      }
       if (bad === null) {
         chosen = m;
+        root = r as Node | null;
         break;
       }
-      problems.push(`meta page ${m.txid % 2} (txid ${m.txid}): ${bad}`);
+      problems.push(`meta page ${metaPageOf(m.txid % 2)} (txid ${m.txid}): ${bad}`);
     }
     if (!chosen) {
       throw new StoreError('CORRUPTION', `${path}: no valid meta page, refusing to open (the file was not modified): ${problems.join('; ')}`);
@@ -80,7 +92,7 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
     }
     freelist.finishDecode();
     const fellBack = problems.length > 0 ? problems.join('; ') : undefined;
-    return { file, pager, meta: chosen, freelist, metaBytes, fileBytes, fellBack };
+    return { file, pager, meta: chosen, root, freelist, metaBytes, fileBytes, fellBack };
   } catch (err) {
     await file.close().catch(() => undefined);
     throw err;

@@ -6,7 +6,7 @@ import { Mutex } from 'async-mutex';
 import * as nodePath from 'node:path';
 import type { Entry, GetOptions, OpenOptions, RangeOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
-import { PAGE_SIZE } from './layout';
+import { isSlotPage, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
@@ -16,7 +16,7 @@ import { createFile, recover } from './recovery';
 import { lookup } from './tree';
 import { prefixEnd, scan } from './cursor';
 import { ioError, StoreError } from './errors';
-import type { OverflowRef } from './node';
+import { encodeNode, type Node, type OverflowRef } from './node';
 
 const MiB = 1024 * 1024;
 const PROBE_EVERY = 32;
@@ -37,7 +37,7 @@ function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined): Promis
 export class Snapshot {
   private released = false;
 
-  constructor(private readonly store: Store, readonly meta: Meta, private readonly pager: Pager) {}
+  constructor(private readonly store: Store, readonly meta: Meta, private readonly root: Node | null, private readonly pager: Pager) {}
 
   get txid(): number {
     return this.meta.txid;
@@ -49,7 +49,7 @@ export class Snapshot {
 
   async get(key: Buffer): Promise<Buffer | undefined> {
     this.checkOpen();
-    return readValue(this.pager, lookup(this.pager, this.meta.root, key));
+    return readValue(this.pager, lookup(this.pager, this.root, key));
   }
 
   /** Entries in ascending bytewise key order; values are read lazily, one at a time. */
@@ -64,7 +64,7 @@ export class Snapshot {
     }
     const limit = opts.limit && opts.limit > 0 ? opts.limit : Infinity;
     let n = 0;
-    for (const e of scan(this.pager, this.meta.root, start, end)) {
+    for (const e of scan(this.pager, this.root, start, end)) {
       if (n++ >= limit) return;
       this.checkOpen();
       const value = opts.keysOnly ? Buffer.alloc(0) : await readValue(this.pager, e.cell);
@@ -108,6 +108,8 @@ export class Store {
     private file: FileHandle,
     public pager: Pager,
     private meta: Meta,
+    /** The root node of `meta`, held here: its slot page is rewritten two commits later. */
+    private root: Node | null,
     private freelist: Freelist,
     private metaBytes: Buffer[],
     private fileBytes: number,
@@ -132,7 +134,7 @@ export class Store {
     const fs = options.fs ?? nodeFileSystem;
     if (!fs.exists(options.path)) await createFile(fs, options.path);
     const r = await recover(fs, options.path, makeCaches(opts.cacheMB));
-    return new Store(options.path, fs, r.file, r.pager, r.meta, r.freelist, r.metaBytes, r.fileBytes, opts,
+    return new Store(options.path, fs, r.file, r.pager, r.meta, r.root, r.freelist, r.metaBytes, r.fileBytes, opts,
       performance.now() - started, r.fellBack);
   }
 
@@ -211,6 +213,7 @@ export class Store {
         pager: this.pager,
         file: this.file,
         meta: this.meta,
+        root: this.root,
         freelist: this.freelist,
         fileBytes: this.fileBytes,
         syncMode: this.opts.syncMode,
@@ -237,12 +240,13 @@ export class Store {
       for (const node of r.nodes) {
         node.dirty = false;
         node.patch = undefined;
-        this.pager.caches.nodes.set(node.pageId, node);
+        if (!isSlotPage(node.pageId)) this.pager.caches.nodes.set(node.pageId, node);
       }
       this.freelist = r.freelist;
       this.fileBytes = r.fileBytes;
       this.metaBytes[slot] = r.metaPage;
       // Publish last: readers switch to the new root only once it is durable.
+      this.root = r.root;
       this.meta = r.meta;
     } catch (err) {
       this.counters.failedCommits++;
@@ -264,7 +268,7 @@ export class Store {
    *  one retries it first, so the store heals once the disk does. */
   private async restoreMetaSlot(slot: number): Promise<void> {
     this.unrestoredSlot = slot;
-    await this.file.writev([this.metaBytes[slot]], slot * PAGE_SIZE);
+    await this.file.writev([this.metaBytes[slot]], metaPageOf(slot) * PAGE_SIZE);
     await this.file.datasync();
     this.counters.fsyncs++;
     this.unrestoredSlot = undefined;
@@ -275,7 +279,7 @@ export class Store {
     this.validate(key);
     const meta = this.meta;
     const pager = this.pager;
-    const cell = lookup(pager, meta.root, key);
+    const cell = lookup(pager, this.root, key);
     if (cell === undefined || Buffer.isBuffer(cell)) return cell;
     const v = pager.overflow(cell, opts.alloc);
     if (Buffer.isBuffer(v)) return v;
@@ -293,7 +297,7 @@ export class Store {
   snapshot(): Snapshot {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
     this.register(this.meta.txid, this.pager);
-    return new Snapshot(this, this.meta, this.pager);
+    return new Snapshot(this, this.meta, this.root, this.pager);
   }
 
   private register(txid: number, pager: Pager): void {
@@ -393,6 +397,7 @@ export class Store {
       this.file = r.file;
       this.pager = r.pager;
       this.meta = r.meta;
+      this.root = r.root;
       this.freelist = r.freelist;
       this.metaBytes = r.metaBytes;
       this.fileBytes = r.fileBytes;
@@ -419,9 +424,15 @@ export class Store {
    *  then surfaces as CORRUPTION instead. Best effort: if it fails, the last commit still stands. */
   private async seal(): Promise<void> {
     if (this.meta.commitExtents.length === 0 || this.unrestoredSlot !== undefined) return;
-    const sealed: Meta = { ...this.meta, txid: this.meta.txid + 1, commitExtents: [], commitHash: 0 };
+    const slot = (this.meta.txid + 1) % 2;
+    // The root is copied into the sealing slot too: the next commit rewrites the other slot's root.
+    const txid = this.meta.txid + 1;
+    const root = this.root ? encodeNode(this.root, rootPageOf(slot), txid) : undefined;
+    const sealed: Meta = {
+      ...this.meta, txid, root: root ? rootPageOf(slot) : 0, rootCrc: root ? root.readUInt32LE(0) : 0, commitExtents: [], commitHash: 0,
+    };
     try {
-      await this.file.writev([encodeMeta(sealed)], (sealed.txid % 2) * PAGE_SIZE);
+      await this.file.writev(root ? [encodeMeta(sealed), root] : [encodeMeta(sealed)], metaPageOf(slot) * PAGE_SIZE);
       await this.file.datasync();
       this.counters.fsyncs++;
       this.meta = sealed;

@@ -2,11 +2,12 @@
 // the leaf it changes; untouched subtrees stay shared with every snapshot.
 import { childIndex, isInline, lowerBound, Node, LeafValue, OverflowRef, splitNode } from './node';
 import type { Pager } from './pager';
+import { isSlotPage } from './layout';
 
-/** The value cell for `key` under the root page `root`, or undefined. */
-export function lookup(pager: Pager, root: number, key: Buffer): Buffer | OverflowRef | undefined {
-  if (root === 0) return undefined;
-  let node = pager.node(root);
+/** The value cell for `key` under `root` (a snapshot's root node), or undefined. */
+export function lookup(pager: Pager, root: Node | null, key: Buffer): Buffer | OverflowRef | undefined {
+  if (!root) return undefined;
+  let node = root;
   while (!node.leaf) node = pager.node(node.children[childIndex(node, key)] as number);
   const i = lowerBound(node.keys, key);
   if (i < node.keys.length && node.keys[i].equals(key)) return node.vals[i] as Buffer | OverflowRef;
@@ -25,13 +26,14 @@ export class WriteTree {
   addedKeys = 0;
   readonly retired: Retired = { pages: [], runs: [] };
 
-  constructor(private readonly pager: Pager, rootPage: number) {
-    this.root = rootPage === 0 ? null : this.pager.node(rootPage);
+  constructor(private readonly pager: Pager, root: Node | null) {
+    this.root = root;
   }
 
   private writable(node: Node): Node {
     if (node.dirty) return node;
-    this.retired.pages.push(node.pageId);
+    // A root's slot page is not freed: the commit after next rewrites it in place.
+    if (!isSlotPage(node.pageId)) this.retired.pages.push(node.pageId);
     return node.cloneForWrite();
   }
 
@@ -65,7 +67,9 @@ export class WriteTree {
   spill(): { root: Node | null; dirty: Node[] } {
     const dirty: Node[] = [];
     if (!this.root) return { root: null, dirty };
-    if (!this.root.dirty) return { root: this.root, dirty };
+    // Every commit writes a root into its own slot, even a commit that changed nothing under it:
+    // the root in the other slot belongs to the meta a power cut would fall back to.
+    if (!this.root.dirty) this.root = this.writable(this.root);
     let pieces = spillNode(this.root, dirty);
     while (pieces.length > 1) {
       const parent = new Node(false, separators(pieces), [], pieces);

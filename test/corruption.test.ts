@@ -6,8 +6,8 @@
 //   and the file is byte-for-byte unchanged;
 // - a damaged B-tree leaf: reading a key on it rejects with 'CORRUPTION', other keys still read;
 // - a damaged overflow page (large value): get rejects with 'CORRUPTION'.
-// Layout facts used (btree/layout.ts): 4 KiB pages, pages 0 and 1 are the metas, commit txid N
-// writes meta N % 2, the page header holds the txid as u48 at offset 16.
+// Layout facts used (btree/layout.ts): 4 KiB pages, slot s is the meta page 2s and the root page
+// 2s + 1, commit txid N writes slot N % 2, the page header holds the txid as u48 at offset 16.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
@@ -21,6 +21,8 @@ import { GrpcStatus, isServiceError } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
 
 const PAGE = 4096;
+/** Byte offset of slot `slot`'s meta page. */
+const metaAt = (slot: number) => 2 * slot * PAGE;
 const dirs: string[] = [];
 
 function tmpFile(): string {
@@ -48,7 +50,7 @@ function metaTxid(file: string, slot: number): number {
   const b = Buffer.alloc(PAGE);
   const fd = fs.openSync(file, 'r');
   try {
-    fs.readSync(fd, b, 0, PAGE, slot * PAGE);
+    fs.readSync(fd, b, 0, PAGE, metaAt(slot));
   } finally {
     fs.closeSync(fd);
   }
@@ -138,13 +140,13 @@ const damages: Record<string, (file: string, slot: number) => void> = {
   'one flipped byte': (file, slot) => {
     const b = Buffer.alloc(1);
     const fd = fs.openSync(file, 'r');
-    fs.readSync(fd, b, 0, 1, slot * PAGE + 40);
+    fs.readSync(fd, b, 0, 1, metaAt(slot) + 40);
     fs.closeSync(fd);
-    patch(file, slot * PAGE + 40, Buffer.from([b[0]! ^ 0x10]));
+    patch(file, metaAt(slot) + 40, Buffer.from([b[0]! ^ 0x10]));
   },
-  'zeroed page': (file, slot) => patch(file, slot * PAGE, Buffer.alloc(PAGE)),
-  'random garbage': (file, slot) => patch(file, slot * PAGE, randomBytes(mulberry32(slot + 99), PAGE)),
-  'torn (first sector only)': (file, slot) => patch(file, slot * PAGE + 512, randomBytes(mulberry32(slot + 7), 512)),
+  'zeroed page': (file, slot) => patch(file, metaAt(slot), Buffer.alloc(PAGE)),
+  'random garbage': (file, slot) => patch(file, metaAt(slot), randomBytes(mulberry32(slot + 99), PAGE)),
+  'torn (first sector only)': (file, slot) => patch(file, metaAt(slot) + 512, randomBytes(mulberry32(slot + 7), 512)),
 };
 
 for (const [dname, damage] of Object.entries(damages)) {

@@ -8,6 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Store, StoreError } from '../btree';
 import type { OpenOptions } from '../btree';
+import { META_PAGES, PAGE_SIZE } from '../btree/layout';
 import {
   CUT_POLICIES, FaultFS, mixSeed, mulberry32, POLICY_DROP_ALL, type OpRecord,
 } from './support/fault-fs';
@@ -61,7 +62,8 @@ for (const syncMode of ['one', 'two'] as const) {
 // next: e.g. rewriting the slot's previous meta); the disk recovers after that.
 // '...Partial': the failing write got half its sectors into the page cache before the error.
 type Target = 'grow' | 'growSync' | 'pages' | 'pagesPartial' | 'pageSync' | 'meta' | 'metaPartial' | 'metaSync' | 'metaSyncTwice';
-const isMeta = (op: OpRecord) => op.kind === 'writev' && op.file === DB_PATH && (op.pos ?? 0) < 8192 && (op.length ?? 0) <= 8192;
+// A slot write: the meta page, with the root page after it (btree/layout.ts).
+const isMeta = (op: OpRecord) => op.kind === 'writev' && op.file === DB_PATH && (op.pos ?? 0) < META_PAGES * PAGE_SIZE && (op.length ?? 0) <= 2 * PAGE_SIZE;
 const isPages = (op: OpRecord) => op.kind === 'writev' && op.file === DB_PATH && !isMeta(op);
 const TARGETS: Record<Target, (op: OpRecord, prev: OpRecord | null) => boolean> = {
   grow: (op) => op.kind === 'truncate',
@@ -362,7 +364,7 @@ test('EIO on a page read: get rejects with IO (not CORRUPTION, not a wrong value
     await Promise.all(ps);
     await s.close();
     const s2 = await Store.open(opts(fs, syncMode)); // a cold cache: gets read pages
-    fs.failReads((file, pos) => file === DB_PATH && pos >= 8192, 'EIO', 1);
+    fs.failReads((file, pos) => file === DB_PATH && pos >= META_PAGES * PAGE_SIZE, 'EIO', 1);
     const e = await s2.get(keyFor(150)).then(() => null, (err) => err);
     assert.ok(e instanceof StoreError, `got ${String(e)}`);
     assert.is((e as StoreError).code, 'IO', (e as Error).message);
