@@ -101,7 +101,7 @@ function humanStat(addr: string, s: StatResponse): string {
     ['commit time', `mean ${s.meanCommitPrepareUs.toFixed(0)} us before the fdatasync + ${s.meanCommitSyncUs.toFixed(0)} us in it`],
     ['sets in flight', `${s.setBytesInFlight} bytes waiting for their commit`],
     ['event-loop syncs', `${s.totalBlockingSyncCommits} of ${s.commits} commits (the rest on the thread pool)`],
-    ['commit writes', s.commits > 0 ? `mean ${(s.totalCommitPages / s.commits).toFixed(1)} pages in ${(s.totalCommitRuns / s.commits).toFixed(1)} runs + the meta page` : 'none yet'],
+    ['commit writes', s.commits > 0 ? `mean ${(s.totalCommitPages / s.commits).toFixed(1)} pages in ${(s.totalCommitRuns / s.commits).toFixed(1)} runs + meta and root` : 'none yet'],
     ['cache', `${s.cacheHits} hits, ${s.cacheMisses} misses` +
       (s.cacheHits + s.cacheMisses > 0 ? ` (${((100 * s.cacheHits) / (s.cacheHits + s.cacheMisses)).toFixed(1)}% hits)` : '')],
     ['open_snapshots', String(s.openSnapshots)],

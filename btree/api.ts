@@ -75,8 +75,9 @@ export interface StoreStats {
    *  (tree, allocation, encoding, checksums, writes) and in that fdatasync. */
   commitPrepareUs: number;
   commitLastSyncUs: number;
-  /** Summed over successful commits: pages written before the meta page, and the contiguous runs
-   *  they formed (a commit's fdatasync costs about one device write per run, plus the meta's). */
+  /** Summed over successful commits: pages written before the slot (meta and root pages), and the
+   *  contiguous runs they formed (a commit's fdatasync costs about one device write per run, plus
+   *  the slot's). */
   commitPages: number;
   commitRuns: number;
   /** Successful commits whose syncs ran on the calling thread (see OpenOptions.blockingSyncUs). */

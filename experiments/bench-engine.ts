@@ -203,7 +203,7 @@ async function main(): Promise<void> {
           const n = t1.commits - t0.commits;
           const per = (d: number) => Math.round((d / n) * 100) / 100;
           breakdown[name] = { commits: n, blockingSyncCommits: t1.blocking - t0.blocking, meanPrepareUs: Math.round((t1.prepareUs - t0.prepareUs) / n), meanSyncUs: Math.round((t1.syncUs - t0.syncUs) / n), meanPages: per(t1.pages - t0.pages), meanRuns: per(t1.runs - t0.runs) };
-          log(`  ${name} single put, mean per commit: ${breakdown[name].meanPrepareUs} us before its last fdatasync, ${breakdown[name].meanSyncUs} us in it; ${breakdown[name].meanPages} pages in ${breakdown[name].meanRuns} runs + the meta page`);
+          log(`  ${name} single put, mean per commit: ${breakdown[name].meanPrepareUs} us before its last fdatasync, ${breakdown[name].meanSyncUs} us in it; ${breakdown[name].meanPages} pages in ${breakdown[name].meanRuns} runs + the slot (meta and root pages)`);
         }
       }
       for (const name of names) {
@@ -327,7 +327,7 @@ async function main(): Promise<void> {
     console.log('\nbench-engine: 128-byte keys, 4 KiB values');
     console.log(`one 4 KiB write + fdatasync: p50 ${fsync.p50Us} us before the runs, ${fs50} us interleaved with the single-put rounds (used for the ratios), mean ${fsyncInterleaved.meanUs} us; ` +
       `${fsyncBlocking.p50Us} us p50 with the write and the fdatasync on the calling thread`);
-    for (const [name, bd] of Object.entries(breakdown)) console.log(`${name} single put, mean per commit: ${bd.meanPrepareUs} us before its last fdatasync + ${bd.meanSyncUs} us in it, ${bd.meanPages} pages written in ${bd.meanRuns} runs + the meta page (${bd.commits} commits, ${bd.blockingSyncCommits} synced on the calling thread)`);
+    for (const [name, bd] of Object.entries(breakdown)) console.log(`${name} single put, mean per commit: ${bd.meanPrepareUs} us before its last fdatasync + ${bd.meanSyncUs} us in it, ${bd.meanPages} pages written in ${bd.meanRuns} runs + the slot (meta and root pages) (${bd.commits} commits, ${bd.blockingSyncCommits} synced on the calling thread)`);
     const row = (label: string, a: number | string, b: number | string, rt: number | string) => console.log(`${label.padEnd(34)} ${String(a).padStart(12)} ${String(b).padStart(12)} ${String(rt).padStart(8)}`);
     row('', 'lbkv', 'LMDB', 'ratio');
     for (const b of [1, 16, 256]) row(`puts/s, batch ${b}`, Math.round(p('lbkv-one', b).putsPerSec), Math.round(p('lmdb', b).putsPerSec), ratios[`putsBatch${b}VsLmdb` as 'putsBatch1VsLmdb']);

@@ -165,7 +165,7 @@ async function main(): Promise<void> {
   console.log(`  (machine busy during the ${many}-client Set: ${sN.lbkv.machineBusyPct}% with lbkv, ${sN.floor.machineBusyPct}% with the floor)`);
   for (const [label, name] of [['single-client', 'set-4KiB-1client'], [`${many}-client`, `set-4KiB-${many}clients`]]) {
     const ct = commitTimes[name];
-    if (ct) console.log(`lbserver during the ${label} Set: ${ct.commits} commits (${ct.blockingSyncCommits} synced on the event loop), mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts, ${ct.pagesPerCommit} pages in ${ct.runsPerCommit} runs + the meta page per commit`);
+    if (ct) console.log(`lbserver during the ${label} Set: ${ct.commits} commits (${ct.blockingSyncCommits} synced on the event loop), mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts, ${ct.pagesPerCommit} pages in ${ct.runsPerCommit} runs + the slot (meta and root pages) per commit`);
   }
   console.log(`(floor doing the write: its Set also writes 4 KiB + fdatasync on the thread pool before replying: p50 ${s1.durable!.all.p50Us} us, ` +
     `${Math.round(s1.durable!.all.p50Us - s1.floor.all.p50Us)} us above the floor vs ${fsync.p50Us} us for the same write + fdatasync measured alone)`);

@@ -26,10 +26,13 @@ export function preallocatedFile(file: string, bytes = PROBE_FILE_BYTES, sparse 
   return fd;
 }
 
-/** One write of `bytes` at a random 4 KiB-aligned offset + fdatasync, both through the thread pool
- *  or both on the calling thread (`blocking`, as lbkv's small commits do), repeatedly, into one
+/** One write of `bytes` at a random 4 KiB-aligned offset + fdatasync, repeatedly, into one
  *  preallocated file: opened once, so that measuring between the rounds of a benchmark does not
- *  write a new file each time. */
+ *  write a new file each time. The write is made on the calling thread, as lbkv's commit makes its
+ *  small writes (btree/file-io.ts); the fdatasync goes to the thread pool, as lbkv's default commit
+ *  does, or with `blocking` stays on the calling thread (OpenOptions.blockingSyncUs). Until 6f95e2a
+ *  the pool probe made its write through the pool too: one thread hand-off more than lbkv pays,
+ *  60-80 us on this VM, which made every ratio against it look better than it was. */
 export class FsyncProbe {
   private readonly buf: Buffer;
   private readonly pages: number;
@@ -56,12 +59,11 @@ export class FsyncProbe {
   async once(blocking = false): Promise<void> {
     const pos = Math.floor(Math.random() * this.pages) * 4096;
     this.buf.writeUInt32LE(this.n++, 0);
+    fs.writeSync(this.fd, this.buf, 0, this.bytes, pos);
     if (blocking) {
-      fs.writeSync(this.fd, this.buf, 0, this.bytes, pos);
       fs.fdatasyncSync(this.fd);
       return;
     }
-    await new Promise<void>((res, rej) => fs.write(this.fd, this.buf, 0, this.bytes, pos, (e) => (e ? rej(e) : res())));
     await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
   }
 
@@ -100,6 +102,9 @@ export async function measureFsync(dir: string = dataDirRoot(), count = 200, byt
  *  - one page + page 0: a commit whose data is one page, plus its meta page;
  *  - 4 contiguous pages + page 0: a one-put commit (value, leaf, branch, root) placed as one run;
  *  - 4 scattered pages + page 0: the same commit with its pages reused from scattered free space;
+ *  - 3 scattered pages + page 0, and 2 scattered pages + pages 0-1 in one write: a one-put commit
+ *    into a two-level tree (value, leaf, root) before and since format 3 moved the root next to
+ *    the meta page;
  *  - page 0 + 4 pages in one write: the commit laid out behind its meta page, as a write-ahead slot
  *    would write it (what a one-write commit could cost, if its pages needed no second copy);
  *  - 16 and 64 contiguous pages + page 0: how the cost grows with the run's length, i.e. what filling
@@ -119,15 +124,18 @@ export async function measureSyncShapes(dir: string = dataDirRoot(), rounds = 30
     const at = () => (2 + Math.floor(Math.random() * (pages - 70))) * 4096;
     const contiguous = (n: number) => () => { fs.writeSync(fd, long, 0, n * 4096, at()); fs.writeSync(fd, page, 0, 4096, 0); return datasync(); };
     const datasync = () => new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
+    const scattered = (n: number, slotPages: number) => () => {
+      for (let i = 0; i < n; i++) fs.writeSync(fd, page, 0, 4096, at());
+      fs.writeSync(fd, long, 0, slotPages * 4096, 0);
+      return datasync();
+    };
     const shapes: Record<string, () => Promise<void> | void> = {
       'one page': () => { fs.writeSync(fd, page, 0, 4096, at()); return datasync(); },
       'one page + meta page': contiguous(1),
       '4 contiguous pages + meta page': contiguous(4),
-      '4 scattered pages + meta page': () => {
-        for (let i = 0; i < 4; i++) fs.writeSync(fd, page, 0, 4096, at());
-        fs.writeSync(fd, page, 0, 4096, 0);
-        return datasync();
-      },
+      '4 scattered pages + meta page': scattered(4, 1),
+      '3 scattered pages + meta page': scattered(3, 1),
+      '2 scattered pages + meta and root pages, one write': scattered(2, 2),
       'meta page + 4 pages, one write': () => { fs.writeSync(fd, long, 0, 5 * 4096, 0); return datasync(); },
       '16 contiguous pages + meta page': contiguous(16),
       '64 contiguous pages + meta page': contiguous(64),

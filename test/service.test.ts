@@ -165,8 +165,9 @@ basic('Stat fills every field', async ({ c, srv }) => {
   for (const [total, mean] of [[s.totalCommitPrepareUs, s.meanCommitPrepareUs], [s.totalCommitSyncUs, s.meanCommitSyncUs]] as const) {
     assert.ok(Math.abs(total - mean * s.commits) <= 1, `total ${total} vs mean ${mean} x ${s.commits} commits`);
   }
-  // Every commit writes at least one run of at least one page before its meta page.
-  assert.ok(s.totalCommitRuns >= s.commits && s.totalCommitPages >= s.totalCommitRuns, `${s.totalCommitPages} pages in ${s.totalCommitRuns} runs, ${s.commits} commits`);
+  // Commits write runs of at least one page before their slot (meta and root; a store whose tree is
+  // one leaf writes nothing else), and these thousands of sets went to a deeper tree.
+  assert.ok(s.totalCommitRuns > 0 && s.totalCommitPages >= s.totalCommitRuns, `${s.totalCommitPages} pages in ${s.totalCommitRuns} runs, ${s.commits} commits`);
   assert.is(s.setBytesInFlight, 0, 'no Set is waiting for its commit');
   // By default every fdatasync goes through the thread pool (--blocking-sync-us 0).
   assert.is(s.totalBlockingSyncCommits, 0, `${s.totalBlockingSyncCommits} of ${s.commits} commits synced on the event loop`);
