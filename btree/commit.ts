@@ -128,9 +128,10 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     writes.push(tail.length > 0 ? { page, bufs: [v.buf, tail], bytes, crc: crc32(tail, crc) } : { page, bufs: [v.buf], bytes, crc });
   }
 
-  // Tree pages come bottom-up (leaf, branches, root), the freelist after them: the root, the upper
-  // branches and the freelist are replaced by the very next commit, so they are freed together and
-  // come back as one extent. A one-page freelist joins the tree pages in as few extents as possible.
+  // Tree pages below the root come bottom-up (leaves, then branches), the freelist after them: the
+  // upper branches and the freelist are the pages the next commits replace first, so they tend to be
+  // freed together and come back as one extent. A one-page freelist joins the tree pages in as few
+  // extents as possible.
   const withFreelist = !contiguous && freelistPages === 1 ? 1 : 0;
   const ids = contiguous
     ? range(take(dirty.length), dirty.length)
@@ -190,8 +191,9 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   }
   const metaPage = encodeMeta(meta);
   ctx.onMetaWrite();
-  // The root page follows its meta page in the file, so the two take one request. Open checks the
-  // root against the meta's txid and its own checksum, which tells a torn slot write apart.
+  // The root page follows its meta page in the file, so the two take one request. Open takes the
+  // root page only if its checksum is the one this meta records (meta.rootCrc), which tells a torn
+  // slot write, or a root left there by a failed commit of the same txid, apart.
   await ctx.file.writev(rootPage ? [metaPage, rootPage] : [metaPage], metaPageOf(slot) * PAGE_SIZE);
   const syncStart = performance.now();
   await ctx.file.datasync(blocking);
