@@ -8,15 +8,22 @@ export type StoreErrorCode =
   | 'LOCKED';          // another process holds the data file
 
 export class StoreError extends Error {
-  constructor(readonly code: StoreErrorCode, message: string, override readonly cause?: unknown) {
+  /** A failed commit whose rollback could not be made durable either: its batch is not visible,
+   *  but a crash before the store's next successful commit may bring all of it back (a failed
+   *  fdatasync does not say that the writes before it did not reach the disk). Otherwise a
+   *  rejected put was not applied, and no crash can make it appear. */
+  readonly outcomeUnknown: boolean;
+
+  constructor(readonly code: StoreErrorCode, message: string, override readonly cause?: unknown, outcomeUnknown = false) {
     super(message);
     this.name = 'StoreError';
+    this.outcomeUnknown = outcomeUnknown;
   }
 }
 
-export function ioError(what: string, err: unknown): StoreError {
+export function ioError(what: string, err: unknown, outcomeUnknown = false): StoreError {
   const e = err as NodeJS.ErrnoException;
-  if (e instanceof StoreError) return e;
-  const code = e?.code === 'ENOSPC' || e?.code === 'EDQUOT' ? 'NO_SPACE' : 'IO';
-  return new StoreError(code, `${what}: ${e?.code ?? ''} ${e?.message ?? String(err)}`.trim(), err);
+  if (e instanceof StoreError && !outcomeUnknown) return e;
+  const code = e instanceof StoreError ? e.code : e?.code === 'ENOSPC' || e?.code === 'EDQUOT' ? 'NO_SPACE' : 'IO';
+  return new StoreError(code, `${what}: ${e instanceof StoreError ? e.message : `${e?.code ?? ''} ${e?.message ?? String(err)}`.trim()}`, err, outcomeUnknown);
 }

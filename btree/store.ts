@@ -250,8 +250,12 @@ export class Store {
       this.meta = r.meta;
     } catch (err) {
       this.counters.failedCommits++;
-      if (metaTouched) await this.restoreMetaSlot(slot).catch(() => undefined);
-      throw ioError(`${this.path}: commit failed, nothing of this batch was applied`, err);
+      // Once its meta page was written, the commit may reach the disk whatever its fdatasync said:
+      // only a durable rollback of the slot makes "not applied" true across a crash.
+      const rolledBack = !metaTouched || await this.restoreMetaSlot(slot).then(() => true, () => false);
+      if (rolledBack) throw ioError(`${this.path}: commit failed, nothing of this batch was applied`, err);
+      throw ioError(`${this.path}: commit failed and so did rolling it back: the batch is not visible, but a crash before ` +
+        'the next successful commit may bring all of it back (outcome unknown until then)', err, true);
     }
   }
 
