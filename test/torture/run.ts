@@ -8,9 +8,11 @@
 //   races ............................ 8 clients x 1,000 ops on 4 hot keys; 60 s of snapshot streams
 //   1,000 vanishing streams .......... once
 //   slow reader ...................... 1 GiB GetPrefix result, RSS sampled
+//   the power-cut test file .......... 10 more seeds (injected EIO / ENOSPC at each step of a commit,
+//                                      and its cut campaigns), each in its own process
 //
-// Options: --only kill,powercut,loop,races,vanish,slow   --seed N   --budget-min M (whole run, default 90)
-//          --kill-rounds N --kill-rounds-two N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N
+// Options: --only kill,powercut,loop,races,vanish,slow,seeds   --seed N   --budget-min M (whole run, default 90)
+//          --kill-rounds N --kill-rounds-two N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N --seeds N
 // Exit code 0 when every section held its properties, 1 otherwise.
 import { runPowerCuts } from './powercut-long';
 import { runKillRounds } from '../durability/kill-rounds';
@@ -19,21 +21,25 @@ import { runRaces } from '../durability/races';
 import { slowReader, vanishingStreams, loadValues } from '../durability/abuse';
 import { startServer, tempDir, removeTempDir } from '../support/server';
 import { mib, nowMs, seedFromEnv } from '../durability/support';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 
 const USAGE = `usage: npm run torture -- [options]   (node dist/test/torture/run.js [options])
 
 Long versions of the durability tests, bounded in count and time; prints a summary and exits 0 when
 every section held its properties, 1 otherwise.
 
-  --only LIST           sections to run, comma-separated: kill,powercut,loop,races,vanish,slow (default all)
+  --only LIST           sections to run, comma-separated: kill,powercut,loop,races,vanish,slow,seeds (default all)
   --seed N              random seed (default: LBKV_SEED or a fresh one, printed)
   --budget-min M        time budget for the whole run in minutes (default 90)
   --kill-rounds N       kill -9 rounds (default 200)     --kill-rounds-two N  with --sync-mode two (default 50)
   --cuts N              power cuts in the fault-injecting file layer (default 10000)
   --loop-cuts N         power cuts below ext4 on a loop device (default 30)   --loop-cuts-two N (default 15)
   --slow-mib N          size of the slow reader's GetPrefix result in MiB (default 1024)
+  --seeds N             runs of the power-cut test file (test/powercut.test.ts) with seeds other than
+                        its fixed one (default 10)
   -h, --help            this text`;
-const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib'];
+const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib', 'seeds'];
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   console.log(USAGE);
   process.exit(0);
@@ -155,11 +161,42 @@ async function main(): Promise<void> {
     return { ok, summary: `${mib(r.totalBytes)} in ${(r.readMs / 1000).toFixed(0)} s, server peak RSS ${mib(r.peakRss)} (limit ${mib(r.limitBytes)}), bad values ${r.badValues}, other client ${r.othersOk} ok / ${r.othersFailed} failed` };
   });
 
+  // make test runs the power-cut test with one fixed seed; its injected-failure scenarios draw their
+  // crash images from that seed, and a promise they broke (a rejected batch coming back) showed only
+  // with other seeds. Each run is the unchanged test file in its own process.
+  await section('power-cut test file with other seeds (injected EIO / ENOSPC, cut campaigns)', 'seeds', async () => {
+    const runs = num('seeds', 10);
+    const file = path.join(__dirname, '..', 'powercut.test.js');
+    const failed: number[] = [];
+    let done = 0;
+    for (let i = 0; i < runs && remaining() > 0; i++) {
+      const s = (seed + (i + 1) * 7919) >>> 0;
+      const r = await runFile(file, { LBKV_POWERCUT_SEED: String(s) }, Math.min(remaining(), 5 * 60_000));
+      done++;
+      if (r.code !== 0) failed.push(s);
+      log(`  seed ${s}: ${r.code === 0 ? 'passed' : `FAILED (exit ${r.code})\n${r.tail}`}`);
+    }
+    return { ok: failed.length === 0 && done > 0, summary: `${done}/${runs} seeds, failed ${failed.length}${failed.length ? ` (rerun: LBKV_POWERCUT_SEED=${failed[0]} node ${path.relative(process.cwd(), file)})` : ''}` };
+  });
+
   log('\n=== torture summary');
   for (const r of rows) log(`${r.ok ? 'OK    ' : 'FAILED'} ${r.section} (${r.seconds.toFixed(0)} s): ${r.summary}`);
   const failed = rows.filter((r) => !r.ok).length;
   log(`torture: ${rows.length - failed} sections held, ${failed} failed; ${((nowMs() - started) / 60_000).toFixed(1)} min; seed ${seed}`);
   process.exit(failed === 0 ? 0 : 1);
+}
+
+/** Runs a test file in its own Node process; its exit code and the end of its output. */
+function runFile(file: string, env: Record<string, string>, timeoutMs: number): Promise<{ code: number | null; tail: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [file], { env: { LBKV_CHECK_PATCHES: '1', ...process.env, ...env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const keep = (c: Buffer) => { out = (out + c.toString()).slice(-4000); };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const timer = setTimeout(() => { out += '\n[torture] timed out'; child.kill('SIGKILL'); }, timeoutMs);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, tail: out.split('\n').filter((l) => /FAIL|Error|timed out|failures/.test(l)).slice(0, 12).join('\n') }); });
+  });
 }
 
 // main() always ends in process.exit(). If the event loop runs dry first, some section is waiting on
