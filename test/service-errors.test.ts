@@ -13,6 +13,7 @@ import { DEFAULT_CONFIG, type ServerConfig } from '../lib/config';
 import { bindServer, createGrpcServer, KvService, StreamBudget, toServiceError } from '../lib/service';
 import { expectGrpcError, pseudoRandomBytes } from './support/client-helpers';
 import { FaultFS, type OpRecord } from './support/fault-fs';
+import { META_PAGES, PAGE_SIZE } from '../btree/layout';
 
 const DB = '/db/lbkv.db';
 
@@ -98,6 +99,28 @@ errors('EIO on a write during a commit → INTERNAL naming the I/O error; the st
   await c.set('eio/k', 'v2');
   assert.is((await c.get('eio/k'))?.toString(), 'v2');
   await earlierKeysIntact(c, 'after EIO on write');
+});
+
+errors('EIO on the fdatasync after the meta write and on the rollback → INTERNAL saying the outcome is unknown; not visible; the next Set heals', async (ctx) => {
+  const { c, fs } = ctx;
+  // Fail the first fdatasync after a write into the slots (the commit's), and the next one (the
+  // rollback's, which rewrites the slot's previous meta page).
+  let slotWritten = false;
+  fs.failWhen({
+    match: (op) => {
+      if (op.kind === 'writev' && op.file === DB && (op.pos ?? 0) < META_PAGES * PAGE_SIZE) slotWritten = true;
+      return slotWritten && op.kind === 'datasync' && op.file === DB;
+    },
+    code: 'EIO',
+    times: 2,
+  });
+  const e = await expectGrpcError(c.set('unknown/k', 'v'), GrpcStatus.INTERNAL, /I\/O error.*EIO/);
+  assert.match(e.details, /outcome unknown/, 'the message says the outcome is unknown');
+  assert.is(await c.get('unknown/k'), undefined, 'the failed Set is not visible');
+  await c.set('unknown/k', 'v2');
+  assert.is((await c.get('unknown/k'))?.toString(), 'v2');
+  await earlierKeysIntact(c, 'after a commit with an unknown outcome');
+  nothingLeaked(ctx, 'after an unknown outcome');
 });
 
 /** Stores `key` with a 40 KiB value (an overflow run: over two pages, so never cached and read from
