@@ -54,7 +54,7 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Pr
   } catch (e) {
     lock.release();
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
-    fail(`compaction of ${dataFile} failed (the original file is unchanged): ${what}`);
+    fail(`compaction of ${dataFile} failed: ${what}`);
   }
 }
 

@@ -21,9 +21,11 @@ export class StoreError extends Error {
   }
 }
 
-export function ioError(what: string, err: unknown, outcomeUnknown = false): StoreError {
+/** A StoreError for a failed I/O step, saying `what` failed. A StoreError from a step below is
+ *  returned as it is unless `wrapStoreErrors` (then `what` is put in front of its message). */
+export function ioError(what: string, err: unknown, outcomeUnknown = false, wrapStoreErrors = outcomeUnknown): StoreError {
   const e = err as NodeJS.ErrnoException;
-  if (e instanceof StoreError && !outcomeUnknown) return e;
+  if (e instanceof StoreError && !wrapStoreErrors) return e;
   const code = e instanceof StoreError ? e.code : e?.code === 'ENOSPC' || e?.code === 'EDQUOT' ? 'NO_SPACE' : 'IO';
   return new StoreError(code, `${what}: ${e instanceof StoreError ? e.message : `${e?.code ?? ''} ${e?.message ?? String(err)}`.trim()}`, err, outcomeUnknown);
 }

@@ -89,6 +89,10 @@ export class Store {
   private readonly writer = new Mutex();
   private draining = false;
   private unrestoredSlot: number | undefined;
+  /** A directory whose fsync failed after compact() renamed the new file into it: until a retry
+   *  succeeds the rename may not be durable, so no commit may be acknowledged (a crash could bring
+   *  back the old file without it). Every commit retries it first. */
+  private unsyncedDir: string | undefined;
   private closed = false;
   private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0, pages: 0, runs: 0, blockingCommits: 0 };
   /** The last SYNC_SAMPLES blocking fdatasyncs, microseconds, and whether their median is over
@@ -198,6 +202,15 @@ export class Store {
   }
 
   private async commitBatch(puts: Put[]): Promise<void> {
+    if (this.unsyncedDir !== undefined) {
+      try {
+        await this.fs.syncDir(this.unsyncedDir);
+        this.unsyncedDir = undefined;
+      } catch (err) {
+        this.counters.failedCommits++;
+        throw ioError(`${this.path}: syncing the directory of the compacted file, which every commit needs first (nothing of this batch was written)`, err);
+      }
+    }
     if (this.unrestoredSlot !== undefined) {
       try {
         await this.restoreMetaSlot(this.unrestoredSlot);
@@ -386,17 +399,34 @@ export class Store {
         }
         if (batch.length) await copy.putMany(batch);
         progress?.(source.keys, source.keys);
+      } catch (err) {
+        throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged)`, err, false, true);
       } finally {
         await copy.close();
         source.release();
       }
       try {
         await this.fs.rename(tmp, this.path);
-        await this.fs.syncDir(nodePath.dirname(nodePath.resolve(this.path)));
       } catch (err) {
-        throw ioError(`${this.path}: installing the compacted file`, err);
+        throw ioError(`${this.path}: installing the compacted file (the original is unchanged)`, err);
       }
-      const r = await recover(this.fs, this.path, makeCaches(this.opts.cacheMB));
+      // From here the name belongs to the new file and the old one is unlinked: the store must move
+      // to the new file whatever fails next, or its commits would go where no open finds them.
+      const dir = nodePath.dirname(nodePath.resolve(this.path));
+      let dirError: unknown;
+      try {
+        await this.fs.syncDir(dir);
+      } catch (err) {
+        dirError = err;
+        this.unsyncedDir = dir;
+      }
+      let r: Awaited<ReturnType<typeof recover>>;
+      try {
+        r = await recover(this.fs, this.path, makeCaches(this.opts.cacheMB));
+      } catch (err) {
+        this.closed = true;
+        throw ioError(`${this.path}: opening the compacted file after installing it; the store is closed, open it again`, err);
+      }
       const old = this.pager;
       this.file = r.file;
       this.pager = r.pager;
@@ -407,6 +437,9 @@ export class Store {
       this.fileBytes = r.fileBytes;
       this.readers.clear();
       if (old.users === 0) await old.file.close().catch(() => undefined);
+      if (dirError !== undefined) {
+        throw ioError(`${this.path}: the compacted file is in place, but syncing its directory failed; the store uses it, and every commit retries that sync first`, dirError);
+      }
       return { beforeBytes, afterBytes: r.fileBytes };
     });
   }

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { nodeFileSystem, Store, StoreError, type FileHandle, type FileSystem } from '../../btree';
 import { tempDir } from '../support/tmp';
-import { FaultFS } from '../support/fault-fs';
+import { FaultFS, mulberry32, POLICY_DROP_ALL } from '../support/fault-fs';
 import { crc32, crc32Combine } from '../../btree/checksum';
 
 const MiB = 1024 * 1024;
@@ -358,6 +358,59 @@ test('compact() shrinks the file, keeps every key, and old snapshots keep readin
   await again.close();
 });
 
+
+const COMPACT_DB = '/db/lbkv.db';
+
+/** A store on the fault-injecting file system with `keys` 4 KiB values (the first 150 overwritten,
+ *  so there is garbage to compact), then compact() with the failure `rule` armed; its outcome. */
+async function compactWithFailure(keys: number, rule: Parameters<FaultFS['failWhen']>[0]): Promise<{ ffs: FaultFS; store: Store; e: unknown }> {
+  const ffs = new FaultFS();
+  const store = await Store.open({ path: COMPACT_DB, fs: ffs });
+  await store.putMany(Array.from({ length: keys }, (_, i) => ({ key: key(i), value: fill(4096, i) })));
+  await store.putMany(Array.from({ length: Math.min(150, keys) }, (_, i) => ({ key: key(i), value: fill(4096, 1000 + i) })));
+  ffs.failWhen(rule);
+  const e = await store.compact().then(() => null, (err) => err);
+  return { ffs, store, e };
+}
+
+test('compact(): a failed directory sync after the rename moves the store to the new file anyway, and commits wait for a sync that succeeds', async () => {
+  const DB = COMPACT_DB;
+  // Fail the fsync of the directory after the compacted file was renamed over the data file (the
+  // copy's own creation syncs the directory too, earlier), and its first retry.
+  let renamed = false;
+  const { ffs, store, e } = await compactWithFailure(200, { match: (op) => { if (op.kind === 'rename' && op.to === DB) renamed = true; return renamed && op.kind === 'syncDir'; }, code: 'EIO', times: 2 });
+  assert.ok(e instanceof StoreError && e.code === 'IO', String(e));
+  assert.match((e as Error).message, /compacted file is in place/);
+  assert.equal(await store.get(key(3)), fill(4096, 1003));
+  // The first commit retries the directory sync, which fails once more: rejected, nothing written.
+  const e2 = await store.put(key(500), fill(100, 1)).then(() => null, (err) => err);
+  assert.ok(e2 instanceof StoreError && e2.code === 'IO' && /syncing the directory/.test(e2.message), String(e2));
+  assert.is(await store.get(key(500)), undefined);
+  await store.put(key(501), fill(100, 2));
+  // A power cut that keeps nothing unsynced: the compacted file is the data file, with the commit.
+  const crashed = ffs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs;
+  const again = await Store.open({ path: DB, fs: crashed });
+  assert.equal(await again.get(key(501)), fill(100, 2));
+  assert.is(await again.get(key(500)), undefined);
+  assert.equal(await again.get(key(3)), fill(4096, 1003));
+  assert.equal(await again.get(key(199)), fill(4096, 199));
+  assert.is(again.stats().keys, 201);
+  await again.close();
+  // (The store on the file system before the cut is left as it is: that file system is frozen.)
+});
+
+test('compact(): a failed copy leaves the original file in use and says so', async () => {
+  const DB = COMPACT_DB;
+  const { ffs, store, e } = await compactWithFailure(50, { match: (op) => op.kind === 'writev' && op.file === DB + '.compact', code: 'ENOSPC', times: 1 });
+  assert.ok(e instanceof StoreError && e.code === 'NO_SPACE', String(e));
+  assert.match((e as Error).message, /original is unchanged/);
+  await store.put(key(60), fill(10, 6));
+  await store.close();
+  const again = await Store.open({ path: DB, fs: ffs });
+  assert.equal(await again.get(key(60)), fill(10, 6));
+  assert.is(again.stats().keys, 51);
+  await again.close();
+});
 
 // ---------------------------------------------------------------------------------------------
 // What a small commit writes, and how the file grows.
