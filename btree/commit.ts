@@ -164,14 +164,13 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
 
   const meta: Meta = {
     txid,
-    root: root ? root.pageId : 0,
+    ...slotRoot(slot, rootPage),
     freelistPage,
     freelistPages,
     pageCount: fl.pageCount,
     keyCount: ctx.meta.keyCount + tree.addedKeys,
     commitExtents: verify ? runs.map((r) => ({ start: r.page, count: r.pages })) : [],
     commitHash: verify ? hash : 0,
-    rootCrc: rootPage ? rootPage.readUInt32LE(0) : 0,
     inlineFree: inline ? fl.entries() : null,
   };
 
@@ -191,16 +190,25 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   }
   const metaPage = encodeMeta(meta);
   ctx.onMetaWrite();
-  // The root page follows its meta page in the file, so the two take one request. Open takes the
-  // root page only if its checksum is the one this meta records (meta.rootCrc), which tells a torn
-  // slot write, or a root left there by a failed commit of the same txid, apart.
-  await ctx.file.writev(rootPage ? [metaPage, rootPage] : [metaPage], metaPageOf(slot) * PAGE_SIZE);
+  await writeSlot(ctx.file, slot, metaPage, rootPage);
   const syncStart = performance.now();
   await ctx.file.datasync(blocking);
   syncs++;
   const prepareUs = (syncStart - started) * 1000;
   const lastSyncUs = (performance.now() - syncStart) * 1000;
   return { meta, root, freelist: fl, nodes: all, metaPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length, blocking };
+}
+
+/** What a meta in `slot` says of the root page written with it (none: an empty tree). Open takes
+ *  the root page only if its checksum is the one the meta records, which tells a torn slot write,
+ *  or a root left there by a failed commit of the same txid, apart. */
+export function slotRoot(slot: number, rootPage: Buffer | undefined): { root: number; rootCrc: number } {
+  return rootPage ? { root: rootPageOf(slot), rootCrc: rootPage.readUInt32LE(0) } : { root: 0, rootCrc: 0 };
+}
+
+/** Writes the slot: the meta page, then the root page right after it, as one request. */
+export function writeSlot(file: FileHandle, slot: number, metaPage: Buffer, rootPage: Buffer | undefined): Promise<void> {
+  return file.writev(rootPage ? [metaPage, rootPage] : [metaPage], metaPageOf(slot) * PAGE_SIZE);
 }
 
 /** Gives a dirty node its page id, points it at its children's pages and encodes it into `buf`. */

@@ -46,11 +46,10 @@ export class Pager {
   node(id: number): Node {
     const cached = this.caches.nodes.get(id);
     if (cached) return cached;
-    const { page, count, type } = this.readChecked(id, [PageType.Branch, PageType.Leaf]);
-    const node = decodeNode(page, type, count, id);
-    if (typeof node === 'string') throw corruption(this.path, id, node);
-    this.caches.nodes.set(id, node);
-    return node;
+    const r = this.decodeTreePage(id, this.readRaw(id));
+    if (typeof r === 'string') throw corruption(this.path, id, r);
+    this.caches.nodes.set(id, r.node);
+    return r.node;
   }
 
   /** The root node of the commit `txid` from the slot page `id`, bypassing the cache: a slot's root
@@ -58,13 +57,20 @@ export class Pager {
    *  string when the page is not the root that commit wrote (torn, or left by another commit). */
   readRoot(id: number, txid: number, crc: number): Node | string {
     const page = this.readRaw(id);
-    const h = checkPage(page, id);
-    if (typeof h === 'string') return `root page ${id}: ${h}`;
+    const r = this.decodeTreePage(id, page);
+    if (typeof r === 'string') return `root page ${id}: ${r}`;
     if (page.readUInt32LE(0) !== crc) return `root page ${id} is not the one its meta page names (checksum)`;
-    if (h.type !== PageType.Branch && h.type !== PageType.Leaf) return `root page ${id}: page type ${h.type}`;
-    if (h.txid !== txid) return `root page ${id} was written by txid ${h.txid}, not ${txid}`;
+    if (r.txid !== txid) return `root page ${id} was written by txid ${r.txid}, not ${txid}`;
+    return r.node;
+  }
+
+  /** A verified branch or leaf page, decoded with the txid that wrote it; or why it is not one. */
+  private decodeTreePage(id: number, page: Buffer): { node: Node; txid: number } | string {
+    const h = checkPage(page, id);
+    if (typeof h === 'string') return h;
+    if (h.type !== PageType.Branch && h.type !== PageType.Leaf) return `expected page type ${PageType.Branch}/${PageType.Leaf}, found ${h.type}`;
     const node = decodeNode(page, h.type, h.count, id);
-    return typeof node === 'string' ? `root page ${id}: ${node}` : node;
+    return typeof node === 'string' ? node : { node, txid: h.txid };
   }
 
   /** A value from its overflow run. Values of up to two pages are cached (they are what most gets

@@ -11,7 +11,7 @@ import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
 import type { Pager } from './pager';
-import { commit, type Put } from './commit';
+import { commit, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
 import { prefixEnd, scan } from './cursor';
@@ -465,11 +465,9 @@ export class Store {
     // The root is copied into the sealing slot too: the next commit rewrites the other slot's root.
     const txid = this.meta.txid + 1;
     const root = this.root ? encodeNode(this.root, rootPageOf(slot), txid) : undefined;
-    const sealed: Meta = {
-      ...this.meta, txid, root: root ? rootPageOf(slot) : 0, rootCrc: root ? root.readUInt32LE(0) : 0, commitExtents: [], commitHash: 0,
-    };
+    const sealed: Meta = { ...this.meta, txid, ...slotRoot(slot, root), commitExtents: [], commitHash: 0 };
     try {
-      await this.file.writev(root ? [encodeMeta(sealed), root] : [encodeMeta(sealed)], metaPageOf(slot) * PAGE_SIZE);
+      await writeSlot(this.file, slot, encodeMeta(sealed), root);
       await this.file.datasync();
       this.counters.fsyncs++;
       this.meta = sealed;
