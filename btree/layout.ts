@@ -30,8 +30,8 @@ export const BRANCH_OVERHEAD = 8;
 // The file starts with two slots of two pages each: slot s is the meta page 2s followed by the root
 // page 2s + 1, and commit N writes slot N % 2. Every commit rewrites the root (copy-on-write copies
 // the path from it), so the root has a fixed home next to its meta: the two go out as one write, and
-// a small commit sends the disk one request less (a scattered page costs an fdatasync about 30 us
-// here; see REPORT.md). The other slot's root is the previous commit's, which a fallback needs.
+// a small commit sends the disk one request less (each scattered page adds 10-30 us to an
+// fdatasync here: bench-engine's sync shapes, REPORT.md 2.4). The other slot's root is the previous commit's, which a fallback needs.
 export const META_PAGES = 4;
 export const metaPageOf = (slot: number): number => 2 * slot;
 export const rootPageOf = (slot: number): number => 2 * slot + 1;
