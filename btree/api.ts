@@ -59,8 +59,12 @@ export interface StoreStats {
   txid: number;
   keys: number;
   pageCount: number;
+  /** Reusable by the next commit (including those listed in freelist segments not loaded yet). */
   freePages: number;
+  /** Freed pages not reusable yet: an open snapshot or an on-disk meta may reach them. */
   pendingFreePages: number;
+  /** Freelist segments: pages of pending entries held back by long-lived snapshots (freelist.ts). */
+  freelistSegments: number;
   fileBytes: number;
   commits: number;
   fsyncs: number;

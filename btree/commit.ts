@@ -10,7 +10,7 @@
 //      commit may sync on the calling thread instead of the thread pool (CommitContext.blockingSync).
 // Nothing here touches the committed state; the caller installs the result only after step 5.
 import { crc32, crc32Combine, sealedPageCrc } from './checksum';
-import { Freelist, pagesForEntries } from './freelist';
+import { ENTRIES_PER_PAGE, Freelist, pagesForEntries } from './freelist';
 import type { FileHandle } from './file-io';
 import { metaPageOf, PAGE_SIZE, pagesFor, rootPageOf } from './layout';
 import { encodeMeta, Extent, inlineFreeCapacity, MAX_COMMIT_EXTENTS, Meta } from './meta';
@@ -106,10 +106,18 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
       if (isPending(v)) values.push({ node, i, buf: v.pending, pages: pagesFor(v.pending.length) });
     });
   }
+  const dataPages = values.reduce((s, v) => s + v.pages, 0) + dirty.length;
+  fl.loadSegments(dataPages + OWN_PAGES_MAX, ctx.reuseThreshold, txid);
+  // Pending entries that only readers hold back (freed before the previous commit) leave the
+  // rewritten freelist once they fill a page: see btree/freelist.ts.
+  const writes: PageWrite[] = [];
+  if (fl.freezable(ctx.meta.txid) >= ENTRIES_PER_PAGE) {
+    const start = fl.allocateRun(pagesForEntries(fl.freezable(ctx.meta.txid)));
+    fl.freeze(ctx.meta.txid, start, txid).forEach((buf, i) => writes.push({ page: start + i, bufs: [buf], bytes: PAGE_SIZE, crc: sealedPageCrc(buf) }));
+  }
   // A freelist small enough rides in the meta page: one page less per commit. Allocation below never
   // adds an entry (it takes whole extents or the front of one), and the meta lists at most one
   // extent per page written, so the check made here still holds after allocation.
-  const dataPages = values.reduce((s, v) => s + v.pages, 0) + dirty.length;
   const inline = fl.entryCount() <= inlineFreeCapacity(Math.min(dataPages, MAX_COMMIT_EXTENTS));
   // Taking pages from the start of an extent never adds a freelist entry; two spares cover rounding.
   const freelistPages = inline ? 0 : pagesForEntries(fl.entryCount() + 2);
@@ -117,7 +125,6 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const contiguous = next >= 0;
   const take = (n: number) => { const s = next; next += n; return s; };
 
-  const writes: PageWrite[] = [];
   for (const v of values) {
     const page = contiguous ? take(v.pages) : fl.allocateRun(v.pages);
     const crc = crc32(v.buf);

@@ -1,27 +1,52 @@
 // Free space as extents. Pages freed by commit T wait in `pending` until no open snapshot and
 // neither on-disk meta can reach them (T <= threshold), then join `free` and may be reused.
+// Every commit rewrites the freelist it persists (inline in the meta page or in pages of its own),
+// so that list must stay short. A reader that holds an old snapshot keeps every page freed since
+// pending; rewriting them all made each commit cost more than the last, and, as the rewritten
+// freelist pages were pinned by the same reader, grew the file quadratically (16,000 commits of four
+// 4 KiB puts under one snapshot: a 25 GB file). So pending entries held back by readers move, a
+// page's worth at a time, into segments: pages written once and referenced from the rewritten list.
+// A segment's pages are reused (and its entries join `free`) once its newest entry is releasable and
+// free space is needed: LMDB keeps its freelist in a B-tree keyed by txid for the same reason.
 import { BODY_SIZE, HEADER_SIZE, META_PAGES, PAGE_SIZE, PageType } from './layout';
 import { sealPage } from './checksum';
 import type { Extent } from './meta';
 
-export const FREE_ENTRY_BYTES = 16; // start u48, count u32, freeing txid u48 (0: reusable now)
+// start u48, count u31 + segment flag, txid u48 (0: reusable now; a segment: its newest entry's).
+export const FREE_ENTRY_BYTES = 16;
 export const ENTRIES_PER_PAGE = Math.floor(BODY_SIZE / FREE_ENTRY_BYTES);
+const SEGMENT_FLAG = 0x8000_0000;
 
-/** One persisted freelist entry: an extent and the commit that freed it (0: reusable now). */
+/** One persisted freelist entry: an extent and the commit that freed it (0: reusable now), or a
+ *  reference to a segment: `count` freelist pages at `start` whose entries were freed by `txid` or
+ *  earlier commits. */
 export interface FreeEntry {
   start: number;
   count: number;
   txid: number;
+  segment?: boolean;
+}
+
+/** Pending entries written once in pages of their own; see the top of this file. */
+export interface Segment {
+  start: number;
+  count: number;
+  /** The newest commit that freed one of its extents: reusable once that one is. */
+  maxTxid: number;
+  extents: Extent[];
 }
 
 export function writeFreeEntry(buf: Buffer, off: number, e: FreeEntry): void {
   buf.writeUIntLE(e.start, off, 6);
-  buf.writeUInt32LE(e.count, off + 6);
+  buf.writeUInt32LE((e.count | (e.segment ? SEGMENT_FLAG : 0)) >>> 0, off + 6);
   buf.writeUIntLE(e.txid, off + 10, 6);
 }
 
 export function readFreeEntry(buf: Buffer, off: number): FreeEntry {
-  return { start: buf.readUIntLE(off, 6), count: buf.readUInt32LE(off + 6), txid: buf.readUIntLE(off + 10, 6) };
+  const c = buf.readUInt32LE(off + 6);
+  const e: FreeEntry = { start: buf.readUIntLE(off, 6), count: c & ~SEGMENT_FLAG, txid: buf.readUIntLE(off + 10, 6) };
+  if (c & SEGMENT_FLAG) e.segment = true;
+  return e;
 }
 
 export class Freelist {
@@ -32,22 +57,73 @@ export class Freelist {
     public pending: Map<number, Extent[]> = new Map(),
     /** High-water mark: the next page past the end of the allocated area. */
     public pageCount = META_PAGES,
+    /** Oldest first; their entries are in neither `free` nor `pending`. */
+    public segments: Segment[] = [],
   ) {}
 
   clone(): Freelist {
     const pending = new Map<number, Extent[]>();
     for (const [t, list] of this.pending) pending.set(t, list.slice());
-    return new Freelist(this.free.slice(), pending, this.pageCount);
+    return new Freelist(this.free.slice(), pending, this.pageCount, this.segments.slice());
   }
 
   freeCount(): number {
     return sumCount(this.free);
   }
 
+  /** Pages freed but not reusable yet (segments aside). */
   pendingCount(): number {
     let n = 0;
     for (const list of this.pending.values()) n += sumCount(list);
     return n;
+  }
+
+  /** Pages listed in segments: [reusable once loaded (newest entry freed at or before `threshold`), not yet]. */
+  segmentCounts(threshold: number): [number, number] {
+    const out: [number, number] = [0, 0];
+    for (const seg of this.segments) out[seg.maxTxid <= threshold ? 0 : 1] += sumCount(seg.extents);
+    return out;
+  }
+
+  /** Loads releasable segments (their newest entry freed at or before `threshold`), oldest first,
+   *  until `need` pages are free or none is left; their own pages are freed by commit `txid`. */
+  loadSegments(need: number, threshold: number, txid: number): void {
+    let have = this.freeCount();
+    const add: Extent[] = [];
+    while (have < need && this.segments.length > 0 && this.segments[0].maxTxid <= threshold) {
+      const seg = this.segments.shift() as Segment;
+      add.push(...seg.extents);
+      have += sumCount(seg.extents);
+      this.retire(txid, seg.start, seg.count);
+    }
+    if (add.length > 0) this.free = coalesce(this.free.concat(add));
+  }
+
+  /** How many pending entries were freed before commit `below`. */
+  freezable(below: number): number {
+    let n = 0;
+    for (const [t, list] of this.pending) if (t < below) n += list.length;
+    return n;
+  }
+
+  /** Moves the pending entries freed before commit `below` into a segment at `start` (pagesForEntries
+   *  of freezable(below) pages, allocated by the caller); returns its pages, sealed by commit `txid`. */
+  freeze(below: number, start: number, txid: number): Buffer[] {
+    const entries: FreeEntry[] = [];
+    const extents: Extent[] = [];
+    let maxTxid = 0;
+    for (const [t, list] of this.pending) {
+      if (t >= below) continue;
+      for (const e of list) {
+        entries.push({ start: e.start, count: e.count, txid: t });
+        extents.push(e);
+      }
+      maxTxid = Math.max(maxTxid, t);
+      this.pending.delete(t);
+    }
+    const count = pagesForEntries(entries.length);
+    this.segments.push({ start, count, maxTxid, extents });
+    return encodeEntries(entries, start, count, txid);
   }
 
   /** Records pages freed by the commit `txid`. */
@@ -117,8 +193,9 @@ export class Freelist {
     return out;
   }
 
+  /** Entries the rewritten freelist holds (free, pending, segment references). */
   entryCount(): number {
-    let n = this.free.length;
+    let n = this.free.length + this.segments.length;
     for (const list of this.pending.values()) n += list.length;
     return n;
   }
@@ -126,38 +203,50 @@ export class Freelist {
   entries(): FreeEntry[] {
     const out: FreeEntry[] = this.free.map((e) => ({ start: e.start, count: e.count, txid: 0 }));
     for (const [t, list] of this.pending) for (const e of list) out.push({ start: e.start, count: e.count, txid: t });
+    for (const seg of this.segments) out.push({ start: seg.start, count: seg.count, txid: seg.maxTxid, segment: true });
     return out;
   }
 
   /** Serializes into `pages` sealed pages starting at page `first`. */
   encode(first: number, pages: number, txid: number): Buffer[] {
-    const entries = this.entries();
-    if (entries.length > pages * ENTRIES_PER_PAGE) throw new Error('freelist does not fit its pages');
-    const out: Buffer[] = [];
-    for (let p = 0; p < pages; p++) {
-      const page = Buffer.alloc(PAGE_SIZE);
-      const chunk = entries.slice(p * ENTRIES_PER_PAGE, (p + 1) * ENTRIES_PER_PAGE);
-      chunk.forEach((e, i) => writeFreeEntry(page, HEADER_SIZE + i * FREE_ENTRY_BYTES, e));
-      sealPage(page, PageType.Freelist, chunk.length, first + p, txid);
-      out.push(page);
-    }
-    return out;
+    return encodeEntries(this.entries(), first, pages, txid);
   }
 
-  /** Adds entries read back from a freelist page or from the meta page; call finishDecode() after. */
+  /** Adds an entry read back from a freelist page or from the meta page (not a segment reference:
+   *  see addSegment); call finishDecode() after. */
   add(e: FreeEntry): void {
     if (e.txid === 0) this.free.push({ start: e.start, count: e.count });
     else this.retire(e.txid, e.start, e.count);
   }
 
-  /** Adds the entries of one verified freelist page. */
-  decodePage(page: Buffer, count: number): void {
-    for (let i = 0; i < count; i++) this.add(readFreeEntry(page, HEADER_SIZE + i * FREE_ENTRY_BYTES));
+  /** Adds a segment from its reference and the entries read back from its pages. */
+  addSegment(ref: FreeEntry, entries: FreeEntry[]): void {
+    this.segments.push({ start: ref.start, count: ref.count, maxTxid: ref.txid, extents: entries.map((e) => ({ start: e.start, count: e.count })) });
   }
 
   finishDecode(): void {
     this.free = coalesce(this.free);
+    this.segments.sort((a, b) => a.maxTxid - b.maxTxid);
   }
+}
+
+/** The entries of one verified freelist page. */
+export function decodeFreePage(page: Buffer, count: number): FreeEntry[] {
+  return Array.from({ length: count }, (_, i) => readFreeEntry(page, HEADER_SIZE + i * FREE_ENTRY_BYTES));
+}
+
+/** Serializes entries into `pages` sealed freelist pages starting at page `first`. */
+function encodeEntries(entries: FreeEntry[], first: number, pages: number, txid: number): Buffer[] {
+  if (entries.length > pages * ENTRIES_PER_PAGE) throw new Error('freelist does not fit its pages');
+  const out: Buffer[] = [];
+  for (let p = 0; p < pages; p++) {
+    const page = Buffer.alloc(PAGE_SIZE);
+    const chunk = entries.slice(p * ENTRIES_PER_PAGE, (p + 1) * ENTRIES_PER_PAGE);
+    chunk.forEach((e, i) => writeFreeEntry(page, HEADER_SIZE + i * FREE_ENTRY_BYTES, e));
+    sealPage(page, PageType.Freelist, chunk.length, first + p, txid);
+    out.push(page);
+  }
+  return out;
 }
 
 export function pagesForEntries(entries: number): number {

@@ -38,8 +38,10 @@ export const rootPageOf = (slot: number): number => 2 * slot + 1;
 /** Pages that belong to a slot: never in the freelist, never allocated. */
 export const isSlotPage = (page: number): boolean => page < META_PAGES;
 export const MAGIC = Buffer.from('LBKVDB01', 'latin1');
-// 2: the meta page may hold the freelist inline. 3: slots of meta + root page.
-export const FORMAT_VERSION = 3;
+// 2: the meta page may hold the freelist inline. 3: slots of meta + root page. 4: freelist segments
+// (a version-3 file is a version-4 file without any, so this build opens both).
+export const FORMAT_VERSION = 4;
+export const OLDEST_READABLE_VERSION = 3;
 
 export function pagesFor(bytes: number): number {
   return Math.ceil(bytes / PAGE_SIZE);

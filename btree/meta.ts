@@ -1,6 +1,6 @@
 // Meta pages: the two roots of trust. Commit N writes slot N % 2 (its meta page and its root page,
 // btree/layout.ts), so the other slot always holds the previous durable commit to fall back on.
-import { FORMAT_VERSION, MAGIC, metaPageOf, PAGE_SIZE, PageType, rootPageOf } from './layout';
+import { FORMAT_VERSION, MAGIC, OLDEST_READABLE_VERSION, metaPageOf, PAGE_SIZE, PageType, rootPageOf } from './layout';
 import { checkPage, sealPage } from './checksum';
 import { FREE_ENTRY_BYTES, FreeEntry, readFreeEntry, writeFreeEntry } from './freelist';
 
@@ -94,7 +94,7 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
   if (h.type !== PageType.Meta) return `not a meta page (type ${h.type})`;
   if (!page.subarray(O_MAGIC, O_MAGIC + MAGIC.length).equals(MAGIC)) return 'bad magic: not an lbkv data file';
   const version = page.readUInt32LE(O_VERSION);
-  if (version !== FORMAT_VERSION) return `format version ${version}, this build reads ${FORMAT_VERSION}`;
+  if (version < OLDEST_READABLE_VERSION || version > FORMAT_VERSION) return `format version ${version}, this build reads versions ${OLDEST_READABLE_VERSION} to ${FORMAT_VERSION}`;
   const pageSize = page.readUInt32LE(O_PAGESIZE);
   if (pageSize !== PAGE_SIZE) return `page size ${pageSize}, this build uses ${PAGE_SIZE}`;
   if (h.txid % 2 !== slot) return `txid ${h.txid} does not belong in slot ${slot}`;

@@ -5,7 +5,7 @@ import * as nodePath from 'node:path';
 import type { FileHandle, FileSystem } from './file-io';
 import { META_PAGES, metaPageOf, PAGE_SIZE, PageType } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
-import { Freelist } from './freelist';
+import { decodeFreePage, Freelist, FreeEntry } from './freelist';
 import { Pager } from './pager';
 import type { Node } from './node';
 import type { Caches } from './cache';
@@ -85,10 +85,17 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
       throw new StoreError('CORRUPTION', `${path}: no valid meta page, refusing to open (the file was not modified): ${problems.join('; ')}`);
     }
     const freelist = new Freelist([], new Map(), chosen.pageCount);
-    for (const e of chosen.inlineFree ?? []) freelist.add(e);
-    for (let i = 0; i < chosen.freelistPages; i++) {
-      const { page, count } = pager.readChecked(chosen.freelistPage + i, [PageType.Freelist]);
-      freelist.decodePage(page, count);
+    const readEntries = (first: number, pages: number): FreeEntry[] => {
+      const out: FreeEntry[] = [];
+      for (let i = 0; i < pages; i++) {
+        const { page, count } = pager.readChecked(first + i, [PageType.Freelist]);
+        out.push(...decodeFreePage(page, count));
+      }
+      return out;
+    };
+    for (const e of [...(chosen.inlineFree ?? []), ...readEntries(chosen.freelistPage, chosen.freelistPages)]) {
+      if (e.segment) freelist.addSegment(e, readEntries(e.start, e.count));
+      else freelist.add(e);
     }
     freelist.finishDecode();
     const fellBack = problems.length > 0 ? problems.join('; ') : undefined;

@@ -345,12 +345,14 @@ export class Store {
   stats(): StoreStats {
     let open = 0;
     for (const n of this.readers.values()) open += n;
+    const [segmentFree, segmentPending] = this.freelist.segmentCounts(Math.min(this.meta.txid - 1, this.oldestReader()));
     return {
       txid: this.meta.txid,
       keys: this.meta.keyCount,
       pageCount: this.meta.pageCount,
-      freePages: this.freelist.freeCount(),
-      pendingFreePages: this.freelist.pendingCount(),
+      freePages: this.freelist.freeCount() + segmentFree,
+      pendingFreePages: this.freelist.pendingCount() + segmentPending,
+      freelistSegments: this.freelist.segments.length,
       fileBytes: this.fileBytes,
       commits: this.counters.commits,
       fsyncs: this.counters.fsyncs,

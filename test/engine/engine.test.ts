@@ -59,25 +59,46 @@ test('a snapshot keeps its root while later commits rewrite the root page of its
   await again.close();
 });
 
+/** Rewrites the format version (u32 at byte 32) of both meta pages and reseals them (crc32 of
+ *  bytes 4.. at byte 0), as a file written by another build would look. */
+function setFormatVersion(file: string, version: number): void {
+  const fd = fs.openSync(file, 'r+');
+  for (const page of [0, 2]) {
+    const b = Buffer.alloc(4096);
+    fs.readSync(fd, b, 0, 4096, page * 4096);
+    b.writeUInt32LE(version, 32);
+    b.writeUInt32LE(crc32(b.subarray(4)), 0);
+    fs.writeSync(fd, b, 0, 4096, page * 4096);
+  }
+  fs.closeSync(fd);
+}
+
+test('a version-3 data file (before freelist segments) opens and takes commits', async () => {
+  const file = dbFile('version3');
+  const store = await Store.open({ path: file });
+  await store.putMany(Array.from({ length: 500 }, (_, i) => ({ key: key(i), value: fill(300, i) })));
+  await store.close();
+  setFormatVersion(file, 3);
+  const old = await Store.open({ path: file });
+  assert.equal((await old.get(key(77)))!, fill(300, 77));
+  await old.put(key(77), fill(10, 1));
+  await old.close();
+  const again = await Store.open({ path: file });
+  assert.equal((await again.get(key(77)))!, fill(10, 1));
+  assert.is(again.stats().keys, 500);
+  await again.close();
+});
+
 test('a data file of another format version is refused with a message that names both versions', async () => {
   const file = dbFile('version');
   const store = await Store.open({ path: file });
   await store.put(key(1), fill(10, 1));
   await store.close();
-  // Rewrite the version (u32 at byte 32) of both meta pages to 2 and reseal them (crc32 of bytes
-  // 4.. at byte 0), as a file written before the root moved next to the meta would look.
-  const fd = fs.openSync(file, 'r+');
-  for (const page of [0, 2]) {
-    const b = Buffer.alloc(4096);
-    fs.readSync(fd, b, 0, 4096, page * 4096);
-    b.writeUInt32LE(2, 32);
-    b.writeUInt32LE(crc32(b.subarray(4)), 0);
-    fs.writeSync(fd, b, 0, 4096, page * 4096);
-  }
-  fs.closeSync(fd);
+  // Version 2: a file written before the root moved next to the meta.
+  setFormatVersion(file, 2);
   const err = await Store.open({ path: file }).then(() => null, (e) => e);
   assert.ok(err instanceof StoreError && err.code === 'CORRUPTION', String(err));
-  assert.match((err as Error).message, /format version 2, this build reads 3/);
+  assert.match((err as Error).message, /format version 2, this build reads versions 3 to 4/);
   assert.match((err as Error).message, new RegExp(file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
 });
 
@@ -95,6 +116,55 @@ test('a snapshot pins its pages: nothing it reaches is reused until it is releas
   for (let r = 6; r <= 10; r++) await store.putMany(Array.from({ length: 500 }, (_, i) => ({ key: key(i), value: fill(4096, r) })));
   assert.ok(store.stats().pageCount - mid < 500, 'after release, freed pages are reused');
   await store.close();
+});
+
+test('a snapshot held over 1,500 commits: commits stay small, the file grows by what it pins, and after it the space comes back, across a reopen', async () => {
+  // Small values live in the leaves, so a commit of two overwrites frees a few tree pages. The
+  // snapshot pins them all; the freelist must not rewrite every pinned entry in every commit.
+  const file = dbFile('long-reader');
+  const rnd = mulberry32(7);
+  const model = new Map<number, Buffer>();
+  const store = await Store.open({ path: file });
+  await store.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(i), value: fill(100, 0) })));
+  for (let i = 0; i < 2000; i++) model.set(i, fill(100, 0));
+  const snap = store.snapshot();
+  const overwrite = async (commits: number, round: number) => {
+    for (let c = 0; c < commits; c++) {
+      const puts = [0, 1].map(() => { const i = Math.floor(rnd() * 2000); const v = fill(100, round * 100_000 + c); model.set(i, v); return { key: key(i), value: v }; });
+      await store.putMany(puts);
+    }
+  };
+  const pagesPerCommit = async (commits: number, round: number) => {
+    const a = store.stats();
+    await overwrite(commits, round);
+    const b = store.stats();
+    return (b.commitPages - a.commitPages) / (b.commits - a.commits);
+  };
+  const first = await pagesPerCommit(200, 1);
+  await overwrite(1100, 2);
+  const last = await pagesPerCommit(200, 3);
+  const pinned = store.stats().pendingFreePages;
+  assert.ok(last <= first + 1, `pages written per commit went from ${first.toFixed(2)} to ${last.toFixed(2)} while the snapshot was held`);
+  assert.ok(pinned > 3000, `the snapshot pins what 1,500 commits freed (${pinned} pages)`);
+  assert.ok(store.stats().pageCount < 2 * pinned, `the file holds little more than what is pinned: ${store.stats().pageCount} pages for ${pinned} pinned`);
+  for (let i = 0; i < 2000; i += 97) assert.equal((await snap.get(key(i)))!, fill(100, 0));
+  snap.release();
+  await store.close();
+
+  const again = await Store.open({ path: file });
+  assert.ok(again.stats().pendingFreePages + again.stats().freePages >= pinned, 'the pinned pages are still known to be free after a reopen');
+  const size = fs.statSync(file).size;
+  const before = again.stats().pageCount;
+  for (let c = 0; c < 1500; c++) {
+    const i = Math.floor(rnd() * 2000);
+    const v = fill(100, 900_000 + c);
+    model.set(i, v);
+    await again.put(key(i), v);
+  }
+  assert.is(again.stats().pageCount, before, 'commits after the reopen reuse the freed pages instead of growing the file');
+  assert.is(fs.statSync(file).size, size);
+  for (const [i, v] of model) assert.equal((await again.get(key(i)))!, v, `key ${i}`);
+  await again.close();
 });
 
 test('sustained overwrites: file stops growing (10 rounds x 10,000 keys x 4 KiB <= 1.5x round 1)', async () => {

@@ -1,0 +1,94 @@
+// What a long-held snapshot costs the writer: one snapshot stays open while the engine takes
+// thousands of small commits (random overwrites of 4 KiB values), and every --report-every commits
+// the run prints the mean time per commit, the pages each commit wrote and the file size. Then the
+// snapshot is released and the same number of commits shows whether the space comes back.
+// In-process, engine only (no gRPC); one fdatasync per commit, as lbserver does.
+//
+//   node dist/experiments/long-reader.js [--commits 16000] [--engine <dir with index.js>]
+//
+// --engine loads another build's btree/ (e.g. a checkout of an older commit, built with make build:
+// <checkout>/dist/btree) to compare the same workload before and after a change.
+import { Command } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Store as StoreType } from '../btree';
+import { keyFor, log, makeDataDir, randomValue, resultDir, rmrf, rng } from './lib/common';
+import { writeSummary } from './lib/report';
+
+interface Row {
+  phase: 'held' | 'released';
+  commits: number;
+  usPerCommit: number;
+  pagesPerCommit: number;
+  fileMB: number;
+}
+
+async function main(): Promise<void> {
+  const opts = new Command()
+    .name('long-reader')
+    .description('commit time, pages per commit and file size while one snapshot is held over many commits, then after it is released')
+    .option('--commits <n>', 'commits while the snapshot is held (and as many after)', '16000')
+    .option('--puts <n>', 'puts per commit', '4')
+    .option('--keys <n>', 'distinct keys, preloaded', '10000')
+    .option('--report-every <n>', 'commits per reported row', '2000')
+    .option('--engine <dir>', 'directory of the btree build to load (default: this build)')
+    .option('--out <dir>', 'result directory (default experiments/results/long-reader)')
+    .parse()
+    .opts<{ commits: string; puts: string; keys: string; reportEvery: string; engine?: string; out?: string }>();
+  const commits = Math.max(1, Number(opts.commits));
+  const puts = Math.max(1, Number(opts.puts));
+  const keys = Math.max(puts, Number(opts.keys));
+  const every = Math.max(1, Number(opts.reportEvery));
+  const engineDir = path.resolve(opts.engine ?? path.join(__dirname, '..', 'btree'));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Store } = require(engineDir) as { Store: typeof StoreType };
+  const dir = makeDataDir('long-reader');
+  const file = path.join(dir, 'lbkv.db');
+  const value = randomValue(4096);
+  const key = (i: number) => keyFor('k/', i, 128);
+  const pick = rng(1);
+  const rows: Row[] = [];
+  const started = Date.now();
+  try {
+    const store = await Store.open({ path: file });
+    for (let i = 0; i < keys; i += 1000) {
+      await store.putMany(Array.from({ length: Math.min(1000, keys - i) }, (_, j) => ({ key: key(i + j), value })));
+    }
+    const phase = async (name: Row['phase']) => {
+      for (let done = 0; done < commits; done += every) {
+        const n = Math.min(every, commits - done);
+        const a = store.stats();
+        const t0 = performance.now();
+        for (let c = 0; c < n; c++) {
+          await Promise.all(Array.from({ length: puts }, () => store.put(key(Math.floor(pick() * keys)), value)));
+        }
+        const b = store.stats();
+        const row: Row = {
+          phase: name,
+          commits: done + n,
+          usPerCommit: Math.round(((performance.now() - t0) * 1000) / n),
+          pagesPerCommit: Number(((b.commitPages - a.commitPages) / Math.max(1, b.commits - a.commits)).toFixed(2)),
+          fileMB: Math.round(fs.statSync(file).size / 1e6),
+        };
+        rows.push(row);
+        log(`snapshot ${name}, ${row.commits} commits: ${row.usPerCommit} us per commit, ${row.pagesPerCommit} pages per commit, file ${row.fileMB} MB`);
+      }
+    };
+    const snap = store.snapshot();
+    await phase('held');
+    snap.release();
+    await phase('released');
+    await store.close();
+  } finally {
+    rmrf(dir);
+  }
+  const out = resultDir('long-reader', opts.out);
+  const written = writeSummary(out, 'long-reader', { commits, puts, keys, valueBytes: 4096, keyBytes: 128, reportEvery: every, engine: opts.engine ?? 'this build' },
+    rows, { runSeconds: Math.round((Date.now() - started) / 1000) });
+  log(`wrote ${written}`);
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});
