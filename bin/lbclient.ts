@@ -94,6 +94,7 @@ function humanStat(addr: string, s: StatResponse): string {
     ['db_file_bytes', `${s.dbFileBytes} (${fmtBytes(s.dbFileBytes)})`],
     ['page_count', String(s.pageCount)],
     ['free_pages', String(s.freePages)],
+    ['pending_free_pages', `${s.pendingFreePages} (freed, kept for open snapshots and the previous commit)`],
     ['last_txid', String(s.lastTxid)],
     ['commits', String(s.commits)],
     ['fsyncs', String(s.fsyncs)],
@@ -105,6 +106,7 @@ function humanStat(addr: string, s: StatResponse): string {
     ['cache', `${s.cacheHits} hits, ${s.cacheMisses} misses` +
       (s.cacheHits + s.cacheMisses > 0 ? ` (${((100 * s.cacheHits) / (s.cacheHits + s.cacheMisses)).toFixed(1)}% hits)` : '')],
     ['open_snapshots', String(s.openSnapshots)],
+    ['stalled_getprefixes', `${s.stalledGetprefixes} (ended after --stream-stall-ms without progress)`],
   ];
   const w = Math.max(...rows.map((r) => r[0].length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';

@@ -26,6 +26,9 @@ export interface ServerConfig {
   streamBufferBytes: number;
   /** On SIGTERM/SIGINT, wait this long for in-flight calls before forcing the shutdown. */
   shutdownTimeoutMs: number;
+  /** GetPrefix: a stream whose client takes nothing for this long is ended with ABORTED, which
+   *  releases its snapshot (--stream-stall-ms; 0: never). */
+  streamStallMs: number;
   /** Key + value bytes of Sets waiting for their commit, server-wide, above which a further Set
    *  gets RESOURCE_EXHAUSTED (--max-inflight-set-mb). */
   maxSetBytesInFlight: number;
@@ -51,6 +54,10 @@ export const DEFAULT_CONFIG: ServerConfig = {
   // and 64 MiB peaked near 260 MiB in the same setup.
   streamBufferBytes: 32 * MiB,
   shutdownTimeoutMs: 10_000,
+  // An open snapshot keeps every page freed after it from reuse, so a client that stops reading a
+  // GetPrefix stream makes the file grow with every later write. A minute is far longer than any
+  // reader that is reading needs between two messages (one message is about 1 MiB).
+  streamStallMs: 60_000,
   // Sixteen of the largest values by default; a Set is held in memory until its commit.
   maxSetBytesInFlight: 1024 * MiB,
 };
@@ -115,6 +122,7 @@ export interface RawServerOptions {
   syncMode?: string;
   blockingSyncUs?: string;
   shutdownTimeoutMs?: string;
+  streamStallMs?: string;
   maxInflightSetMb?: string;
   streamBufferMb?: string;
 }
@@ -147,5 +155,6 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
   }
   if (o.maxInflightSetMb !== undefined) cfg.maxSetBytesInFlight = parseIntArg(o.maxInflightSetMb, '--max-inflight-set-mb', 1, 1024 * 1024) * MiB;
   if (o.shutdownTimeoutMs !== undefined) cfg.shutdownTimeoutMs = parseIntArg(o.shutdownTimeoutMs, '--shutdown-timeout-ms', 0, 3_600_000);
+  if (o.streamStallMs !== undefined) cfg.streamStallMs = parseIntArg(o.streamStallMs, '--stream-stall-ms', 0, 86_400_000);
   return cfg;
 }

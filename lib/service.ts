@@ -311,6 +311,22 @@ export class KvService {
     call.on('error', onClosed);
     call.on('drain', wakeUp);
     const wait = () => new Promise<void>((r) => { wake = r; });
+    // Waiting for the client: every wake-up is progress (a message taken, a drain, or the end);
+    // none for streamStallMs ends the stream (see ServerConfig.streamStallMs).
+    const stallMs = this.cfg.streamStallMs;
+    const waitClient = async () => {
+      if (stallMs <= 0) return wait();
+      let timer: NodeJS.Timeout | undefined;
+      const stalled = await Promise.race([wait().then(() => false), new Promise<boolean>((r) => { timer = setTimeout(() => r(true), stallMs); })]);
+      clearTimeout(timer);
+      if (stalled && !closed) {
+        wake = undefined;
+        this.stats.stalledGetprefixes++;
+        throw new StatusCarrier(statusError(grpc.status.ABORTED,
+          `GetPrefix: the client took no message for ${stallMs} ms, so the server ended the stream and released its snapshot ` +
+          `(an open snapshot keeps the pages freed after it from reuse); ${taken} entries were read, the last of them may not have arrived`));
+      }
+    };
 
     // Budget accounting of this stream: `headroom` is reserved and not charged to an entry yet;
     // `batchCharge` is charged to the entries of the message being assembled; each written message
@@ -332,7 +348,7 @@ export class KvService {
     const waitTransport = async () => {
       if (closed || !transportBusy()) return;
       returnHeadroom(); // do not sit on unused budget while the client is slow
-      while (!closed && transportBusy()) await wait();
+      while (!closed && transportBusy()) await waitClient();
     };
 
     let batch: KeyValue[] = [];
@@ -444,9 +460,12 @@ export class KvService {
     }
     // Hold the written messages' charge until the transport has taken them (their write callbacks),
     // then end the call. The snapshot is already released.
-    while (!closed && inflight.size > 0) await wait();
-    for (const m of [...inflight]) releaseMessage(m);
-    call.off('drain', wakeUp);
+    try {
+      while (!closed && inflight.size > 0) await waitClient();
+    } finally {
+      for (const m of [...inflight]) releaseMessage(m);
+      call.off('drain', wakeUp);
+    }
     if (closed) {
       this.stats.cancelledGetprefixes++;
       return;

@@ -15,6 +15,8 @@ export class ServiceStats {
   failedGets = 0;
   failedGetprefixes = 0;
   cancelledGetprefixes = 0;
+  /** GetPrefix streams ended because the client took nothing for --stream-stall-ms. */
+  stalledGetprefixes = 0;
   /** Entries streamed by completed and cancelled GetPrefix calls. */
   prefixEntriesSent = 0;
   prefixMessagesSent = 0;
@@ -60,6 +62,8 @@ export class ServiceStats {
       totalCommitRuns: u(engine.commitRuns),
       totalBlockingSyncCommits: u(engine.blockingSyncCommits),
       setBytesInFlight: this.setBytesInFlight,
+      stalledGetprefixes: this.stalledGetprefixes,
+      pendingFreePages: u(engine.pendingFreePages),
     };
   }
 }

@@ -252,6 +252,56 @@ streams('a paused reader holds the server to a bounded amount of memory; the str
   assert.is(await srv.stop(), 0);
 });
 
+streams('a reader that takes nothing for --stream-stall-ms is ended with ABORTED and its snapshot released; a slow one that keeps reading is not', async () => {
+  const srv = await startServer({ args: ['--stream-stall-ms', '1500'] });
+  const c = srv.client();
+  const other = srv.client();
+  const n = 40; // 40 x 512 KiB: far more than the client's and the transport's buffers hold
+  const keyOf = (i: number) => Buffer.from(`st/${String(i).padStart(3, '0')}`);
+  await setMany(c, Array.from({ length: n }, (_, i) => ({ key: keyOf(i), value: pseudoRandomBytes(512 * 1024, i) })), 8);
+
+  // Slow but reading: one message every 500 ms (under the 1.5 s limit), 3 s in all.
+  const slow = c.raw.getPrefix({ prefix: Buffer.from('st/'), limit: 12 });
+  const slowKeys: Buffer[] = [];
+  await new Promise<void>((resolve, reject) => {
+    slow.on('data', (m: { entries: Array<{ key: Buffer }> }) => {
+      for (const e of m.entries) slowKeys.push(e.key);
+      slow.pause();
+      setTimeout(() => slow.resume(), 500);
+    });
+    slow.on('error', reject);
+    slow.on('end', resolve);
+  });
+  assert.is(slowKeys.length, 12, 'the slow reader got every entry');
+
+  // Stalled: takes one message, then nothing.
+  const call = c.raw.getPrefix({ prefix: Buffer.from('st/'), limit: 0 });
+  const got: Buffer[] = [];
+  let error: unknown;
+  const ended = new Promise<void>((resolve) => {
+    call.on('data', (m: { entries: Array<{ key: Buffer }> }) => { for (const e of m.entries) got.push(e.key); });
+    call.on('error', (e) => { error = e; resolve(); });
+    call.on('end', resolve);
+  });
+  await new Promise<void>((r) => call.once('data', () => { call.pause(); r(); }));
+  assert.is((await other.stat()).openSnapshots, 1, 'the stalled stream holds its snapshot');
+  // Writes go on meanwhile; once the stream is ended, the snapshot no longer pins their pages.
+  await other.set('st-other', 'written while a reader stalls');
+  assert.ok(await eventually(async () => (await other.stat()).stalledGetprefixes === 1, 10_000), 'the server ended the stalled stream');
+  assert.is((await other.stat()).openSnapshots, 0, 'and released its snapshot');
+  call.resume();
+  await ended;
+  assert.ok(isServiceError(error), `the stalled reader gets an error status, got ${String(error)}`);
+  assert.is(statusName((error as { code: number }).code), 'ABORTED');
+  assert.match((error as Error).message, /took no message for 1500 ms/);
+  assert.ok(got.length > 0 && got.length < n, `${got.length} entries arrived before the error`);
+  got.forEach((k, i) => assert.equal(k, keyOf(i), 'what arrived is the start of the result, in order'));
+  const s = await other.stat();
+  assert.is(s.totalGetprefixes, 1, 'only the completed stream counts');
+  assert.equal((await other.get('st-other'))?.toString(), 'written while a reader stalls');
+  assert.is(await srv.stop(), 0);
+});
+
 conc.run();
 term.run();
 lock.run();
