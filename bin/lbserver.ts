@@ -2,7 +2,7 @@
 // lbserver: serves one data directory over gRPC. Prints exactly one line to stdout when it serves;
 // everything else goes to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight calls, close the
 // store, remove the lock, exit 0 (forced after --shutdown-timeout-ms).
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store, StoreError } from '../btree/index';
@@ -11,7 +11,22 @@ import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer, KvService } from '../lib/service';
 import { ServiceStats } from '../lib/stats';
 
-function fail(msg: string, code = 1): never {
+/** Exit status, so a supervisor can tell a problem worth a restart from one that is not. */
+export const EXIT = {
+  OK: 0,
+  /** Failed while running: closing the store, compaction. */
+  FAILED: 1,
+  /** Bad command line or option value. */
+  USAGE: 2,
+  /** Another lbserver holds the data directory (LOCK). */
+  LOCKED: 3,
+  /** The data directory or file cannot be created or opened: corrupt, unreadable, another format. */
+  DATA: 4,
+  /** Cannot listen on the address (in use, not local, no permission). */
+  LISTEN: 5,
+} as const;
+
+function fail(msg: string, code: number = EXIT.FAILED): never {
   process.stderr.write(`lbserver: ${msg}\n`);
   process.exit(code);
 }
@@ -79,27 +94,39 @@ Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
 Only one lbserver may use a data directory at a time (LOCK file holding its PID).
 
+Exit status: 0 stopped cleanly (SIGTERM/SIGINT) or --compact done; 1 failed while running;
+2 bad usage or option value; 3 the data directory is in use by another lbserver; 4 the data
+directory or file cannot be created or opened (corrupt, unreadable, another format); 5 cannot
+listen on the address.
+
 Examples:
   lbserver --listen 127.0.0.1:50051 --data ./data
   lbserver --data /var/lib/lbkv --cache-mb 256 --max-value-bytes 16MiB
   lbserver --data ./data --compact      (offline: shrink the file to the live data)`)
     .showHelpAfterError('(run lbserver --help for usage)')
-    .allowExcessArguments(false);
-  program.parse(process.argv);
+    .allowExcessArguments(false)
+    .exitOverride();
+  try {
+    program.parse(process.argv);
+  } catch (e) {
+    // Commander has printed its message (or the help) already.
+    if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
+    throw e;
+  }
   const o = program.opts();
 
   let cfg: ServerConfig;
   try {
     cfg = configFromOptions(o);
   } catch (e) {
-    if (e instanceof ConfigError) fail(e.message);
+    if (e instanceof ConfigError) fail(e.message, EXIT.USAGE);
     throw e;
   }
 
   try {
     mkdirSync(cfg.dataDir, { recursive: true });
   } catch (e) {
-    fail(`cannot create data directory ${cfg.dataDir}: ${(e as Error).message}`);
+    fail(`cannot create data directory ${cfg.dataDir}: ${(e as Error).message}`, EXIT.DATA);
   }
 
   let lock: DirLock;
@@ -107,7 +134,7 @@ Examples:
     lock = acquireDirLock(cfg.dataDir);
     startupLock = lock;
   } catch (e) {
-    if (e instanceof LockError) fail(`refusing to start: ${e.message}`);
+    if (e instanceof LockError) fail(`refusing to start: ${e.message}`, EXIT.LOCKED);
     throw e;
   }
 
@@ -125,7 +152,7 @@ Examples:
   } catch (e) {
     lock.release();
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
-    fail(`cannot open ${dataFile}: ${what}`);
+    fail(`cannot open ${dataFile}: ${what}`, EXIT.DATA);
   }
   if (store.recoveryNote) log(`warning: recovered from the other meta page: ${store.recoveryNote}`);
   if (o.compact) await compactAndExit(store, lock, dataFile);
@@ -141,7 +168,7 @@ Examples:
     lock.release();
     const msg = (e as Error).message;
     const hint = /EADDRINUSE|address already in use/i.test(msg) ? ' (address already in use: is another server listening there?)' : '';
-    fail(`cannot listen on ${cfg.listen}${hint}: ${msg}`);
+    fail(`cannot listen on ${cfg.listen}${hint}: ${msg}`, EXIT.LISTEN);
   }
 
   let stopping = false;
@@ -167,12 +194,12 @@ Examples:
     // Engine calls already started (e.g. a Set whose client went away) finish before the store closes.
     const deadline = Date.now() + Math.max(1000, cfg.shutdownTimeoutMs);
     while (service.callsInFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    let code = 0;
+    let code: number = EXIT.OK;
     try {
       await store.close();
     } catch (e) {
       log(`error closing the store: ${(e as Error).message}`);
-      code = 1;
+      code = EXIT.FAILED;
     }
     lock.release();
     log(`stopped${forced ? ' (forced)' : ''}`);

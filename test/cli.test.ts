@@ -166,7 +166,7 @@ server('--help: exit 0 and lists the flags', async () => {
   for (const f of ['--listen', '--data', '--cache-mb', '--max-value-bytes', '--sync-mode', '--blocking-sync-us', '--max-inflight-set-mb']) assert.ok(r.stdout.includes(f), f);
 });
 
-server('bad flags: exit 1 with a clear message, no ready line', async () => {
+server('bad flags: exit 2 with a clear message, no ready line', async () => {
   for (const [args, re] of [
     [['--bogus'], /unknown option '--bogus'/],
     [['--listen', 'nonsense'], /--listen: "nonsense" is not host:port/],
@@ -177,16 +177,16 @@ server('bad flags: exit 1 with a clear message, no ready line', async () => {
     [['--max-inflight-set-mb', '0'], /--max-inflight-set-mb/],
   ] as Array<[string[], RegExp]>) {
     const r = await runNode(LBSERVER_JS, ['--data', tempDir(), ...args]);
-    assert.is(r.code, 1, args.join(' '));
+    assert.is(r.code, 2, `${args.join(' ')}: exit 2, bad usage`);
     assert.match(r.stderr, re);
     assert.is(r.stdout, '');
   }
 });
 
-server('port in use: exit 1 naming the address', async () => {
+server('port in use: exit 5 naming the address', async () => {
   const a = await startServer();
   const r = await runNode(LBSERVER_JS, ['--data', tempDir(), '--listen', a.address]);
-  assert.is(r.code, 1);
+  assert.is(r.code, 5);
   assert.match(r.stderr, new RegExp(`cannot listen on ${a.address.replace(/\./g, '\\.')} \\(address already in use`));
   assert.is(await a.stop(), 0);
 });

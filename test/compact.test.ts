@@ -49,7 +49,7 @@ test('lbserver --compact refuses a data directory a running server holds', async
   const srv = await startServer();
   try {
     const r = await runNode(LBSERVER_JS, ['--data', srv.dataDir, '--compact'], { timeoutMs: 20_000 });
-    assert.is(r.code, 1);
+    assert.is(r.code, 3);
     assert.match(r.stderr, /in use by another lbserver/);
   } finally {
     await srv.stop();

@@ -371,7 +371,7 @@ test('server: both metas bad -> lbserver refuses to start, names the file and of
   damages['one flipped byte']!(file, 1);
   const before = sha(file);
   const r = await runServerExpectingFailure(['--listen', '127.0.0.1:0', '--data', dir]);
-  assert.ok(r.code !== 0 && r.code !== null, `exit code ${r.code}`);
+  assert.is(r.code, 4, 'exit 4: the data file cannot be opened');
   assert.ok(r.stderr.includes(file), `stderr does not name the file: ${r.stderr}`);
   assert.match(r.stderr, /offset/i, `stderr does not give the offset: ${r.stderr}`);
   assert.match(r.stderr, /meta/i);

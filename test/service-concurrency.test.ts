@@ -154,7 +154,7 @@ lock('a second server on the same data directory is refused with a clear message
   assert.is(lockText.trim(), String(srv.pid), 'LOCK holds the PID');
   const port = await freePort();
   const r = await runServerExpectingFailure(['--listen', `127.0.0.1:${port}`, '--data', srv.dataDir]);
-  assert.is(r.code, 1);
+  assert.is(r.code, 3, 'exit 3: the data directory is in use');
   assert.match(r.stderr, `data directory ${srv.dataDir} is in use by another lbserver (pid ${srv.pid})`);
   assert.is(r.stdout, '', 'no ready line');
   const c = srv.client();
