@@ -95,6 +95,7 @@ function humanStat(addr: string, s: StatResponse): string {
     ['page_count', String(s.pageCount)],
     ['free_pages', String(s.freePages)],
     ['pending_free_pages', `${s.pendingFreePages} (freed, kept for open snapshots and the previous commit)`],
+    ['freelist_segments', String(s.freelistSegments)],
     ['last_txid', String(s.lastTxid)],
     ['commits', String(s.commits)],
     ['fsyncs', String(s.fsyncs)],

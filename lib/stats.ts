@@ -64,6 +64,7 @@ export class ServiceStats {
       setBytesInFlight: this.setBytesInFlight,
       stalledGetprefixes: this.stalledGetprefixes,
       pendingFreePages: u(engine.pendingFreePages),
+      freelistSegments: u(engine.freelistSegments),
     };
   }
 }

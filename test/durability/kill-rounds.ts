@@ -32,6 +32,11 @@ export interface KillRoundsOptions {
   budgetMs?: number;
   /** Probability per round of also killing a restarting server during its startup (recovery), 0..1. */
   startupKillRate?: number;
+  /** Before the first round, store `keys` values of `valueBytes` under "pin/" (outside `prefix`);
+   *  a third of the way into each round's load, open a GetPrefix over them and stop reading it. Its
+   *  snapshot pins every page freed after it, so the commits write freelist segments
+   *  (btree/freelist.ts) and the kill lands while they exist. */
+  stalledReader?: { keys: number; valueBytes: number };
 }
 
 export interface KillRoundsResult {
@@ -52,6 +57,8 @@ export interface KillRoundsResult {
   maxRestartMs: number;
   /** Restarts killed during startup (before or just after the ready line). */
   startupKills: number;
+  /** With stalledReader: rounds killed while the store held freelist segments (Stat before the kill). */
+  roundsWithSegments: number;
   violations: string[];
 }
 
@@ -78,7 +85,7 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
   const started = nowMs();
   const res: KillRoundsResult = {
     rounds: 0, sent: 0, acked: 0, unackedSurvived: 0, lost: 0, torn: 0, wrongKey: 0, phantom: 0,
-    prefixMismatch: 0, statMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, startupKills: 0, violations: [],
+    prefixMismatch: 0, statMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, startupKills: 0, roundsWithSegments: 0, violations: [],
   };
   const violation = (s: string) => { if (res.violations.length < 50) res.violations.push(s); };
 
@@ -97,8 +104,16 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
     return nowMs() - t0;
   };
 
+  const PIN_PREFIX = 'pin/';
   try {
     await start();
+    if (o.stalledReader) {
+      const c = new KvClient(server!.address);
+      try {
+        for (let i = 0; i < o.stalledReader.keys; i++) await c.set(Buffer.from(`${PIN_PREFIX}${i}`), Buffer.alloc(o.stalledReader.valueBytes, i));
+      } finally { c.close(); }
+    }
+    const extraKeys = o.stalledReader?.keys ?? 0;
     for (let round = 1; round <= o.rounds; round++) {
       if (o.budgetMs !== undefined && nowMs() - started > o.budgetMs) { log(`  time budget reached after ${round - 1} rounds`); break; }
       const srv = server!;
@@ -138,11 +153,28 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
       const workers: Promise<void>[] = [];
       for (let c = 0; c < C; c++) for (let p = 0; p < P; p++) workers.push(worker(c));
       const loadMs = rng.int(loadMin, loadMax);
-      await sleep(loadMs);
+      let pin: KvClient | undefined;
+      let segmentsNote = '';
+      if (o.stalledReader) {
+        await sleep(Math.floor(loadMs / 3));
+        pin = new KvClient(srv.address);
+        const call = pin.raw.getPrefix({ prefix: Buffer.from(PIN_PREFIX), limit: 0 });
+        call.on('error', () => {});
+        call.once('data', () => call.pause());
+        await sleep(loadMs - Math.floor(loadMs / 3));
+        try {
+          const s = await pin.stat();
+          segmentsNote = `, ${s.freelistSegments} freelist segments and ${s.pendingFreePages} pinned pages at the kill`;
+          if (Number(s.freelistSegments) > 0) res.roundsWithSegments++;
+        } catch (e) { res.unexpectedErrors++; violation(`round ${round}: Stat before the kill failed: ${describeError(e)}`); }
+      } else {
+        await sleep(loadMs);
+      }
       killed = true;
       await srv.kill9();
       await Promise.all(workers);
       for (const cl of clients) cl.close();
+      pin?.close();
       res.sent += roundStats.sent;
       res.acked += roundStats.acked;
       const moved = o.afterKill ? await o.afterKill(round) : undefined;
@@ -210,10 +242,10 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
         }
         // The engine's key count (kept in the meta) must agree with what is there after recovery.
         const present = [...seen.values()].filter((x) => x !== undefined).length;
-        const statKeys = Number((await v.stat()).keys);
+        const statKeys = Number((await v.stat()).keys) - extraKeys;
         if (statKeys !== present) { res.statMismatch++; violation(`round ${round}: Stat says ${statKeys} keys, ${present} found`); }
         res.rounds = round;
-        log(`  round ${round}: load ${loadMs} ms, sent ${roundStats.sent}, acked ${roundStats.acked}, unacked-but-present ${survived}, lost ${lostNow}, restart ${restartMs.toFixed(0)} ms${startupNote}`);
+        log(`  round ${round}: load ${loadMs} ms, sent ${roundStats.sent}, acked ${roundStats.acked}, unacked-but-present ${survived}, lost ${lostNow}, restart ${restartMs.toFixed(0)} ms${startupNote}${segmentsNote}`);
       } finally {
         v.close();
       }

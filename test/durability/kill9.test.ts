@@ -1,5 +1,6 @@
 // Item 1 of issue 4: kill -9 under load, short version (the torture runner does 200 rounds).
 import { test } from 'uvu';
+import * as assert from 'uvu/assert';
 import { tempDir } from '../support/server';
 import { runKillRounds } from './kill-rounds';
 import { seedFromEnv } from './support';
@@ -30,6 +31,16 @@ test(`kill -9 under load with --blocking-sync-us 1000000: ${ROUNDS_TWO} rounds`,
   console.log(`  seed ${seed} (repeat with LBKV_SEED=${seed ^ 0x3c3c})`);
   const r = await runKillRounds({ rounds: ROUNDS_TWO, dataDir: tempDir('lbkv-kill9-blocking-'), seed, clients: 8, keys: 300, loadMs: [300, 2000], serverArgs: ['--blocking-sync-us', '1000000'] });
   checkRounds('KILL9-BLOCKING', r, ROUNDS_TWO, 'rounds');
+});
+
+// A reader that stops reading pins a snapshot, so the commits move pinned freelist entries into
+// segments; the kill lands while they exist, and the restart must read them back.
+test(`kill -9 under load while a stalled GetPrefix reader pins a snapshot (freelist segments): ${ROUNDS_TWO} rounds`, async () => {
+  const seed = seedFromEnv() ^ 0x7e7e;
+  console.log(`  seed ${seed} (repeat with LBKV_SEED=${seed ^ 0x7e7e})`);
+  const r = await runKillRounds({ rounds: ROUNDS_TWO, dataDir: tempDir('lbkv-kill9-pinned-'), seed, clients: 8, keys: 300, loadMs: [1500, 2500], stalledReader: { keys: 40, valueBytes: 512 * 1024 } });
+  checkRounds('KILL9-PINNED', r, ROUNDS_TWO, 'rounds');
+  assert.ok(r.roundsWithSegments > 0, `no round was killed while freelist segments existed (${r.roundsWithSegments} of ${r.rounds})`);
 });
 
 test.run();
