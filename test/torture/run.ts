@@ -1,7 +1,8 @@
 // `npm run torture` (node dist/test/torture/run.js): the long versions of the durability tests,
 // bounded in count and time, stopping by themselves, ending with a summary.
 //
-//   kill -9 rounds under load ........ 200 rounds (real lbserver processes), then 50 with --sync-mode two
+//   kill -9 rounds under load ........ 200 rounds (real lbserver processes), then 50 with --sync-mode two,
+//                                      then 30 with a stalled GetPrefix reader pinning a snapshot
 //   power cuts (fault-injecting fs) .. 10,000 cut points (runPowerCuts, test/torture/powercut-long.ts)
 //   power cuts below ext4 (loop) ..... 30 cuts, then 15 with --sync-mode two (skipped with the reason
 //                                      printed when loop devices are not allowed)
@@ -12,10 +13,10 @@
 //                                      and its cut campaigns), each in its own process
 //
 // Options: --only kill,powercut,loop,races,vanish,slow,seeds   --seed N   --budget-min M (whole run, default 90)
-//          --kill-rounds N --kill-rounds-two N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N --seeds N
+//          --kill-rounds N --kill-rounds-two N --kill-rounds-pinned N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N --seeds N
 // Exit code 0 when every section held its properties, 1 otherwise.
 import { runPowerCuts } from './powercut-long';
-import { runKillRounds } from '../durability/kill-rounds';
+import { runKillRounds, type KillRoundsResult } from '../durability/kill-rounds';
 import { runLoopPowerCuts } from '../durability/loop-powercut';
 import { runRaces } from '../durability/races';
 import { slowReader, vanishingStreams, loadValues } from '../durability/abuse';
@@ -33,13 +34,14 @@ every section held its properties, 1 otherwise.
   --seed N              random seed (default: LBKV_SEED or a fresh one, printed)
   --budget-min M        time budget for the whole run in minutes (default 90)
   --kill-rounds N       kill -9 rounds (default 200)     --kill-rounds-two N  with --sync-mode two (default 50)
+  --kill-rounds-pinned N  kill -9 rounds with a stalled GetPrefix reader pinning a snapshot (default 30)
   --cuts N              power cuts in the fault-injecting file layer (default 10000)
   --loop-cuts N         power cuts below ext4 on a loop device (default 30)   --loop-cuts-two N (default 15)
   --slow-mib N          size of the slow reader's GetPrefix result in MiB (default 1024)
   --seeds N             runs of the power-cut test file (test/powercut.test.ts) with seeds other than
                         its fixed one (default 10)
   -h, --help            this text`;
-const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib', 'seeds'];
+const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'kill-rounds-pinned', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib', 'seeds'];
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   console.log(USAGE);
   process.exit(0);
@@ -83,6 +85,13 @@ async function section(name: string, key: string, fn: () => Promise<{ ok: boolea
   log(`=== ${name}: ${last.ok ? 'OK' : 'FAILED'} in ${last.seconds.toFixed(0)} s: ${last.summary}`);
 }
 
+/** The kill -9 sections' verdict: nothing acknowledged lost, torn, foreign, invented or inconsistent. */
+function killVerdict(r: KillRoundsResult, rounds: number, extra = ''): { ok: boolean; summary: string } {
+  for (const v of r.violations) log(`  VIOLATION ${v}`);
+  const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.statMismatch === 0 && r.unexpectedErrors === 0;
+  return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, Stat key-count mismatches ${r.statMismatch}, errors before kill ${r.unexpectedErrors}, restarts also killed during startup ${r.startupKills}, max restart ${r.maxRestartMs.toFixed(0)} ms${extra}` };
+}
+
 async function main(): Promise<void> {
   log(`lbkv torture: seed ${seed} (rerun with --seed ${seed}), budget ${(budgetMs / 60_000).toFixed(0)} min`);
 
@@ -91,9 +100,7 @@ async function main(): Promise<void> {
     const dir = tempDir('lbkv-torture-kill9-');
     try {
       const r = await runKillRounds({ rounds, dataDir: dir, seed, clients: 8, keys: 300, log, budgetMs: Math.min(remaining(), 40 * 60_000) });
-      for (const v of r.violations) log(`  VIOLATION ${v}`);
-      const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.statMismatch === 0 && r.unexpectedErrors === 0;
-      return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, Stat key-count mismatches ${r.statMismatch}, errors before kill ${r.unexpectedErrors}, restarts also killed during startup ${r.startupKills}, max restart ${r.maxRestartMs.toFixed(0)} ms` };
+      return killVerdict(r, rounds);
     } finally { removeTempDir(dir); }
   });
 
@@ -102,9 +109,17 @@ async function main(): Promise<void> {
     const dir = tempDir('lbkv-torture-kill9-two-');
     try {
       const r = await runKillRounds({ rounds, dataDir: dir, seed: seed ^ 0x5a5a, clients: 8, keys: 300, log, serverArgs: ['--sync-mode', 'two'], budgetMs: Math.min(remaining(), 15 * 60_000) });
-      for (const v of r.violations) log(`  VIOLATION ${v}`);
-      const ok = r.lost === 0 && r.torn === 0 && r.wrongKey === 0 && r.phantom === 0 && r.prefixMismatch === 0 && r.statMismatch === 0 && r.unexpectedErrors === 0;
-      return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, Stat key-count mismatches ${r.statMismatch}, errors before kill ${r.unexpectedErrors}, restarts also killed during startup ${r.startupKills}` };
+      return killVerdict(r, rounds);
+    } finally { removeTempDir(dir); }
+  });
+
+  await section('kill -9 under load while a stalled GetPrefix reader pins a snapshot (freelist segments)', 'kill', async () => {
+    const rounds = num('kill-rounds-pinned', 30);
+    const dir = tempDir('lbkv-torture-kill9-pinned-');
+    try {
+      const r = await runKillRounds({ rounds, dataDir: dir, seed: seed ^ 0x7e7e, clients: 8, keys: 300, log, loadMs: [1500, 2500], stalledReader: { keys: 40, valueBytes: 512 * 1024 }, budgetMs: Math.min(remaining(), 15 * 60_000) });
+      const v = killVerdict(r, rounds, `, rounds killed while freelist segments existed ${r.roundsWithSegments}`);
+      return { ok: v.ok && r.roundsWithSegments > 0, summary: v.summary };
     } finally { removeTempDir(dir); }
   });
 
