@@ -107,7 +107,7 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     });
   }
   const dataPages = values.reduce((s, v) => s + v.pages, 0) + dirty.length;
-  fl.loadSegments(dataPages + OWN_PAGES_MAX, ctx.reuseThreshold, txid);
+  fl.loadSegments(dataPages + OWN_PAGES_MAX, values.reduce((m, v) => Math.max(m, v.pages), 1), ctx.reuseThreshold, txid);
   // Pending entries that only readers hold back (freed before the previous commit) leave the
   // rewritten freelist once they fill a page: see btree/freelist.ts.
   const writes: PageWrite[] = [];

@@ -86,17 +86,16 @@ export class Freelist {
   }
 
   /** Loads releasable segments (their newest entry freed at or before `threshold`), oldest first,
-   *  until `need` pages are free or none is left; their own pages are freed by commit `txid`. */
-  loadSegments(need: number, threshold: number, txid: number): void {
-    let have = this.freeCount();
-    const add: Extent[] = [];
-    while (have < need && this.segments.length > 0 && this.segments[0].maxTxid <= threshold) {
+   *  until `need` pages are free and a run of `longest` is among them, or none is left; their own
+   *  pages are freed by commit `txid`. Without the run test a commit of multi-page values would
+   *  grow the file while the free space it could use sat in segments. */
+  loadSegments(need: number, longest: number, threshold: number, txid: number): void {
+    const enough = () => this.freeCount() >= need && this.free.some((e) => e.count >= longest);
+    while (this.segments.length > 0 && this.segments[0].maxTxid <= threshold && !enough()) {
       const seg = this.segments.shift() as Segment;
-      add.push(...seg.extents);
-      have += sumCount(seg.extents);
+      this.free = coalesce(this.free.concat(seg.extents));
       this.retire(txid, seg.start, seg.count);
     }
-    if (add.length > 0) this.free = coalesce(this.free.concat(add));
   }
 
   /** How many pending entries were freed before commit `below`. */
