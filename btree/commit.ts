@@ -1,7 +1,8 @@
 // One write transaction, from the committed state to a durable new one:
 //   1. apply the batch to a copy-on-write tree, split oversized nodes;
-//   2. retire replaced pages (reusable only once unreachable), allocate new pages: overflow runs,
-//      tree pages, freelist pages — preferring contiguous extents;
+//   2. retire replaced pages (reusable only once unreachable), move pending pages that only
+//      snapshots hold back into a freelist segment once they fill a page, allocate new pages:
+//      overflow runs, tree pages, freelist pages — preferring contiguous extents;
 //   3. grow the file in large steps when it is too short, writing zeros (not ftruncate: a hole would
 //      make every later commit's fdatasync allocate blocks and journal that), then sync;
 //   4. write every new page, then slot txid % 2: the meta page and the root page, in one write;
@@ -54,6 +55,9 @@ interface PageWrite {
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 const OWN_PAGES_MAX = 64;
+/** Pages a commit may need beyond its values and dirty nodes (the freelist's own, a segment), so a
+ *  commit loads freelist segments a little before its free pages run out. */
+const LOAD_MARGIN_PAGES = 64;
 /** Commits writing more than this sync on the thread pool whatever blockingSync says: flushing more
  *  takes longer, and the event loop must not wait for it. */
 const BLOCKING_SYNC_MAX_BYTES = 256 * 1024;
@@ -107,12 +111,15 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
     });
   }
   const dataPages = values.reduce((s, v) => s + v.pages, 0) + dirty.length;
-  fl.loadSegments(dataPages + OWN_PAGES_MAX, values.reduce((m, v) => Math.max(m, v.pages), 1), ctx.reuseThreshold, txid);
+  // Free space parked in freelist segments comes back before the file grows for this commit.
+  const longestValue = values.reduce((m, v) => Math.max(m, v.pages), 1);
+  fl.loadSegments(dataPages + LOAD_MARGIN_PAGES, longestValue, ctx.reuseThreshold, txid);
   // Pending entries that only readers hold back (freed before the previous commit) leave the
   // rewritten freelist once they fill a page: see btree/freelist.ts.
   const writes: PageWrite[] = [];
-  if (fl.freezable(ctx.meta.txid) >= ENTRIES_PER_PAGE) {
-    const start = fl.allocateRun(pagesForEntries(fl.freezable(ctx.meta.txid)));
+  const frozen = fl.freezable(ctx.meta.txid);
+  if (frozen >= ENTRIES_PER_PAGE) {
+    const start = fl.allocateRun(pagesForEntries(frozen));
     fl.freeze(ctx.meta.txid, start, txid).forEach((buf, i) => writes.push({ page: start + i, bufs: [buf], bytes: PAGE_SIZE, crc: sealedPageCrc(buf) }));
   }
   // A freelist small enough rides in the meta page: one page less per commit. Allocation below never
