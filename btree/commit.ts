@@ -124,8 +124,9 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   }
   // A freelist small enough rides in the meta page: one page less per commit. Allocation below never
   // adds an entry (it takes whole extents or the front of one), and the meta lists at most one
-  // extent per page written, so the check made here still holds after allocation.
-  const inline = fl.entryCount() <= inlineFreeCapacity(Math.min(dataPages, MAX_COMMIT_EXTENTS));
+  // extent per page written (the segment's pages included), so the check made here still holds
+  // after allocation.
+  const inline = fl.entryCount() <= inlineFreeCapacity(Math.min(dataPages + writes.length, MAX_COMMIT_EXTENTS));
   // Taking pages from the start of an extent never adds a freelist entry; two spares cover rounding.
   const freelistPages = inline ? 0 : pagesForEntries(fl.entryCount() + 2);
   let next = fl.takeFreeRun(dataPages + freelistPages);
