@@ -34,6 +34,8 @@ export interface Segment {
   /** The newest commit that freed one of its extents: reusable once that one is. */
   maxTxid: number;
   extents: Extent[];
+  /** The pages its extents hold (Stat asks often; a segment never changes). */
+  freePages: number;
 }
 
 export function writeFreeEntry(buf: Buffer, off: number, e: FreeEntry): void {
@@ -81,7 +83,7 @@ export class Freelist {
   /** Pages listed in segments: [reusable once loaded (newest entry freed at or before `threshold`), not yet]. */
   segmentCounts(threshold: number): [number, number] {
     const out: [number, number] = [0, 0];
-    for (const seg of this.segments) out[seg.maxTxid <= threshold ? 0 : 1] += sumCount(seg.extents);
+    for (const seg of this.segments) out[seg.maxTxid <= threshold ? 0 : 1] += seg.freePages;
     return out;
   }
 
@@ -121,7 +123,7 @@ export class Freelist {
       this.pending.delete(t);
     }
     const count = pagesForEntries(entries.length);
-    this.segments.push({ start, count, maxTxid, extents });
+    this.segments.push({ start, count, maxTxid, extents, freePages: sumCount(extents) });
     return encodeEntries(entries, start, count, txid);
   }
 
@@ -220,7 +222,8 @@ export class Freelist {
 
   /** Adds a segment from its reference and the entries read back from its pages. */
   addSegment(ref: FreeEntry, entries: FreeEntry[]): void {
-    this.segments.push({ start: ref.start, count: ref.count, maxTxid: ref.txid, extents: entries.map((e) => ({ start: e.start, count: e.count })) });
+    const extents = entries.map((e) => ({ start: e.start, count: e.count }));
+    this.segments.push({ start: ref.start, count: ref.count, maxTxid: ref.txid, extents, freePages: sumCount(extents) });
   }
 
   finishDecode(): void {
