@@ -4,15 +4,16 @@
 // snapshot is released and the same number of commits shows whether the space comes back.
 // In-process, engine only (no gRPC); one fdatasync per commit, as lbserver does.
 //
-//   node dist/experiments/long-reader.js [--commits 16000] [--engine <dir with index.js>]
+//   node dist/experiments/long-reader.js [--commits 16000] [--engine <dir with index.js>] [--compare <json>]
 //
 // --engine loads another build's btree/ (e.g. a checkout of an older commit, built with make build:
-// <checkout>/dist/btree) to compare the same workload before and after a change.
+// <checkout>/dist/btree) to compare the same workload before and after a change. --compare draws
+// the rows of an earlier run's long-reader.json beside this run's in long-reader.png.
 import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Store as StoreType } from '../btree';
-import { keyFor, log, makeDataDir, randomValue, resultDir, rmrf, rng } from './lib/common';
+import { gitInfo, keyFor, log, makeDataDir, randomValue, renderPlot, resultDir, rmrf, rng, writeDat } from './lib/common';
 import { writeSummary } from './lib/report';
 
 interface Row {
@@ -33,8 +34,9 @@ async function main(): Promise<void> {
     .option('--report-every <n>', 'commits per reported row', '2000')
     .option('--engine <dir>', 'directory of the btree build to load (default: this build)')
     .option('--out <dir>', 'result directory (default experiments/results/long-reader)')
+    .option('--compare <json>', "an earlier run's long-reader.json to plot beside this one")
     .parse()
-    .opts<{ commits: string; puts: string; keys: string; reportEvery: string; engine?: string; out?: string }>();
+    .opts<{ commits: string; puts: string; keys: string; reportEvery: string; engine?: string; out?: string; compare?: string }>();
   const commits = Math.max(1, Number(opts.commits));
   const puts = Math.max(1, Number(opts.puts));
   const keys = Math.max(puts, Number(opts.keys));
@@ -86,6 +88,43 @@ async function main(): Promise<void> {
   const written = writeSummary(out, 'long-reader', { commits, puts, keys, valueBytes: 4096, keyBytes: 128, reportEvery: every, engine: opts.engine ?? 'this build' },
     rows, { runSeconds: Math.round((Date.now() - started) / 1000) });
   log(`wrote ${written}`);
+  plot(out, rows, commits, opts.engine ?? 'this build', opts.compare);
+}
+
+/** long-reader.dat (and compare.dat) and long-reader.png: per commit time, pages and file size
+ *  against the commits since the snapshot was taken (released at the dashed line). */
+function plot(out: string, rows: Row[], commits: number, label: string, compare?: string): void {
+  const toRows = (rs: Row[], held: number) => rs.map((r) => [r.phase === 'held' ? r.commits : held + r.commits, r.usPerCommit / 1000, r.pagesPerCommit, r.fileMB]);
+  const header = ['commits', 'ms_per_commit', 'pages_per_commit', 'file_MB'];
+  writeDat(path.join(out, 'long-reader.dat'), header, `long-reader, ${label}; commits counted from the snapshot, released after ${commits}`, toRows(rows, commits));
+  let other = '';
+  if (compare) {
+    const c = JSON.parse(fs.readFileSync(compare, 'utf8')) as { config: { commits: number; engine: string }; git: { commit: string }; results: Row[] };
+    writeDat(path.join(out, 'compare.dat'), header, `long-reader, ${c.config.engine} (from ${compare})`, toRows(c.results, c.config.commits));
+    other = path.basename(path.dirname(compare));
+  }
+  const mine = label === 'this build' ? `this build (${gitInfo().commit.slice(0, 7)})` : path.basename(label);
+  const series = (col: number) => `'long-reader.dat' u 1:${col} w lp lw 2 pt 7 lc rgb '#1f77b4' t '${mine}'` +
+    (compare ? `, 'compare.dat' u 1:${col} w lp lw 2 pt 5 lc rgb '#d62728' t '${other.replace(/_/g, '\\_')}'` : '');
+  const r = renderPlot(out, 'long-reader', `
+set grid lc rgb '#dddddd'
+set xlabel 'commits since the snapshot was taken'
+set xtics rotate by -45 font ',8'
+set key top left font ',8' box opaque
+set arrow from ${commits}, graph 0 to ${commits}, graph 1 nohead dt 2 lc rgb '#555555'
+set label 'snapshot released' at ${commits}, graph 0.95 offset 1,0 font ',8'
+set multiplot layout 1,3 title 'One read snapshot held over ${commits} commits of four 4 KiB puts, then released'
+set title 'time per commit'
+set ylabel 'ms'
+plot ${series(2)}
+set title 'pages written per commit'
+set ylabel 'pages'
+plot ${series(3)}
+set title 'data file size'
+set ylabel 'MB'
+plot ${series(4)}
+unset multiplot`);
+  log(r.png ? `wrote ${r.png}` : `plot not rendered: ${r.error}`);
 }
 
 main().catch((err) => {
