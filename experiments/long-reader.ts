@@ -112,7 +112,7 @@ set xlabel 'commits since the snapshot was taken'
 set xtics rotate by -45 font ',8'
 set key top left font ',8' box opaque
 set arrow from ${commits}, graph 0 to ${commits}, graph 1 nohead dt 2 lc rgb '#555555'
-set label 'snapshot released' at ${commits}, graph 0.95 offset 1,0 font ',8'
+set label 'snapshot released' at ${commits}, graph 0.5 offset 1,0 font ',8'
 set multiplot layout 1,3 title 'One read snapshot held over ${commits} commits of four 4 KiB puts, then released'
 set title 'time per commit'
 set ylabel 'ms'
