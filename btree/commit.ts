@@ -11,7 +11,7 @@
 //      commit may sync on the calling thread instead of the thread pool (CommitContext.blockingSync).
 // Nothing here touches the committed state; the caller installs the result only after step 5.
 import { crc32, crc32Combine, sealedPageCrc } from './checksum';
-import { ENTRIES_PER_PAGE, Freelist, pagesForEntries } from './freelist';
+import { Freelist, pagesForEntries } from './freelist';
 import type { FileHandle } from './file-io';
 import { metaPageOf, PAGE_SIZE, pagesFor, rootPageOf } from './layout';
 import { encodeMeta, Extent, inlineFreeCapacity, MAX_COMMIT_EXTENTS, Meta } from './meta';
@@ -117,11 +117,8 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   // Pending entries that only readers hold back (freed before the previous commit) leave the
   // rewritten freelist once they fill a page: see btree/freelist.ts.
   const writes: PageWrite[] = [];
-  const frozen = fl.freezable(ctx.meta.txid);
-  if (frozen >= ENTRIES_PER_PAGE) {
-    const start = fl.allocateRun(pagesForEntries(frozen));
-    fl.freeze(ctx.meta.txid, start, txid).forEach((buf, i) => writes.push({ page: start + i, bufs: [buf], bytes: PAGE_SIZE, crc: sealedPageCrc(buf) }));
-  }
+  const segment = fl.freeze(ctx.meta.txid, txid);
+  segment?.pages.forEach((buf, i) => writes.push({ page: segment.start + i, bufs: [buf], bytes: PAGE_SIZE, crc: sealedPageCrc(buf) }));
   // A freelist small enough rides in the meta page: one page less per commit. Allocation below never
   // adds an entry (it takes whole extents or the front of one), and the meta lists at most one
   // extent per page written (the segment's pages included), so the check made here still holds

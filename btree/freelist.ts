@@ -3,8 +3,8 @@
 // Every commit rewrites the freelist it persists (inline in the meta page or in pages of its own),
 // so that list must stay short. A reader that holds an old snapshot keeps every page freed since
 // pending; rewriting them all made each commit cost more than the last, and, as the rewritten
-// freelist pages were pinned by the same reader, grew the file quadratically (16,000 commits of four
-// 4 KiB puts under one snapshot: a 25 GB file). So pending entries held back by readers move, a
+// freelist pages were pinned by the same reader, grew the file quadratically (8,000 commits of four
+// 4 KiB puts under one snapshot: a 6.3 GB file; npm run bench:long-reader, REPORT.md 2.6). So pending entries held back by readers move, a
 // page's worth at a time, into segments: pages written once and referenced from the rewritten list.
 // A segment's pages are reused (and its entries join `free`) once its newest entry is releasable and
 // free space is needed: LMDB keeps its freelist in a B-tree keyed by txid for the same reason.
@@ -34,8 +34,6 @@ export interface Segment {
   /** The newest commit that freed one of its extents: reusable once that one is. */
   maxTxid: number;
   extents: Extent[];
-  /** The pages its extents hold (Stat asks often; a segment never changes). */
-  freePages: number;
 }
 
 export function writeFreeEntry(buf: Buffer, off: number, e: FreeEntry): void {
@@ -83,7 +81,7 @@ export class Freelist {
   /** Pages listed in segments: [reusable once loaded (newest entry freed at or before `threshold`), not yet]. */
   segmentCounts(threshold: number): [number, number] {
     const out: [number, number] = [0, 0];
-    for (const seg of this.segments) out[seg.maxTxid <= threshold ? 0 : 1] += seg.freePages;
+    for (const seg of this.segments) out[seg.maxTxid <= threshold ? 0 : 1] += sumCount(seg.extents);
     return out;
   }
 
@@ -100,31 +98,20 @@ export class Freelist {
     }
   }
 
-  /** How many pending entries were freed before commit `below`. */
-  freezable(below: number): number {
-    let n = 0;
+  /** Once the pending entries freed before commit `below` (those only snapshots hold back) fill a
+   *  page, moves them into a new segment; returns its first page and its pages, sealed by commit
+   *  `txid`, for the caller to write (undefined: not enough to freeze). */
+  freeze(below: number, txid: number): { start: number; pages: Buffer[] } | undefined {
+    let n = 0; // every commit asks, and almost always the answer is no: count before building
     for (const [t, list] of this.pending) if (t < below) n += list.length;
-    return n;
-  }
-
-  /** Moves the pending entries freed before commit `below` into a segment at `start` (pagesForEntries
-   *  of freezable(below) pages, allocated by the caller); returns its pages, sealed by commit `txid`. */
-  freeze(below: number, start: number, txid: number): Buffer[] {
-    const entries: FreeEntry[] = [];
-    const extents: Extent[] = [];
-    let maxTxid = 0;
-    for (const [t, list] of this.pending) {
-      if (t >= below) continue;
-      for (const e of list) {
-        entries.push({ start: e.start, count: e.count, txid: t });
-        extents.push(e);
-      }
-      maxTxid = Math.max(maxTxid, t);
-      this.pending.delete(t);
-    }
+    if (n < ENTRIES_PER_PAGE) return undefined;
+    const held = [...this.pending].filter(([t]) => t < below);
+    const entries = held.flatMap(([t, list]) => list.map((e) => ({ start: e.start, count: e.count, txid: t })));
+    for (const [t] of held) this.pending.delete(t);
     const count = pagesForEntries(entries.length);
-    this.segments.push({ start, count, maxTxid, extents, freePages: sumCount(extents) });
-    return encodeEntries(entries, start, count, txid);
+    const start = this.allocateRun(count);
+    this.segments.push({ start, count, maxTxid: Math.max(...held.map(([t]) => t)), extents: held.flatMap(([, list]) => list) });
+    return { start, pages: encodeEntries(entries, start, count, txid) };
   }
 
   /** Records pages freed by the commit `txid`. */
@@ -222,8 +209,7 @@ export class Freelist {
 
   /** Adds a segment from its reference and the entries read back from its pages. */
   addSegment(ref: FreeEntry, entries: FreeEntry[]): void {
-    const extents = entries.map((e) => ({ start: e.start, count: e.count }));
-    this.segments.push({ start: ref.start, count: ref.count, maxTxid: ref.txid, extents, freePages: sumCount(extents) });
+    this.segments.push({ start: ref.start, count: ref.count, maxTxid: ref.txid, extents: entries.map((e) => ({ start: e.start, count: e.count })) });
   }
 
   finishDecode(): void {

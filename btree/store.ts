@@ -231,7 +231,7 @@ export class Store {
         fileBytes: this.fileBytes,
         syncMode: this.opts.syncMode,
         growBytes: this.opts.growBytes,
-        reuseThreshold: Math.min(this.meta.txid - 1, this.oldestReader()),
+        reuseThreshold: this.reuseThreshold(),
         blockingSync: this.opts.blockingSyncUs > 0 && (!this.syncSlow || this.sinceBlocking >= PROBE_EVERY),
         onMetaWrite: () => { metaTouched = true; },
       }, puts);
@@ -336,6 +336,12 @@ export class Store {
     else this.readers.set(txid, n);
   }
 
+  /** Pages freed at or before this txid may be reused: neither on-disk meta (the last commit and
+   *  the one before it) nor any open snapshot can reach them. */
+  private reuseThreshold(): number {
+    return Math.min(this.meta.txid - 1, this.oldestReader());
+  }
+
   private oldestReader(): number {
     let min = Infinity;
     for (const t of this.readers.keys()) if (t < min) min = t;
@@ -345,7 +351,7 @@ export class Store {
   stats(): StoreStats {
     let open = 0;
     for (const n of this.readers.values()) open += n;
-    const [segmentFree, segmentPending] = this.freelist.segmentCounts(Math.min(this.meta.txid - 1, this.oldestReader()));
+    const [segmentFree, segmentPending] = this.freelist.segmentCounts(this.reuseThreshold());
     return {
       txid: this.meta.txid,
       keys: this.meta.keyCount,
