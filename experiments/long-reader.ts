@@ -42,6 +42,7 @@ async function main(): Promise<void> {
   const keys = Math.max(puts, Number(opts.keys));
   const every = Math.max(1, Number(opts.reportEvery));
   const engineDir = path.resolve(opts.engine ?? path.join(__dirname, '..', 'btree'));
+  const engineLabel = opts.engine ?? 'this build';
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Store } = require(engineDir) as { Store: typeof StoreType };
   const dir = makeDataDir('long-reader');
@@ -85,10 +86,10 @@ async function main(): Promise<void> {
     rmrf(dir);
   }
   const out = resultDir('long-reader', opts.out);
-  const written = writeSummary(out, 'long-reader', { commits, puts, keys, valueBytes: 4096, keyBytes: 128, reportEvery: every, engine: opts.engine ?? 'this build' },
+  const written = writeSummary(out, 'long-reader', { commits, puts, keys, valueBytes: 4096, keyBytes: 128, reportEvery: every, engine: engineLabel },
     rows, { runSeconds: Math.round((Date.now() - started) / 1000) });
   log(`wrote ${written}`);
-  plot(out, rows, commits, opts.engine ?? 'this build', opts.compare);
+  plot(out, rows, commits, engineLabel, opts.compare);
 }
 
 /** long-reader.dat (and compare.dat) and long-reader.png: per commit time, pages and file size
@@ -99,7 +100,7 @@ function plot(out: string, rows: Row[], commits: number, label: string, compare?
   writeDat(path.join(out, 'long-reader.dat'), header, `long-reader, ${label}; commits counted from the snapshot, released after ${commits}`, toRows(rows, commits));
   let other = '';
   if (compare) {
-    const c = JSON.parse(fs.readFileSync(compare, 'utf8')) as { config: { commits: number; engine: string }; git: { commit: string }; results: Row[] };
+    const c = JSON.parse(fs.readFileSync(compare, 'utf8')) as { config: { commits: number; engine: string }; results: Row[] };
     writeDat(path.join(out, 'compare.dat'), header, `long-reader, ${c.config.engine} (from ${compare})`, toRows(c.results, c.config.commits));
     other = path.basename(path.dirname(compare));
   }
