@@ -65,6 +65,9 @@ export interface StoreStats {
   pendingFreePages: number;
   /** Freelist segments: pages of pending entries held back by long-lived snapshots (freelist.ts). */
   freelistSegments: number;
+  /** Levels of those segments: 0 none, 1 segments of freed extents only, 2 and up segments of
+   *  references to segments as well (a reader held over thousands of commits). */
+  freelistLevels: number;
   fileBytes: number;
   commits: number;
   fsyncs: number;

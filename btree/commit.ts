@@ -11,9 +11,9 @@
 //      commit may sync on the calling thread instead of the thread pool (CommitContext.blockingSync).
 // Nothing here touches the committed state; the caller installs the result only after step 5.
 import { crc32, crc32Combine, sealedPageCrc } from './checksum';
-import { Freelist, pagesForEntries } from './freelist';
+import { Freelist, pagesForSlots } from './freelist';
 import type { FileHandle } from './file-io';
-import { metaPageOf, PAGE_SIZE, pagesFor, rootPageOf } from './layout';
+import { FORMAT_VERSION, metaPageOf, PAGE_SIZE, pagesFor, rootPageOf } from './layout';
 import { encodeMeta, Extent, inlineFreeCapacity, MAX_COMMIT_EXTENTS, Meta } from './meta';
 import { encodeNode, isPending, Node } from './node';
 import type { Pager } from './pager';
@@ -113,19 +113,23 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const dataPages = values.reduce((s, v) => s + v.pages, 0) + dirty.length;
   // Free space parked in freelist segments comes back before the file grows for this commit.
   const longestValue = values.reduce((m, v) => Math.max(m, v.pages), 1);
-  fl.loadSegments(dataPages + LOAD_MARGIN_PAGES, longestValue, ctx.reuseThreshold, txid);
+  // Segment pages are immutable while referenced, so any format-5 build wrote what is read here.
+  const need = dataPages + LOAD_MARGIN_PAGES;
+  fl.loadSegments(need, longestValue, ctx.reuseThreshold, txid, (seg) => ctx.pager.freelistEntries(seg.start, seg.count, FORMAT_VERSION));
   // Pending entries that only readers hold back (freed before the previous commit) leave the
-  // rewritten freelist once they fill a page: see btree/freelist.ts.
+  // rewritten freelist once they fill a page, and so do references to those, by levels: see
+  // btree/freelist.ts.
   const writes: PageWrite[] = [];
-  const segment = fl.freeze(ctx.meta.txid, txid);
-  segment?.pages.forEach((buf, i) => writes.push({ page: segment.start + i, bufs: [buf], bytes: PAGE_SIZE, crc: sealedPageCrc(buf) }));
+  for (const seg of fl.freeze(ctx.meta.txid, ctx.reuseThreshold, txid, need)) {
+    seg.pages.forEach((buf, i) => writes.push({ page: seg.start + i, bufs: [buf], bytes: PAGE_SIZE, crc: sealedPageCrc(buf) }));
+  }
   // A freelist small enough rides in the meta page: one page less per commit. Allocation below never
   // adds an entry (it takes whole extents or the front of one), and the meta lists at most one
-  // extent per page written (the segment's pages included), so the check made here still holds
+  // extent per page written (the segments' pages included), so the check made here still holds
   // after allocation.
-  const inline = fl.entryCount() <= inlineFreeCapacity(Math.min(dataPages + writes.length, MAX_COMMIT_EXTENTS));
+  const inline = fl.slotCount() <= inlineFreeCapacity(Math.min(dataPages + writes.length, MAX_COMMIT_EXTENTS));
   // Taking pages from the start of an extent never adds a freelist entry; two spares cover rounding.
-  const freelistPages = inline ? 0 : pagesForEntries(fl.entryCount() + 2);
+  const freelistPages = inline ? 0 : pagesForSlots(fl.slotCount() + 2);
   let next = fl.takeFreeRun(dataPages + freelistPages);
   const contiguous = next >= 0;
   const take = (n: number) => { const s = next; next += n; return s; };

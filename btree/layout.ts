@@ -39,8 +39,9 @@ export const rootPageOf = (slot: number): number => 2 * slot + 1;
 export const isSlotPage = (page: number): boolean => page < META_PAGES;
 export const MAGIC = Buffer.from('LBKVDB01', 'latin1');
 // 2: the meta page may hold the freelist inline. 3: slots of meta + root page. 4: freelist segments
-// (a version-3 file is a version-4 file without any, so this build opens both).
-export const FORMAT_VERSION = 4;
+// (a version-3 file is a version-4 file without any). 5: segment references take two slots and
+// segments nest (btree/freelist.ts); this build reads a version-4 reference and writes it anew.
+export const FORMAT_VERSION = 5;
 export const OLDEST_READABLE_VERSION = 3;
 
 export function pagesFor(bytes: number): number {

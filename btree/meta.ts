@@ -2,7 +2,7 @@
 // btree/layout.ts), so the other slot always holds the previous durable commit to fall back on.
 import { FORMAT_VERSION, MAGIC, OLDEST_READABLE_VERSION, metaPageOf, PAGE_SIZE, PageType, rootPageOf } from './layout';
 import { checkPage, sealPage } from './checksum';
-import { FREE_ENTRY_BYTES, FreeEntry, readFreeEntry, writeFreeEntry } from './freelist';
+import { FREE_ENTRY_BYTES, FreeEntry, readFreeEntries, writeFreeEntry } from './freelist';
 
 export interface Extent {
   start: number;
@@ -27,6 +27,8 @@ export interface Meta {
   /** A small freelist lives in the meta page itself (after the commit extents), so a small commit
    *  writes one page less; null: the freelist is in its own pages (freelistPage, freelistPages). */
   inlineFree: FreeEntry[] | null;
+  /** The format version it was written in (decoded metas; a new one is written in FORMAT_VERSION). */
+  version?: number;
 }
 
 const O_MAGIC = 24;
@@ -48,14 +50,16 @@ export const MAX_COMMIT_EXTENTS = Math.floor((PAGE_SIZE - O_EXTENTS) / EXTENT_BY
 const FLAG_VERIFY = 1;
 const FLAG_INLINE_FREE = 2;
 
-/** How many freelist entries fit in the meta page next to `extents` commit extents. */
+/** How many freelist slots (a segment reference takes two) fit in the meta page next to `extents`
+ *  commit extents. */
 export function inlineFreeCapacity(extents: number): number {
   return Math.max(0, Math.floor((PAGE_SIZE - O_EXTENTS - extents * EXTENT_BYTES - 4) / FREE_ENTRY_BYTES));
 }
 
 export function encodeMeta(m: Meta): Buffer {
   if (m.commitExtents.length > MAX_COMMIT_EXTENTS) throw new Error('too many commit extents for a meta page');
-  if (m.inlineFree && m.inlineFree.length > inlineFreeCapacity(m.commitExtents.length)) throw new Error('inline freelist does not fit the meta page');
+  const inlineSlots = m.inlineFree?.reduce((n, e) => n + (e.ref ? 2 : 1), 0) ?? 0;
+  if (inlineSlots > inlineFreeCapacity(m.commitExtents.length)) throw new Error('inline freelist does not fit the meta page');
   const page = Buffer.alloc(PAGE_SIZE);
   MAGIC.copy(page, O_MAGIC);
   page.writeUInt32LE(FORMAT_VERSION, O_VERSION);
@@ -76,12 +80,9 @@ export function encodeMeta(m: Meta): Buffer {
     off += EXTENT_BYTES;
   }
   if (m.inlineFree) {
-    page.writeUInt32LE(m.inlineFree.length, off);
+    page.writeUInt32LE(inlineSlots, off);
     off += 4;
-    for (const e of m.inlineFree) {
-      writeFreeEntry(page, off, e);
-      off += FREE_ENTRY_BYTES;
-    }
+    for (const e of m.inlineFree) off += writeFreeEntry(page, off, e);
   }
   sealPage(page, PageType.Meta, 0, metaPageOf(m.txid % 2), m.txid);
   return page;
@@ -112,10 +113,10 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
   let inlineFree: FreeEntry[] | null = null;
   if (flags & FLAG_INLINE_FREE) {
     const k = page.readUInt32LE(off);
-    if (k > inlineFreeCapacity(n)) return `${k} inline freelist entries do not fit the page`;
-    off += 4;
-    inlineFree = [];
-    for (let i = 0; i < k; i++, off += FREE_ENTRY_BYTES) inlineFree.push(readFreeEntry(page, off));
+    if (k > inlineFreeCapacity(n)) return `${k} inline freelist slots do not fit the page`;
+    const entries = readFreeEntries(page, off + 4, k, version);
+    if (typeof entries === 'string') return `inline freelist: ${entries}`;
+    inlineFree = entries;
   }
   const root = page.readUIntLE(O_ROOT, 6);
   if (root !== 0 && root !== rootPageOf(slot)) return `root page ${root} is not slot ${slot}'s root page ${rootPageOf(slot)}`;
@@ -130,5 +131,6 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
     commitHash: page.readUInt32LE(O_HASH),
     rootCrc: page.readUInt32LE(O_ROOT_CRC),
     inlineFree,
+    version,
   };
 }

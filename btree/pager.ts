@@ -5,6 +5,7 @@ import { PAGE_SIZE, PageType } from './layout';
 import { checkPage, corruption, crc32 } from './checksum';
 import { decodeNode, Node, OverflowRef } from './node';
 import type { Caches } from './cache';
+import { decodeFreePage, type FreeEntry } from './freelist';
 import { ioError } from './errors';
 
 // Below this an overflow value is read inline on the event loop; above it, on the thread pool so a
@@ -41,6 +42,18 @@ export class Pager {
     if (typeof h === 'string') throw corruption(this.path, id, h);
     if (!expect.includes(h.type)) throw corruption(this.path, id, `expected page type ${expect.join('/')}, found ${h.type}`);
     return { page, count: h.count, type: h.type };
+  }
+
+  /** The entries of `count` freelist pages from `first`, written by format `version`. */
+  freelistEntries(first: number, count: number, version: number): FreeEntry[] {
+    const out: FreeEntry[] = [];
+    for (let i = 0; i < count; i++) {
+      const { page, count: slots } = this.readChecked(first + i, [PageType.Freelist]);
+      const entries = decodeFreePage(page, slots, version);
+      if (typeof entries === 'string') throw corruption(this.path, first + i, entries);
+      out.push(...entries);
+    }
+    return out;
   }
 
   node(id: number): Node {

@@ -1,11 +1,12 @@
 // Open = read both slots, keep the newest meta page that is valid, whose commit verifies and whose
-// root page is the one that commit wrote. No replay and no scan: the work is bounded by one commit,
+// root page is the one that commit wrote, and read the freelist it names (freelist segments stay
+// unread until a commit needs their pages). No replay and no scan: the work is bounded by one commit,
 // whatever the number of keys.
 import * as nodePath from 'node:path';
 import type { FileHandle, FileSystem } from './file-io';
-import { META_PAGES, metaPageOf, PAGE_SIZE, PageType } from './layout';
+import { FORMAT_VERSION, META_PAGES, metaPageOf, PAGE_SIZE } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
-import { decodeFreePage, Freelist, FreeEntry } from './freelist';
+import { Freelist, segmentOf, type FreeEntry } from './freelist';
 import { Pager } from './pager';
 import type { Node } from './node';
 import type { Caches } from './cache';
@@ -85,17 +86,15 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
       throw new StoreError('CORRUPTION', `${path}: no valid meta page, refusing to open (the file was not modified): ${problems.join('; ')}`);
     }
     const freelist = new Freelist([], new Map(), chosen.pageCount);
-    const readEntries = (first: number, pages: number): FreeEntry[] => {
-      const out: FreeEntry[] = [];
-      for (let i = 0; i < pages; i++) {
-        const { page, count } = pager.readChecked(first + i, [PageType.Freelist]);
-        out.push(...decodeFreePage(page, count));
+    const version = chosen.version ?? FORMAT_VERSION;
+    for (const e of [...(chosen.inlineFree ?? []), ...pager.freelistEntries(chosen.freelistPage, chosen.freelistPages, version)]) {
+      if (!e.ref) freelist.add(e);
+      else if (e.ref.listed >= 0) freelist.addSegment(segmentOf(e as Required<FreeEntry>));
+      else {
+        // A format-4 reference says neither how many pages it lists nor its level (always 0): read it.
+        const entries = pager.freelistEntries(e.start, e.count, version);
+        freelist.addSegment(segmentOf({ ...e, ref: { level: 0, listed: entries.reduce((n, x) => n + x.count, 0), taken: 0 } }, entries));
       }
-      return out;
-    };
-    for (const e of [...(chosen.inlineFree ?? []), ...readEntries(chosen.freelistPage, chosen.freelistPages)]) {
-      if (e.segment) freelist.addSegment(e, readEntries(e.start, e.count));
-      else freelist.add(e);
     }
     freelist.finishDecode();
     const fellBack = problems.length > 0 ? problems.join('; ') : undefined;

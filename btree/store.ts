@@ -359,6 +359,7 @@ export class Store {
       freePages: this.freelist.freeCount() + segmentFree,
       pendingFreePages: this.freelist.pendingCount() + segmentPending,
       freelistSegments: this.freelist.segments.length,
+      freelistLevels: this.freelist.segmentLevels(),
       fileBytes: this.fileBytes,
       commits: this.counters.commits,
       fsyncs: this.counters.fsyncs,

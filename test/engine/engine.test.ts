@@ -98,7 +98,7 @@ test('a data file of another format version is refused with a message that names
   setFormatVersion(file, 2);
   const err = await Store.open({ path: file }).then(() => null, (e) => e);
   assert.ok(err instanceof StoreError && err.code === 'CORRUPTION', String(err));
-  assert.match((err as Error).message, /format version 2, this build reads versions 3 to 4/);
+  assert.match((err as Error).message, /format version 2, this build reads versions 3 to 5/);
   assert.match((err as Error).message, new RegExp(file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
 });
 
@@ -145,7 +145,7 @@ test('a snapshot held over 1,500 commits: commits stay small, the file grows by 
   const last = await pagesPerCommit(200, 3);
   const pinned = store.stats().pendingFreePages;
   assert.ok(last <= first + 1, `pages written per commit went from ${first.toFixed(2)} to ${last.toFixed(2)} while the snapshot was held`);
-  assert.ok(pinned > 3000, `the snapshot pins what 1,500 commits freed (${pinned} pages)`);
+  assert.ok(pinned > 1500, `the snapshot pins what 1,500 commits freed, a leaf or two each (${pinned} pages)`);
   assert.ok(store.stats().pageCount < 2 * pinned, `the file holds little more than what is pinned: ${store.stats().pageCount} pages for ${pinned} pinned`);
   for (let i = 0; i < 2000; i += 97) assert.equal((await snap.get(key(i)))!, fill(100, 0));
   snap.release();
