@@ -68,6 +68,8 @@ export interface StoreStats {
   /** Levels of those segments: 0 none, 1 segments of freed extents only, 2 and up segments of
    *  references to segments as well (a reader held over thousands of commits). */
   freelistLevels: number;
+  /** Pages listed in those segments (counted in freePages or pendingFreePages as well). */
+  freelistSegmentPages: number;
   fileBytes: number;
   commits: number;
   fsyncs: number;

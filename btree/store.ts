@@ -360,6 +360,7 @@ export class Store {
       pendingFreePages: this.freelist.pendingCount() + segmentPending,
       freelistSegments: this.freelist.segments.length,
       freelistLevels: this.freelist.segmentLevels(),
+      freelistSegmentPages: segmentFree + segmentPending,
       fileBytes: this.fileBytes,
       commits: this.counters.commits,
       fsyncs: this.counters.fsyncs,

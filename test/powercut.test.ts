@@ -6,9 +6,10 @@
 //   LBKV_POWERCUT_SEED=<seed> node dist/test/powercut.test.js
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Store, StoreError } from '../btree';
+import { Store, StoreError, type Snapshot } from '../btree';
 import type { OpenOptions } from '../btree';
 import { META_PAGES, PAGE_SIZE } from '../btree/layout';
+import { segmentTuning } from '../btree/freelist';
 import {
   CUT_POLICIES, FaultFS, mixSeed, mulberry32, POLICY_DROP_ALL, type OpRecord,
 } from './support/fault-fs';
@@ -372,114 +373,144 @@ test(`syncMode 'one', a commit of ~500 discontiguous page runs (too many for the
 
 // ---------------------------------------------------------------------------------------------
 // Freelist segments (btree/freelist.ts): pages pinned by a long-held snapshot move out of the
-// rewritten freelist into pages written once, and come back into use after the snapshot is gone.
-// Cuts inside the commits that write and load segments; after each, the recovered store must hold
-// exactly the acknowledged puts (or those and the one in flight), and 40 more commits on it must not
-// hand out a page twice (a page in a segment and in the free list would).
+// rewritten freelist into pages written once, segments of them into segments of references, and
+// they come back into use after the snapshot is gone (a commit takes from a segment only what it
+// needs). Cuts inside the commits that write, nest and load segments; after each, the recovered
+// store must hold exactly the acknowledged puts (or those and the one in flight), and 40 more
+// commits on it must not hand out a page twice (a page in a segment and in the free list would).
 
-test('power cuts while freelist segments are written and loaded back: acknowledged data, no page handed out twice', async () => {
+interface SegmentCase {
+  /** segmentTuning while the case runs (the format does not depend on it). */
+  tuning: typeof segmentTuning;
+  /** At most this many of the commits that changed the segments have every op cut (the rest: a sample). */
+  targetCommits: number;
+  /** The dry run must reach this many levels of segments. */
+  minLevels: number;
+}
+
+async function segmentCuts(name: string, c: SegmentCase): Promise<void> {
   const KEYS = 300;
   const COMMITS = 700;
-  // The first commits run under a snapshot and overwrite with one-page values (each frees a value
-  // page and a leaf, which the snapshot pins); the later ones write five- to eight-page values, so free
-  // space runs low and the segments are loaded back.
+  // The first commits run under snapshots and overwrite with one-page values (each frees a value
+  // page and a leaf, which the snapshots pin); the later ones write five- to eight-page values, so
+  // free space runs low and the segments are loaded back.
   const PINNED = 400;
   const base = new FaultFS();
   const o = opts(base, 'one');
-  const rngOf = (seed: number) => mulberry32(mixSeed(SEED, 'segments', seed));
+  const rngOf = (seed: number) => mulberry32(mixSeed(SEED, name, seed));
   const valueOf = (id: number, k: Buffer, size = 150 + (id % 5) * 40) => makeValue(id, k, size);
-  {
-    const s = await Store.open(o);
-    await s.putMany(Array.from({ length: KEYS }, (_, i) => ({ key: keyFor(i), value: valueOf(i, keyFor(i)) })));
-    await s.close();
-  }
-  const plan = Array.from({ length: COMMITS }, (_, c) => { const i = Math.floor(rngOf(c)() * KEYS); return { i, v: valueOf(10_000 + c, keyFor(i), c < PINNED ? 2500 + (c % 5) * 300 : 20_000 + (c % 5) * 2000) }; });
-  const modelAfter = (n: number) => {
-    const m = new Map<number, Buffer>();
-    for (let i = 0; i < KEYS; i++) m.set(i, valueOf(i, keyFor(i)));
-    for (let c = 0; c < n; c++) m.set(plan[c]!.i, plan[c]!.v);
-    return m;
-  };
-  const dry = base.clone();
-  // Op ranges (in the dry run) of the commits that wrote or loaded a segment: every op of them is cut.
-  const segmentCommits: [number, number][] = [];
-  const run = async (fs: FaultFS, progress: { acked: number; segmentsSeen: number; loads: number }) => {
-    const st = await Store.open({ ...o, fs });
-    const snap = st.snapshot();
-    for (let c = 0; c < COMMITS; c++) {
-      if (c === PINNED) {
-        for (let i = 0; i < KEYS; i++) {
-          if (!(await snap.get(keyFor(i)))?.equals(valueOf(i, keyFor(i)))) throw new Error(`the snapshot lost key ${i}: a page it pins was reused`);
-        }
+  const saved = { ...segmentTuning };
+  Object.assign(segmentTuning, c.tuning);
+  try {
+    {
+      const s = await Store.open(o);
+      await s.putMany(Array.from({ length: KEYS }, (_, i) => ({ key: keyFor(i), value: valueOf(i, keyFor(i)) })));
+      await s.close();
+    }
+    const plan = Array.from({ length: COMMITS }, (_, n) => { const i = Math.floor(rngOf(n)() * KEYS); return { i, v: valueOf(10_000 + n, keyFor(i), n < PINNED ? 2500 + (n % 5) * 300 : 20_000 + (n % 5) * 2000) }; });
+    const modelAfter = (n: number) => {
+      const m = new Map<number, Buffer>();
+      for (let i = 0; i < KEYS; i++) m.set(i, valueOf(i, keyFor(i)));
+      for (let k = 0; k < n; k++) m.set(plan[k]!.i, plan[k]!.v);
+      return m;
+    };
+    const dry = base.clone();
+    // Op ranges (in the dry run) of the commits that changed the segments referenced.
+    const segmentCommits: [number, number][] = [];
+    const shape = (st: Store) => { const x = st.stats(); return `${x.freelistSegments}/${x.freelistLevels}/${x.freelistSegmentPages}`; };
+    const run = async (fs: FaultFS, progress: { acked: number; segmentsSeen: number; loads: number; levels: number }) => {
+      const st = await Store.open({ ...o, fs });
+      // Two readers: the second one's snapshot falls among the pages segments list, so a segment
+      // loaded while it is open must hold nothing freed after it.
+      const snaps = [st.snapshot()];
+      const check = async (snap: Snapshot, model: Map<number, Buffer>, which: string) => {
+        for (const [i, v] of model) if (!(await snap.get(keyFor(i)))?.equals(v)) throw new Error(`${which} snapshot lost key ${i}: a page it pins was reused`);
         snap.release();
+      };
+      for (let n = 0; n < COMMITS; n++) {
+        if (n === PINNED / 2) snaps.push(st.snapshot());
+        if (n === (PINNED * 3) / 4) await check(snaps[0]!, modelAfter(0), 'the first');
+        if (n === PINNED) await check(snaps[1]!, modelAfter(PINNED / 2), 'the second');
+        const before = st.stats().freelistSegments;
+        const shapeBefore = shape(st);
+        const opsBefore = fs.opCount;
+        await st.put(keyFor(plan[n]!.i), plan[n]!.v);
+        progress.acked = n + 1;
+        const after = st.stats().freelistSegments;
+        progress.levels = Math.max(progress.levels, st.stats().freelistLevels);
+        if (shape(st) !== shapeBefore && fs === dry) segmentCommits.push([opsBefore, fs.opCount]);
+        if (after > before) progress.segmentsSeen++;
+        if (after < before || (n >= PINNED && shape(st) !== shapeBefore)) progress.loads++;
       }
-      const before = st.stats().freelistSegments;
-      const opsBefore = fs.opCount;
-      await st.put(keyFor(plan[c]!.i), plan[c]!.v);
-      progress.acked = c + 1;
-      const after = st.stats().freelistSegments;
-      if (after !== before && fs === dry) segmentCommits.push([opsBefore, fs.opCount]);
-      if (after > before) progress.segmentsSeen++;
-      if (after < before) progress.loads++;
-    }
-    return st;
-  };
-  const startOps = dry.opCount;
-  const dryProgress = { acked: 0, segmentsSeen: 0, loads: 0 };
-  const ds = await run(dry, dryProgress);
-  const ops = dry.opCount - startOps; // the cut runs never close the store: its ops are not cut points
-  await ds.close();
-  const rng = mulberry32(mixSeed(SEED, 'segments-cuts'));
-  const ks = new Set<number>();
-  for (const [from, to] of segmentCommits) for (let op = from; op < to; op++) ks.add(op - startOps + 1);
-  const targeted = ks.size;
-  while (ks.size < targeted + 24) ks.add(1 + Math.floor(rng() * ops));
-  const failures: string[] = [];
-  for (const k of [...ks].sort((a, b) => a - b)) {
-    const fs = base.clone();
-    fs.cutAt(startOps + k);
-    const progress = { acked: 0, segmentsSeen: 0, loads: 0 };
-    const outcome = await Promise.race([fs.cutReached.then(() => 'cut'), run(fs, progress).then(() => 'done', (e) => String(e))]);
-    if (outcome !== 'cut') {
-      failures.push(`cut at op ${k}: not reached (${outcome})`);
-      continue;
-    }
-    const pol = ['random', 'tear', 'keepAll'][k % 3]!;
-    const crashed = fs.powerCut(mulberry32(mixSeed(SEED, 'segments', k)), CUT_POLICIES[pol]!).fs;
-    const where = `cut at op ${k}/${ops} (after ${progress.acked} acknowledged puts, ${JSON.stringify(fs.cutOp)}), policy ${pol}`;
-    let r: Store | undefined;
-    try {
-      r = await Store.open({ ...o, fs: crashed });
-      const got = new Map<number, Buffer | undefined>();
-      for (let i = 0; i < KEYS; i++) got.set(i, await r.get(keyFor(i)));
-      const same = (m: Map<number, Buffer>) => [...m].every(([i, v]) => got.get(i)?.equals(v));
-      const acked = modelAfter(progress.acked);
-      if (!same(acked) && !same(modelAfter(progress.acked + 1))) throw new Error('the store holds neither the acknowledged puts nor those and the one in flight');
-      // Reuse: 40 more commits, then every key must still read back what was last written.
-      const want = same(acked) ? acked : modelAfter(progress.acked + 1);
-      for (let c = 0; c < 40; c++) {
-        const i = (k * 7 + c * 13) % KEYS;
-        const v = valueOf(50_000 + c, keyFor(i));
-        want.set(i, v);
-        await r.put(keyFor(i), v);
+      return st;
+    };
+    const startOps = dry.opCount;
+    const dryProgress = { acked: 0, segmentsSeen: 0, loads: 0, levels: 0 };
+    const ds = await run(dry, dryProgress);
+    const ops = dry.opCount - startOps; // the cut runs never close the store: its ops are not cut points
+    await ds.close();
+    const rng = mulberry32(mixSeed(SEED, name, 'cuts'));
+    const ks = new Set<number>();
+    const every = Math.max(1, Math.ceil(segmentCommits.length / c.targetCommits));
+    segmentCommits.forEach(([from, to], j) => { if (j % every === 0) for (let op = from; op < to; op++) ks.add(op - startOps + 1); });
+    const targeted = ks.size;
+    while (ks.size < targeted + 24) ks.add(1 + Math.floor(rng() * ops));
+    const failures: string[] = [];
+    for (const k of [...ks].sort((a, b) => a - b)) {
+      const fs = base.clone();
+      fs.cutAt(startOps + k);
+      const progress = { acked: 0, segmentsSeen: 0, loads: 0, levels: 0 };
+      const outcome = await Promise.race([fs.cutReached.then(() => 'cut'), run(fs, progress).then(() => 'done', (e) => String(e))]);
+      if (outcome !== 'cut') {
+        failures.push(`cut at op ${k}: not reached (${outcome})`);
+        continue;
       }
-      await r.close();
-      r = await Store.open({ ...o, fs: crashed });
-      for (const [i, v] of want) {
-        const g = await r.get(keyFor(i));
-        if (!g?.equals(v)) throw new Error(`after 40 more commits and a reopen, key ${i}: ${describeValue(g)}`);
+      const pol = ['random', 'tear', 'keepAll'][k % 3]!;
+      const crashed = fs.powerCut(mulberry32(mixSeed(SEED, name, k)), CUT_POLICIES[pol]!).fs;
+      const where = `cut at op ${k}/${ops} (after ${progress.acked} acknowledged puts, ${JSON.stringify(fs.cutOp)}), policy ${pol}`;
+      let r: Store | undefined;
+      try {
+        r = await Store.open({ ...o, fs: crashed });
+        const got = new Map<number, Buffer | undefined>();
+        for (let i = 0; i < KEYS; i++) got.set(i, await r.get(keyFor(i)));
+        const same = (m: Map<number, Buffer>) => [...m].every(([i, v]) => got.get(i)?.equals(v));
+        const acked = modelAfter(progress.acked);
+        if (!same(acked) && !same(modelAfter(progress.acked + 1))) throw new Error('the store holds neither the acknowledged puts nor those and the one in flight');
+        // Reuse: 40 more commits, then every key must still read back what was last written.
+        const want = same(acked) ? acked : modelAfter(progress.acked + 1);
+        for (let n = 0; n < 40; n++) {
+          const i = (k * 7 + n * 13) % KEYS;
+          const v = valueOf(50_000 + n, keyFor(i));
+          want.set(i, v);
+          await r.put(keyFor(i), v);
+        }
+        await r.close();
+        r = await Store.open({ ...o, fs: crashed });
+        for (const [i, v] of want) {
+          const g = await r.get(keyFor(i));
+          if (!g?.equals(v)) throw new Error(`after 40 more commits and a reopen, key ${i}: ${describeValue(g)}`);
+        }
+      } catch (e) {
+        failures.push(`${where}: ${(e as Error).message}`);
+      } finally {
+        await r?.close().catch(() => undefined);
       }
-    } catch (e) {
-      failures.push(`${where}: ${(e as Error).message}`);
-    } finally {
-      await r?.close().catch(() => undefined);
     }
+    log(`${name}: ${COMMITS} commits (${PINNED} under a snapshot: ${dryProgress.segmentsSeen} made a segment, ${dryProgress.levels} levels; after it ${dryProgress.loads} took from one), ${ops} ops, ${ks.size} cuts (${targeted} in ${Math.ceil(segmentCommits.length / every)} of the ${segmentCommits.length} commits that changed the segments)`);
+    assert.ok(dryProgress.segmentsSeen >= 2, `only ${dryProgress.segmentsSeen} segments written: the test does not reach the code it is for`);
+    assert.ok(dryProgress.levels >= c.minLevels, `${dryProgress.levels} levels of segments, fewer than ${c.minLevels}`);
+    assert.ok(dryProgress.loads >= 1, 'no segment was loaded back after the snapshot was released');
+    assert.equal(failures.slice(0, 5), [], `${failures.length} failures`);
+  } finally {
+    Object.assign(segmentTuning, saved);
   }
-  log(`segments: ${COMMITS} commits (${PINNED} under a snapshot: ${dryProgress.segmentsSeen} froze a segment; after it ${dryProgress.loads} loaded one back), ${ops} ops, ${ks.size} cuts (${targeted} in those commits)`);
-  assert.ok(dryProgress.segmentsSeen >= 2, `only ${dryProgress.segmentsSeen} segments written: the test does not reach the code it is for`);
-  assert.ok(dryProgress.loads >= 1, 'no segment was loaded back after the snapshot was released');
-  assert.equal(failures.slice(0, 5), [], `${failures.length} failures`);
-});
+}
+
+test('power cuts while freelist segments are written and loaded back: acknowledged data, no page handed out twice', () =>
+  segmentCuts('segments', { tuning: { ...segmentTuning }, targetCommits: 30, minLevels: 1 }));
+
+test('power cuts while segments nest several levels deep (small segments, fan-out 2) and come back: acknowledged data, no page handed out twice', () =>
+  segmentCuts('nested segments', { tuning: { freezeEntries: 6, fanout: 2 }, targetCommits: 30, minLevels: 4 }));
 
 // ---------------------------------------------------------------------------------------------
 // Read errors and a failing compaction.

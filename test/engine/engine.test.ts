@@ -3,6 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { nodeFileSystem, Store, StoreError, type FileHandle, type FileSystem } from '../../btree';
 import { tempDir } from '../support/tmp';
 import { FaultFS, mulberry32, POLICY_DROP_ALL } from '../support/fault-fs';
@@ -16,6 +17,23 @@ const fill = (n: number, seed: number) => {
   return b;
 };
 const dbFile = (tag: string) => path.join(tempDir(tag), 'lbkv.db');
+
+/** The real file system, counting synchronous reads (page reads at open and in commits). */
+function countingReads(): { fs: FileSystem; reads: number } {
+  const out = {
+    reads: 0,
+    fs: {
+      ...nodeFileSystem,
+      async open(f: string, ro?: boolean) {
+        const h = await nodeFileSystem.open(f, ro);
+        const readSync = h.readSync.bind(h);
+        h.readSync = (b, o, l, p) => { out.reads++; return readSync(b, o, l, p); };
+        return h;
+      },
+    },
+  };
+  return out;
+}
 
 test('a snapshot keeps seeing its commit while later commits land and pages are reused', async () => {
   const store = await Store.open({ path: dbFile('snap') });
@@ -89,6 +107,42 @@ test('a version-3 data file (before freelist segments) opens and takes commits',
   await again.close();
 });
 
+test('a version-4 data file with freelist segments opens, and the pages its segments list are reused', async () => {
+  // Written by the last format-4 build (test/fixtures/make-format4-segments.cjs says how): 300 keys,
+  // then FIXTURE_COMMITS overwrites under a snapshot, which left three segments in its freelist.
+  const FIXTURE_COMMITS = 753;
+  const file = dbFile('format4');
+  fs.writeFileSync(file, zlib.gunzipSync(fs.readFileSync(path.join(__dirname, '../../../test/fixtures/format4-segments.db.gz'))));
+  const model = new Map<number, Buffer>();
+  for (let i = 0; i < 300; i++) model.set(i, fill(100, i));
+  for (let c = 1; c <= FIXTURE_COMMITS; c++) model.set((c * 7919) % 300, fill(100, 1000 + c));
+  const check = async (s: Store, when: string) => {
+    for (const [i, v] of model) assert.equal((await s.get(key(i)))!, v, `${when}: key ${i}`);
+  };
+  const old = await Store.open({ path: file });
+  const st = old.stats();
+  assert.is(st.freelistSegments, 3);
+  assert.is(st.freelistLevels, 1);
+  assert.ok(st.freePages > 500, `the segments' pages count as free: ${st.freePages}`);
+  await check(old, 'format 4');
+  const pages = st.pageCount;
+  // New keys with one-page values, in all about half the free pages: more than the free list holds
+  // outside the segments.
+  const added = Math.floor(st.freePages / 2);
+  for (let i = 300; i < 300 + added; i += 50) {
+    const batch = Array.from({ length: Math.min(50, 300 + added - i) }, (_, j) => ({ key: key(i + j), value: fill(4096, i + j) }));
+    for (const p of batch) model.set(Number(p.key.subarray(1).toString()), p.value);
+    await old.putMany(batch);
+  }
+  console.log(`  format 4: ${st.freePages} free pages, ${st.freelistSegments} segments; ${added} one-page values added: ${old.stats().pageCount - pages} pages more, ${old.stats().freelistSegments} segments left`);
+  assert.is(old.stats().pageCount, pages, 'the commits took the pages the format-4 segments list instead of growing the file');
+  assert.ok(old.stats().freelistSegments < 3, 'a segment was loaded');
+  await old.close();
+  const again = await Store.open({ path: file });
+  await check(again, 'rewritten in format 5 and reopened');
+  await again.close();
+});
+
 test('a data file of another format version is refused with a message that names both versions', async () => {
   const file = dbFile('version');
   const store = await Store.open({ path: file });
@@ -144,14 +198,22 @@ test('a snapshot held over 1,500 commits: commits stay small, the file grows by 
   await overwrite(1100, 2);
   const last = await pagesPerCommit(200, 3);
   const pinned = store.stats().pendingFreePages;
-  assert.ok(last <= first + 1, `pages written per commit went from ${first.toFixed(2)} to ${last.toFixed(2)} while the snapshot was held`);
+  assert.ok(last <= first + 0.5, `pages written per commit went from ${first.toFixed(2)} to ${last.toFixed(2)} while the snapshot was held`);
+  // About 3,000 pinned extents make some 45 segments: nested, only a few references stay in the list.
+  const held = store.stats();
+  assert.ok(held.freelistLevels >= 2, `segments of segments: ${held.freelistLevels} levels`);
+  assert.ok(held.freelistSegments < 2 * 8, `${held.freelistSegments} segment references in the rewritten list`);
+  console.log(`  long reader: ${first.toFixed(2)} -> ${last.toFixed(2)} pages per commit; ${held.freelistSegments} segment references, ${held.freelistLevels} levels`);
   assert.ok(pinned > 1500, `the snapshot pins what 1,500 commits freed, a leaf or two each (${pinned} pages)`);
   assert.ok(store.stats().pageCount < 2 * pinned, `the file holds little more than what is pinned: ${store.stats().pageCount} pages for ${pinned} pinned`);
   for (let i = 0; i < 2000; i += 97) assert.equal((await snap.get(key(i)))!, fill(100, 0));
   snap.release();
   await store.close();
 
-  const again = await Store.open({ path: file });
+  // Open reads the metas, the last commit's pages and the freelist named by the meta, no segment.
+  const counting = countingReads();
+  const again = await Store.open({ path: file, fs: counting.fs });
+  assert.ok(counting.reads < 20, `open read ${counting.reads} pages`);
   assert.ok(again.stats().pendingFreePages + again.stats().freePages >= pinned, 'the pinned pages are still known to be free after a reopen');
   const size = fs.statSync(file).size;
   const before = again.stats().pageCount;
@@ -376,20 +438,9 @@ test('open time does not depend on the number of keys: no scan, no replay', asyn
   let store = await Store.open({ path: file });
   for (let i = 0; i < 50_000; i += 5000) await store.putMany(Array.from({ length: 5000 }, (_, j) => ({ key: key(i + j), value: fill(50, j) })));
   await store.close();
-  // Count page reads at open through a wrapping file system.
-  const { nodeFileSystem } = await import('../../btree');
-  let reads = 0;
-  const counting = {
-    ...nodeFileSystem,
-    async open(f: string, ro?: boolean) {
-      const h = await nodeFileSystem.open(f, ro);
-      const readSync = h.readSync.bind(h);
-      h.readSync = (b, o, l, p) => { reads++; return readSync(b, o, l, p); };
-      return h;
-    },
-  };
-  store = await Store.open({ path: file, fs: counting });
-  assert.ok(reads < 20, `open read ${reads} times for 50,000 keys`);
+  const counting = countingReads();
+  store = await Store.open({ path: file, fs: counting.fs });
+  assert.ok(counting.reads < 20, `open read ${counting.reads} times for 50,000 keys`);
   assert.is(store.stats().keys, 50_000);
   await store.close();
 });
