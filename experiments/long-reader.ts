@@ -1,7 +1,8 @@
 // What a long-held snapshot costs the writer: one snapshot stays open while the engine takes
 // thousands of small commits (random overwrites of 4 KiB values), and every --report-every commits
 // the run prints the mean time per commit, the pages each commit wrote and the file size. Then the
-// snapshot is released and the same number of commits shows whether the space comes back.
+// snapshot is released and the same number of commits shows whether the space comes back; last, the
+// store is closed and opened again with its freelist segments still referenced (open time).
 // In-process, engine only (no gRPC); one fdatasync per commit, as lbserver does.
 //
 //   node dist/experiments/long-reader.js [--commits 16000] [--engine <dir with index.js>] [--compare <json>]
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
   const key = (i: number) => keyFor('k/', i, 128);
   const pick = rng(1);
   const rows: Row[] = [];
+  let reopen: Record<string, number | null> = {};
   const started = Date.now();
   try {
     const store = await Store.open({ path: file });
@@ -82,12 +84,19 @@ async function main(): Promise<void> {
     snap.release();
     await phase('released');
     await store.close();
+    // Open with the segments still referenced (they are loaded only when commits need their pages).
+    const t0 = performance.now();
+    const again = await Store.open({ path: file });
+    const st = again.stats() as ReturnType<StoreType['stats']> & { freelistLevels?: number };
+    reopen = { ms: Number((performance.now() - t0).toFixed(2)), freelistSegments: st.freelistSegments, freelistLevels: st.freelistLevels ?? null, freePages: st.freePages };
+    await again.close();
+    log(`reopened in ${reopen.ms} ms: ${st.freelistSegments} segment references, ${st.freePages} free pages`);
   } finally {
     rmrf(dir);
   }
   const out = resultDir('long-reader', opts.out);
   const written = writeSummary(out, 'long-reader', { commits, puts, keys, valueBytes: 4096, keyBytes: 128, reportEvery: every, engine: engineLabel },
-    rows, { runSeconds: Math.round((Date.now() - started) / 1000) });
+    rows, { runSeconds: Math.round((Date.now() - started) / 1000), reopen });
   log(`wrote ${written}`);
   plot(out, rows, commits, engineLabel, opts.compare);
 }
