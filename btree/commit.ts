@@ -113,11 +113,11 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const dataPages = values.reduce((s, v) => s + v.pages, 0) + dirty.length;
   // Free space parked in freelist segments comes back before the file grows for this commit.
   const longestValue = values.reduce((m, v) => Math.max(m, v.pages), 1);
-  // Segment pages are immutable while referenced, so any format-5 build wrote what is read here.
+  // A segment is read as format 5: format-4 segments list extents only, which both encode alike.
   const need = dataPages + LOAD_MARGIN_PAGES;
   fl.loadSegments(need, longestValue, ctx.reuseThreshold, txid, (seg) => ctx.pager.freelistEntries(seg.start, seg.count, FORMAT_VERSION));
-  // Pending entries that only readers hold back (freed before the previous commit) leave the
-  // rewritten freelist once they fill a page, and so do references to those, by levels: see
+  // Pending entries that only readers hold back (freed before the previous commit), surplus free
+  // extents, and references to segments, by levels, leave the rewritten freelist: see
   // btree/freelist.ts.
   const writes: PageWrite[] = [];
   for (const seg of fl.freeze(ctx.meta.txid, ctx.reuseThreshold, txid, need)) {

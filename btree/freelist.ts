@@ -4,10 +4,12 @@
 // so that list must stay short. A reader that holds an old snapshot keeps every page freed since
 // pending; rewriting them all made each commit cost more than the last, and, as the rewritten
 // freelist pages were pinned by the same reader, grew the file quadratically (8,000 commits of four
-// 4 KiB puts under one snapshot: a 6.3 GB file; npm run bench:long-reader, REPORT.md 2.6). So pending entries held back by readers move, a
-// page's worth at a time, into segments: pages written once and referenced from the rewritten list.
+// 4 KiB puts under one snapshot: a 6.3 GB file; npm run bench:long-reader, REPORT.md 2.6). So
+// pending entries held back by readers move, 64 at a time, into segments: pages written once and
+// referenced from the rewritten list.
 // A segment's pages are reused (and its entries join `free`) once its newest entry is releasable and
 // free space is needed: LMDB keeps its freelist in a B-tree keyed by txid for the same reason.
+// (Format 4 froze a page's worth at a time and kept one reference per segment in the list.)
 // Segments nest: a reference takes two slots (it also carries its level and the pages listed under
 // it, so stats and open need not read it), and once `fanout` references of one level are held back
 // by readers they move into a segment of the level above, one page of references (segmentTuning).
@@ -34,8 +36,9 @@ const TWO_SLOT_REFS_VERSION = 5;
 export const segmentTuning = { freezeEntries: 64, fanout: 8 };
 /** More free extents than this (a released reader's pending pages all come free at once, and each
  *  commit then frees as many as it takes) and all but the FREE_KEEP longest (and as many as the
- *  commit may need) move into a segment of their own, from which commits take them back as they need them: otherwise every commit rewrites
- *  them, a freelist page or two more per commit for as long as the file lives. */
+ *  commit may need) move into a segment of their own, from which commits take them back as they
+ *  need them: otherwise every commit rewrites them, a freelist page or two more per commit for as
+ *  long as they last. */
 const FREE_SPILL_ABOVE = 128;
 const FREE_KEEP = 64;
 
@@ -144,7 +147,6 @@ export class Freelist {
     return n;
   }
 
-  /** Pages listed in segments: [reusable once loaded (newest entry freed at or before `threshold`), not yet]. */
   /** Levels of the segments referenced: 0 none, 1 only segments of extents, 2 and up nested. */
   segmentLevels(): number {
     let n = 0;
@@ -152,6 +154,7 @@ export class Freelist {
     return n;
   }
 
+  /** Pages listed in segments: [reusable once loaded (newest entry freed at or before `threshold`), not yet]. */
   segmentCounts(threshold: number): [number, number] {
     const out: [number, number] = [0, 0];
     for (const seg of this.segments) out[seg.maxTxid <= threshold ? 0 : 1] += seg.listed;
@@ -194,9 +197,9 @@ export class Freelist {
 
   /** Keeps the rewritten list short. Once the pending entries freed before commit `below` (those
    *  only snapshots hold back) number freezeEntries, moves them into a new segment; moves surplus
-   *  free extents into one (FREE_SPILL_ABOVE), beyond the `need` pages this commit may take; then, while `fanout` segments of one level are held
-   *  back (newest entry after `threshold`), moves the oldest of them into a segment of the level
-   *  above. Returns the segments made, with their pages sealed by commit `txid`, for the caller to
+   *  free extents into one (FREE_SPILL_ABOVE), beyond the `need` pages this commit may take; then,
+   *  while `fanout` segments of one level are held back (newest entry after `threshold`), moves the
+   *  oldest of them into a segment of the level above. Returns the segments made, with their pages sealed by commit `txid`, for the caller to
    *  write. */
   freeze(below: number, threshold: number, txid: number, need: number): { start: number; pages: Buffer[] }[] {
     const made: { start: number; pages: Buffer[] }[] = [];
