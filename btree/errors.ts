@@ -21,9 +21,16 @@ export class StoreError extends Error {
   }
 }
 
-/** A StoreError for a failed I/O step, saying `what` failed. A StoreError from a step below is
- *  returned as it is unless `wrapStoreErrors` (then `what` is put in front of its message). */
-export function ioError(what: string, err: unknown, outcomeUnknown = false, wrapStoreErrors = outcomeUnknown): StoreError {
+export interface IoErrorOptions {
+  /** See StoreError.outcomeUnknown. */
+  outcomeUnknown?: boolean;
+  /** Put `what` in front of a StoreError from a step below too (default: only when the outcome is
+   *  unknown; otherwise such an error already says what failed and is returned as it is). */
+  wrapStoreErrors?: boolean;
+}
+
+/** A StoreError for a failed I/O step, saying `what` failed. */
+export function ioError(what: string, err: unknown, { outcomeUnknown = false, wrapStoreErrors = outcomeUnknown }: IoErrorOptions = {}): StoreError {
   const e = err as NodeJS.ErrnoException;
   if (e instanceof StoreError && !wrapStoreErrors) return e;
   const code = e instanceof StoreError ? e.code : e?.code === 'ENOSPC' || e?.code === 'EDQUOT' ? 'NO_SPACE' : 'IO';

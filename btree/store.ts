@@ -268,7 +268,7 @@ export class Store {
       const rolledBack = !metaTouched || await this.restoreMetaSlot(slot).then(() => true, () => false);
       if (rolledBack) throw ioError(`${this.path}: commit failed, nothing of this batch was applied`, err);
       throw ioError(`${this.path}: commit failed and so did rolling it back: the batch is not visible, but a crash before ` +
-        'the next successful commit may bring all of it back (outcome unknown until then)', err, true);
+        'the next successful commit may bring all of it back (outcome unknown until then)', err, { outcomeUnknown: true });
     }
   }
 
@@ -410,7 +410,7 @@ export class Store {
         if (batch.length) await copy.putMany(batch);
         progress?.(source.keys, source.keys);
       } catch (err) {
-        throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged)`, err, false, true);
+        throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged)`, err, { wrapStoreErrors: true });
       } finally {
         await copy.close();
         source.release();
