@@ -95,7 +95,7 @@ function humanStat(addr: string, s: StatResponse): string {
     ['page_count', String(s.pageCount)],
     ['free_pages', String(s.freePages)],
     ['pending_free_pages', `${s.pendingFreePages} (freed, kept for open snapshots and the previous commit)`],
-    ['freelist_segments', String(s.freelistSegments)],
+    ['freelist_segments', `${s.freelistSegments} (${s.freelistLevels} levels), listing ${s.freelistSegmentPages} freed pages`],
     ['last_txid', String(s.lastTxid)],
     ['commits', String(s.commits)],
     ['fsyncs', String(s.fsyncs)],

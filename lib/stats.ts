@@ -65,6 +65,8 @@ export class ServiceStats {
       stalledGetprefixes: this.stalledGetprefixes,
       pendingFreePages: u(engine.pendingFreePages),
       freelistSegments: u(engine.freelistSegments),
+      freelistLevels: u(engine.freelistLevels),
+      freelistSegmentPages: u(engine.freelistSegmentPages),
     };
   }
 }

@@ -164,8 +164,13 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
         await sleep(loadMs - Math.floor(loadMs / 3));
         try {
           const s = await pin.stat();
-          segmentsNote = `, ${s.freelistSegments} freelist segments and ${s.pendingFreePages} pinned pages at the kill`;
+          segmentsNote = `, ${s.freelistSegments} freelist segment references (${s.freelistLevels} levels, ${s.freelistSegmentPages} pages listed) and ${s.pendingFreePages} pinned pages at the kill`;
           if (Number(s.freelistSegments) > 0) res.roundsWithSegments++;
+          // Segments list pinned pages, which Stat counts among the pending ones too.
+          if ((Number(s.freelistSegments) > 0) !== (Number(s.freelistSegmentPages) > 0) || s.freelistSegmentPages > s.pendingFreePages + s.freePages) {
+            res.unexpectedErrors++;
+            violation(`round ${round}: Stat's freelist fields disagree: ${s.freelistSegments} segments, ${s.freelistSegmentPages} pages listed, ${s.pendingFreePages} pending, ${s.freePages} free`);
+          }
         } catch (e) { res.unexpectedErrors++; violation(`round ${round}: Stat before the kill failed: ${describeError(e)}`); }
       } else {
         await sleep(loadMs);
