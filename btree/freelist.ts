@@ -4,18 +4,19 @@
 // so that list must stay short. A reader that holds an old snapshot keeps every page freed since
 // pending; rewriting them all made each commit cost more than the last, and, as the rewritten
 // freelist pages were pinned by the same reader, grew the file quadratically (8,000 commits of four
-// 4 KiB puts under one snapshot: a 6.3 GB file; npm run bench:long-reader, REPORT.md 2.6). So
-// pending entries held back by readers move, 64 at a time, into segments: pages written once and
-// referenced from the rewritten list.
-// A segment's pages are reused (and its entries join `free`) once its newest entry is releasable and
-// free space is needed: LMDB keeps its freelist in a B-tree keyed by txid for the same reason.
-// (Format 4 froze a page's worth at a time and kept one reference per segment in the list.)
-// Segments nest: a reference takes two slots (it also carries its level and the pages listed under
-// it, so stats and open need not read it), and once `fanout` references of one level are held back
-// by readers they move into a segment of the level above, one page of references (segmentTuning).
-// Without that the references themselves grew with the reader's age, one entry per ~254 freed
-// extents, each rewritten by every commit; with it the rewritten list holds fewer than `fanout`
-// references per level. Open reads none of them; a commit reads one when it loads it.
+// 4 KiB puts under one snapshot: a 6.3 GB file; npm run bench:long-reader, REPORT.md 2.6).
+//
+// So pending entries held back by readers move, 64 at a time, into segments: pages written once and
+// referenced from the rewritten list. A segment's pages are reused (and its entries join `free`)
+// once its newest entry is releasable and free space is needed; a commit takes from a segment only
+// the entries it needs. LMDB keeps its freelist in a B-tree keyed by txid for the same reason.
+//
+// Segments nest. A reference takes two slots: it also carries its level and the pages listed under
+// it, so stats and open need not read it (open reads none). Once `fanout` references of one level
+// are held back by readers they move into a segment of the level above, one page of references
+// (segmentTuning), so the rewritten list holds fewer than `fanout` references per level however old
+// the reader. (Format 4 kept one reference per segment in the list, so the list still grew with the
+// reader's age, one entry per ~254 freed extents, and open read every segment.)
 import { BODY_SIZE, HEADER_SIZE, META_PAGES, PAGE_SIZE, PageType } from './layout';
 import { sealPage } from './checksum';
 import type { Extent } from './meta';
