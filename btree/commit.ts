@@ -113,23 +113,26 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const dataPages = values.reduce((s, v) => s + v.pages, 0) + dirty.length;
   // Free space parked in freelist segments comes back before the file grows for this commit.
   const longestValue = values.reduce((m, v) => Math.max(m, v.pages), 1);
-  // A segment is read as format 5: format-4 segments list extents only, which both encode alike.
-  const need = dataPages + LOAD_MARGIN_PAGES;
-  fl.loadSegments(need, longestValue, ctx.reuseThreshold, txid, (seg) => ctx.pager.freelistEntries(seg.start, seg.count, FORMAT_VERSION));
   // Pending entries that only readers hold back (freed before the previous commit), surplus free
   // extents, and references to segments, by levels, leave the rewritten freelist: see
-  // btree/freelist.ts.
+  // btree/freelist.ts. A segment is read as format 5: format-4 segments list extents only, which
+  // both encode alike.
+  const settled = fl.settle({
+    need: dataPages + LOAD_MARGIN_PAGES, longest: longestValue, threshold: ctx.reuseThreshold, below: ctx.meta.txid, txid,
+    read: (seg) => ctx.pager.freelistEntries(seg.start, seg.count, FORMAT_VERSION),
+  });
   const writes: PageWrite[] = [];
-  for (const seg of fl.freeze(ctx.meta.txid, ctx.reuseThreshold, txid, need)) {
+  for (const seg of settled) {
     seg.pages.forEach((buf, i) => writes.push({ page: seg.start + i, bufs: [buf], bytes: PAGE_SIZE, crc: sealedPageCrc(buf) }));
   }
   // A freelist small enough rides in the meta page: one page less per commit. Allocation below never
   // adds an entry (it takes whole extents or the front of one), and the meta lists at most one
   // extent per page written (the segments' pages included), so the check made here still holds
   // after allocation.
-  const inline = fl.slotCount() <= inlineFreeCapacity(Math.min(dataPages + writes.length, MAX_COMMIT_EXTENTS));
+  const slots = fl.slotCount();
+  const inline = slots <= inlineFreeCapacity(Math.min(dataPages + writes.length, MAX_COMMIT_EXTENTS));
   // Taking pages from the start of an extent never adds a freelist entry; two spares cover rounding.
-  const freelistPages = inline ? 0 : pagesForSlots(fl.slotCount() + 2);
+  const freelistPages = inline ? 0 : pagesForSlots(slots + 2);
   let next = fl.takeFreeRun(dataPages + freelistPages);
   const contiguous = next >= 0;
   const take = (n: number) => { const s = next; next += n; return s; };

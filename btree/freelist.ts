@@ -71,6 +71,12 @@ export interface Segment {
   entries?: FreeEntry[];
 }
 
+/** A segment made by a commit: its first page and its sealed pages, for the commit to write. */
+export interface BuiltSegment {
+  start: number;
+  pages: Buffer[];
+}
+
 const slotsOf = (e: FreeEntry): number => (e.ref ? 2 : 1);
 /** Fewest extents a commit takes from a segment when it takes any, so that a run of commits does not
  *  each take one. */
@@ -110,9 +116,16 @@ export function readFreeEntries(buf: Buffer, off: number, slots: number, version
   return out;
 }
 
-export function segmentOf(ref: FreeEntry & Required<Pick<FreeEntry, 'ref'>>, entries?: FreeEntry[]): Segment {
-  return { start: ref.start, count: ref.count, maxTxid: ref.txid, level: ref.ref.level, listed: ref.ref.listed, taken: ref.ref.taken, entries };
+/** The segment a reference names. A format-4 reference (listed -1) needs its `entries`, read from
+ *  its pages: they give the count it does not carry. */
+export function segmentOf(ref: FreeEntry, entries?: FreeEntry[]): Segment {
+  const r = ref.ref ?? { level: 0, listed: -1, taken: 0 };
+  const listed = r.listed >= 0 ? r.listed : sumCount(entries ?? []);
+  return { start: ref.start, count: ref.count, maxTxid: ref.txid, level: r.level, listed, taken: r.taken, entries };
 }
+
+/** Whether a reference read back lacks its listed count (format 4), so its pages must be read. */
+export const needsRead = (ref: FreeEntry): boolean => (ref.ref?.listed ?? -1) < 0;
 
 function refTo(seg: Segment): FreeEntry {
   return { start: seg.start, count: seg.count, txid: seg.maxTxid, ref: { level: seg.level, listed: seg.listed, taken: seg.taken } };
@@ -162,6 +175,15 @@ export class Freelist {
     return out;
   }
 
+  /** Before a commit allocates: brings back free space parked in segments (loadSegments), then keeps
+   *  the list it will rewrite short (freeze). One place, because the two must agree: freeze keeps
+   *  the `need` pages that loading brought back. `below` is the previous commit's txid, `txid` this
+   *  one's; returns the segments made, for the commit to write. */
+  settle(o: { need: number; longest: number; threshold: number; below: number; txid: number; read: (seg: Segment) => FreeEntry[] }): BuiltSegment[] {
+    this.loadSegments(o.need, o.longest, o.threshold, o.txid, o.read);
+    return this.freeze(o.below, o.threshold, o.txid, o.need);
+  }
+
   /** Loads releasable segments (their newest entry freed at or before `threshold`), oldest first,
    *  until `need` pages are free and a run of `longest` is among them, or none is left. A segment of
    *  references puts them back in the list, where the loop goes on with the oldest; a segment of
@@ -169,14 +191,14 @@ export class Freelist {
    *  count it gave, until it has given everything; then its own pages are freed by commit `txid`.
    *  `read` returns the entries of a segment not in memory. Without the run test a commit of
    *  multi-page values would grow the file while the free space it could use sat in segments. */
-  loadSegments(need: number, longest: number, threshold: number, txid: number, read: (seg: Segment) => FreeEntry[]): void {
+  private loadSegments(need: number, longest: number, threshold: number, txid: number, read: (seg: Segment) => FreeEntry[]): void {
     const enough = () => this.freeCount() >= need && this.free.some((e) => e.count >= longest);
     while (this.segments.length > 0 && this.segments[0].maxTxid <= threshold && !enough()) {
       const seg = this.segments[0];
       const entries = seg.entries ?? read(seg);
       if (seg.level > 0) {
         this.segments.shift();
-        for (const e of entries) this.segments.push(segmentOf(e as Required<FreeEntry>));
+        for (const e of entries) this.segments.push(segmentOf(e));
         this.segments.sort(byMaxTxid);
         this.retire(txid, seg.start, seg.count);
         continue;
@@ -200,10 +222,10 @@ export class Freelist {
    *  only snapshots hold back) number freezeEntries, moves them into a new segment; moves surplus
    *  free extents into one (FREE_SPILL_ABOVE), beyond the `need` pages this commit may take; then,
    *  while `fanout` segments of one level are held back (newest entry after `threshold`), moves the
-   *  oldest of them into a segment of the level above. Returns the segments made, with their pages sealed by commit `txid`, for the caller to
-   *  write. */
-  freeze(below: number, threshold: number, txid: number, need: number): { start: number; pages: Buffer[] }[] {
-    const made: { start: number; pages: Buffer[] }[] = [];
+   *  oldest of them into a segment of the level above. Returns the segments made, with their pages
+   *  sealed by commit `txid`. */
+  private freeze(below: number, threshold: number, txid: number, need: number): BuiltSegment[] {
+    const made: BuiltSegment[] = [];
     let n = 0; // every commit asks, and almost always the answer is no: count before building
     for (const [t, list] of this.pending) if (t < below) n += list.length;
     if (n >= segmentTuning.freezeEntries) {
@@ -233,7 +255,7 @@ export class Freelist {
   }
 
   /** Adds a segment of `level` holding `entries`, in pages allocated here; returns them. */
-  private addBuilt(entries: FreeEntry[], level: number, txid: number): { start: number; pages: Buffer[] } {
+  private addBuilt(entries: FreeEntry[], level: number, txid: number): BuiltSegment {
     const count = pagesForSlots(entries.reduce((s, e) => s + slotsOf(e), 0));
     const start = this.allocateRun(count);
     let maxTxid = 0;

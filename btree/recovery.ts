@@ -6,7 +6,7 @@ import * as nodePath from 'node:path';
 import type { FileHandle, FileSystem } from './file-io';
 import { FORMAT_VERSION, META_PAGES, metaPageOf, PAGE_SIZE } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
-import { Freelist, segmentOf, type FreeEntry } from './freelist';
+import { Freelist, needsRead, segmentOf } from './freelist';
 import { Pager } from './pager';
 import type { Node } from './node';
 import type { Caches } from './cache';
@@ -89,12 +89,7 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
     const version = chosen.version ?? FORMAT_VERSION;
     for (const e of [...(chosen.inlineFree ?? []), ...pager.freelistEntries(chosen.freelistPage, chosen.freelistPages, version)]) {
       if (!e.ref) freelist.add(e);
-      else if (e.ref.listed >= 0) freelist.addSegment(segmentOf(e as Required<FreeEntry>));
-      else {
-        // A format-4 reference says neither how many pages it lists nor its level (always 0): read it.
-        const entries = pager.freelistEntries(e.start, e.count, version);
-        freelist.addSegment(segmentOf({ ...e, ref: { level: 0, listed: entries.reduce((n, x) => n + x.count, 0), taken: 0 } }, entries));
-      }
+      else freelist.addSegment(segmentOf(e, needsRead(e) ? pager.freelistEntries(e.start, e.count, version) : undefined));
     }
     freelist.finishDecode();
     const fellBack = problems.length > 0 ? problems.join('; ') : undefined;
