@@ -174,9 +174,6 @@ basic('Stat fills every field', async ({ c, srv }) => {
   assert.ok(s.pageCount > 0 && s.lastTxid > 0);
   assert.ok(s.cacheHits + s.cacheMisses > 0);
   assert.is(s.openSnapshots, 0);
-  // Freelist segments list pages, and only segments do.
-  assert.is(s.freelistSegmentPages > 0, s.freelistSegments > 0, `${s.freelistSegments} segments list ${s.freelistSegmentPages} pages`);
-  assert.is(s.freelistLevels > 0, s.freelistSegments > 0, `${s.freelistSegments} segments in ${s.freelistLevels} levels`);
   assert.ok(s.failedSets >= 2, 'failed sets counted');
   assert.ok(srv.pid > 0);
 });
