@@ -7,7 +7,7 @@
 //   node dist/experiments/bench-blocking-sync.js [--rounds 4] [--seconds 2]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, makeDataDir, resultDir, rmrf } from './lib/common';
+import { inTurn, KiB, log, makeDataDir, resultDir, rmrf, secondsArg, wholeArg } from './lib/common';
 import { mergeLoads, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, statOf, type RunningServer } from './lib/servers';
@@ -35,15 +35,15 @@ async function main(): Promise<void> {
   const opts = new Command()
     .name('bench-blocking-sync')
     .description('lbserver with --blocking-sync-us 0 (thread pool, the default), 1000 and 1000000 (always the event loop) under the same loads, taken in turns')
-    .option('--rounds <n>', 'rounds per load; the servers take each round in turns', '4')
-    .option('--seconds <s>', 'measured seconds per round and server', '2')
-    .option('--keys <n>', 'preloaded 4 KiB values per server', '10000')
+    .option('--rounds <n>', 'rounds per load; the servers take each round in turns', wholeArg(1), 4)
+    .option('--seconds <s>', 'measured seconds per round and server', secondsArg, 2)
+    .option('--keys <n>', 'preloaded 4 KiB values per server', wholeArg(100), 10000)
     .option('--out <dir>', 'result directory (default experiments/results/bench-blocking-sync)')
     .parse()
-    .opts<{ rounds: string; seconds: string; keys: string; out?: string }>();
-  const rounds = Math.max(1, Number(opts.rounds));
-  const ms = Math.max(200, Number(opts.seconds) * 1000);
-  const keys = Math.max(100, Number(opts.keys));
+    .opts<{ rounds: number; seconds: number; keys: number; out?: string }>();
+  const rounds = opts.rounds;
+  const ms = Math.max(200, opts.seconds * 1000);
+  const keys = opts.keys;
   const out = resultDir('bench-blocking-sync', opts.out);
   const root = makeDataDir('bench-blocking-sync');
   const started = Date.now();

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { open as lmdbOpen, type RootDatabase } from 'lmdb';
 import { Store } from '../btree';
 import { FsyncProbe, measureFsync, measureSyncShapes } from './fsync-floor';
-import { dropCaches, log, makeDataDir, MiB, newHist, resultDir, rmrf, rng, summarize, usSince, type LatencySummary } from './lib/common';
+import { dropCaches, log, makeDataDir, MiB, newHist, resultDir, rmrf, rng, summarize, usSince, type LatencySummary, secondsArg, wholeArg } from './lib/common';
 import { writeSummary } from './lib/report';
 
 const KEY_BYTES = 128;
@@ -139,15 +139,14 @@ async function main(): Promise<void> {
     .name('bench-engine')
     .description('in-process engine benchmark: lbkv vs LMDB, 128-byte keys, 4 KiB values')
     .option('--with-1m', 'add the 1,000,000-key step (open time and size at 1M; ~12 GB of disk and a few more minutes)', false)
-    .option('--put-seconds <s>', 'time bound of each put phase', '3')
-    .option('--gets <n>', 'random gets per measurement', '5000')
+    .option('--put-seconds <s>', 'time bound of each put phase', secondsArg, 3)
+    .option('--gets <n>', 'random gets per measurement', wholeArg(1), 5000)
     .option('--dir <dir>', 'where the databases are created (default $LBKV_EXP_DATA or the OS temp dir)')
     .option('--out <dir>', 'result directory (default experiments/results/bench-engine)')
     .parse()
-    .opts<{ with1m: boolean; putSeconds: string; gets: string; dir?: string; out?: string }>();
+    .opts<{ with1m: boolean; putSeconds: number; gets: number; dir?: string; out?: string }>();
   const with1m = opts.with1m;
-  const putSeconds = Number(opts.putSeconds);
-  const gets = Number(opts.gets);
+  const { putSeconds, gets } = opts;
   const root = opts.dir ? fs.mkdtempSync(path.join(opts.dir, 'lbkv-bench-')) : makeDataDir('bench-engine');
   const out = resultDir('bench-engine', opts.out);
   const base = Buffer.alloc(VALUE_BYTES);

@@ -6,7 +6,7 @@
 //   node dist/experiments/bench-service.js [--seconds 4] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize } from './lib/common';
+import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize, secondsArg, syncModeOption, wholeArg } from './lib/common';
 import { FsyncProbe, measureFsync } from './fsync-floor';
 import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -20,18 +20,16 @@ async function main(): Promise<void> {
   const opts = new Command()
     .name('bench-service')
     .description('lbkv service vs the bare gRPC floor server: single-client Get/Set latency, 32-client throughput')
-    .option('--seconds <s>', 'time bound per measurement and server', '4')
-    .option('--rounds <n>', 'each measurement is split into this many rounds taken in turns by the servers', '8')
-    .option('--clients <n>', 'concurrent clients for the throughput measurements', '32')
-    .option('--processes <n>', 'client processes for the throughput measurements', '4')
-    .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
+    .option('--seconds <s>', 'time bound per measurement and server', secondsArg, 4)
+    .option('--rounds <n>', 'each measurement is split into this many rounds taken in turns by the servers', wholeArg(1), 8)
+    .option('--clients <n>', 'concurrent clients for the throughput measurements', wholeArg(1), 32)
+    .option('--processes <n>', 'client processes for the throughput measurements', wholeArg(1), 4)
+    .addOption(syncModeOption())
     .option('--out <dir>', 'result directory (default experiments/results/bench-service)')
     .parse()
-    .opts<{ seconds: string; rounds: string; clients: string; processes: string; syncMode?: 'one' | 'two'; out?: string }>();
-  const ms = Number(opts.seconds) * 1000;
-  const rounds = Math.max(1, Number(opts.rounds));
-  const many = Number(opts.clients);
-  const procs = Number(opts.processes);
+    .opts<{ seconds: number; rounds: number; clients: number; processes: number; syncMode?: 'one' | 'two'; out?: string }>();
+  const ms = opts.seconds * 1000;
+  const { rounds, clients: many, processes: procs } = opts;
   const out = resultDir('bench-service', opts.out);
   const dataDir = makeDataDir('bench-service');
   const started = Date.now();

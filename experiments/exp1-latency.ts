@@ -5,11 +5,11 @@
 //   node dist/experiments/exp1-latency.js [--full] [--sizes 512,4k,512k,1m,4m] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { fmtBytes, KiB, log, makeDataDir, MiB, parseList, renderPlot, resultDir, rmrf, writeDat, type LatencySummary } from './lib/common';
+import { fmtBytes, KiB, log, makeDataDir, MiB, renderPlot, resultDir, rmrf, sizesArg, subsetArg, syncModeOption, wholeArg, writeDat, type LatencySummary } from './lib/common';
 import { measureFsync } from './fsync-floor';
 import { plain, runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
-import { startServer, type ServerKind } from './lib/servers';
+import { SERVER_KINDS, startServer, type ServerKind } from './lib/servers';
 
 export interface Exp1Options {
   full?: boolean;
@@ -144,18 +144,14 @@ if (require.main === module) {
     .name('exp1-latency')
     .description('Experiment 1: latency vs value size (one client; read-only and 50/50), with the gRPC and fdatasync floors')
     .option('--full', 'full configuration (longer runs, bigger key sets)', false)
-    .option('--sizes <list>', 'value sizes, e.g. 512,4k,512k,1m,4m')
-    .option('--targets <list>', 'servers to measure: floor,lbkv', 'floor,lbkv')
-    .option('--duration-ms <n>', 'time bound per point')
-    .option('--max-ops <n>', 'operation bound per point')
-    .option('--cache-mb <n>', 'lbserver --cache-mb')
-    .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
+    .option('--sizes <list>', 'value sizes, e.g. 512,4k,512k,1m,4m', sizesArg)
+    .option('--targets <list>', 'servers to measure: floor,lbkv', subsetArg(SERVER_KINDS), [...SERVER_KINDS])
+    .option('--duration-ms <n>', 'time bound per point', wholeArg(1))
+    .option('--max-ops <n>', 'operation bound per point', wholeArg(1))
+    .option('--cache-mb <n>', 'lbserver --cache-mb', wholeArg(1))
+    .addOption(syncModeOption())
     .option('--out <dir>', 'result directory (default experiments/results/exp1-latency)')
     .parse()
-    .opts<{ full: boolean; sizes?: string; targets: string; durationMs?: string; maxOps?: string; cacheMb?: string; syncMode?: 'one' | 'two'; out?: string }>();
-  runExp1({
-    full: opts.full, sizes: opts.sizes ? parseList(opts.sizes) : undefined, targets: opts.targets.split(',') as ServerKind[],
-    durationMs: opts.durationMs ? Number(opts.durationMs) : undefined, maxOps: opts.maxOps ? Number(opts.maxOps) : undefined,
-    cacheMB: opts.cacheMb ? Number(opts.cacheMb) : undefined, syncMode: opts.syncMode, out: opts.out,
-  }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+    .opts<Exp1Options & { cacheMb?: number }>();
+  runExp1({ ...opts, cacheMB: opts.cacheMb }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
 }

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { KvClient } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
 import { Store } from '../btree';
-import { dropCaches, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, type LatencySummary } from './lib/common';
+import { dropCaches, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, countsArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
 import { runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
@@ -223,21 +223,16 @@ if (require.main === module) {
     .name('exp2-restart')
     .description('Experiment 2: load N 4 KiB pairs, SIGKILL, restart; time to first get vs N; cold vs warm gets')
     .option('--full', 'full configuration (N up to 1,000,000)', false)
-    .option('--n <list>', 'key counts, cumulative, e.g. 10000,100000,1000000,10000000 (10M needs ~45 GB of disk)')
-    .option('--restarts <n>', 'cold and warm restarts per N')
-    .option('--cold-gets <k>', 'gets measured after a cold restart (and warm)')
-    .option('--clients <n>', 'concurrent loading clients', '64')
-    .option('--processes <n>', 'loading client processes', '3')
-    .option('--cache-mb <n>', 'lbserver --cache-mb')
-    .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
+    .option('--n <list>', 'key counts, cumulative, e.g. 10000,100000,1000000,10000000 (10M needs ~45 GB of disk)', countsArg)
+    .option('--restarts <n>', 'cold and warm restarts per N', wholeArg(1))
+    .option('--cold-gets <k>', 'gets measured after a cold restart (and warm)', wholeArg(1))
+    .option('--clients <n>', 'concurrent loading clients', wholeArg(1), 64)
+    .option('--processes <n>', 'loading client processes', wholeArg(1), 3)
+    .option('--cache-mb <n>', 'lbserver --cache-mb', wholeArg(1))
+    .addOption(syncModeOption())
     .option('--keep', 'keep the data directory', false)
     .option('--out <dir>', 'result directory (default experiments/results/exp2-restart)')
     .parse()
-    .opts<{ full: boolean; n?: string; restarts?: string; coldGets?: string; clients: string; processes: string; cacheMb?: string; syncMode?: 'one' | 'two'; keep: boolean; out?: string }>();
-  runExp2({
-    full: opts.full, ns: opts.n ? opts.n.split(',').map((x) => Number(x.replace(/_/g, ''))) : undefined,
-    restarts: opts.restarts ? Number(opts.restarts) : undefined, coldGets: opts.coldGets ? Number(opts.coldGets) : undefined,
-    clients: Number(opts.clients), processes: Number(opts.processes), cacheMB: opts.cacheMb ? Number(opts.cacheMb) : undefined,
-    syncMode: opts.syncMode, keep: opts.keep, out: opts.out,
-  }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+    .opts<Exp2Options & { n?: number[]; cacheMb?: number }>();
+  runExp2({ ...opts, ns: opts.n, cacheMB: opts.cacheMb }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
 }

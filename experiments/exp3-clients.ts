@@ -6,12 +6,12 @@
 //   node dist/experiments/exp3-clients.js [--full] [--max-clients 256] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, type LatencySummary } from './lib/common';
+import { inTurn, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, subsetArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
 import * as fs from 'node:fs';
 import { measureFsync } from './fsync-floor';
 import { plain, runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
-import { startServer, type ServerKind } from './lib/servers';
+import { SERVER_KINDS, startServer, type ServerKind } from './lib/servers';
 
 export interface Exp3Options {
   full?: boolean;
@@ -187,20 +187,16 @@ if (require.main === module) {
     .name('exp3-clients')
     .description('Experiment 3: 1, 2, 4, ... concurrent clients until throughput stops rising; read-only and 50/50, 4 KiB values; the servers take each step in turns')
     .option('--full', 'full configuration', false)
-    .option('--targets <list>', 'servers: floor,lbkv', 'floor,lbkv')
-    .option('--max-clients <n>', 'upper bound on clients')
-    .option('--min-clients <n>', 'apply the stop rule only from this many clients on', '16')
-    .option('--duration-ms <n>', 'measured time per step')
-    .option('--keys <n>', 'preloaded keys')
-    .option('--processes <n>', 'max worker processes the clients are spread over', '4')
-    .option('--cache-mb <n>', 'lbserver --cache-mb')
-    .option('--sync-mode <m>', 'lbserver --sync-mode one|two')
+    .option('--targets <list>', 'servers: floor,lbkv', subsetArg(SERVER_KINDS), [...SERVER_KINDS])
+    .option('--max-clients <n>', 'upper bound on clients', wholeArg(1))
+    .option('--min-clients <n>', 'apply the stop rule only from this many clients on', wholeArg(1), 16)
+    .option('--duration-ms <n>', 'measured time per step', wholeArg(1))
+    .option('--keys <n>', 'preloaded keys', wholeArg(1))
+    .option('--processes <n>', 'max worker processes the clients are spread over', wholeArg(1), 4)
+    .option('--cache-mb <n>', 'lbserver --cache-mb', wholeArg(1))
+    .addOption(syncModeOption())
     .option('--out <dir>', 'result directory (default experiments/results/exp3-clients)')
     .parse()
-    .opts<{ full: boolean; targets: string; maxClients?: string; minClients: string; durationMs?: string; keys?: string; processes: string; cacheMb?: string; syncMode?: 'one' | 'two'; out?: string }>();
-  runExp3({
-    full: opts.full, targets: opts.targets.split(',') as ServerKind[], maxClients: opts.maxClients ? Number(opts.maxClients) : undefined, minClients: Number(opts.minClients),
-    durationMs: opts.durationMs ? Number(opts.durationMs) : undefined, keys: opts.keys ? Number(opts.keys) : undefined, processes: Number(opts.processes),
-    cacheMB: opts.cacheMb ? Number(opts.cacheMb) : undefined, syncMode: opts.syncMode, out: opts.out,
-  }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+    .opts<Exp3Options & { cacheMb?: number }>();
+  runExp3({ ...opts, cacheMB: opts.cacheMb }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
 }

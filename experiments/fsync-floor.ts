@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { dataDirRoot, type Hist, LatencySummary, newHist, summarize, usSince } from './lib/common';
+import { dataDirRoot, type Hist, LatencySummary, newHist, summarize, usSince, wholeArg } from './lib/common';
 
 export interface FsyncFloor extends LatencySummary { bytes: number; dir: string; preallocatedBytes: number; sparse: boolean }
 
@@ -161,13 +161,13 @@ async function main(): Promise<void> {
     .name('fsync-floor')
     .description('measure one write + fdatasync of a 4 KiB block on the data disk (the durability floor)')
     .option('--dir <dir>', 'directory on the data disk', dataDirRoot())
-    .option('--count <n>', 'number of write+fdatasync rounds', '200')
-    .option('--bytes <n>', 'bytes written per round', '4096')
+    .option('--count <n>', 'number of write+fdatasync rounds', wholeArg(1), 200)
+    .option('--bytes <n>', 'bytes written per round', wholeArg(1), 4096)
     .option('--sparse', 'grow the file with ftruncate only (each write allocates a block) instead of writing it first', false)
     .option('--shapes', 'instead: one fdatasync after the write patterns of a commit (one page, + meta, 4 pages contiguous or scattered, meta + 4 pages as one write, 16 and 64 contiguous pages, sync on the calling thread)', false)
     .parse()
-    .opts<{ dir: string; count: string; bytes: string; sparse: boolean; shapes: boolean }>();
-  const r = opts.shapes ? await measureSyncShapes(opts.dir, Number(opts.count)) : await measureFsync(opts.dir, Number(opts.count), Number(opts.bytes), opts.sparse);
+    .opts<{ dir: string; count: number; bytes: number; sparse: boolean; shapes: boolean }>();
+  const r = opts.shapes ? await measureSyncShapes(opts.dir, opts.count) : await measureFsync(opts.dir, opts.count, opts.bytes, opts.sparse);
   console.log(JSON.stringify(r, null, 2));
 }
 

@@ -14,7 +14,7 @@ import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Store as StoreType } from '../btree';
-import { gitInfo, keyFor, log, makeDataDir, randomValue, renderPlot, resultDir, rmrf, rng, writeDat } from './lib/common';
+import { gitInfo, keyFor, log, makeDataDir, randomValue, renderPlot, resultDir, rmrf, rng, writeDat, wholeArg } from './lib/common';
 import { writeSummary } from './lib/report';
 
 interface Row {
@@ -29,19 +29,17 @@ async function main(): Promise<void> {
   const opts = new Command()
     .name('long-reader')
     .description('commit time, pages per commit and file size while one snapshot is held over many commits, then after it is released')
-    .option('--commits <n>', 'commits while the snapshot is held (and as many after)', '16000')
-    .option('--puts <n>', 'puts per commit', '4')
-    .option('--keys <n>', 'distinct keys, preloaded', '10000')
-    .option('--report-every <n>', 'commits per reported row', '2000')
+    .option('--commits <n>', 'commits while the snapshot is held (and as many after)', wholeArg(1), 16000)
+    .option('--puts <n>', 'puts per commit', wholeArg(1), 4)
+    .option('--keys <n>', 'distinct keys, preloaded', wholeArg(1), 10000)
+    .option('--report-every <n>', 'commits per reported row', wholeArg(1), 2000)
     .option('--engine <dir>', 'directory of the btree build to load (default: this build)')
     .option('--out <dir>', 'result directory (default experiments/results/long-reader)')
     .option('--compare <json>', "an earlier run's long-reader.json to plot beside this one")
     .parse()
-    .opts<{ commits: string; puts: string; keys: string; reportEvery: string; engine?: string; out?: string; compare?: string }>();
-  const commits = Math.max(1, Number(opts.commits));
-  const puts = Math.max(1, Number(opts.puts));
-  const keys = Math.max(puts, Number(opts.keys));
-  const every = Math.max(1, Number(opts.reportEvery));
+    .opts<{ commits: number; puts: number; keys: number; reportEvery: number; engine?: string; out?: string; compare?: string }>();
+  const { commits, puts, reportEvery: every } = opts;
+  const keys = Math.max(puts, opts.keys);
   const engineDir = path.resolve(opts.engine ?? path.join(__dirname, '..', 'btree'));
   const engineLabel = opts.engine ?? 'this build';
   // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,10 +1,10 @@
 // make profile: clinic flame on lbserver under a set-heavy and a get-heavy load (4 KiB values, clients
 // in separate processes). The HTML flame graphs go to experiments/results/profile/ (git-ignored).
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KiB, log, makeDataDir, RESULTS, ROOT, rmrf, writeJson, gitInfo } from './lib/common';
+import { KiB, log, makeDataDir, RESULTS, ROOT, rmrf, writeJson, gitInfo, secondsArg, wholeArg } from './lib/common';
 import { plain, runLoad } from './lib/load';
 import { startServer } from './lib/servers';
 
@@ -105,17 +105,17 @@ async function main(): Promise<void> {
   const opts = new Command()
     .name('profile')
     .description('clinic flame of lbserver under a set-heavy and a get-heavy load; HTML in experiments/results/profile/')
-    .option('--seconds <s>', 'load duration per profile', '10')
-    .option('--clients <n>', 'concurrent clients', '16')
-    .option('--only <which>', 'set or get')
+    .option('--seconds <s>', 'load duration per profile', secondsArg, 10)
+    .option('--clients <n>', 'concurrent clients', wholeArg(1), 16)
+    .addOption(new Option('--only <which>', 'only one of the two profiles').choices(['set', 'get']))
     .parse()
-    .opts<{ seconds: string; clients: string; only?: string }>();
+    .opts<{ seconds: number; clients: number; only?: 'set' | 'get' }>();
   if (spawnSync(process.execPath, [CLINIC, '--version'], { stdio: 'ignore' }).status !== 0) throw new Error('clinic is not installed (npm ci)');
   const outDir = path.join(RESULTS, 'profile');
   fs.mkdirSync(outDir, { recursive: true });
   const out: Record<string, unknown>[] = [];
-  if (opts.only !== 'get') out.push(await profileOne('set-heavy', 'set', Number(opts.seconds), Number(opts.clients), outDir));
-  if (opts.only !== 'set') out.push(await profileOne('get-heavy', 'get', Number(opts.seconds), Number(opts.clients), outDir));
+  if (opts.only !== 'get') out.push(await profileOne('set-heavy', 'set', opts.seconds, opts.clients, outDir));
+  if (opts.only !== 'set') out.push(await profileOne('get-heavy', 'get', opts.seconds, opts.clients, outDir));
   // The HTML and raw samples stay in the git-ignored profile/; this summary is small and committed.
   writeJson(path.join(RESULTS, 'profile-summary.json'), { git: gitInfo(), note: 'self time of the sampled stacks by category and function (clinic flame / 0x samples); HTML under experiments/results/profile/', profiles: out });
 }

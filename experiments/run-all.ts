@@ -2,7 +2,7 @@
 // and writes experiments/results/run-all.json with where each result went and how long it took.
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { gitInfo, log, RESULTS, writeJson } from './lib/common';
+import { gitInfo, log, RESULTS, subsetArg, writeJson } from './lib/common';
 import { runExp1 } from './exp1-latency';
 import { runExp2 } from './exp2-restart';
 import { runExp3 } from './exp3-clients';
@@ -12,10 +12,10 @@ async function main(): Promise<void> {
     .name('run-all')
     .description('run experiments 1 (latency vs value size), 2 (restart) and 3 (clients); quick unless --full')
     .option('--full', 'full configuration (much longer)', false)
-    .option('--only <list>', 'subset, e.g. 1,3')
+    .option('--only <list>', 'subset, e.g. 1,3', subsetArg(['1', '2', '3'] as const))
     .parse()
-    .opts<{ full: boolean; only?: string }>();
-  const only = new Set((opts.only ?? '1,2,3').split(',').map((s) => s.trim()));
+    .opts<{ full: boolean; only?: string[] }>();
+  const only = new Set<string>(opts.only ?? ['1', '2', '3']);
   const started = new Date();
   const runs: { experiment: string; json: string; seconds: number }[] = [];
   const step = async (id: string, name: string, f: () => Promise<string>) => {

@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as hdr from 'hdr-histogram-js';
 import { randomBytes } from 'node:crypto';
+import { InvalidArgumentError, Option } from 'commander';
 
 /** Repository root (dist/experiments/lib/common.js -> ../../..). */
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -139,6 +140,60 @@ export function parseSize(s: string): number {
 
 export function parseList(s: string): number[] {
   return s.split(',').filter(Boolean).map((x) => parseSize(x));
+}
+
+// Commander argument parsers for the runners' options: a bad value stops the run before anything
+// starts, with commander's usage error naming the option (a NaN let through would surface minutes
+// later as a load that "exceeded NaN ms").
+
+/** A whole number of at least `min`. */
+export function wholeArg(min = 0): (text: string) => number {
+  return (text) => {
+    if (!/^\d+$/.test(text.trim())) throw new InvalidArgumentError('not a whole number');
+    const n = Number(text);
+    if (n < min) throw new InvalidArgumentError(`must be at least ${min}`);
+    return n;
+  };
+}
+
+/** A number of seconds above zero (decimals allowed). */
+export function secondsArg(text: string): number {
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(n > 0)) throw new InvalidArgumentError('not a number of seconds above 0');
+  return n;
+}
+
+/** lbserver's --sync-mode, passed through by the runners that start it. */
+export function syncModeOption(): Option {
+  return new Option('--sync-mode <m>', 'lbserver --sync-mode').choices(['one', 'two']);
+}
+
+/** A comma-separated list of whole numbers (10000,100_000). */
+export function countsArg(text: string): number[] {
+  const items = text.split(',').map((x) => x.trim().replace(/_/g, '')).filter(Boolean);
+  if (items.length === 0 || items.some((x) => !/^\d+$/.test(x) || Number(x) < 1)) throw new InvalidArgumentError('expected whole numbers above 0, comma-separated');
+  return items.map(Number);
+}
+
+/** A comma-separated list of sizes (512,4k,1m). */
+export function sizesArg(text: string): number[] {
+  try {
+    const sizes = parseList(text);
+    if (sizes.length === 0) throw new Error('empty list');
+    return sizes;
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+/** A comma-separated subset of `allowed`. */
+export function subsetArg<T extends string>(allowed: readonly T[]): (text: string) => T[] {
+  return (text) => {
+    const items = text.split(',').map((x) => x.trim()).filter(Boolean);
+    const bad = items.filter((x) => !allowed.includes(x as T));
+    if (items.length === 0 || bad.length > 0) throw new InvalidArgumentError(`expected a comma-separated subset of ${allowed.join(',')}`);
+    return items as T[];
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import { KvClient } from '../../lib/client';
 import type { StatResponse } from '../../generated/kv';
 export { freePort };
 
-export type ServerKind = 'lbkv' | 'floor';
+export const SERVER_KINDS = ['floor', 'lbkv'] as const;
+export type ServerKind = (typeof SERVER_KINDS)[number];
 
 export const LBSERVER_JS = path.join(ROOT, 'dist', 'bin', 'lbserver.js');
 export const FLOOR_JS = path.join(ROOT, 'dist', 'experiments', 'floor-server.js');

@@ -49,8 +49,7 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
 for (let i = 2; i < process.argv.length; i += 2) {
   const name = process.argv[i].replace(/^--/, '');
   if (!process.argv[i].startsWith('--') || !KNOWN.includes(name) || process.argv[i + 1] === undefined) {
-    console.error(`torture: bad option ${process.argv[i]}${process.argv[i + 1] === undefined ? ' (missing value)' : ''}\n\n${USAGE}`);
-    process.exit(2);
+    usageError(`bad option ${process.argv[i]}${process.argv[i + 1] === undefined ? ' (missing value)' : ''}`);
   }
 }
 
@@ -58,10 +57,26 @@ function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
-const num = (name: string, dflt: number) => (arg(name) !== undefined ? Number(arg(name)) : dflt);
+function num(name: string, dflt: number): number {
+  const text = arg(name);
+  if (text === undefined) return dflt;
+  if (!/^\d+$/.test(text)) usageError(`--${name}: "${text}" is not a whole number`);
+  return Number(text);
+}
 
-const seed = arg('seed') !== undefined ? Number(arg('seed')) >>> 0 : seedFromEnv();
+function usageError(message: string): never {
+  console.error(`torture: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+// Every number is checked here, before any section starts (sections read theirs when they run).
+for (const name of KNOWN) if (name !== 'only') num(name, 0);
+
+const SECTIONS = ['kill', 'powercut', 'loop', 'races', 'vanish', 'slow', 'seeds'];
+const seed = arg('seed') !== undefined ? num('seed', 0) >>> 0 : seedFromEnv();
 const only = arg('only')?.split(',');
+const unknown = only?.filter((s) => !SECTIONS.includes(s)) ?? [];
+if (unknown.length > 0) usageError(`--only: unknown section ${unknown.join(', ')} (sections: ${SECTIONS.join(',')})`);
 const budgetMs = num('budget-min', 90) * 60_000;
 const started = nowMs();
 const remaining = () => Math.max(0, budgetMs - (nowMs() - started));
