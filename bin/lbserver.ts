@@ -126,7 +126,8 @@ Examples:
   try {
     mkdirSync(cfg.dataDir, { recursive: true });
   } catch (e) {
-    fail(`cannot create data directory ${cfg.dataDir}: ${(e as Error).message}`, EXIT.DATA);
+    const exists = (e as NodeJS.ErrnoException).code === 'EEXIST' || (e as NodeJS.ErrnoException).code === 'ENOTDIR';
+    fail(exists ? `--data ${cfg.dataDir} is not a directory` : `cannot create data directory ${cfg.dataDir}: ${(e as Error).message}`, EXIT.DATA);
   }
 
   let lock: DirLock;

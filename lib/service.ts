@@ -493,8 +493,14 @@ export function createGrpcServer(service: KvService, cfg: ServerConfig): grpc.Se
 
 /** Binds `address`; resolves with the bound port. Rejects with a readable error (e.g. port in use). */
 export function bindServer(server: grpc.Server, address: string): Promise<number> {
+  // grpc-js also logs a failed bind on stderr ("E No address added ..."), before the caller can say
+  // what went wrong in its own words; keep its log quiet for the bind alone.
+  // The level to go back to is grpc-js's own default, or what GRPC_VERBOSITY asked for.
+  const level = grpc.logVerbosity[(process.env.GRPC_VERBOSITY ?? 'ERROR').toUpperCase() as keyof typeof grpc.logVerbosity] ?? grpc.logVerbosity.ERROR;
+  grpc.setLogVerbosity(grpc.logVerbosity.NONE);
   return new Promise((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      grpc.setLogVerbosity(level);
       if (err) reject(err);
       else resolve(port);
     });

@@ -188,7 +188,18 @@ server('port in use: exit 5 naming the address', async () => {
   const r = await runNode(LBSERVER_JS, ['--data', tempDir(), '--listen', a.address]);
   assert.is(r.code, 5);
   assert.match(r.stderr, new RegExp(`cannot listen on ${a.address.replace(/\./g, '\\.')} \\(address already in use`));
+  // One line, ours: grpc-js's own log of the failed bind is kept off stderr.
+  assert.is(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.is(await a.stop(), 0);
+});
+
+server('--data naming a file: exit 4, says it is not a directory', async () => {
+  const file = join(tempDir(), 'plain-file');
+  writeFileSync(file, 'x');
+  const r = await runNode(LBSERVER_JS, ['--data', file, '--listen', '127.0.0.1:0']);
+  assert.is(r.code, 4);
+  assert.match(r.stderr, `--data ${file} is not a directory`);
+  assert.is(r.stdout, '');
 });
 
 server('--max-value-bytes accepts suffixes', async () => {
