@@ -16,7 +16,7 @@
 //          --kill-rounds N --kill-rounds-two N --kill-rounds-pinned N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N --seeds N
 // Exit code 0 when every section held its properties, 1 otherwise.
 import { runPowerCuts } from './powercut-long';
-import { runKillRounds, type KillRoundsResult } from '../durability/kill-rounds';
+import { runKillRounds, type KillRoundsOptions, type KillRoundsResult } from '../durability/kill-rounds';
 import { runLoopPowerCuts } from '../durability/loop-powercut';
 import { runRaces } from '../durability/races';
 import { slowReader, vanishingStreams, loadValues } from '../durability/abuse';
@@ -107,36 +107,28 @@ function killVerdict(r: KillRoundsResult, rounds: number, extra = ''): { ok: boo
   return { ok, summary: `rounds ${r.rounds}/${rounds}, acknowledged sets ${r.acked} (${mib(r.bytesAcked)}), sent ${r.sent}, lost ${r.lost}, torn ${r.torn}, wrong key ${r.wrongKey}, never sent ${r.phantom}, GetPrefix/Get mismatches ${r.prefixMismatch}, Stat key-count mismatches ${r.statMismatch}, errors before kill ${r.unexpectedErrors}, restarts also killed during startup ${r.startupKills}, max restart ${r.maxRestartMs.toFixed(0)} ms${extra}` };
 }
 
-async function main(): Promise<void> {
-  log(`lbkv torture: seed ${seed} (rerun with --seed ${seed}), budget ${(budgetMs / 60_000).toFixed(0)} min`);
-
-  await section('kill -9 under load', 'kill', async () => {
-    const rounds = num('kill-rounds', 200);
-    const dir = tempDir('lbkv-torture-kill9-');
+/** A kill -9 section: `option` rounds (default `dflt`) within `maxMin` minutes of the budget, on a
+ *  data directory of its own; a pinned-snapshot section must also have killed while segments existed. */
+function killSection(title: string, option: string, dflt: number, maxMin: number, opts: Partial<KillRoundsOptions>): Promise<void> {
+  return section(title, 'kill', async () => {
+    const rounds = num(option, dflt);
+    const dir = tempDir(`lbkv-torture-${option}-`);
     try {
-      const r = await runKillRounds({ rounds, dataDir: dir, seed, clients: 8, keys: 300, log, budgetMs: Math.min(remaining(), 40 * 60_000) });
-      return killVerdict(r, rounds);
-    } finally { removeTempDir(dir); }
-  });
-
-  await section('kill -9 under load, --sync-mode two', 'kill', async () => {
-    const rounds = num('kill-rounds-two', 50);
-    const dir = tempDir('lbkv-torture-kill9-two-');
-    try {
-      const r = await runKillRounds({ rounds, dataDir: dir, seed: seed ^ 0x5a5a, clients: 8, keys: 300, log, serverArgs: ['--sync-mode', 'two'], budgetMs: Math.min(remaining(), 15 * 60_000) });
-      return killVerdict(r, rounds);
-    } finally { removeTempDir(dir); }
-  });
-
-  await section('kill -9 under load while a stalled GetPrefix reader pins a snapshot (freelist segments)', 'kill', async () => {
-    const rounds = num('kill-rounds-pinned', 30);
-    const dir = tempDir('lbkv-torture-kill9-pinned-');
-    try {
-      const r = await runKillRounds({ rounds, dataDir: dir, seed: seed ^ 0x7e7e, clients: 8, keys: 300, log, loadMs: [1500, 2500], stalledReader: { keys: 40, valueBytes: 512 * 1024 }, budgetMs: Math.min(remaining(), 15 * 60_000) });
+      const r = await runKillRounds({ rounds, dataDir: dir, seed, clients: 8, keys: 300, log, budgetMs: Math.min(remaining(), maxMin * 60_000), ...opts });
+      if (!opts.stalledReader) return killVerdict(r, rounds);
       const v = killVerdict(r, rounds, `, rounds killed while freelist segments existed ${r.roundsWithSegments}`);
       return { ok: v.ok && r.roundsWithSegments > 0, summary: v.summary };
     } finally { removeTempDir(dir); }
   });
+}
+
+async function main(): Promise<void> {
+  log(`lbkv torture: seed ${seed} (rerun with --seed ${seed}), budget ${(budgetMs / 60_000).toFixed(0)} min`);
+
+  await killSection('kill -9 under load', 'kill-rounds', 200, 40, {});
+  await killSection('kill -9 under load, --sync-mode two', 'kill-rounds-two', 50, 15, { seed: seed ^ 0x5a5a, serverArgs: ['--sync-mode', 'two'] });
+  await killSection('kill -9 under load while a stalled GetPrefix reader pins a snapshot (freelist segments)', 'kill-rounds-pinned', 30, 15,
+    { seed: seed ^ 0x7e7e, loadMs: [1500, 2500], stalledReader: { keys: 40, valueBytes: 512 * 1024 } });
 
   await section('power cuts (fault-injecting file layer)', 'powercut', async () => {
     const cuts = num('cuts', 10_000);
