@@ -110,7 +110,8 @@ export class KvClient {
    * early (break/return/throw) cancels the call so the server releases its snapshot.
    */
   async *getPrefixMessages(prefix: Bytes, opts: GetPrefixOptions = {}): AsyncGenerator<KvEntry[]> {
-    const call = this.raw.getPrefix({ prefix: toBytes(prefix), limit: opts.limit ?? 0 });
+    // callTimeoutMs bounds the whole stream: a deadline is per call, and the call is the stream.
+    const call = this.raw.getPrefix({ prefix: toBytes(prefix), limit: opts.limit ?? 0 }, new grpc.Metadata(), this.callOptions());
     let finished = false;
     try {
       for await (const msg of call as AsyncIterable<GetPrefixResponse>) {

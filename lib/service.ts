@@ -2,6 +2,7 @@
 // Validates every request, maps engine errors to gRPC status codes, and never lets a bad request
 // take the server down.
 import * as grpc from '@grpc/grpc-js';
+import { constants as http2constants, type Http2Stream } from 'node:http2';
 import { join } from 'node:path';
 import { StoreError, type Entry, type Store } from '../btree/index';
 import {
@@ -140,6 +141,36 @@ export class StreamBudget {
   }
 }
 
+/**
+ * Calls `release` once a stalled stream's call is over: when it closes, or after `graceMs`, when its
+ * HTTP/2 stream is reset (RST_STREAM, CANCEL), which drops the messages buffered in it. A client that
+ * neither reads nor disconnects would otherwise keep them, and their share of the stream budget, for
+ * as long as its connection lives.
+ */
+function reclaimAfter(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>, graceMs: number, release: () => void): void {
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    call.off('close', finish);
+    call.off('cancelled', finish);
+    release();
+  };
+  const timer = setTimeout(() => { resetStream(call); finish(); }, graceMs);
+  timer.unref();
+  call.on('close', finish);
+  call.on('cancelled', finish);
+}
+
+/** Resets the HTTP/2 stream under a grpc-js server call. grpc-js offers no public way; its call
+ *  object (1.14, with no server interceptors installed, as here) keeps the stream as `call.stream`.
+ *  test/service-concurrency.test.ts checks that a stalled client's stream is reset. */
+function resetStream(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>): void {
+  const h2 = (call as unknown as { call?: { stream?: Http2Stream } }).call?.stream;
+  if (h2 && !h2.destroyed && !h2.closed) h2.close(http2constants.NGHTTP2_CANCEL);
+}
+
 export class KvService {
   readonly stats: ServiceStats;
   private shuttingDown = false;
@@ -271,7 +302,8 @@ export class KvService {
    * served. A client that stops reading keeps what its stream holds, which is at most its pending
    * messages plus the one entry read ahead (at most about 3 MiB with the defaults, 2 MiB when entries
    * are small), until it reads, cancels or its connection dies (a vanished client's streams are
-   * cancelled and release everything at once). So budget/3 MiB to budget/2 MiB stalled streams (10
+   * cancelled and release everything at once), or with streamStallMs until twice that has passed
+   * (ABORTED after the first, the stream reset after the second: see releaseWritten). So budget/3 MiB to budget/2 MiB stalled streams (10
    * to 16 with the default 32 MiB) exhaust the budget; after that, other GetPrefix streams wait
    * (Set/Get/Stat are not affected) instead of the server growing without bound. Keeping per-stream
    * pending small is what makes that number large; a larger budget tolerates more stalled clients at
@@ -314,13 +346,15 @@ export class KvService {
     // Waiting for the client: every wake-up is progress (a message taken, a drain, or the end);
     // none for streamStallMs ends the stream (see ServerConfig.streamStallMs).
     const stallMs = this.cfg.streamStallMs;
+    let stalled = false;
     const waitClient = async () => {
       if (stallMs <= 0) return wait();
       let timer: NodeJS.Timeout | undefined;
-      const stalled = await Promise.race([wait().then(() => false), new Promise<boolean>((r) => { timer = setTimeout(() => r(true), stallMs); })]);
+      const timedOut = await Promise.race([wait().then(() => false), new Promise<boolean>((r) => { timer = setTimeout(() => r(true), stallMs); })]);
       clearTimeout(timer);
-      if (stalled && !closed) {
+      if (timedOut && !closed) {
         wake = undefined;
+        stalled = true;
         this.stats.stalledGetprefixes++;
         throw new StatusCarrier(statusError(grpc.status.ABORTED,
           `GetPrefix: the client took no message for ${stallMs} ms, so the server ended the stream and released its snapshot ` +
@@ -336,11 +370,21 @@ export class KvService {
     const refill = Math.min(2 * target, budget.capacity); // one wait yields about a whole message
     let headroom = 0;
     let batchCharge = 0;
+    let carried = 0; // the charge of an entry read and not yet in the batch (it waits on sendBatch)
     const inflight = new Set<{ charge: number }>();
     const releaseMessage = (m: { charge: number }) => {
       if (inflight.delete(m)) budget.release(m.charge);
     };
     const returnHeadroom = () => { budget.release(headroom); headroom = 0; };
+    // Messages written and not taken are freed with the call, except a stalled client's: those sit
+    // in the HTTP/2 stream's buffer, and the ABORTED status waits behind them (trailers follow the
+    // data), so they stay charged while the client has streamStallMs more to come back and read its
+    // status; then the stream is reset, which frees them (see resetStalledStream).
+    const releaseWritten = () => {
+      const release = () => { for (const m of [...inflight]) releaseMessage(m); call.off('drain', wakeUp); };
+      if (stalled && !closed && inflight.size > 0) reclaimAfter(call, stallMs, release);
+      else release();
+    };
 
     const maxPending = Math.max(1, this.cfg.prefixMaxPendingMessages);
     let needDrain = false;
@@ -397,8 +441,11 @@ export class KvService {
     const ensureHeadroom = async (): Promise<boolean> => {
       if (headroom >= minHeadroom) return true;
       if (budget.tryAcquire(refill - headroom)) { headroom = refill; return true; }
-      // We have to wait: first give up what others might need and we cannot use yet.
+      // We have to wait: first give up what others might need and we cannot use yet, and wait for
+      // the client to take what this stream has written (under the stall timer: in the budget's
+      // queue no timer runs, so a stream there must hold nothing a stalled client keeps).
       await sendBatch();
+      while (!closed && inflight.size > 0) await waitClient();
       if (closed) return false;
       await closeCursor();
       returnHeadroom();
@@ -427,14 +474,16 @@ export class KvService {
           const charge = Math.min(size, budget.capacity);
           if (charge <= headroom) headroom -= charge;
           else { budget.force(charge - headroom); headroom = 0; } // an entry larger than T: see above
+          carried = charge;
           if (batch.length > 0 && bytes + size > target) {
             await sendBatch();
-            if (closed) { budget.release(charge); break; }
+            if (closed) break;
           }
           batch.push({ key: e.key, value: e.value });
           e = undefined;
           bytes += size;
-          batchCharge += charge;
+          batchCharge += carried;
+          carried = 0;
         }
         if (!closed) await sendBatch();
       } finally {
@@ -445,13 +494,13 @@ export class KvService {
       snap?.release();
       // Whatever is not yet written goes back now.
       returnHeadroom();
-      budget.release(batchCharge);
+      budget.release(batchCharge + carried);
       batchCharge = 0;
+      carried = 0;
       batch = [];
       if (!completed) {
         // Cancelled or failed: the transport may never call back for what it holds.
-        for (const m of [...inflight]) releaseMessage(m);
-        call.off('drain', wakeUp);
+        releaseWritten();
       }
     }
     if (closed) {
@@ -463,8 +512,7 @@ export class KvService {
     try {
       while (!closed && inflight.size > 0) await waitClient();
     } finally {
-      for (const m of [...inflight]) releaseMessage(m);
-      call.off('drain', wakeUp);
+      releaseWritten();
     }
     if (closed) {
       this.stats.cancelledGetprefixes++;
