@@ -1,13 +1,15 @@
 // The service definition the server registers: the generated one (generated/kv.ts) with
-//  - lenient request decoders: a request that is not valid protobuf (or a limit beyond 2^53) reaches
-//    the handler as an InvalidRequest, which answers INVALID_ARGUMENT (grpc-js itself would say
-//    INTERNAL "Error deserializing request");
+//  - lenient request decoders: a request that is not valid protobuf reaches the handler as an
+//    InvalidRequest, which answers INVALID_ARGUMENT (grpc-js itself would say INTERNAL "Error
+//    deserializing request"); a GetPrefix limit beyond 2^53, a valid uint64 that the generated
+//    decoder refuses, reads as no limit;
 //  - response encoders for GetResponse and GetPrefixResponse that write the value bytes once into the
 //    output buffer (the generated encoder copies each value three times: into the writer, when
 //    finishing, and in Buffer.from), which matters for multi-MiB values; and none at all for a value
 //    the engine read into the tail of a buffer from framedValueBuffer().
 // The bytes on the wire are the same protobuf encoding either way.
-import { KeyValueStoreService, type GetPrefixResponse, type GetResponse } from '../generated/kv';
+import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { KeyValueStoreService, type GetPrefixRequest, type GetPrefixResponse, type GetResponse } from '../generated/kv';
 
 export const INVALID_REQUEST = Symbol('lbkv.invalidRequest');
 
@@ -116,10 +118,32 @@ export function encodeGetPrefixResponse(m: GetPrefixResponse): Buffer {
   return out;
 }
 
+/** GetPrefixRequest { bytes prefix = 1; uint64 limit = 2; }, as the generated decoder reads it, but a
+ *  limit past Number.MAX_SAFE_INTEGER (more entries than any store holds) becomes that number, which
+ *  limits nothing, where the generated decoder throws. */
+export function decodeGetPrefixRequest(b: Buffer): GetPrefixRequest {
+  const reader = new BinaryReader(b);
+  const m: GetPrefixRequest = { prefix: Buffer.alloc(0), limit: 0 };
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag === 10) {
+      m.prefix = Buffer.from(reader.bytes());
+    } else if (tag === 16) {
+      const v = BigInt(reader.uint64().toString());
+      m.limit = v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
+    } else if ((tag & 7) === 4 || tag === 0) {
+      break;
+    } else {
+      reader.skip(tag & 7);
+    }
+  }
+  return m;
+}
+
 const S = KeyValueStoreService;
 export const ServerKeyValueStoreService = {
   set: { ...S.set, requestDeserialize: lenient(S.set.requestDeserialize) },
   get: { ...S.get, requestDeserialize: lenient(S.get.requestDeserialize), responseSerialize: encodeGetResponse },
-  getPrefix: { ...S.getPrefix, requestDeserialize: lenient(S.getPrefix.requestDeserialize), responseSerialize: encodeGetPrefixResponse },
+  getPrefix: { ...S.getPrefix, requestDeserialize: lenient(decodeGetPrefixRequest), responseSerialize: encodeGetPrefixResponse },
   stat: { ...S.stat, requestDeserialize: lenient(S.stat.requestDeserialize) },
 } as const;

@@ -2,8 +2,8 @@
 // client receives must decode to the message the handler produced, whichever encoder path ran.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { encodeGetResponse, framedValueBuffer } from '../lib/codec';
-import { GetResponse } from '../generated/kv';
+import { decodeGetPrefixRequest, encodeGetResponse, framedValueBuffer } from '../lib/codec';
+import { GetPrefixRequest, GetResponse } from '../generated/kv';
 
 const pattern = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 13 + 5) & 0xff));
 
@@ -26,6 +26,24 @@ test('not found and empty values encode as before', () => {
   const empty = GetResponse.decode(encodeGetResponse({ found: true, value: Buffer.alloc(0) }));
   assert.is(empty.found, true);
   assert.is(empty.value.length, 0);
+});
+
+test('GetPrefixRequest: the hand decoder reads what the generated one reads, and a limit past 2^53 as no limit', () => {
+  for (const prefix of [Buffer.alloc(0), Buffer.from('a'), Buffer.alloc(300, 0xff)]) {
+    for (const limit of [0, 1, 127, 128, 2 ** 32, Number.MAX_SAFE_INTEGER]) {
+      const bytes = Buffer.from(GetPrefixRequest.encode({ prefix, limit }).finish());
+      assert.equal(decodeGetPrefixRequest(bytes), GetPrefixRequest.decode(bytes), `prefix ${prefix.length} B, limit ${limit}`);
+    }
+  }
+  // Unknown fields are skipped, as the generated decoder skips them: field 7 varint, field 9 bytes.
+  const known = Buffer.from(GetPrefixRequest.encode({ prefix: Buffer.from('p/'), limit: 5 }).finish());
+  const withUnknown = Buffer.concat([Buffer.from([0x38, 0x96, 0x01, 0x4a, 0x02, 0x61, 0x62]), known]);
+  assert.equal(decodeGetPrefixRequest(withUnknown), { prefix: Buffer.from('p/'), limit: 5 });
+  // limit 2^64-1 (ten-byte varint): the generated decoder throws; ours reads "no limit".
+  const huge = Buffer.from([0x0a, 0x01, 0x61, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+  assert.throws(() => GetPrefixRequest.decode(huge), /MAX_SAFE_INTEGER/);
+  assert.equal(decodeGetPrefixRequest(huge), { prefix: Buffer.from('a'), limit: Number.MAX_SAFE_INTEGER });
+  assert.throws(() => decodeGetPrefixRequest(Buffer.from([0x0a, 0x09, 0x61])), 'a truncated field is still an error');
 });
 
 test.run();

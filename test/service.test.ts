@@ -2,6 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { GetPrefixResponse } from '../generated/kv';
 import { GrpcStatus, KvClient } from '../lib/client';
 import { expectGrpcError, pseudoRandomBytes, setMany } from './support/client-helpers';
 import { startServer, type ServerHandle } from './support/server';
@@ -138,11 +139,20 @@ basic('malformed protobuf requests: INVALID_ARGUMENT, server keeps serving', asy
   });
   await expectGrpcError(unary('Set', Buffer.from([0xff, 0xff, 0xff])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
   await expectGrpcError(unary('Get', Buffer.from([0x0a, 0x05, 0x61])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
-  // limit = 2^64-1 does not fit a JS number.
+  // GetPrefix 'many/' with limit = 2^64-1: a valid uint64 past a JS number's exact range, so no limit.
   const stream = raw.makeServerStreamRequest('/lbkv.v1.KeyValueStore/GetPrefix', id, id,
-    Buffer.from([0x0a, 0x01, 0x61, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
-  const streamErr = new Promise<void>((resolve, reject) => { stream.on('data', () => {}); stream.on('error', reject); stream.on('end', resolve); });
-  await expectGrpcError(streamErr, GrpcStatus.INVALID_ARGUMENT, /MAX_SAFE_INTEGER/);
+    Buffer.from([0x0a, 0x05, ...Buffer.from('many/'), 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
+  let entries = 0;
+  await new Promise<void>((resolve, reject) => {
+    stream.on('data', (b: Buffer) => { entries += GetPrefixResponse.decode(b).entries.length; });
+    stream.on('error', reject);
+    stream.on('end', resolve);
+  });
+  assert.is(entries, 5000, 'limit 2^64-1: every entry');
+  // A GetPrefix request that is not valid protobuf.
+  const bad = raw.makeServerStreamRequest('/lbkv.v1.KeyValueStore/GetPrefix', id, id, Buffer.from([0x0a, 0x09, 0x61]));
+  const badErr = new Promise<void>((resolve, reject) => { bad.on('data', () => {}); bad.on('error', reject); bad.on('end', resolve); });
+  await expectGrpcError(badErr, GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
   raw.close();
   await c.set('after-garbage', 'ok');
   assert.equal((await c.get('after-garbage'))?.toString(), 'ok');
