@@ -130,7 +130,9 @@ function makeClient(g: GlobalOpts): KvClient {
     callTimeoutMs = Number(g.timeoutMs);
     if (!Number.isFinite(callTimeoutMs) || callTimeoutMs <= 0) throw new CliError(`--timeout-ms: "${g.timeoutMs}" is not a positive number`, EXIT.USAGE);
   }
-  return new KvClient(g.server, { callTimeoutMs });
+  // No message limit of its own: the server enforces --max-value-bytes and says so in its status,
+  // where a client-side limit would fail first with a message that seems to come from the server.
+  return new KvClient(g.server, { callTimeoutMs, maxMessageBytes: -1 });
 }
 
 async function run(argv: string[]): Promise<number> {
@@ -211,7 +213,8 @@ Examples:
       const g = globals();
       const prefix = parseKey(prefixArg, g.hex, 'prefix');
       if (!/^\d+$/.test(o.limit)) throw new CliError(`--limit: "${o.limit}" is not a whole number`, EXIT.USAGE);
-      const limit = Number(o.limit);
+      // Past 2^53 a count is beyond any store: no limit (the server reads such a uint64 so too).
+      const limit = Math.min(Number(o.limit), Number.MAX_SAFE_INTEGER);
       const c = makeClient(g);
       try {
         for await (const batch of c.getPrefixMessages(prefix, { limit })) {

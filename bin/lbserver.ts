@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     .option('--data <dir>', `data directory (holds ${DATA_FILE_NAME} and LOCK; created if missing)`, DEFAULT_CONFIG.dataDir)
     .option('--cache-mb <n>', 'page cache size in MiB', String(DEFAULT_CONFIG.cacheMB))
     .option('--max-value-bytes <n>', 'largest value accepted (bytes; suffixes KiB/MiB/GiB allowed)', String(DEFAULT_CONFIG.maxValueBytes))
-    .option('--max-key-bytes <n>', 'largest key accepted (bytes)', String(DEFAULT_CONFIG.maxKeyBytes))
+    .option('--max-key-bytes <n>', 'largest key accepted (bytes, 1..1024: what the file format holds)', String(DEFAULT_CONFIG.maxKeyBytes))
     .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)
     .option('--blocking-sync-us <n>', 'while the median recent fdatasync is at most this many microseconds, small commits sync on the event loop (saves two thread hand-offs; stalls other calls for one sync; helps a lone writer only); 0: always on the thread pool', String(DEFAULT_CONFIG.blockingSyncUs))
     .option('--max-inflight-set-mb <n>', 'server-wide bound, in MiB, on the bytes of Sets waiting for their commit; a Set over it gets RESOURCE_EXHAUSTED (one Set alone always goes through)', String(DEFAULT_CONFIG.maxSetBytesInFlight / (1024 * 1024)))
@@ -135,7 +135,9 @@ Examples:
     lock = acquireDirLock(cfg.dataDir);
     startupLock = lock;
   } catch (e) {
-    if (e instanceof LockError) fail(`refusing to start: ${e.message}`, EXIT.LOCKED);
+    // Exit 3 means another lbserver holds the directory; a lock that cannot be made at all (no
+    // permission, a read-only file system) is a problem of the data directory.
+    if (e instanceof LockError) fail(`refusing to start: ${e.message}`, e.holderPid !== undefined ? EXIT.LOCKED : EXIT.DATA);
     throw e;
   }
 

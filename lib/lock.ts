@@ -2,8 +2,12 @@
 // written and fsynced to a private temporary file (opened 'wx'), which is then hard-linked to LOCK;
 // link() fails with EEXIST if LOCK exists, and a LOCK never exists without its PID in it (no window
 // where a concurrent starter could see an empty lock and think it stale). A lock left by a dead
-// process (or by a PID now reused by a process that is not lbserver) is stale and replaced.
-import { closeSync, fsyncSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+// process (or by a PID now reused by a process that is not lbserver) is stale and replaced, under a
+// second file, LOCK.break, taken with O_EXCL: between reading a stale PID and removing the file, a
+// starter without it could remove the lock another starter had just taken in its place (two of eight
+// simultaneous starters on a stale lock both got it in a review's run), and only breakers remove
+// other processes' locks.
+import { closeSync, fsyncSync, linkSync, lstatSync, openSync, readFileSync, readlinkSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { LOCK_FILE_NAME } from './config';
 
@@ -47,6 +51,39 @@ function readPid(path: string): number | undefined {
   }
 }
 
+/** A breaker that died inside its few system calls would leave LOCK.break; after this long it is
+ *  taken to be such a leftover. */
+const BREAK_STALE_MS = 10_000;
+
+/** Removes `path` if it still names `stalePid` (undefined: unreadable), holding LOCK.break meanwhile;
+ *  if another starter holds LOCK.break, leaves the lock to it and returns (the caller tries again). */
+function breakStaleLock(path: string, stalePid: number | undefined): void {
+  const breaker = `${path}.break`;
+  let fd: number;
+  try {
+    fd = openSync(breaker, 'wx', 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new LockError(`cannot create ${breaker}: ${(e as Error).message}`);
+    try {
+      if (Date.now() - statSync(breaker).mtimeMs > BREAK_STALE_MS) unlinkSync(breaker);
+    } catch { /* gone meanwhile */ }
+    sleepMs(20);
+    return;
+  }
+  try {
+    closeSync(fd);
+    if (readPid(path) === stalePid) {
+      try { unlinkSync(path); } catch { /* gone meanwhile */ }
+    }
+  } finally {
+    try { unlinkSync(breaker); } catch { /* gone */ }
+  }
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 export function acquireDirLock(dataDir: string): DirLock {
   const path = join(dataDir, LOCK_FILE_NAME);
   const tmp = join(dataDir, `${LOCK_FILE_NAME}.${process.pid}.tmp`);
@@ -73,7 +110,7 @@ export function acquireDirLock(dataDir: string): DirLock {
   const take = full ? () => symlinkSync(String(process.pid), path) : () => linkSync(tmp, path);
   let taken = false;
   try {
-    for (let attempt = 0; attempt < 5 && !taken; attempt++) {
+    for (let attempt = 0; attempt < 50 && !taken; attempt++) {
       try {
         take();
         taken = true;
@@ -87,11 +124,7 @@ export function acquireDirLock(dataDir: string): DirLock {
       if (pid !== undefined && pidHoldsLock(pid)) {
         throw new LockError(`data directory ${dataDir} is in use by another lbserver (pid ${pid}); lock file ${path}`, pid);
       }
-      // Stale: remove it only if it still holds what we read, so we do not delete a lock that a
-      // concurrent starter has just taken.
-      if (readPid(path) === pid) {
-        try { unlinkSync(path); } catch { /* someone else removed it */ }
-      }
+      breakStaleLock(path, pid);
     }
   } finally {
     try { unlinkSync(tmp); } catch { /* gone */ }

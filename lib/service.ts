@@ -528,11 +528,14 @@ export class KvService {
   }
 }
 
-/** A grpc.Server with message limits that fit the largest value, serving `service`. */
+/** A grpc.Server with message limits that fit the largest value, serving `service`. It receives
+ *  messages up to twice that size, so that a Set of a value up to twice the limit reaches the handler
+ *  and gets INVALID_ARGUMENT naming the limit; a larger one is refused by grpc-js from its length
+ *  prefix, before it is read, with RESOURCE_EXHAUSTED "Received message larger than max (N vs M)". */
 export function createGrpcServer(service: KvService, cfg: ServerConfig): grpc.Server {
   const max = maxMessageBytes(cfg);
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': max,
+    'grpc.max_receive_message_length': 2 * max,
     'grpc.max_send_message_length': max,
   });
   server.addService(ServerKeyValueStoreService, service.handlers());

@@ -175,6 +175,7 @@ server('bad flags: exit 2 with a clear message, no ready line', async () => {
     [['--sync-mode', 'three'], /--sync-mode: "three" must be "one" or "two"/],
     [['--blocking-sync-us', '-1'], /--blocking-sync-us/],
     [['--max-inflight-set-mb', '0'], /--max-inflight-set-mb/],
+    [['--max-key-bytes', '2000'], /--max-key-bytes: 2000 is out of range 1\.\.1024/],
   ] as Array<[string[], RegExp]>) {
     const r = await runNode(LBSERVER_JS, ['--data', tempDir(), ...args]);
     assert.is(r.code, 2, `${args.join(' ')}: exit 2, bad usage`);

@@ -188,6 +188,24 @@ lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', 
   assert.is(await srv3.stop(), 0);
 });
 
+lock('starters racing for a stale LOCK: exactly one takes it (8 processes, 10 rounds)', async () => {
+  const starter = join(__dirname, 'support', 'lbserver-lock-starter.js');
+  for (let round = 0; round < 10; round++) {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'LOCK'), '999999999\n'); // beyond any PID: stale
+    const at = Date.now() + 400;
+    const outs = await Promise.all(Array.from({ length: 8 }, () => new Promise<string>((resolve, reject) => {
+      const p = spawn(process.execPath, [starter, dir, String(at)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.on('data', (d) => { out += d; });
+      p.on('error', reject);
+      p.on('close', () => resolve(out.trim()));
+    })));
+    assert.is(outs.filter((o) => o === 'TAKEN').length, 1, `round ${round}: ${outs.join(', ')}`);
+    assert.is(outs.filter((o) => o === 'REFUSED').length, 7);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 const streams = suite('service: GetPrefix streams: cancel, backpressure');
 

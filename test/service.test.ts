@@ -216,10 +216,15 @@ counters('value over --max-value-bytes: INVALID_ARGUMENT naming the limit; serve
   const e = await expectGrpcError(c.set('limit/over', Buffer.alloc(MiB + 1, 1)), GrpcStatus.INVALID_ARGUMENT, /value is 1048577 bytes/);
   assert.match(e.details, /1048576/);
   assert.match(e.details, /max-value-bytes/);
+  // Far over (twice the limit and more): the handler still names the limit; past twice the message
+  // limit, grpc-js refuses the message from its length prefix with its own RESOURCE_EXHAUSTED.
+  await expectGrpcError(c.set('limit/over2', Buffer.alloc(2 * MiB + 512 * 1024, 1)), GrpcStatus.INVALID_ARGUMENT, /value is 2621440 bytes; over the value limit of 1048576 bytes/);
+  await expectGrpcError(c.set('limit/over3', Buffer.alloc(8 * MiB, 1)), GrpcStatus.RESOURCE_EXHAUSTED, /larger than max/);
   assert.is(await c.get('limit/over'), undefined);
+  assert.is(await c.get('limit/over2'), undefined);
   assert.is((await c.get('limit/exact'))?.length, MiB);
   const s = await c.stat();
-  assert.is(s.failedSets, 2);
+  assert.is(s.failedSets, 3, 'the handler counts the Sets it refused; grpc-js refused the last before it');
 });
 
 // ---------------------------------------------------------------------------------------------
