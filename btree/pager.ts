@@ -6,7 +6,7 @@ import { checkPage, corruption, crc32 } from './checksum';
 import { decodeNode, Node, OverflowRef } from './node';
 import type { Caches } from './cache';
 import { decodeFreePage, type FreeEntry } from './freelist';
-import { ioError } from './errors';
+import { ioError, StoreError } from './errors';
 
 // Below this an overflow value is read inline on the event loop; above it, on the thread pool so a
 // 64 MiB read does not stall every other client.
@@ -16,6 +16,13 @@ const CACHED_VALUE_BYTES = 2 * PAGE_SIZE;
 export class Pager {
   /** Open snapshots and in-flight reads on this file (compaction closes a replaced file at zero). */
   users = 0;
+  /** Set by close(): every read from here on fails CLOSED. */
+  closed = false;
+  /** Thread-pool reads under way: the file descriptor must outlive them, or a number reused by
+   *  another open could hand them that file's bytes. */
+  private reading = 0;
+  private readsDone: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(
     public file: FileHandle,
@@ -23,8 +30,23 @@ export class Pager {
     readonly caches: Caches,
   ) {}
 
+  /** Refuses new reads at once and closes the file once the reads under way are done. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closed = true;
+      const idle = this.reading === 0 ? Promise.resolve() : new Promise<void>((r) => { this.readsDone = r; });
+      this.closing = idle.then(() => this.file.close());
+    }
+    return this.closing;
+  }
+
+  checkOpen(): void {
+    if (this.closed) throw new StoreError('CLOSED', `${this.path}: the store is closed`);
+  }
+
   /** Raw page bytes, unverified. */
   readRaw(id: number): Buffer {
+    this.checkOpen();
     const page = Buffer.allocUnsafe(PAGE_SIZE);
     let n: number;
     try {
@@ -98,6 +120,7 @@ export class Pager {
   }
 
   private readOverflowSync(ref: OverflowRef): Buffer {
+    this.checkOpen();
     const buf = Buffer.allocUnsafe(ref.length);
     let n = 0;
     try {
@@ -119,10 +142,12 @@ export class Pager {
   }
 
   private async readOverflow(ref: OverflowRef, alloc?: (length: number) => Buffer): Promise<Buffer> {
+    this.checkOpen();
     const buf = alloc ? alloc(ref.length) : Buffer.allocUnsafe(ref.length);
     if (buf.length !== ref.length) throw new Error(`alloc returned ${buf.length} bytes for a value of ${ref.length}`);
     const pos = ref.page * PAGE_SIZE;
     let n = 0;
+    this.reading++;
     try {
       while (n < ref.length) {
         const got = ref.length - n > ASYNC_READ_BYTES
@@ -133,6 +158,8 @@ export class Pager {
       }
     } catch (err) {
       throw ioError(`${this.path}: reading overflow run at page ${ref.page}`, err);
+    } finally {
+      if (--this.reading === 0) this.readsDone?.();
     }
     return this.checkValue(ref, buf, n);
   }

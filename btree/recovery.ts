@@ -20,7 +20,8 @@ export interface Recovered {
   /** The meta's root node (null: empty tree). */
   root: Node | null;
   freelist: Freelist;
-  /** Raw bytes of both meta slots as found, to restore a slot after a failed commit. */
+  /** What each meta slot holds for a rollback after a failed commit: its bytes as found if open took
+   *  it or it is the older valid commit, else a zero page (never valid). */
   metaBytes: Buffer[];
   fileBytes: number;
   /** What was wrong with the meta page (or commit) that open did not use, if anything. */
@@ -93,7 +94,13 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
     }
     freelist.finishDecode();
     const fellBack = problems.length > 0 ? problems.join('; ') : undefined;
-    return { file, pager, meta: chosen, root, freelist, metaBytes, fileBytes, fellBack };
+    // A slot open did not take is kept for a rollback only if it is the older, valid commit. A
+    // rejected one (torn, or damaged) is remembered as a page that never validates: written back
+    // after a failed commit that rewrote the same pages, its bytes could make that commit verify.
+    const older = candidates.find((m) => m.txid < chosen!.txid);
+    const kept = new Set([chosen.txid % 2, ...(older ? [older.txid % 2] : [])]);
+    const rollback = metaBytes.map((bytes, slot) => (kept.has(slot) ? bytes : Buffer.alloc(PAGE_SIZE)));
+    return { file, pager, meta: chosen, root, freelist, metaBytes: rollback, fileBytes, fellBack };
   } catch (err) {
     await file.close().catch(() => undefined);
     throw err;

@@ -80,6 +80,31 @@ export class Snapshot {
 
   private checkOpen(): void {
     if (this.released) throw new StoreError('CLOSED', 'snapshot was released');
+    this.pager.checkOpen();
+  }
+}
+
+/** Copies every entry of `source` into `copy` in large atomic batches, then closes `copy`. */
+async function copyInto(source: Snapshot, copy: Store, progress?: (copied: number, total: number) => void): Promise<void> {
+  try {
+    let batch: Entry[] = [];
+    let bytes = 0;
+    let copied = 0;
+    for await (const e of source.range({})) {
+      batch.push(e);
+      bytes += e.key.length + e.value.length;
+      if (batch.length >= 2000 || bytes >= 32 * MiB) {
+        await copy.putMany(batch);
+        copied += batch.length;
+        progress?.(copied, source.keys);
+        batch = [];
+        bytes = 0;
+      }
+    }
+    if (batch.length) await copy.putMany(batch);
+    progress?.(source.keys, source.keys);
+  } finally {
+    await copy.close();
   }
 }
 
@@ -94,6 +119,10 @@ export class Store {
    *  back the old file without it). Every commit retries it first. */
   private unsyncedDir: string | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
+  /** Why the store has no data file any more (a compaction that could not open the file it
+   *  installed): no commit may run, since it would go to the unlinked old file. */
+  private lost: StoreError | undefined;
   private counters = { commits: 0, fsyncs: 0, failedCommits: 0, batchedPuts: 0, maxBatch: 0, prepareUs: 0, lastSyncUs: 0, pages: 0, runs: 0, blockingCommits: 0 };
   /** The last SYNC_SAMPLES blocking fdatasyncs, microseconds, and whether their median is over
    *  blockingSyncUs. Only those are timed: a sync on the thread pool is timed to when the event loop
@@ -202,6 +231,7 @@ export class Store {
   }
 
   private async commitBatch(puts: Put[]): Promise<void> {
+    if (this.lost) throw new StoreError('CLOSED', `${this.path}: the store is closed, nothing of this batch was written (${this.lost.message})`);
     if (this.unsyncedDir !== undefined) {
       try {
         await this.fs.syncDir(this.unsyncedDir);
@@ -328,7 +358,7 @@ export class Store {
     pager.users--;
     if (pager !== this.pager) {
       // A snapshot of the file that compaction replaced: close it once its last reader is gone.
-      if (pager.users === 0) void pager.file.close().catch(() => undefined);
+      if (pager.users === 0) void pager.close().catch(() => undefined);
       return;
     }
     const n = (this.readers.get(txid) ?? 0) - 1;
@@ -391,28 +421,11 @@ export class Store {
       if (this.fs.exists(tmp)) await this.fs.unlink(tmp);
       const beforeBytes = this.fileBytes;
       const source = this.snapshot();
-      const copy = await Store.open({ ...this.opts, path: tmp, fs: this.fs });
       try {
-        let batch: Entry[] = [];
-        let bytes = 0;
-        let copied = 0;
-        for await (const e of source.range({})) {
-          batch.push(e);
-          bytes += e.key.length + e.value.length;
-          if (batch.length >= 2000 || bytes >= 32 * MiB) {
-            await copy.putMany(batch);
-            copied += batch.length;
-            progress?.(copied, source.keys);
-            batch = [];
-            bytes = 0;
-          }
-        }
-        if (batch.length) await copy.putMany(batch);
-        progress?.(source.keys, source.keys);
+        await copyInto(source, await Store.open({ ...this.opts, path: tmp, fs: this.fs }), progress);
       } catch (err) {
         throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged)`, err, { wrapStoreErrors: true });
       } finally {
-        await copy.close();
         source.release();
       }
       try {
@@ -434,8 +447,10 @@ export class Store {
       try {
         r = await recover(this.fs, this.path, makeCaches(this.opts.cacheMB));
       } catch (err) {
+        this.lost = ioError(`${this.path}: opening the compacted file after installing it; the store is closed, open it again`, err, { wrapStoreErrors: true });
         this.closed = true;
-        throw ioError(`${this.path}: opening the compacted file after installing it; the store is closed, open it again`, err);
+        this.closing = this.pager.close().catch(() => undefined);
+        throw this.lost;
       }
       const old = this.pager;
       this.file = r.file;
@@ -446,7 +461,7 @@ export class Store {
       this.metaBytes = r.metaBytes;
       this.fileBytes = r.fileBytes;
       this.readers.clear();
-      if (old.users === 0) await old.file.close().catch(() => undefined);
+      if (old.users === 0) await old.close().catch(() => undefined);
       if (dirError !== undefined) {
         throw ioError(`${this.path}: the compacted file is in place, but syncing its directory failed; the store uses it, and every commit retries that sync first`, dirError);
       }
@@ -454,14 +469,19 @@ export class Store {
     });
   }
 
-  /** Finishes queued puts, then closes the file. Later calls fail with CLOSED. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Finishes queued puts, then closes the file once the reads under way are done. Later calls,
+   *  snapshot reads included, fail with CLOSED; a second close() resolves with the first. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     while (this.draining) await new Promise((r) => setTimeout(r, 1));
     await this.writer.runExclusive(async () => {
-      await this.seal();
-      await this.file.close();
+      if (!this.lost) await this.seal();
+      await this.pager.close();
     });
   }
 

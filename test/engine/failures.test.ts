@@ -1,0 +1,135 @@
+// Engine behaviour when a step fails part-way (found by a review of btree/, each reproduced here
+// before it was fixed): a rolled-back commit must not bring back a commit that open rejected,
+// compaction must neither leak its snapshot nor acknowledge puts into a file it lost, and close()
+// must not close the file under reads still in flight or let snapshots read after it.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as path from 'node:path';
+import { nodeFileSystem, Store, StoreError, type FileHandle, type FileSystem } from '../../btree';
+import { tempDir } from '../support/tmp';
+import { FaultFS, mulberry32, POLICY_DROP_ALL } from '../support/fault-fs';
+
+const DB = '/db/lbkv.db';
+const key = (i: number) => Buffer.from(`k${String(i).padStart(8, '0')}`);
+const fill = (n: number, seed: number) => {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (seed * 31 + i * 7 + (i >> 8)) & 0xff;
+  return b;
+};
+const failure = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e);
+const isStoreError = (e: unknown, code: string) => e instanceof StoreError && e.code === code;
+
+/** `ffs` seen through a FileSystem whose open() fails while `failOpen.on` is set. */
+function failingOpen(ffs: FaultFS): { fs: FileSystem; failOpen: { on: boolean } } {
+  const failOpen = { on: false };
+  const fs: FileSystem = {
+    open: (f, ro) => (failOpen.on ? Promise.reject(Object.assign(new Error(`EIO: i/o error, open '${f}'`), { code: 'EIO' })) : ffs.open(f, ro)),
+    create: (f) => ffs.create(f),
+    exists: (f) => ffs.exists(f),
+    rename: (a, b) => ffs.rename(a, b),
+    unlink: (f) => ffs.unlink(f),
+    syncDir: (d) => ffs.syncDir(d),
+  };
+  return { fs, failOpen };
+}
+
+test('rolling back a failed commit never revives the commit that open rejected in the same slot', async () => {
+  const ffs = new FaultFS();
+  const a = await Store.open({ path: DB, fs: ffs });
+  await a.put(key(1), fill(100, 1));
+  const big = fill(20_000, 7);
+  await a.put(key(2), big); // durable, then the process dies (no close)
+  const crashed = ffs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs;
+  // One bit of the big value's overflow run is damaged: open takes the commit as torn.
+  const image = crashed.readVolatile(DB)!;
+  const at = image.indexOf(big.subarray(0, 64));
+  assert.ok(at > 0, 'the value is in the file');
+  const h = await crashed.open(DB);
+  await h.writev([Buffer.from([big[5000]! ^ 1])], at + 5000);
+  await h.datasync();
+  await h.close();
+  const b = await Store.open({ path: DB, fs: crashed });
+  assert.match(b.recoveryNote ?? '', /hash|torn/);
+  assert.is(await b.get(key(2)), undefined);
+  // The same put again, with its fdatasync failing: it rewrites the same pages (the damaged one
+  // whole again), and the slot is rolled back. Rolled back to the rejected meta, that commit would
+  // now verify: a put reported as not applied would appear after a crash.
+  crashed.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
+  const e = await failure(b.put(key(2), big));
+  assert.ok(isStoreError(e, 'IO') && /nothing of this batch was applied/.test((e as Error).message), String(e));
+  const after = await Store.open({ path: DB, fs: crashed.powerCut(mulberry32(2), POLICY_DROP_ALL).fs });
+  assert.is(await after.get(key(2)), undefined, 'the put that failed is not there after a crash');
+  assert.equal(await after.get(key(1)), fill(100, 1));
+  await after.close();
+});
+
+test('compact(): a compacted file that cannot be opened after the rename fails queued puts instead of acknowledging them into the old file', async () => {
+  const ffs = new FaultFS();
+  const { fs, failOpen } = failingOpen(ffs);
+  const store = await Store.open({ path: DB, fs });
+  await store.putMany(Array.from({ length: 100 }, (_, i) => ({ key: key(i), value: fill(1000, i) })));
+  ffs.onOp = (op) => { if (op.kind === 'rename' && op.to === DB) failOpen.on = true; };
+  const compacting = failure(store.compact());
+  const queued = failure(store.put(key(500), fill(10, 5))); // waits for the compaction's writer lock
+  const [e, qe] = await Promise.all([compacting, queued]);
+  assert.ok(isStoreError(qe, 'CLOSED'), `the put queued behind the compaction: ${qe === null ? 'acknowledged' : String(qe)}`);
+  assert.ok(isStoreError(e, 'IO') && /opening the compacted file/.test((e as Error).message), String(e));
+  assert.ok(isStoreError(await failure(store.put(key(501), fill(10, 6))), 'CLOSED'));
+  ffs.onOp = null;
+  failOpen.on = false;
+  const again = await Store.open({ path: DB, fs: ffs.powerCut(mulberry32(3), POLICY_DROP_ALL).fs });
+  assert.is(again.stats().keys, 100);
+  assert.equal(await again.get(key(99)), fill(1000, 99));
+  await again.close();
+});
+
+test('compact(): a copy that cannot even be created releases the snapshot it took', async () => {
+  const ffs = new FaultFS();
+  const store = await Store.open({ path: DB, fs: ffs });
+  await store.putMany(Array.from({ length: 50 }, (_, i) => ({ key: key(i), value: fill(1000, i) })));
+  ffs.failWhen({ match: (op) => op.kind === 'create' && op.file.startsWith(DB + '.compact'), code: 'ENOSPC' });
+  const e = await failure(store.compact());
+  assert.ok(isStoreError(e, 'NO_SPACE'), String(e));
+  assert.is(store.stats().openSnapshots, 0, 'no snapshot left pinning pages');
+  // Pages freed from here on come back: overwriting the same keys stops growing the file.
+  for (let r = 0; r < 4; r++) await store.putMany(Array.from({ length: 50 }, (_, i) => ({ key: key(i), value: fill(1000, r * 100 + i) })));
+  const pages = store.stats().pageCount;
+  for (let r = 4; r < 12; r++) await store.putMany(Array.from({ length: 50 }, (_, i) => ({ key: key(i), value: fill(1000, r * 100 + i) })));
+  assert.ok(store.stats().pageCount <= pages + 2, `pageCount ${pages} -> ${store.stats().pageCount}`);
+  await store.close();
+});
+
+/** The real file system with every thread-pool read held back for `delayMs`. */
+function slowReads(delayMs: number): FileSystem {
+  return {
+    ...nodeFileSystem,
+    async open(f: string, ro?: boolean): Promise<FileHandle> {
+      const h = await nodeFileSystem.open(f, ro);
+      const read = h.read.bind(h);
+      h.read = async (b, o, l, p) => { await new Promise((r) => setTimeout(r, delayMs)); return read(b, o, l, p); };
+      return h;
+    },
+  };
+}
+
+test('close() waits for reads in flight before closing the file, and snapshots fail CLOSED after it', async () => {
+  const file = path.join(tempDir('lbkv-close-'), 'lbkv.db');
+  const store = await Store.open({ path: file, fs: slowReads(150) });
+  const big = fill(1024 * 1024, 3);
+  await store.put(key(1), big);
+  await store.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(100 + i), value: fill(50, i) })));
+  const snap = store.snapshot();
+  const inFlight = snap.get(key(1)); // a thread-pool read, still running when close() starts
+  const viaStore = store.get(key(1));
+  await store.close();
+  assert.equal(await inFlight, big, 'the read begun before close() completes with the right bytes');
+  assert.equal(await viaStore, big);
+  assert.ok(isStoreError(await failure(snap.get(key(150))), 'CLOSED'), 'a snapshot read after close() fails CLOSED');
+  assert.ok(isStoreError(await failure((async () => { for await (const _ of snap.range({})) { /* empty */ } })()), 'CLOSED'));
+  snap.release();
+  const reopened = await Store.open({ path: file });
+  assert.equal(await reopened.get(key(1)), big);
+  await reopened.close();
+});
+
+test.run();
