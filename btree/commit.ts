@@ -79,8 +79,14 @@ export interface CommitContext {
   onMetaWrite(): void;
 }
 
-export function valueCell(key: Buffer, value: Buffer): Buffer | { pending: Buffer } {
-  return LEAF_INLINE_OVERHEAD + key.length + value.length <= MAX_CELL ? Buffer.from(value) : { pending: value };
+/** Whether a value lives in its leaf cell (else in an overflow run). */
+export function isInline(key: Buffer, value: Buffer): boolean {
+  return LEAF_INLINE_OVERHEAD + key.length + value.length <= MAX_CELL;
+}
+
+/** `puts` hold their own copies of keys and inline values (Store.putMany makes them). */
+function valueCell(key: Buffer, value: Buffer): Buffer | { pending: Buffer } {
+  return isInline(key, value) ? value : { pending: value };
 }
 
 export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitResult> {
@@ -88,7 +94,7 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   const txid = ctx.meta.txid + 1;
   const slot = txid % 2;
   const tree = new WriteTree(ctx.pager, ctx.root);
-  for (const p of puts) tree.put(Buffer.from(p.key), valueCell(p.key, p.value));
+  for (const p of puts) tree.put(p.key, valueCell(p.key, p.value));
   const { root, dirty: all } = tree.spill();
   // The root goes into the slot with the meta; every other dirty node gets a page of its own.
   const dirty = all.filter((n) => n !== root);

@@ -11,7 +11,7 @@ import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
 import type { Pager } from './pager';
-import { commit, slotRoot, writeSlot, type Put } from './commit';
+import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
 import { prefixEnd, scan } from './cursor';
@@ -182,8 +182,9 @@ export class Store {
   }
 
   /** Durable put: resolves once the commit that holds it is synced. Concurrent puts share a commit.
-   *  A large value is written from the caller's buffer (no copy): leave it unmodified until the
-   *  promise settles, or the page written and the checksum kept for it may disagree. */
+   *  The key and a small value are copied at the call; a large value is written from the caller's
+   *  buffer (no copy): leave it unmodified until the promise settles, or the page written and the
+   *  checksum kept for it may disagree. */
   put(key: Buffer, value: Buffer): Promise<void> {
     return this.putMany([{ key, value }]);
   }
@@ -197,7 +198,10 @@ export class Store {
     }
     return new Promise((resolve, reject) => {
       const bytes = entries.reduce((s, e) => s + e.key.length + e.value.length, 0);
-      this.queue.push({ puts: entries.map((e) => ({ key: e.key, value: e.value })), bytes, resolve, reject });
+      // Keys and small values are copied now, not at the commit: the caller may reuse its buffers as
+      // soon as put() returns, and the cached leaf keeps what it is given.
+      const puts = entries.map((e) => ({ key: Buffer.from(e.key), value: isInline(e.key, e.value) ? Buffer.from(e.value) : e.value }));
+      this.queue.push({ puts, bytes, resolve, reject });
       if (!this.draining) {
         this.draining = true;
         // Let every request that arrived in this turn of the event loop join the first batch.

@@ -396,6 +396,30 @@ test('keys: arbitrary bytes ordered bytewise, 0xff prefixes, 1024-byte keys; lim
   await store.close();
 });
 
+test('put() copies the key and a small value at the call: the caller may reuse its buffers at once', async () => {
+  const file = dbFile('reuse');
+  const store = await Store.open({ path: file });
+  const k = Buffer.from('reused-key-0001');
+  const v = Buffer.from('value-one');
+  const first = store.put(k, v);
+  k.write('reused-key-0002');
+  v.write('value-two');
+  const second = store.put(k, v); // queued in the same turn: both commit together, later
+  k.fill(0x41);
+  v.fill(0x41);
+  await Promise.all([first, second]);
+  const check = async (s: Store) => {
+    assert.equal(await s.get(Buffer.from('reused-key-0001')), Buffer.from('value-one'));
+    assert.equal(await s.get(Buffer.from('reused-key-0002')), Buffer.from('value-two'));
+    assert.is(s.stats().keys, 2);
+  };
+  await check(store);
+  await store.close();
+  const again = await Store.open({ path: file });
+  await check(again);
+  await again.close();
+});
+
 test('range: start/end bounds, limit, keysOnly', async () => {
   const store = await Store.open({ path: dbFile('range') });
   await store.putMany(Array.from({ length: 3000 }, (_, i) => ({ key: key(i), value: fill(i % 7 === 0 ? 9000 : 10, i) })));
