@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     .description('lbkv server: a durable key-value store (copy-on-write B+tree) served over gRPC')
     .option('--listen <addr>', 'host:port to listen on', DEFAULT_CONFIG.listen)
     .option('--data <dir>', `data directory (holds ${DATA_FILE_NAME} and LOCK; created if missing)`, DEFAULT_CONFIG.dataDir)
-    .option('--cache-mb <n>', 'page cache size in MiB', String(DEFAULT_CONFIG.cacheMB))
+    .option('--cache-mb <n>', 'memory for the page and value caches, MiB', String(DEFAULT_CONFIG.cacheMB))
     .option('--max-value-bytes <n>', 'largest value accepted (bytes; suffixes KiB/MiB/GiB allowed)', String(DEFAULT_CONFIG.maxValueBytes))
     .option('--max-key-bytes <n>', 'largest key accepted (bytes, 1..1024: what the file format holds)', String(DEFAULT_CONFIG.maxKeyBytes))
     .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)

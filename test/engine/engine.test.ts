@@ -4,6 +4,8 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { nodeFileSystem, Store, StoreError, type FileHandle, type FileSystem } from '../../btree';
 import { tempDir } from '../support/tmp';
 import { FaultFS, mulberry32, POLICY_DROP_ALL } from '../support/fault-fs';
@@ -418,6 +420,28 @@ test('put() copies the key and a small value at the call: the caller may reuse i
   const again = await Store.open({ path: file });
   await check(again);
   await again.close();
+});
+
+test('the cache is bounded by the memory it holds, not by its page count: 300,000 tiny cells read under cacheMB 4', async () => {
+  v8.setFlagsFromString('--expose_gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const used = () => { gc(); gc(); const m = process.memoryUsage(); return m.heapUsed + m.external; };
+  const file = dbFile('cache-bound');
+  const w = await Store.open({ path: file, cacheMB: 4 });
+  const N = 300_000;
+  for (let i = 0; i < N; i += 4000) await w.putMany(Array.from({ length: Math.min(4000, N - i) }, (_, j) => ({ key: key(i + j), value: Buffer.from([j & 0xff]) })));
+  await w.close();
+  const store = await Store.open({ path: file, cacheMB: 4 });
+  const before = used();
+  for (let i = 0; i < N; i++) if ((await store.get(key(i)))?.[0] !== ((i % 4000) & 0xff)) assert.unreachable(`key ${i}`);
+  const grew = used() - before;
+  const st = store.stats();
+  // About 1,000 leaves of ~290 cells: counted in pages they fit a 4 MiB budget; decoded, they hold
+  // ten times that (one Buffer view per key and per value).
+  console.log(`  cache bound: grew ${(grew / MiB).toFixed(1)} MiB, ${st.cachePages} pages cached`);
+  assert.ok(grew < 8 * MiB, `memory grew by ${(grew / MiB).toFixed(1)} MiB reading every key with cacheMB 4 (${st.cachePages} pages cached)`);
+  assert.ok(st.cacheHits > 0 && st.cachePages > 16, `cache still used: ${st.cachePages} pages, ${st.cacheHits} hits`);
+  await store.close();
 });
 
 test('range: start/end bounds, limit, keysOnly', async () => {
