@@ -44,6 +44,8 @@ gnuplot:
 
 experiments: build gnuplot
 	node dist/experiments/run-all.js $(if $(FULL),--full,)
+	node dist/experiments/summarize.js >/dev/null
+	@echo "tables: experiments/results/SUMMARY.md"
 
 profile: build
 	node dist/experiments/profile.js

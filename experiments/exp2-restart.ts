@@ -92,6 +92,12 @@ async function timedGets(address: string, n: number, k: number, prefix: string, 
   return summarize(h);
 }
 
+// Bytes of free disk to ask for before loading n pairs: value, key and cell overhead (300 B) plus 15 %
+// for tree pages and free space that the load leaves behind.
+function diskNeeded(n: number, valueBytes: number): number {
+  return n * (valueBytes + 300) * 1.15;
+}
+
 export async function runExp2(o: Exp2Options = {}): Promise<string> {
   const full = o.full ?? false;
   const ns = (o.ns ?? (full ? [10_000, 100_000, 300_000, 1_000_000] : [10_000, 30_000, 100_000])).sort((a, b) => a - b);
@@ -101,7 +107,7 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
   const clients = o.clients ?? 64;
   const processes = o.processes ?? 3;
   const dir = resultDir('exp2-restart', o.out);
-  const need = ns[ns.length - 1] * (valueBytes + 300) * 1.15;
+  const need = diskNeeded(ns[ns.length - 1], valueBytes);
   const free = diskInfo(dataDirRoot()).freeBytes ?? Infinity;
   if (need > free) throw new Error(`N=${ns[ns.length - 1]} needs about ${(need / 1e9).toFixed(1)} GB on ${dataDirRoot()}; ${(free / 1e9).toFixed(1)} GB free`);
   log(`exp2: N = ${ns.join(', ')}; ${valueBytes} B values; ${restarts} cold + ${restarts} warm restarts per N; ${coldGets} cold/warm gets`);
@@ -211,7 +217,7 @@ plot 'exp2-restart.dat' u 1:7 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'cold p50', \\
 unset multiplot`);
   if (plot.error) log(`exp2: plot: ${plot.error}`);
   const json = writeSummary(dir, 'exp2-restart', { full, ns, restarts, coldGets, valueBytes, keyBytes: 32, loadClients: clients, loadProcesses: processes, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default',
-    diskNeededFor10M: `about ${((10_000_000 * (valueBytes + 300) * 1.1) / 1e9).toFixed(0)} GB` },
+    diskNeededFor10M: `about ${(diskNeeded(10_000_000, valueBytes) / 1e9).toFixed(1)} GB` },
   points, { pageCacheDropped: anyDropped, floorFirstGetMs, floorFirstGetRunsMs: floorTimes, plot: plot.png ? 'exp2-restart.png' : null });
   log(`exp2: wrote ${path.relative(process.cwd(), json)}`);
   void fs;
@@ -223,7 +229,7 @@ if (require.main === module) {
     .name('exp2-restart')
     .description('Experiment 2: load N 4 KiB pairs, SIGKILL, restart; time to first get vs N; cold vs warm gets')
     .option('--full', 'full configuration (N up to 1,000,000)', false)
-    .option('--n <list>', 'key counts, cumulative, e.g. 10000,100000,1000000,10000000 (10M needs ~45 GB of disk)', countsArg)
+    .option('--n <list>', 'key counts, cumulative, e.g. 10000,100000,1000000,10000000 (checks for 4,396 B per pair + 15 % free disk: ~50.6 GB for 10M)', countsArg)
     .option('--restarts <n>', 'cold and warm restarts per N', wholeArg(1))
     .option('--cold-gets <k>', 'gets measured after a cold restart (and warm)', wholeArg(1))
     .option('--clients <n>', 'concurrent loading clients', wholeArg(1), 64)
