@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // lbclient: command-line client for lbserver (uses the typed client library in lib/client.ts).
 // Exit codes: 0 ok, 1 key not found, 2 server unreachable/unavailable, 3 the server returned an
-// error, 4 usage or local error (bad flag, bad hex, unreadable file).
+// error, 4 usage or local error (bad flag, bad hex, unreadable file), 5 --timeout-ms ran out.
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { describeError, GrpcStatus, isServiceError, KvClient, type StatResponse } from '../lib/client';
 
-export const EXIT = { OK: 0, NOT_FOUND: 1, UNREACHABLE: 2, SERVER_ERROR: 3, USAGE: 4 } as const;
+export const EXIT = { OK: 0, NOT_FOUND: 1, UNREACHABLE: 2, SERVER_ERROR: 3, USAGE: 4, TIMED_OUT: 5 } as const;
 
 class CliError extends Error {
   constructor(message: string, readonly exitCode: number) { super(message); }
@@ -27,6 +27,8 @@ function parseKey(text: string, hex: boolean | undefined, what = 'key'): Buffer 
   return Buffer.from(t, 'hex');
 }
 
+const UNSAFE_CHAR = /^[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]$/u;
+
 /** Text rendering of bytes: printable UTF-8 as is, other bytes as \xNN (and \\, \t, \n, \r escaped). */
 export function escapeBytes(b: Buffer): string {
   const s = b.toString('utf8');
@@ -39,6 +41,9 @@ export function escapeBytes(b: Buffer): string {
       else if (ch === '\t') out += '\\t';
       else if (ch === '\r') out += '\\r';
       else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
+      // C1 controls, format characters (bidi overrides) and the line/paragraph separators move the
+      // cursor or reorder text on a terminal; as their UTF-8 bytes, so \xNN always means one byte.
+      else if (UNSAFE_CHAR.test(ch)) for (const byte of Buffer.from(ch, 'utf8')) out += '\\x' + byte.toString(16).padStart(2, '0');
       else out += ch;
     }
     return out;
@@ -113,9 +118,20 @@ function humanStat(addr: string, s: StatResponse): string {
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
 }
 
-function grpcFailure(addr: string, e: unknown): CliError {
+/** What a call that ran out of time may have left behind, per command. */
+const TIMEOUT_OUTCOME: Record<string, string> = {
+  set: '; the set may have been applied',
+  getprefix: '; the entries printed, if any, are not the whole listing',
+};
+
+function grpcFailure(addr: string, e: unknown, cmd?: string, timeoutMs?: string): CliError {
   if (isServiceError(e)) {
-    if (e.code === GrpcStatus.UNAVAILABLE || e.code === GrpcStatus.DEADLINE_EXCEEDED) {
+    // The call may have reached the server: not "cannot reach", and for a set not "not applied".
+    if (e.code === GrpcStatus.DEADLINE_EXCEEDED) {
+      const after = timeoutMs !== undefined ? ` after ${Number(timeoutMs)} ms (--timeout-ms)` : '';
+      return new CliError(`${cmd ?? 'call'} timed out${after}${TIMEOUT_OUTCOME[cmd ?? ''] ?? ''} (${describeError(e)})`, EXIT.TIMED_OUT);
+    }
+    if (e.code === GrpcStatus.UNAVAILABLE) {
       return new CliError(`cannot reach server at ${addr}: ${describeError(e)}`, EXIT.UNREACHABLE);
     }
     return new CliError(`server error: ${describeError(e)}`, EXIT.SERVER_ERROR);
@@ -145,7 +161,8 @@ async function run(argv: string[]): Promise<number> {
     .option('--timeout-ms <n>', 'deadline for each call, ms (default: none)')
     .addHelpText('after', `
 Exit codes: 0 ok, 1 key not found (get), 2 server unreachable or unavailable,
-            3 the server returned an error, 4 usage or local error.
+            3 the server returned an error, 4 usage or local error, 5 timed out
+            (--timeout-ms; a set that timed out may have been applied).
 
 Examples:
   lbclient set greeting hello
@@ -182,7 +199,7 @@ Examples:
         throw new CliError('set: missing VALUE (give VALUE, --file F, or - for stdin)', EXIT.USAGE);
       }
       const c = makeClient(g);
-      try { await c.set(key, value); } catch (e) { throw grpcFailure(g.server, e); } finally { c.close(); }
+      try { await c.set(key, value); } catch (e) { throw grpcFailure(g.server, e, 'set', g.timeoutMs); } finally { c.close(); }
     });
 
   program.command('get')
@@ -194,7 +211,7 @@ Examples:
       const key = parseKey(keyArg, g.hex);
       const c = makeClient(g);
       let v: Buffer | undefined;
-      try { v = await c.get(key); } catch (e) { throw grpcFailure(g.server, e); } finally { c.close(); }
+      try { v = await c.get(key); } catch (e) { throw grpcFailure(g.server, e, 'get', g.timeoutMs); } finally { c.close(); }
       if (v === undefined) {
         process.stderr.write(`lbclient: key not found: ${g.hex ? key.toString('hex') : escapeBytes(key)}\n`);
         result = EXIT.NOT_FOUND;
@@ -226,7 +243,7 @@ Examples:
           await writeOut(text);
         }
       } catch (e) {
-        throw grpcFailure(g.server, e);
+        throw grpcFailure(g.server, e, 'getprefix', g.timeoutMs);
       } finally {
         c.close();
       }
@@ -240,7 +257,7 @@ Examples:
       const g = globals();
       const c = makeClient(g);
       let s: StatResponse;
-      try { s = await c.stat(); } catch (e) { throw grpcFailure(g.server, e); } finally { c.close(); }
+      try { s = await c.stat(); } catch (e) { throw grpcFailure(g.server, e, 'stat', g.timeoutMs); } finally { c.close(); }
       await writeOut(o.json ? JSON.stringify(statToProtoNames(s), null, 2) + '\n' : humanStat(g.server, s));
     });
 

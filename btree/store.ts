@@ -85,8 +85,9 @@ export class Snapshot {
 }
 
 /** Copies every entry of `source` into `copy` in large atomic batches, then closes `copy`. */
-async function copyInto(source: Snapshot, copy: Store, progress?: (copied: number, total: number) => void): Promise<void> {
+async function copyInto(source: Snapshot, copy: Store, progress?: (copied: number, total: number) => void, signal?: AbortSignal): Promise<void> {
   try {
+    signal?.throwIfAborted();
     let batch: Entry[] = [];
     let bytes = 0;
     let copied = 0;
@@ -97,6 +98,7 @@ async function copyInto(source: Snapshot, copy: Store, progress?: (copied: numbe
         await copy.putMany(batch);
         copied += batch.length;
         progress?.(copied, source.keys);
+        signal?.throwIfAborted();
         batch = [];
         bytes = 0;
       }
@@ -417,8 +419,10 @@ export class Store {
 
   /** Copies the live data of the latest commit into a new file, syncs it and atomically renames it
    *  over the data file, so the file shrinks to what is live. Puts wait meanwhile; readers do not,
-   *  and snapshots taken before keep reading the old file until they are released. */
-  async compact(progress?: (copied: number, total: number) => void): Promise<{ beforeBytes: number; afterBytes: number }> {
+   *  and snapshots taken before keep reading the old file until they are released. An aborted
+   *  `signal` stops the copy at the next batch (up to the rename), removes the partial copy and
+   *  rejects with signal.reason; the data file is then as it was. */
+  async compact(progress?: (copied: number, total: number) => void, { signal }: { signal?: AbortSignal } = {}): Promise<{ beforeBytes: number; afterBytes: number }> {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
     return this.writer.runExclusive(async () => {
       const tmp = this.path + '.compact';
@@ -426,8 +430,14 @@ export class Store {
       const beforeBytes = this.fileBytes;
       const source = this.snapshot();
       try {
-        await copyInto(source, await Store.open({ ...this.opts, path: tmp, fs: this.fs }), progress);
+        await copyInto(source, await Store.open({ ...this.opts, path: tmp, fs: this.fs }), progress, signal);
+        // The last point to abort: once renamed, the new file is the data file.
+        signal?.throwIfAborted();
       } catch (err) {
+        if (signal?.aborted && err === signal.reason) {
+          await this.fs.unlink(tmp).catch(() => undefined);
+          throw err;
+        }
         throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged)`, err, { wrapStoreErrors: true });
       } finally {
         source.release();

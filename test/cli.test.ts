@@ -93,6 +93,17 @@ cli('getprefix: KEY<TAB>VALUE lines in order, --limit, --keys-only, escapes, emp
   assert.is(badLimit.code, 4);
 });
 
+cli('getprefix and get escape C1 controls, format characters and U+2028/U+2029 as their UTF-8 bytes', async ({ addr }) => {
+  // U+0085 (next line), U+009B (CSI), U+2028/U+2029 (line/paragraph separators), U+202E (bidi override).
+  assert.is((await runClient(addr, ['set', 'ctl/a\u0085b\u2028c\u2029d\u009be\u202ef', 'v\u0085\u00e9\u2028'])).code, 0);
+  const p = await runClient(addr, ['getprefix', 'ctl/']);
+  assert.is(p.code, 0, p.stderr);
+  assert.is(p.stdout, 'ctl/a\\xc2\\x85b\\xe2\\x80\\xa8c\\xe2\\x80\\xa9d\\xc2\\x9be\\xe2\\x80\\xaef\tv\\xc2\\x85\u00e9\\xe2\\x80\\xa8\n');
+  const g = await runClient(addr, ['get', 'ctl/\u0085missing']);
+  assert.is(g.code, 1);
+  assert.ok(g.stderr.includes('key not found: ctl/\\xc2\\x85missing\n'), g.stderr);
+});
+
 cli('getprefix into a reader that stops early (like | head): exit 0, no crash', async ({ addr }) => {
   const c = new KvClient(addr);
   await setMany(c, Array.from({ length: 400 }, (_, i) => ({ key: Buffer.from(`pipe/${String(i).padStart(4, '0')}`), value: Buffer.alloc(3000, 0x76) })));
@@ -157,6 +168,26 @@ unreachable('exit 2 with a clear message', async () => {
   const r = await runClient(`127.0.0.1:${port}`, ['get', 'x'], { timeoutMs: 20_000 });
   assert.is(r.code, 2);
   assert.match(r.stderr, new RegExp(`cannot reach server at 127\\.0\\.0\\.1:${port}`));
+});
+
+const timeout = suite('cli: --timeout-ms');
+timeout('a call that outlives --timeout-ms: exit 5, "timed out", and a set says it may have been applied', async () => {
+  const s = await startServer();
+  // A stopped server accepts the connection (the kernel does) but answers nothing.
+  process.kill(s.pid, 'SIGSTOP');
+  try {
+    const set = await runClient(s.address, ['--timeout-ms', '300', 'set', 'k', 'v'], { timeoutMs: 20_000 });
+    assert.is(set.code, 5, set.stderr);
+    assert.match(set.stderr, /^lbclient: set timed out after 300 ms \(--timeout-ms\); the set may have been applied \(DEADLINE_EXCEEDED: /);
+    const get = await runClient(s.address, ['--timeout-ms', '300', 'get', 'k'], { timeoutMs: 20_000 });
+    assert.is(get.code, 5, get.stderr);
+    assert.match(get.stderr, /^lbclient: get timed out after 300 ms \(--timeout-ms\) \(DEADLINE_EXCEEDED: /);
+    assert.not.match(get.stderr, /cannot reach|may have been applied/);
+    assert.match((await runClient(s.address, ['--help'])).stdout, /5 timed out/);
+  } finally {
+    process.kill(s.pid, 'SIGCONT');
+    assert.is(await s.stop(), 0);
+  }
 });
 
 const server = suite('cli: lbserver');
@@ -290,5 +321,6 @@ programs('--help: exit 0 with usage; the demo and its client reject bad argument
 
 cli.run();
 unreachable.run();
+timeout.run();
 server.run();
 programs.run();

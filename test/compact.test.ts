@@ -1,10 +1,12 @@
 // lbserver --compact: offline compaction of a real data directory, and a kill -9 in the middle of it.
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LBSERVER_JS, runNode, sleep, startServer } from './support/server';
+import { Store } from '../btree';
+import { LBSERVER_JS, runNode, sleep, startServer, tempDir } from './support/server';
 
 // The last round writes small values over large ones, so most of the file is dead pages.
 const valueFor = (i: number, round: number) => Buffer.alloc(round === 9 ? 100 + (i % 7) : 60_000, (i * 31 + round) & 0xff);
@@ -67,6 +69,46 @@ test('kill -9 during compaction leaves the original data intact', async () => {
     if (child.exitCode === null) child.kill('SIGKILL');
     await closed;
     await checkAll(dir);
+  }
+});
+
+test('SIGTERM during lbserver --compact aborts it: exit 1, no .compact file left, the data file unchanged and whole', async () => {
+  // 100,000 keys copy in 50 batches (2,000 keys each), a second or more: the signal lands mid-copy.
+  const dir = tempDir('lbkv-data-');
+  const file = join(dir, 'lbkv.db');
+  const keyOf = (i: number) => `k-${String(i).padStart(7, '0')}`;
+  const valueOf = (i: number) => Buffer.alloc(600, i & 0xff);
+  const store = await Store.open({ path: file });
+  for (let b = 0; b < 20; b++) await store.putMany(Array.from({ length: 5000 }, (_, j) => ({ key: Buffer.from(keyOf(b * 5000 + j)), value: valueOf(b * 5000 + j) })));
+  await store.close();
+  const digest = () => createHash('sha256').update(readFileSync(file)).digest('hex');
+  const before = digest();
+
+  const child = spawn(process.execPath, [LBSERVER_JS, '--data', dir, '--compact'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  const t0 = Date.now();
+  while (!existsSync(`${file}.compact`) && child.exitCode === null && Date.now() - t0 < 20_000) await sleep(2);
+  assert.ok(existsSync(`${file}.compact`), `the compaction began: ${stderr}`);
+  child.kill('SIGTERM');
+  assert.is(await closed, 1, stderr);
+  assert.match(stderr, /compaction of .*lbkv\.db aborted by SIGTERM: .* is unchanged, the partial copy removed/);
+  assert.not.ok(existsSync(`${file}.compact`), 'partial copy removed');
+  assert.is(digest(), before, 'data file unchanged');
+
+  const srv = await startServer({ dataDir: dir });
+  try {
+    const c = srv.client();
+    let n = 0;
+    for await (const e of c.getPrefix('')) {
+      assert.is(e.key.toString(), keyOf(n));
+      assert.ok(e.value.equals(valueOf(n)), keyOf(n));
+      n++;
+    }
+    assert.is(n, 100_000);
+  } finally {
+    await srv.stop();
   }
 });
 

@@ -529,6 +529,27 @@ test('compact() shrinks the file, keeps every key, and old snapshots keep readin
   await again.close();
 });
 
+test('compact() with an aborted signal stops the copy, removes the partial file and leaves the data file as it was', async () => {
+  const file = dbFile('compact-abort');
+  const store = await Store.open({ path: file });
+  await store.putMany(Array.from({ length: 5000 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
+  const before = fs.readFileSync(file);
+  const ac = new AbortController();
+  let calls = 0;
+  // Abort on the first batch (2000 of 5000 keys): the copy has begun and is not done.
+  const e = await store.compact(() => { calls++; ac.abort(new Error('stop')); }, { signal: ac.signal }).then(() => null, (err) => err);
+  assert.is((e as Error)?.message, 'stop');
+  assert.is(calls, 1, 'no batch copied after the abort');
+  assert.not.ok(fs.existsSync(file + '.compact'), 'partial copy removed');
+  assert.ok(fs.readFileSync(file).equals(before), 'data file untouched');
+  await store.put(key(9999), fill(10, 1));
+  await store.close();
+  const again = await Store.open({ path: file });
+  assert.is(again.stats().keys, 5001);
+  for (let i = 0; i < 5000; i += 97) assert.equal((await again.get(key(i)))!, fill(100, i));
+  await again.close();
+});
+
 
 const COMPACT_DB = '/db/lbkv.db';
 
