@@ -3,18 +3,18 @@
 // everything else goes to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight calls, close the
 // store, remove the lock, exit 0 (forced after --shutdown-timeout-ms).
 import { Command, CommanderError } from 'commander';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store, StoreError } from '../btree/index';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, type ServerConfig } from '../lib/config';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
-import { bindServer, createGrpcServer, KvService } from '../lib/service';
+import { bindServer, createGrpcServer, forceStop, KvService } from '../lib/service';
 import { ServiceStats } from '../lib/stats';
 
 /** Exit status, so a supervisor can tell a problem worth a restart from one that is not. */
 export const EXIT = {
   OK: 0,
-  /** Failed while running: closing the store, compaction. */
+  /** Failed while running: closing the store, compaction (or --compact stopped by a signal). */
   FAILED: 1,
   /** Bad command line or option value. */
   USAGE: 2,
@@ -38,21 +38,43 @@ function log(msg: string): void {
 // A signal during startup (before the server serves) exits at once; the engine is crash-safe, so
 // stopping mid-open is fine. Replaced by the real handlers once the server is up.
 let startupLock: DirLock | undefined;
+// --compact stopped before it began has compacted nothing: not the 0 of a compaction done.
+let startupExitCode: number = EXIT.OK;
 const onStartupSignal = (sig: string) => {
   log(`${sig} during startup: exiting`);
   startupLock?.release();
-  process.exit(0);
+  process.exit(startupExitCode);
 };
 const startupSigterm = () => onStartupSignal('SIGTERM');
 const startupSigint = () => onStartupSignal('SIGINT');
 process.on('SIGTERM', startupSigterm);
 process.on('SIGINT', startupSigint);
 
-/** Offline compaction (the file never shrinks by itself): holds the LOCK, so no server runs on it. */
+/** Offline compaction (the file never shrinks by itself): holds the LOCK, so no server runs on it.
+ *  SIGTERM/SIGINT abort it (exit 1): the copy stops, the partial file goes, the data file stays. */
 async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Promise<never> {
   const started = performance.now();
   const keys = store.stats().keys;
   let shown = -1;
+  const tmp = `${dataFile}.compact`;
+  // Exiting at once, as at startup, would leave the partial copy behind.
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (!abort.signal.aborted) {
+      log(`${sig}: aborting the compaction of ${dataFile} (the data file is left as it was)`);
+      abort.abort(new Error(sig));
+      return;
+    }
+    // A second signal does not wait for the batch being copied; the copy was never the data file.
+    log(`${sig} again: exiting now`);
+    rmSync(tmp, { force: true });
+    lock.release();
+    process.exit(EXIT.FAILED);
+  };
+  process.off('SIGTERM', startupSigterm);
+  process.off('SIGINT', startupSigint);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   try {
     const r = await store.compact((copied, total) => {
       const pct = total ? Math.floor((copied / total) * 100) : 100;
@@ -60,13 +82,19 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Pr
         shown = pct;
         log(`compacting ${dataFile}: ${copied}/${total} keys (${pct}%)`);
       }
-    });
+    }, { signal: abort.signal });
     await store.close();
     lock.release();
+    if (abort.signal.aborted) log('the signal came after the copy was complete: the compaction finished');
     const mib = (n: number) => (n / (1024 * 1024)).toFixed(1);
     process.stdout.write(`lbserver: compacted ${dataFile}: ${keys} keys, ${mib(r.beforeBytes)} MiB -> ${mib(r.afterBytes)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     process.exit(0);
   } catch (e) {
+    if (abort.signal.aborted && e === abort.signal.reason) {
+      await store.close().catch(() => {});
+      lock.release();
+      fail(`compaction of ${dataFile} aborted by ${(e as Error).message}: ${dataFile} is unchanged, the partial copy removed`);
+    }
     lock.release();
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
     fail(`compaction of ${dataFile} failed: ${what}`);
@@ -94,10 +122,10 @@ Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
 Only one lbserver may use a data directory at a time (LOCK file holding its PID).
 
-Exit status: 0 stopped cleanly (SIGTERM/SIGINT) or --compact done; 1 failed while running;
-2 bad usage or option value; 3 the data directory is in use by another lbserver; 4 the data
-directory or file cannot be created or opened (corrupt, unreadable, another format); 5 cannot
-listen on the address.
+Exit status: 0 stopped cleanly (SIGTERM/SIGINT) or --compact done; 1 failed while running, or
+--compact stopped by SIGTERM/SIGINT (the data file is left as it was); 2 bad usage or option
+value; 3 the data directory is in use by another lbserver; 4 the data directory or file cannot
+be created or opened (corrupt, unreadable, another format); 5 cannot listen on the address.
 
 Examples:
   lbserver --listen 127.0.0.1:50051 --data ./data
@@ -114,6 +142,7 @@ Examples:
     throw e;
   }
   const o = program.opts();
+  if (o.compact) startupExitCode = EXIT.FAILED;
 
   let cfg: ServerConfig;
   try {
@@ -175,25 +204,33 @@ Examples:
   }
 
   let stopping = false;
+  let hurry: (() => void) | undefined; // a second signal while waiting: force now
   const shutdown = async (signal: string) => {
     if (stopping) {
       log(`${signal} again: forcing shutdown`);
-      server.forceShutdown();
+      if (hurry) hurry();
+      else server.forceShutdown();
       return;
     }
     stopping = true;
-    log(`${signal}: shutting down (finishing ${service.callsInFlight} in-flight calls)`);
+    log(`${signal}: shutting down (finishing ${service.openCalls} in-flight calls)`);
     service.beginShutdown();
-    let forced = false;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        forced = true;
-        log(`in-flight calls did not finish within ${cfg.shutdownTimeoutMs} ms: forcing`);
-        server.forceShutdown();
-        resolve();
-      }, cfg.shutdownTimeoutMs);
-      server.tryShutdown(() => { clearTimeout(timer); resolve(); });
-    });
+    const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    let hurried = false;
+    const forced = await Promise.race([
+      closed.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), cfg.shutdownTimeoutMs);
+        hurry = () => { hurried = true; resolve(true); };
+      }),
+    ]);
+    clearTimeout(timer);
+    hurry = undefined;
+    if (forced) {
+      log(`${service.openCalls} in-flight calls did not finish${hurried ? '' : ` within ${cfg.shutdownTimeoutMs} ms`}: forcing (ending them with UNAVAILABLE)`);
+      await forceStop(server, service, closed, hurried ? 0 : undefined);
+    }
     // Engine calls already started (e.g. a Set whose client went away) finish before the store closes.
     const deadline = Date.now() + Math.max(1000, cfg.shutdownTimeoutMs);
     while (service.callsInFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));

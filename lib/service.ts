@@ -2,7 +2,7 @@
 // Validates every request, maps engine errors to gRPC status codes, and never lets a bad request
 // take the server down.
 import * as grpc from '@grpc/grpc-js';
-import { constants as http2constants, type Http2Stream } from 'node:http2';
+import { constants as http2constants } from 'node:http2';
 import { join } from 'node:path';
 import { StoreError, type Entry, type Store } from '../btree/index';
 import {
@@ -19,6 +19,7 @@ import {
 } from '../generated/kv';
 import { framedValueBuffer, invalidRequestReason, ServerKeyValueStoreService } from './codec';
 import { DATA_FILE_NAME, maxMessageBytes, type ServerConfig } from './config';
+import { h2StreamOf, resetStream, sliceWrites, whenDelivered } from './h2-call';
 import { ServiceStats } from './stats';
 
 export interface StatusError {
@@ -163,19 +164,31 @@ function reclaimAfter(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefi
   call.on('cancelled', finish);
 }
 
-/** Resets the HTTP/2 stream under a grpc-js server call. grpc-js offers no public way; its call
- *  object (1.14, with no server interceptors installed, as here) keeps the stream as `call.stream`.
- *  test/service-concurrency.test.ts checks that a stalled client's stream is reset. */
-function resetStream(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>): void {
-  const h2 = (call as unknown as { call?: { stream?: Http2Stream } }).call?.stream;
-  if (h2 && !h2.destroyed && !h2.closed) h2.close(http2constants.NGHTTP2_CANCEL);
+/** GetPrefix hands a large message to the transport in slices of this size, so that a client that
+ *  keeps reading one is seen to (stall detection). */
+const SLICE_BYTES = 64 * 1024;
+
+const SHUTTING_DOWN = 'server is shutting down: the call was ended before it completed; retry elsewhere or later';
+
+/** How a GetPrefix stream learns that endOpenCalls ended it. */
+interface Ending {
+  endedWith?: grpc.ServiceError;
+  stop?: () => void;
+}
+
+/** A call open at the transport, until its HTTP/2 stream closes. */
+interface OpenCall {
+  /** Ends it now with `se`, if its handler has not answered yet. */
+  end: (se: grpc.ServiceError) => void;
+  resetStream: () => void;
 }
 
 export class KvService {
   readonly stats: ServiceStats;
   private shuttingDown = false;
-  /** Unary calls and streams currently being served. */
+  /** Unary calls waiting for the engine, and GetPrefix streams being served. */
   private inFlight = 0;
+  private readonly open = new Set<OpenCall>();
   private readonly dataFile: string;
   /** Bytes buffered for GetPrefix streams, summed over all streams (--stream-buffer-mb). */
   readonly streamBudget: StreamBudget;
@@ -193,7 +206,52 @@ export class KvService {
    */
   beginShutdown(): void { this.shuttingDown = true; }
   get isShuttingDown(): boolean { return this.shuttingDown; }
+  /** Calls using the engine (the store must not close before they are done). */
   get callsInFlight(): number { return this.inFlight; }
+  /** Calls open at the transport, including those answered whose response is still being sent. */
+  get openCalls(): number { return this.open.size; }
+
+  /**
+   * For a forced shutdown: ends every open call not answered yet with UNAVAILABLE saying the server
+   * is shutting down, so that its client knows to retry elsewhere or later (forcing alone gives
+   * CANCELLED). A stream's status follows the messages already written to it. Returns how many
+   * calls are still open (those answered are open until their response is sent).
+   */
+  endOpenCalls(): number {
+    const se = statusError(grpc.status.UNAVAILABLE, SHUTTING_DOWN);
+    for (const c of [...this.open]) c.end(se);
+    return this.open.size;
+  }
+
+  /** Resets the streams of the calls still open with REFUSED_STREAM, which gRPC clients report as
+   *  UNAVAILABLE. A client that does not read cannot get a status: it waits behind unread data. */
+  resetOpenCalls(): void {
+    for (const c of [...this.open]) c.resetStream();
+  }
+
+  /** Tracks `call` as open until its stream closes. `done()`: answered, `end` no longer applies. */
+  private track(call: object, end: OpenCall['end']): { done: () => void } {
+    const h2 = h2StreamOf(call);
+    const entry: OpenCall = { end, resetStream: () => resetStream(call, http2constants.NGHTTP2_REFUSED_STREAM) };
+    const remove = () => { this.open.delete(entry); };
+    if (h2 && (h2.closed || h2.destroyed)) return { done: () => undefined };
+    this.open.add(entry);
+    h2?.once('close', remove);
+    return { done: () => { entry.end = () => undefined; if (!h2) remove(); } };
+  }
+
+  /** `cb` that answers once (later answers are dropped, as after endOpenCalls), the call tracked. */
+  private answerOnce<T>(call: object, cb: grpc.sendUnaryData<T>, onEnd?: (se: grpc.ServiceError) => grpc.ServiceError): (err: grpc.ServiceError | null, res?: T) => void {
+    let answered = false;
+    const answer = (err: grpc.ServiceError | null, res?: T) => {
+      if (answered) return;
+      answered = true;
+      tracked.done();
+      cb(err, res);
+    };
+    const tracked = this.track(call, (se) => answer(onEnd ? onEnd(se) : se));
+    return answer;
+  }
 
   private checkKey(key: Buffer | undefined, what = 'key'): grpc.ServiceError | undefined {
     if (!key || key.length === 0) return statusError(grpc.status.INVALID_ARGUMENT, `${what} is missing or empty; keys must be 1..${this.cfg.maxKeyBytes} bytes`);
@@ -204,7 +262,8 @@ export class KvService {
   }
 
   readonly set = (call: grpc.ServerUnaryCall<SetRequest, SetResponse>, cb: grpc.sendUnaryData<SetResponse>): void => {
-    const fail = (e: grpc.ServiceError) => { this.stats.failedSets++; cb(e); };
+    const answer = this.answerOnce(call, cb, (se) => statusError(se.code, `${se.details} (the Set was not acknowledged: it may or may not be applied)`));
+    const fail = (e: grpc.ServiceError) => { this.stats.failedSets++; answer(e); };
     try {
       const invalid = invalidRequestReason(call.request);
       if (invalid) return fail(statusError(grpc.status.INVALID_ARGUMENT, invalid));
@@ -226,7 +285,7 @@ export class KvService {
       this.inFlight++;
       this.stats.setBytesInFlight += bytes;
       pending.then(
-        () => { this.inFlight--; this.stats.setBytesInFlight -= bytes; this.stats.totalSets++; cb(null, {}); },
+        () => { this.inFlight--; this.stats.setBytesInFlight -= bytes; this.stats.totalSets++; answer(null, {}); },
         (err) => { this.inFlight--; this.stats.setBytesInFlight -= bytes; fail(toServiceError(err)); },
       );
     } catch (err) {
@@ -235,25 +294,27 @@ export class KvService {
   };
 
   readonly get = (call: grpc.ServerUnaryCall<GetRequest, GetResponse>, cb: grpc.sendUnaryData<GetResponse>): void => {
+    const answer = this.answerOnce(call, cb);
     try {
       const invalid = invalidRequestReason(call.request);
-      if (invalid) return cb(statusError(grpc.status.INVALID_ARGUMENT, invalid));
+      if (invalid) return answer(statusError(grpc.status.INVALID_ARGUMENT, invalid));
       const { key } = call.request;
       const bad = this.checkKey(key);
-      if (bad) return cb(bad);
+      if (bad) return answer(bad);
       const pending = this.store.get(key, { alloc: framedValueBuffer });
       this.inFlight++;
       pending.then(
         (value) => {
           this.inFlight--;
-          this.stats.totalGets++;
-          cb(null, value === undefined ? { found: false, value: Buffer.alloc(0) } : { found: true, value });
+          // Counted once the response and its OK status are sent: not if the client goes away first.
+          whenDelivered(call, () => { this.stats.totalGets++; });
+          answer(null, value === undefined ? { found: false, value: Buffer.alloc(0) } : { found: true, value });
         },
-        (err) => { this.inFlight--; this.stats.failedGets++; cb(toServiceError(err)); },
+        (err) => { this.inFlight--; this.stats.failedGets++; answer(toServiceError(err)); },
       );
     } catch (err) {
       this.stats.failedGets++;
-      cb(toServiceError(err));
+      answer(toServiceError(err));
     }
   };
 
@@ -267,7 +328,9 @@ export class KvService {
 
   readonly getPrefix = (call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>): void => {
     this.inFlight++;
-    this.streamPrefix(call)
+    const ending: Ending = {};
+    const tracked = this.track(call, (se) => { ending.endedWith ??= se; ending.stop?.(); });
+    this.streamPrefix(call, ending)
       .catch((err) => {
         this.stats.failedGetprefixes++;
         if (!call.cancelled && !call.destroyed) {
@@ -275,7 +338,7 @@ export class KvService {
           call.emit('error', { code: se.code, details: se.details });
         }
       })
-      .finally(() => { this.inFlight--; });
+      .finally(() => { this.inFlight--; tracked.done(); });
   };
 
   /**
@@ -318,7 +381,7 @@ export class KvService {
    * reported a value's length before reading it would let the stream reserve first and make the
    * bound exact.
    */
-  private async streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>): Promise<void> {
+  private async streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>, ending: Ending): Promise<void> {
     const invalid = invalidRequestReason(call.request);
     if (invalid) throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT, invalid));
     const prefix = call.request.prefix ?? Buffer.alloc(0);
@@ -342,10 +405,14 @@ export class KvService {
     call.on('close', onClosed);
     call.on('error', onClosed);
     call.on('drain', wakeUp);
+    // Ended by endOpenCalls: stops as if the client had gone, then fails with that status.
+    ending.stop = onClosed;
+    if (ending.endedWith) onClosed();
     const wait = () => new Promise<void>((r) => { wake = r; });
-    // Waiting for the client: every wake-up is progress (a message taken, a drain, or the end);
-    // none for streamStallMs ends the stream (see ServerConfig.streamStallMs).
+    // Waiting for the client: every wake-up is progress (a slice of a message taken, a drain, or the
+    // end); none for streamStallMs ends the stream (see ServerConfig.streamStallMs).
     const stallMs = this.cfg.streamStallMs;
+    if (stallMs > 0) sliceWrites(call, SLICE_BYTES, wakeUp);
     let stalled = false;
     const waitClient = async () => {
       if (stallMs <= 0) return wait();
@@ -357,7 +424,7 @@ export class KvService {
         stalled = true;
         this.stats.stalledGetprefixes++;
         throw new StatusCarrier(statusError(grpc.status.ABORTED,
-          `GetPrefix: the client took no message for ${stallMs} ms, so the server ended the stream and released its snapshot ` +
+          `GetPrefix: the client took no data for ${stallMs} ms, so the server ended the stream and released its snapshot ` +
           `(an open snapshot keeps the pages freed after it from reuse); ${taken} entries were read, the last of them may not have arrived`));
       }
     };
@@ -503,6 +570,7 @@ export class KvService {
         releaseWritten();
       }
     }
+    if (ending.endedWith) throw new StatusCarrier(ending.endedWith);
     if (closed) {
       this.stats.cancelledGetprefixes++;
       return;
@@ -514,12 +582,14 @@ export class KvService {
     } finally {
       releaseWritten();
     }
+    if (ending.endedWith) throw new StatusCarrier(ending.endedWith);
     if (closed) {
       this.stats.cancelledGetprefixes++;
       return;
     }
+    // Counted once its status is sent too, as a Get is.
+    whenDelivered(call, () => { this.stats.totalGetprefixes++; });
     call.end();
-    this.stats.totalGetprefixes++;
   }
 
   /** The handler object for grpc.Server#addService. */
@@ -528,15 +598,16 @@ export class KvService {
   }
 }
 
-/** A grpc.Server with message limits that fit the largest value, serving `service`. It receives
- *  messages up to twice that size, so that a Set of a value up to twice the limit reaches the handler
- *  and gets INVALID_ARGUMENT naming the limit; a larger one is refused by grpc-js from its length
- *  prefix, before it is read, with RESOURCE_EXHAUSTED "Received message larger than max (N vs M)". */
+/** A grpc.Server serving `service`. It receives messages up to twice the size that fits the largest
+ *  value, so that a Set of a value up to twice the limit reaches the handler and gets INVALID_ARGUMENT
+ *  naming the limit; a larger one is refused by grpc-js from its length prefix, before it is read,
+ *  with RESOURCE_EXHAUSTED "Received message larger than max (N vs M)". What it sends has no limit:
+ *  values stored under a larger --max-value-bytes must stay readable after a restart with a smaller. */
 export function createGrpcServer(service: KvService, cfg: ServerConfig): grpc.Server {
   const max = maxMessageBytes(cfg);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 2 * max,
-    'grpc.max_send_message_length': max,
+    'grpc.max_send_message_length': -1,
   });
   server.addService(ServerKeyValueStoreService, service.handlers());
   return server;
@@ -556,4 +627,27 @@ export function bindServer(server: grpc.Server, address: string): Promise<number
       else resolve(port);
     });
   });
+}
+
+/** How long clients get to read what is queued for them before their streams are reset (forceStop). */
+export const FORCE_GRACE_MS = 1000;
+
+/**
+ * A forced stop that tells the clients of the calls still open why they end: UNAVAILABLE "server is
+ * shutting down" after what is queued for them (KvService.endOpenCalls); after `graceMs`, the streams
+ * of clients that have not read that far are reset with REFUSED_STREAM (UNAVAILABLE too); shortly
+ * after, grpc-js drops whatever is left. `closed` resolves when the server's tryShutdown completes,
+ * which ends this early.
+ */
+export async function forceStop(server: grpc.Server, service: KvService, closed: Promise<void>, graceMs = FORCE_GRACE_MS): Promise<void> {
+  const closedWithin = (ms: number) => Promise.race([
+    closed.then(() => true),
+    new Promise<boolean>((r) => setTimeout(r, ms, false).unref()),
+  ]);
+  service.endOpenCalls();
+  if (await closedWithin(graceMs)) return;
+  service.resetOpenCalls();
+  // The resets are frames to send: dropping the connections at once could lose them.
+  if (await closedWithin(200)) return;
+  server.forceShutdown();
 }

@@ -313,7 +313,7 @@ streams('a reader that takes nothing for --stream-stall-ms is ended with ABORTED
   await ended;
   assert.ok(isServiceError(error), `the stalled reader gets an error status, got ${String(error)}`);
   assert.is(statusName((error as { code: number }).code), 'ABORTED');
-  assert.match((error as Error).message, /took no message for 1500 ms/);
+  assert.match((error as Error).message, /took no data for 1500 ms/);
   assert.ok(got.length > 0 && got.length < n, `${got.length} entries arrived before the error`);
   got.forEach((k, i) => assert.equal(k, keyOf(i), 'what arrived is the start of the result, in order'));
   const s = await other.stat();

@@ -2,10 +2,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GetPrefixResponse } from '../generated/kv';
+import { GetPrefixResponse, GetRequest } from '../generated/kv';
 import { GrpcStatus, KvClient } from '../lib/client';
-import { expectGrpcError, pseudoRandomBytes, setMany } from './support/client-helpers';
-import { startServer, type ServerHandle } from './support/server';
+import { eventually, expectGrpcError, pseudoRandomBytes, setMany } from './support/client-helpers';
+import { rawGrpcCall } from './support/raw-grpc';
+import { sleep, startServer, type ServerHandle } from './support/server';
 
 const MiB = 1024 * 1024;
 
@@ -227,6 +228,20 @@ counters('value over --max-value-bytes: INVALID_ARGUMENT naming the limit; serve
   assert.is(s.failedSets, 3, 'the handler counts the Sets it refused; grpc-js refused the last before it');
 });
 
+counters('a Get whose client resets the stream before taking the response is not counted', async ({ srv, c }) => {
+  await c.set('gone/k', Buffer.alloc(MiB, 7)); // far more than the client's 64 KiB window
+  const before = (await c.stat()).totalGets;
+  const raw = rawGrpcCall(srv.address, 'Get', GetRequest.encode({ key: Buffer.from('gone/k') }).finish(), { bytesPerSecond: 1000 });
+  assert.ok(await eventually(() => raw.bytes > 0, 5000, 10), 'the response has started');
+  raw.cancel();
+  const r = await raw.done;
+  assert.ok(r.bytes > 0 && r.bytes < MiB, `part of the response arrived (${r.bytes} B)`);
+  assert.is(r.status, undefined, 'no status reached the client');
+  assert.is((await c.get('gone/k'))?.length, MiB);
+  await sleep(200); // the reset has long reached the server
+  assert.is((await c.stat()).totalGets - before, 1, 'only the Get that was answered counts');
+});
+
 // ---------------------------------------------------------------------------------------------
 const restart = suite('service: restart keeps data');
 
@@ -248,6 +263,23 @@ restart('data written before SIGTERM is there after restart', async () => {
   assert.is(s.keys, 301);
   assert.is(s.totalSets, 0, 'counters are per process');
   assert.is(await srv2.stop('SIGINT'), 0, 'SIGINT also stops cleanly');
+});
+
+restart('values stored under a larger --max-value-bytes stay readable after a restart with a smaller one', async () => {
+  const srv = await startServer({ args: ['--max-value-bytes', '4MiB'] });
+  const big = pseudoRandomBytes(3 * MiB, 31);
+  await srv.client().set('lim/big', big);
+  assert.is(await srv.stop(), 0);
+  const srv2 = await startServer({ dataDir: srv.dataDir, args: ['--max-value-bytes', '1MiB'] });
+  const c = srv2.client();
+  assert.ok((await c.get('lim/big'))?.equals(big), 'Get returns the stored 3 MiB value');
+  const all = await c.getPrefixAll('lim/');
+  assert.is(all.length, 1);
+  assert.ok(all[0]!.value.equals(big), 'GetPrefix returns it too');
+  await expectGrpcError(c.set('lim/new', big), GrpcStatus.INVALID_ARGUMENT, /over the value limit of 1048576 bytes/);
+  const s = await c.stat();
+  assert.equal([s.totalGets, s.totalGetprefixes, s.failedSets], [1, 1, 1]);
+  assert.is(await srv2.stop(), 0);
 });
 
 basic.run();

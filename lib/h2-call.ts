@@ -1,0 +1,71 @@
+// What the service needs from the HTTP/2 stream under a grpc-js server call and grpc-js does not
+// offer: resetting it, knowing whether a response reached the transport whole, and seeing a large
+// message leave in parts. grpc-js 1.14 with no server interceptors (as here) keeps that stream as
+// `call.call.stream`; test/service-slow-clients.test.ts and service-concurrency.test.ts fail if that
+// changes (each helper then does what the service did before it had the stream).
+import { constants, type Http2Stream } from 'node:http2';
+
+export function h2StreamOf(call: object): Http2Stream | undefined {
+  const s = (call as { call?: { stream?: Http2Stream } }).call?.stream;
+  return s && typeof s.close === 'function' && 'rstCode' in s ? s : undefined;
+}
+
+/** Resets the stream (RST_STREAM `code`), dropping whatever is buffered in it. */
+export function resetStream(call: object, code: number = constants.NGHTTP2_CANCEL): void {
+  const h2 = h2StreamOf(call);
+  if (h2 && !h2.destroyed && !h2.closed) h2.close(code);
+}
+
+/** Calls `onOk` once the call's stream has closed after sending status OK: not when the client went
+ *  away first, nor when grpc-js failed to send the response. */
+export function whenDelivered(call: object, onOk: () => void): void {
+  const h2 = h2StreamOf(call);
+  if (!h2) return onOk();
+  h2.once('close', () => {
+    if (h2.rstCode === constants.NGHTTP2_NO_ERROR && String(h2.sentTrailers?.['grpc-status']) === '0') onOk();
+  });
+}
+
+type WriteCb = (err?: Error | null) => void;
+
+/**
+ * Makes the call's stream take a write larger than `sliceBytes` one slice at a time, each handed on
+ * when the previous one is (HTTP/2 flow control: as the client reads), calling `onSlice` for each.
+ * A write's own callback fires only once all of it is handed on, so a client that reads one large
+ * message slowly would otherwise show no progress until its end. Writes and end() keep their order.
+ * False if the stream is not found.
+ */
+export function sliceWrites(call: object, sliceBytes: number, onSlice: () => void): boolean {
+  const h2 = h2StreamOf(call);
+  if (!h2) return false;
+  const write = h2.write.bind(h2) as (chunk: unknown, ...rest: unknown[]) => boolean;
+  const end = h2.end.bind(h2) as (...args: unknown[]) => Http2Stream;
+  const queue: Array<() => void> = []; // writes and end() made while a sliced write is under way
+  let busy = false;
+  const next = () => { busy = false; queue.shift()?.(); };
+  const sliced = (buf: Buffer, cb: WriteCb) => {
+    busy = true;
+    let at = 0;
+    const step = (err?: Error | null) => {
+      if (at > 0 && !err) onSlice();
+      if (err || at >= buf.length) { cb(err); next(); return; }
+      const slice = buf.subarray(at, at + sliceBytes);
+      at += slice.length;
+      write(slice, step);
+    };
+    step();
+  };
+  h2.write = ((chunk: unknown, a?: unknown, b?: unknown) => {
+    if (!busy && (!Buffer.isBuffer(chunk) || chunk.length <= sliceBytes)) return write(chunk, a, b);
+    const cb = (typeof a === 'function' ? a : typeof b === 'function' ? b : () => undefined) as WriteCb;
+    queue.push(() => sliced(chunk as Buffer, cb));
+    if (!busy) next();
+    return !h2.writableNeedDrain;
+  }) as typeof h2.write;
+  h2.end = ((...args: unknown[]) => {
+    if (!busy) return end(...args);
+    queue.push(() => { end(...args); next(); });
+    return h2;
+  }) as typeof h2.end;
+  return true;
+}

@@ -1,0 +1,91 @@
+// One gRPC call over a bare HTTP/2 session whose reading the test controls byte by byte: a small
+// window, and reading paced to a rate, stopped, or never started. grpc-js clients read whole messages
+// and keep large windows, so they cannot show what the server does while one message is in transit.
+import * as http2 from 'node:http2';
+
+export interface RawResult {
+  /** grpc-status from the trailers (or a trailers-only response); undefined if none arrived. */
+  status: number | undefined;
+  message: string;
+  /** RST_STREAM code the stream closed with (0: closed normally). */
+  rstCode: number;
+  /** The response messages, unframed. */
+  messages: Buffer[];
+  bytes: number;
+}
+
+export interface RawCall {
+  /** Resolves when the stream closes. */
+  done: Promise<RawResult>;
+  /** Bytes of response data taken so far. */
+  readonly bytes: number;
+  /** Stops reading for good (the client keeps the stream open). */
+  stopReading(): void;
+  /** Resets the stream (RST_STREAM CANCEL), as a client that gives up does. */
+  cancel(): void;
+  destroy(): void;
+}
+
+/** Calls `method` with `request` (protobuf bytes). `bytesPerSecond`: read at about that rate
+ *  (undefined: as fast as possible; 0: never read). The window is 64 KiB, so the server can send
+ *  little ahead of what is read. */
+export function rawGrpcCall(address: string, method: string, request: Uint8Array, o: { bytesPerSecond?: number } = {}): RawCall {
+  const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 65535 } });
+  session.on('error', () => undefined);
+  const req = session.request({ ':method': 'POST', ':path': `/lbkv.v1.KeyValueStore/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
+  req.on('error', () => undefined);
+  const frame = Buffer.alloc(5 + request.length);
+  frame.writeUInt32BE(request.length, 1);
+  frame.set(request, 5);
+  req.end(frame);
+
+  let status: number | undefined;
+  let message = '';
+  const take = (h: http2.IncomingHttpHeaders) => {
+    if (h['grpc-status'] !== undefined) status = Number(h['grpc-status']);
+    if (h['grpc-message'] !== undefined) message = decodeURIComponent(String(h['grpc-message']));
+  };
+  req.on('response', take);
+  req.on('trailers', take);
+
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  let stopped = o.bytesPerSecond === 0;
+  let timer: NodeJS.Timeout | undefined;
+  const started = Date.now();
+  if (stopped) req.pause();
+  req.on('data', (c: Buffer) => {
+    chunks.push(c);
+    bytes += c.length;
+    if (stopped) { req.pause(); return; }
+    if (!o.bytesPerSecond) return;
+    const wait = started + (bytes / o.bytesPerSecond) * 1000 - Date.now();
+    if (wait > 0) {
+      req.pause();
+      timer = setTimeout(() => { if (!stopped) req.resume(); }, wait);
+    }
+  });
+
+  const done = new Promise<RawResult>((resolve) => {
+    req.on('close', () => {
+      clearTimeout(timer);
+      const body = Buffer.concat(chunks);
+      const messages: Buffer[] = [];
+      for (let at = 0; at + 5 <= body.length;) {
+        const len = body.readUInt32BE(at + 1);
+        if (at + 5 + len > body.length) break; // a message cut off by a reset
+        messages.push(body.subarray(at + 5, at + 5 + len));
+        at += 5 + len;
+      }
+      session.close();
+      resolve({ status, message, rstCode: req.rstCode ?? 0, messages, bytes });
+    });
+  });
+  return {
+    done,
+    get bytes() { return bytes; },
+    stopReading: () => { stopped = true; clearTimeout(timer); req.pause(); },
+    cancel: () => req.close(http2.constants.NGHTTP2_CANCEL),
+    destroy: () => session.destroy(),
+  };
+}
