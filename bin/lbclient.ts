@@ -124,11 +124,17 @@ const TIMEOUT_OUTCOME: Record<string, string> = {
   getprefix: '; the entries printed, if any, are not the whole listing',
 };
 
-function grpcFailure(addr: string, e: unknown, cmd?: string, timeoutMs?: string): CliError {
+/** `connected`: whether the client had a connection when the call failed (undefined: unknown). */
+function grpcFailure(addr: string, e: unknown, cmd?: string, timeoutMs?: string, connected?: boolean): CliError {
   if (isServiceError(e)) {
-    // The call may have reached the server: not "cannot reach", and for a set not "not applied".
     if (e.code === GrpcStatus.DEADLINE_EXCEEDED) {
       const after = timeoutMs !== undefined ? ` after ${Number(timeoutMs)} ms (--timeout-ms)` : '';
+      // No connection ever completed its handshake (a hung server that accepts TCP): the call was
+      // never sent, so nothing can have been applied.
+      if (connected === false) {
+        return new CliError(`cannot reach server at ${addr}: no connection${after}; the ${cmd ?? 'call'} was not sent (${describeError(e)})`, EXIT.UNREACHABLE);
+      }
+      // The call may have reached the server: not "cannot reach", and for a set not "not applied".
       return new CliError(`${cmd ?? 'call'} timed out${after}${TIMEOUT_OUTCOME[cmd ?? ''] ?? ''} (${describeError(e)})`, EXIT.TIMED_OUT);
     }
     if (e.code === GrpcStatus.UNAVAILABLE) {
@@ -162,7 +168,8 @@ async function run(argv: string[]): Promise<number> {
     .addHelpText('after', `
 Exit codes: 0 ok, 1 key not found (get), 2 server unreachable or unavailable,
             3 the server returned an error, 4 usage or local error, 5 timed out
-            (--timeout-ms; a set that timed out may have been applied).
+            after the call was sent (--timeout-ms; a set that timed out may have
+            been applied; with no connection by then: 2).
 
 Examples:
   lbclient set greeting hello
@@ -199,7 +206,7 @@ Examples:
         throw new CliError('set: missing VALUE (give VALUE, --file F, or - for stdin)', EXIT.USAGE);
       }
       const c = makeClient(g);
-      try { await c.set(key, value); } catch (e) { throw grpcFailure(g.server, e, 'set', g.timeoutMs); } finally { c.close(); }
+      try { await c.set(key, value); } catch (e) { throw grpcFailure(g.server, e, 'set', g.timeoutMs, c.connected()); } finally { c.close(); }
     });
 
   program.command('get')
@@ -211,7 +218,7 @@ Examples:
       const key = parseKey(keyArg, g.hex);
       const c = makeClient(g);
       let v: Buffer | undefined;
-      try { v = await c.get(key); } catch (e) { throw grpcFailure(g.server, e, 'get', g.timeoutMs); } finally { c.close(); }
+      try { v = await c.get(key); } catch (e) { throw grpcFailure(g.server, e, 'get', g.timeoutMs, c.connected()); } finally { c.close(); }
       if (v === undefined) {
         process.stderr.write(`lbclient: key not found: ${g.hex ? key.toString('hex') : escapeBytes(key)}\n`);
         result = EXIT.NOT_FOUND;
@@ -243,7 +250,7 @@ Examples:
           await writeOut(text);
         }
       } catch (e) {
-        throw grpcFailure(g.server, e, 'getprefix', g.timeoutMs);
+        throw grpcFailure(g.server, e, 'getprefix', g.timeoutMs, c.connected());
       } finally {
         c.close();
       }
@@ -257,7 +264,7 @@ Examples:
       const g = globals();
       const c = makeClient(g);
       let s: StatResponse;
-      try { s = await c.stat(); } catch (e) { throw grpcFailure(g.server, e, 'stat', g.timeoutMs); } finally { c.close(); }
+      try { s = await c.stat(); } catch (e) { throw grpcFailure(g.server, e, 'stat', g.timeoutMs, c.connected()); } finally { c.close(); }
       await writeOut(o.json ? JSON.stringify(statToProtoNames(s), null, 2) + '\n' : humanStat(g.server, s));
     });
 

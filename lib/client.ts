@@ -76,6 +76,12 @@ export class KvClient {
     });
   }
 
+  /** Whether the channel has a connection that completed the HTTP/2 handshake: after a deadline,
+   *  false means no call of this client can have reached the server. */
+  connected(): boolean {
+    return this.raw.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+  }
+
   private callOptions(): Partial<grpc.CallOptions> {
     return this.callTimeoutMs ? { deadline: Date.now() + this.callTimeoutMs } : {};
   }

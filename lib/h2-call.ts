@@ -22,7 +22,10 @@ export function whenDelivered(call: object, onOk: () => void): void {
   const h2 = h2StreamOf(call);
   if (!h2) return onOk();
   h2.once('close', () => {
-    if (h2.rstCode === constants.NGHTTP2_NO_ERROR && String(h2.sentTrailers?.['grpc-status']) === '0') onOk();
+    // A response with no message (an empty GetPrefix) carries its status in the headers alone
+    // ("trailers-only"), so the status is in sentHeaders then.
+    const status = (h2.sentTrailers ?? h2.sentHeaders)?.['grpc-status'];
+    if (h2.rstCode === constants.NGHTTP2_NO_ERROR && String(status) === '0') onOk();
   });
 }
 

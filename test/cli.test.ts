@@ -1,6 +1,7 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
 import { spawn } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -171,19 +172,66 @@ unreachable('exit 2 with a clear message', async () => {
 });
 
 const timeout = suite('cli: --timeout-ms');
-timeout('a call that outlives --timeout-ms: exit 5, "timed out", and a set says it may have been applied', async () => {
+/**
+ * A TCP proxy to `target` that passes everything until the client opens an HTTP/2 stream (its first
+ * HEADERS frame: the call), then drops whatever the server sends back: the server gets the call and
+ * answers it, the client never hears. Stands in for a response lost on the way back.
+ */
+async function answerDroppingProxy(target: number): Promise<{ address: string; close: () => void }> {
+  const sockets: Socket[] = [];
+  const srv = createServer((down) => {
+    const up = connect(target, '127.0.0.1');
+    sockets.push(down, up);
+    let seen = Buffer.alloc(0);
+    let dropping = false;
+    down.on('data', (chunk: Buffer) => {
+      up.write(chunk);
+      if (dropping) return;
+      seen = Buffer.concat([seen, chunk]);
+      let at = 24; // the client connection preface
+      while (at + 9 <= seen.length) {
+        if (seen[at + 3] === 0x1) { dropping = true; break; } // HEADERS
+        at += 9 + seen.readUIntBE(at, 3);
+      }
+    });
+    up.on('data', (chunk: Buffer) => { if (!dropping) down.write(chunk); });
+    for (const s of [down, up]) s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  return { address: `127.0.0.1:${port}`, close: () => { for (const s of sockets) s.destroy(); srv.close(); } };
+}
+
+timeout('a call sent whose answer never comes: exit 5, "timed out"; a set says it may have been applied (and it was)', async () => {
   const s = await startServer();
-  // A stopped server accepts the connection (the kernel does) but answers nothing.
+  const proxy = await answerDroppingProxy(Number(s.address.split(':')[1]));
+  const direct = new KvClient(s.address);
+  try {
+    const value = 'x'.repeat(2000);
+    const set = await runClient(proxy.address, ['--timeout-ms', '1000', 'set', 'dropped-answer', value], { timeoutMs: 20_000 });
+    assert.is(set.code, 5, set.stderr);
+    assert.match(set.stderr, /^lbclient: set timed out after 1000 ms \(--timeout-ms\); the set may have been applied \(DEADLINE_EXCEEDED: /);
+    assert.is((await direct.get('dropped-answer'))?.toString(), value, 'the server applied the set whose answer was dropped');
+    const get = await runClient(proxy.address, ['--timeout-ms', '1000', 'get', 'dropped-answer'], { timeoutMs: 20_000 });
+    assert.is(get.code, 5, get.stderr);
+    assert.match(get.stderr, /^lbclient: get timed out after 1000 ms \(--timeout-ms\) \(DEADLINE_EXCEEDED: /);
+    assert.not.match(get.stderr, /cannot reach|may have been applied/);
+    assert.match((await runClient(s.address, ['--help'])).stdout, /5 timed out/);
+  } finally {
+    direct.close();
+    proxy.close();
+    assert.is(await s.stop(), 0);
+  }
+});
+
+timeout('a server that accepts TCP but never completes the handshake: exit 2, the call was not sent', async () => {
+  const s = await startServer();
+  // A stopped server's kernel accepts the connection, but no HTTP/2 settings ever come back.
   process.kill(s.pid, 'SIGSTOP');
   try {
     const set = await runClient(s.address, ['--timeout-ms', '300', 'set', 'k', 'v'], { timeoutMs: 20_000 });
-    assert.is(set.code, 5, set.stderr);
-    assert.match(set.stderr, /^lbclient: set timed out after 300 ms \(--timeout-ms\); the set may have been applied \(DEADLINE_EXCEEDED: /);
-    const get = await runClient(s.address, ['--timeout-ms', '300', 'get', 'k'], { timeoutMs: 20_000 });
-    assert.is(get.code, 5, get.stderr);
-    assert.match(get.stderr, /^lbclient: get timed out after 300 ms \(--timeout-ms\) \(DEADLINE_EXCEEDED: /);
-    assert.not.match(get.stderr, /cannot reach|may have been applied/);
-    assert.match((await runClient(s.address, ['--help'])).stdout, /5 timed out/);
+    assert.is(set.code, 2, set.stderr);
+    assert.match(set.stderr, /^lbclient: cannot reach server at 127\.0\.0\.1:\d+: no connection after 300 ms \(--timeout-ms\); the set was not sent \(DEADLINE_EXCEEDED: /);
   } finally {
     process.kill(s.pid, 'SIGCONT');
     assert.is(await s.stop(), 0);
