@@ -59,9 +59,16 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Pr
   const tmp = `${dataFile}.compact`;
   // Exiting at once, as at startup, would leave the partial copy behind.
   const abort = new AbortController();
+  // Past the copy's last abort check the compacted file is being renamed over the data file (a
+  // rename and a directory sync): too late to abort, and exiting would leave the outcome unsaid.
+  let installing = false;
   const onSignal = (sig: NodeJS.Signals) => {
+    if (installing) {
+      log(`${sig}: the compacted copy of ${dataFile} is being installed; finishing (a moment)`);
+      return;
+    }
     if (!abort.signal.aborted) {
-      log(`${sig}: aborting the compaction of ${dataFile} (the data file is left as it was)`);
+      log(`${sig}: aborting the compaction of ${dataFile}`);
       abort.abort(new Error(sig));
       return;
     }
@@ -82,7 +89,7 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Pr
         shown = pct;
         log(`compacting ${dataFile}: ${copied}/${total} keys (${pct}%)`);
       }
-    }, { signal: abort.signal });
+    }, { signal: abort.signal, onInstall: () => { installing = true; } });
     await store.close();
     lock.release();
     if (abort.signal.aborted) log('the signal came after the copy was complete: the compaction finished');

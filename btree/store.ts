@@ -421,8 +421,10 @@ export class Store {
    *  over the data file, so the file shrinks to what is live. Puts wait meanwhile; readers do not,
    *  and snapshots taken before keep reading the old file until they are released. An aborted
    *  `signal` stops the copy at the next batch (up to the rename), removes the partial copy and
-   *  rejects with signal.reason; the data file is then as it was. */
-  async compact(progress?: (copied: number, total: number) => void, { signal }: { signal?: AbortSignal } = {}): Promise<{ beforeBytes: number; afterBytes: number }> {
+   *  rejects with signal.reason; the data file is then as it was. `onInstall` is called once the
+   *  copy is complete and past the last abort check, just before the rename: from then on an abort
+   *  no longer applies and the compaction finishes or fails on its own. */
+  async compact(progress?: (copied: number, total: number) => void, { signal, onInstall }: { signal?: AbortSignal; onInstall?: () => void } = {}): Promise<{ beforeBytes: number; afterBytes: number }> {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
     return this.writer.runExclusive(async () => {
       const tmp = this.path + '.compact';
@@ -433,6 +435,7 @@ export class Store {
         await copyInto(source, await Store.open({ ...this.opts, path: tmp, fs: this.fs }), progress, signal);
         // The last point to abort: once renamed, the new file is the data file.
         signal?.throwIfAborted();
+        onInstall?.();
       } catch (err) {
         if (signal?.aborted && err === signal.reason) {
           await this.fs.unlink(tmp).catch(() => undefined);

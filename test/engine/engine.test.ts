@@ -550,6 +550,27 @@ test('compact() with an aborted signal stops the copy, removes the partial file 
   await again.close();
 });
 
+test('compact(): onInstall comes after the last abort check; an abort from then on no longer stops it', async () => {
+  const file = dbFile('compact-install');
+  const store = await Store.open({ path: file });
+  await store.putMany(Array.from({ length: 3000 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
+  for (let i = 0; i < 3000; i += 2) await store.put(key(i), fill(100, i + 1));
+  const inodeBefore = fs.statSync(file).ino;
+  const ac = new AbortController();
+  let copiedAtInstall = -1;
+  let copied = 0;
+  const r = await store.compact((n) => { copied = n; }, { signal: ac.signal, onInstall: () => { copiedAtInstall = copied; ac.abort(new Error('late')); } });
+  assert.is(copiedAtInstall, 3000, 'called once the copy is complete');
+  assert.not.ok(fs.existsSync(file + '.compact'));
+  assert.is.not(fs.statSync(file).ino, inodeBefore, 'the data file is the compacted copy, renamed over it');
+  assert.is(fs.statSync(file).size, r.afterBytes);
+  await store.close();
+  const again = await Store.open({ path: file });
+  assert.is(again.stats().keys, 3000);
+  for (let i = 0; i < 3000; i += 89) assert.equal((await again.get(key(i)))!, fill(100, i % 2 === 0 ? i + 1 : i));
+  await again.close();
+});
+
 
 const COMPACT_DB = '/db/lbkv.db';
 
