@@ -143,12 +143,13 @@ export class StreamBudget {
 }
 
 /**
- * Calls `release` once a stalled stream's call is over: when it closes, or after `graceMs`, when its
- * HTTP/2 stream is reset (RST_STREAM, CANCEL), which drops the messages buffered in it. A client that
- * neither reads nor disconnects would otherwise keep them, and their share of the stream budget, for
- * as long as its connection lives.
+ * Calls `release` once a stalled stream's call is over: when it closes, or after `graceMs` in which
+ * the client took no data, when its HTTP/2 stream is reset (RST_STREAM, CANCEL), which drops the
+ * messages buffered in it. A client that neither reads nor disconnects would otherwise keep them, and
+ * their share of the stream budget, for as long as its connection lives; one that came back and is
+ * reading its way to the ABORTED status gets it. `onProgress` registers what data taken calls.
  */
-function reclaimAfter(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>, graceMs: number, release: () => void): void {
+function reclaimAfter(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>, graceMs: number, release: () => void, onProgress: (tick: () => void) => void): void {
   let done = false;
   const finish = () => {
     if (done) return;
@@ -160,6 +161,7 @@ function reclaimAfter(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefi
   };
   const timer = setTimeout(() => { resetStream(call); finish(); }, graceMs);
   timer.unref();
+  onProgress(() => { if (!done) timer.refresh(); });
   call.on('close', finish);
   call.on('cancelled', finish);
 }
@@ -399,12 +401,16 @@ export class KvService {
     let closed = call.cancelled;
     let wake: (() => void) | undefined;
     const wakeUp = () => { const w = wake; wake = undefined; w?.(); };
+    // Data taken by the client (a slice of a message, a drain): wakes the sender, and once the stream
+    // was ended as stalled, puts off its reset (reclaimAfter).
+    let afterStall: (() => void) | undefined;
+    const progress = () => { afterStall?.(); wakeUp(); };
     const onClosed = () => { closed = true; abort.abort(); wakeUp(); };
     if (closed) abort.abort();
     call.on('cancelled', onClosed);
     call.on('close', onClosed);
     call.on('error', onClosed);
-    call.on('drain', wakeUp);
+    call.on('drain', progress);
     // Ended by endOpenCalls: stops as if the client had gone, then fails with that status.
     ending.stop = onClosed;
     if (ending.endedWith) onClosed();
@@ -412,7 +418,7 @@ export class KvService {
     // Waiting for the client: every wake-up is progress (a slice of a message taken, a drain, or the
     // end); none for streamStallMs ends the stream (see ServerConfig.streamStallMs).
     const stallMs = this.cfg.streamStallMs;
-    if (stallMs > 0) sliceWrites(call, SLICE_BYTES, wakeUp);
+    if (stallMs > 0) sliceWrites(call, SLICE_BYTES, progress);
     let stalled = false;
     const waitClient = async () => {
       if (stallMs <= 0) return wait();
@@ -448,8 +454,8 @@ export class KvService {
     // data), so they stay charged while the client has streamStallMs more to come back and read its
     // status; then the stream is reset, which frees them (see resetStalledStream).
     const releaseWritten = () => {
-      const release = () => { for (const m of [...inflight]) releaseMessage(m); call.off('drain', wakeUp); };
-      if (stalled && !closed && inflight.size > 0) reclaimAfter(call, stallMs, release);
+      const release = () => { for (const m of [...inflight]) releaseMessage(m); call.off('drain', progress); afterStall = undefined; };
+      if (stalled && !closed && inflight.size > 0) reclaimAfter(call, stallMs, release, (tick) => { afterStall = tick; });
       else release();
     };
 
@@ -469,7 +475,7 @@ export class KvService {
       const m = { charge: batchCharge };
       const count = batch.length;
       inflight.add(m);
-      const ok = call.write({ entries: batch }, () => { releaseMessage(m); wakeUp(); });
+      const ok = call.write({ entries: batch }, () => { releaseMessage(m); progress(); });
       batch = []; // (no local keeps the entries: this function stays suspended in waitTransport)
       bytes = 0;
       batchCharge = 0;

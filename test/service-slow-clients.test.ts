@@ -46,6 +46,39 @@ slow('a reader taking one 8 MiB value at ~2 MB/s is not "stalled"; one that stop
   assert.is(await srv.stop(), 0);
 });
 
+slow('a reader ended as stalled that comes back and keeps reading gets its ABORTED status, not a reset', async () => {
+  const srv = await startServer({ args: ['--stream-stall-ms', '1000'] });
+  try {
+    await resumedReader(srv);
+  } finally {
+    await srv.stop();
+  }
+});
+
+async function resumedReader(srv: Awaited<ReturnType<typeof startServer>>): Promise<void> {
+  const c = srv.client();
+  await c.set('big/v', pseudoRandomBytes(8 * MiB, 6));
+  const r = rawGrpcCall(srv.address, 'GetPrefix', prefixRequest('big/'), { bytesPerSecond: 4_000_000 });
+  assert.ok(await eventually(() => r.bytes >= MiB, 10_000, 5), 'the reader got going');
+  r.stopReading();
+  await sleep(1600); // past the stall limit: the server ends the stream; its status waits behind the value
+  const st = await c.stat();
+  assert.is(st.stalledGetprefixes, 1, 'ended as stalled while the client paused');
+  // The rest of the value at ~2 MB/s takes over 3 s: longer than the 1 s after which a client that
+  // takes nothing is reset, but never 1 s without data.
+  r.resume();
+  const t0 = Date.now();
+  let bound: NodeJS.Timeout | undefined;
+  const res = await Promise.race([r.done, new Promise<undefined>((ok) => { bound = setTimeout(() => ok(undefined), 20_000); })]);
+  clearTimeout(bound);
+  assert.ok(res, 'the stream closed');
+  assert.ok(Date.now() - t0 > 1500, `the rest was read slowly (${Date.now() - t0} ms)`);
+  assert.is(res!.rstCode, 0, `closed normally, not reset (RST_STREAM ${res!.rstCode}; ${res!.bytes} B taken)`);
+  assert.is(res!.status, GrpcStatus.ABORTED, `status ${res!.status} "${res!.message}"`);
+  assert.match(res!.message, /took no data for 1000 ms/);
+  assert.is((await c.stat()).openSnapshots, 0);
+}
+
 const stop = suite('service: calls still open when a stop is forced');
 
 /** A grpc-js GetPrefix call; `pauseMs(n)`: how long to stop reading after the n-th message. */

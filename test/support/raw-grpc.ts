@@ -19,8 +19,10 @@ export interface RawCall {
   done: Promise<RawResult>;
   /** Bytes of response data taken so far. */
   readonly bytes: number;
-  /** Stops reading for good (the client keeps the stream open). */
+  /** Stops reading (the client keeps the stream open). */
   stopReading(): void;
+  /** Reads again, at the call's rate counted from now. */
+  resume(): void;
   /** Resets the stream (RST_STREAM CANCEL), as a client that gives up does. */
   cancel(): void;
   destroy(): void;
@@ -52,14 +54,15 @@ export function rawGrpcCall(address: string, method: string, request: Uint8Array
   let bytes = 0;
   let stopped = o.bytesPerSecond === 0;
   let timer: NodeJS.Timeout | undefined;
-  const started = Date.now();
+  let paceFrom = Date.now(); // the rate counts from here, over the bytes taken since
+  let paceBytes = 0;
   if (stopped) req.pause();
   req.on('data', (c: Buffer) => {
     chunks.push(c);
     bytes += c.length;
     if (stopped) { req.pause(); return; }
     if (!o.bytesPerSecond) return;
-    const wait = started + (bytes / o.bytesPerSecond) * 1000 - Date.now();
+    const wait = paceFrom + ((bytes - paceBytes) / o.bytesPerSecond) * 1000 - Date.now();
     if (wait > 0) {
       req.pause();
       timer = setTimeout(() => { if (!stopped) req.resume(); }, wait);
@@ -85,6 +88,7 @@ export function rawGrpcCall(address: string, method: string, request: Uint8Array
     done,
     get bytes() { return bytes; },
     stopReading: () => { stopped = true; clearTimeout(timer); req.pause(); },
+    resume: () => { stopped = false; paceFrom = Date.now(); paceBytes = bytes; req.resume(); },
     cancel: () => req.close(http2.constants.NGHTTP2_CANCEL),
     destroy: () => session.destroy(),
   };
