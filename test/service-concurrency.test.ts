@@ -188,6 +188,26 @@ lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', 
   assert.is(await srv3.stop(), 0);
 });
 
+lock('a LOCK.break left by a breaker that died (kill -9 or power cut during startup) does not stop the next start', async () => {
+  const dir = tempDir();
+  const dead = spawn(process.execPath, ['-e', '0']);
+  const deadPid = dead.pid!;
+  await new Promise((r) => dead.on('close', r));
+  // What a server killed inside its break of a stale lock leaves: the stale LOCK and its LOCK.break,
+  // both just written (the leftover is not yet old enough to pass as stale by its age).
+  writeFileSync(join(dir, 'LOCK'), `${deadPid}\n`);
+  writeFileSync(join(dir, 'LOCK.break'), `${deadPid}\n`);
+  const t0 = Date.now();
+  const srv = await startServer({ dataDir: dir });
+  try {
+    assert.ok(Date.now() - t0 < 8_000, `started without waiting out the leftover's age (${Date.now() - t0} ms)`);
+    assert.is(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(srv.pid));
+    assert.not.ok(existsSync(join(dir, 'LOCK.break')), 'the leftover is gone');
+  } finally {
+    assert.is(await srv.stop(), 0);
+  }
+});
+
 lock('starters racing for a stale LOCK: exactly one takes it (8 processes, 10 rounds)', async () => {
   const starter = join(__dirname, 'support', 'lbserver-lock-starter.js');
   for (let round = 0; round < 10; round++) {
