@@ -157,6 +157,18 @@ function makeClient(g: GlobalOpts): KvClient {
   return new KvClient(g.server, { callTimeoutMs, maxMessageBytes: -1 });
 }
 
+/** Runs `cmd` on a client of its own: its gRPC failures become the CLI's messages and exit codes. */
+async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient) => Promise<T>): Promise<T> {
+  const c = makeClient(g);
+  try {
+    return await body(c);
+  } catch (e) {
+    throw grpcFailure(g.server, e, cmd, g.timeoutMs, c.connected());
+  } finally {
+    c.close();
+  }
+}
+
 async function run(argv: string[]): Promise<number> {
   let result = EXIT.OK as number;
   const program = new Command()
@@ -205,8 +217,7 @@ Examples:
       } else {
         throw new CliError('set: missing VALUE (give VALUE, --file F, or - for stdin)', EXIT.USAGE);
       }
-      const c = makeClient(g);
-      try { await c.set(key, value); } catch (e) { throw grpcFailure(g.server, e, 'set', g.timeoutMs, c.connected()); } finally { c.close(); }
+      await withServer(g, 'set', (c) => c.set(key, value));
     });
 
   program.command('get')
@@ -216,9 +227,7 @@ Examples:
     .action(async (keyArg: string) => {
       const g = globals();
       const key = parseKey(keyArg, g.hex);
-      const c = makeClient(g);
-      let v: Buffer | undefined;
-      try { v = await c.get(key); } catch (e) { throw grpcFailure(g.server, e, 'get', g.timeoutMs, c.connected()); } finally { c.close(); }
+      const v = await withServer(g, 'get', (c) => c.get(key));
       if (v === undefined) {
         process.stderr.write(`lbclient: key not found: ${g.hex ? key.toString('hex') : escapeBytes(key)}\n`);
         result = EXIT.NOT_FOUND;
@@ -239,8 +248,7 @@ Examples:
       if (!/^\d+$/.test(o.limit)) throw new CliError(`--limit: "${o.limit}" is not a whole number`, EXIT.USAGE);
       // Past 2^53 a count is beyond any store: no limit (the server reads such a uint64 so too).
       const limit = Math.min(Number(o.limit), Number.MAX_SAFE_INTEGER);
-      const c = makeClient(g);
-      try {
+      await withServer(g, 'getprefix', async (c) => {
         for await (const batch of c.getPrefixMessages(prefix, { limit })) {
           let text = '';
           for (const e of batch) {
@@ -249,11 +257,7 @@ Examples:
           }
           await writeOut(text);
         }
-      } catch (e) {
-        throw grpcFailure(g.server, e, 'getprefix', g.timeoutMs, c.connected());
-      } finally {
-        c.close();
-      }
+      });
     });
 
   program.command('stat')
@@ -262,9 +266,7 @@ Examples:
     .exitOverride()
     .action(async (o: { json?: boolean }) => {
       const g = globals();
-      const c = makeClient(g);
-      let s: StatResponse;
-      try { s = await c.stat(); } catch (e) { throw grpcFailure(g.server, e, 'stat', g.timeoutMs, c.connected()); } finally { c.close(); }
+      const s = await withServer(g, 'stat', (c) => c.stat());
       await writeOut(o.json ? JSON.stringify(statToProtoNames(s), null, 2) + '\n' : humanStat(g.server, s));
     });
 

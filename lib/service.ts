@@ -180,9 +180,9 @@ interface Ending {
 
 /** A call open at the transport, until its HTTP/2 stream closes. */
 interface OpenCall {
+  call: object;
   /** Ends it now with `se`, if its handler has not answered yet. */
   end: (se: grpc.ServiceError) => void;
-  resetStream: () => void;
 }
 
 export class KvService {
@@ -216,25 +216,24 @@ export class KvService {
   /**
    * For a forced shutdown: ends every open call not answered yet with UNAVAILABLE saying the server
    * is shutting down, so that its client knows to retry elsewhere or later (forcing alone gives
-   * CANCELLED). A stream's status follows the messages already written to it. Returns how many
-   * calls are still open (those answered are open until their response is sent).
+   * CANCELLED). A stream's status follows the messages already written to it; calls already
+   * answered stay open until their response is sent.
    */
-  endOpenCalls(): number {
+  endOpenCalls(): void {
     const se = statusError(grpc.status.UNAVAILABLE, SHUTTING_DOWN);
     for (const c of [...this.open]) c.end(se);
-    return this.open.size;
   }
 
   /** Resets the streams of the calls still open with REFUSED_STREAM, which gRPC clients report as
    *  UNAVAILABLE. A client that does not read cannot get a status: it waits behind unread data. */
   resetOpenCalls(): void {
-    for (const c of [...this.open]) c.resetStream();
+    for (const c of [...this.open]) resetStream(c.call, http2constants.NGHTTP2_REFUSED_STREAM);
   }
 
   /** Tracks `call` as open until its stream closes. `done()`: answered, `end` no longer applies. */
   private track(call: object, end: OpenCall['end']): { done: () => void } {
     const h2 = h2StreamOf(call);
-    const entry: OpenCall = { end, resetStream: () => resetStream(call, http2constants.NGHTTP2_REFUSED_STREAM) };
+    const entry: OpenCall = { call, end };
     const remove = () => { this.open.delete(entry); };
     if (h2 && (h2.closed || h2.destroyed)) return { done: () => undefined };
     this.open.add(entry);

@@ -167,12 +167,17 @@ lock('a second server on the same data directory is refused with a clear message
   assert.not.ok(existsSync(join(srv.dataDir, 'LOCK')));
 });
 
+/** The PID of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const dead = spawn(process.execPath, ['-e', '0']);
+  await new Promise((r) => dead.on('close', r));
+  return dead.pid!;
+}
+
 lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', async () => {
   const dir = tempDir();
-  const dead = spawn(process.execPath, ['-e', '0']);
-  const deadPid = dead.pid!;
-  await new Promise((r) => dead.on('close', r));
-  writeFileSync(join(dir, 'LOCK'), `${deadPid}\n`);
+  const pid = await deadPid();
+  writeFileSync(join(dir, 'LOCK'), `${pid}\n`);
   const srv = await startServer({ dataDir: dir });
   assert.is(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(srv.pid));
   await srv.client().set('k', 'v');
@@ -190,13 +195,11 @@ lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', 
 
 lock('a LOCK.break left by a breaker that died (kill -9 or power cut during startup) does not stop the next start', async () => {
   const dir = tempDir();
-  const dead = spawn(process.execPath, ['-e', '0']);
-  const deadPid = dead.pid!;
-  await new Promise((r) => dead.on('close', r));
+  const pid = await deadPid();
   // What a server killed inside its break of a stale lock leaves: the stale LOCK and its LOCK.break,
   // both just written (the leftover is not yet old enough to pass as stale by its age).
-  writeFileSync(join(dir, 'LOCK'), `${deadPid}\n`);
-  writeFileSync(join(dir, 'LOCK.break'), `${deadPid}\n`);
+  writeFileSync(join(dir, 'LOCK'), `${pid}\n`);
+  writeFileSync(join(dir, 'LOCK.break'), `${pid}\n`);
   const t0 = Date.now();
   const srv = await startServer({ dataDir: dir });
   try {
