@@ -106,6 +106,8 @@ export async function loadValues(address: string, prefix: string, count: number,
 export interface VanishResult {
   opened: number;
   firstMessages: number;
+  /** Server RSS right before the streams open. */
+  rssBefore: number;
   peakRss: number;
   rssAfter: number;
   openSnapshotsDuring: number;
@@ -114,6 +116,24 @@ export interface VanishResult {
   othersOk: number;
   othersFailed: number;
   othersMaxMs: number;
+}
+
+/**
+ * The most a server may take in RSS while `streams` stalled GetPrefix streams are open and then
+ * vanish: what it had before they opened, plus what each part may grow to. Streams that each buffered
+ * a message of 256 KiB would need 250 MiB for those alone at 1,000 streams, more than all of this
+ * allowance (about 190 MiB there).
+ *  - the page cache filling up (--cache-mb) and the server-wide stream buffer (--stream-buffer-mb);
+ *  - 64 KiB per open stream: its grpc-js call, HTTP/2 stream and snapshot. Measured: peak RSS grows by
+ *    about 50 KiB per stream between 250 and 2,000 streams;
+ *  - 64 MiB of buffers sent but not yet collected: the server's arrayBuffers swing by about 60 MiB
+ *    between garbage collections in this load (process.memoryUsage() sampled every 50 ms).
+ * The term that varies most from run to run is the last one, so it is the one named.
+ */
+export function streamsRssLimit(rssBefore: number, streams: number, cacheMB: number, streamBufferMB = 32): { bytes: number; formula: string } {
+  const MiB = 1024 * 1024;
+  const bytes = rssBefore + (cacheMB + streamBufferMB) * MiB + streams * 64 * 1024 + 64 * MiB;
+  return { bytes, formula: `RSS before ${mib(rssBefore)} + cache ${cacheMB} MiB + stream buffer ${streamBufferMB} MiB + ${streams} x 64 KiB + 64 MiB uncollected = ${mib(bytes)}` };
 }
 
 export async function vanishingStreams(address: string, serverPid: number, prefix: string, streams: number, log: (l: string) => void): Promise<VanishResult> {
@@ -143,7 +163,7 @@ const t = setInterval(() => { process.stdout.write('STATUS ' + opened + ' ' + fi
     if (m) { opened = Number(m[1]); first = Number(m[2]); }
   });
   const other = new KvClient(address);
-  const res: VanishResult = { opened: 0, firstMessages: 0, peakRss: 0, rssAfter: 0, openSnapshotsDuring: 0, openSnapshotsAfter: -1,
+  const res: VanishResult = { opened: 0, firstMessages: 0, rssBefore: rssBytes(serverPid) ?? 0, peakRss: 0, rssAfter: 0, openSnapshotsDuring: 0, openSnapshotsAfter: -1,
     releasedMs: -1, othersOk: 0, othersFailed: 0, othersMaxMs: 0 };
   let stopOthers = false;
   // Another client keeps using the server the whole time.

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GrpcStatus, KvClient, isServiceError, statusName } from '../../lib/client';
 import { startServer, type ServerHandle } from '../support/server';
-import { grpcFrame, loadValues, rawHttp2, RawClient, SERVICE, slowReader, vanishingStreams } from './abuse';
+import { grpcFrame, loadValues, rawHttp2, RawClient, SERVICE, slowReader, streamsRssLimit, vanishingStreams } from './abuse';
 import { decodeValue, encodeValue, mib, processAlive, Rng, seedFromEnv } from './support';
 
 const MAX_VALUE = 1024 * 1024;
@@ -186,14 +186,14 @@ test('huge keys and values just over the limit', async () => {
 test('a client opens 1,000 streams and vanishes (SIGKILL): others served, snapshots released', async () => {
   await loadValues(server.address, 'mid/', 40, 256 * 1024, 4);
   const r = await vanishingStreams(server.address, server.pid, 'mid/', 1000, (l) => console.log(l));
-  console.log(`VANISH streams=${r.opened} first-messages=${r.firstMessages} open-snapshots-during=${r.openSnapshotsDuring} after=${r.openSnapshotsAfter} released-in=${r.releasedMs.toFixed(0)}ms server-peak-rss=${mib(r.peakRss)} rss-after=${mib(r.rssAfter)} other-client ok=${r.othersOk} failed=${r.othersFailed} slowest=${r.othersMaxMs.toFixed(0)}ms`);
+  console.log(`VANISH streams=${r.opened} first-messages=${r.firstMessages} open-snapshots-during=${r.openSnapshotsDuring} after=${r.openSnapshotsAfter} released-in=${r.releasedMs.toFixed(0)}ms server-rss-before=${mib(r.rssBefore)} server-peak-rss=${mib(r.peakRss)} rss-after=${mib(r.rssAfter)} other-client ok=${r.othersOk} failed=${r.othersFailed} slowest=${r.othersMaxMs.toFixed(0)}ms`);
   assert.is(r.opened, 1000, 'the client opened 1,000 streams');
   assert.is(r.othersFailed, 0, 'the other client was served throughout');
   assert.ok(r.othersOk > 0, 'the other client made progress');
   assert.is(r.openSnapshotsAfter, 0, 'every snapshot released after the client vanished');
-  // Same memory bound as for one slow reader: 1,000 stalled streams must not buffer a result each.
-  const limit = (32 + 200) * 1024 * 1024;
-  assert.ok(r.peakRss < limit, `server peak RSS ${mib(r.peakRss)} with 1,000 stalled streams exceeds cache + 200 MiB = ${mib(limit)}`);
+  // 1,000 stalled streams must not buffer a result, nor even a message, each.
+  const limit = streamsRssLimit(r.rssBefore, 1000, 32);
+  assert.ok(r.peakRss < limit.bytes, `server peak RSS ${mib(r.peakRss)} with 1,000 stalled streams exceeds ${limit.formula}`);
   await healthy('1,000 vanished streams');
   await baselineIntact('after 1,000 vanished streams');
 });

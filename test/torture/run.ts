@@ -19,7 +19,7 @@ import { runPowerCuts } from './powercut-long';
 import { runKillRounds, type KillRoundsOptions, type KillRoundsResult } from '../durability/kill-rounds';
 import { runLoopPowerCuts } from '../durability/loop-powercut';
 import { runRaces } from '../durability/races';
-import { slowReader, vanishingStreams, loadValues } from '../durability/abuse';
+import { slowReader, streamsRssLimit, vanishingStreams, loadValues } from '../durability/abuse';
 import { startServer, tempDir, removeTempDir } from '../support/server';
 import { mib, nowMs, seedFromEnv } from '../durability/support';
 import { spawn } from 'node:child_process';
@@ -170,9 +170,9 @@ async function main(): Promise<void> {
     try {
       await loadValues(server.address, 'mid/', 40, 256 * 1024, 4);
       const r = await vanishingStreams(server.address, server.pid, 'mid/', 1000, log);
-      const limit = (32 + 200) * 1024 * 1024;
-      const ok = r.opened === 1000 && r.othersFailed === 0 && r.openSnapshotsAfter === 0 && r.peakRss < limit;
-      return { ok, summary: `streams ${r.opened}, snapshots released ${r.openSnapshotsAfter === 0 ? `in ${r.releasedMs.toFixed(0)} ms` : 'NO'}, server peak RSS ${mib(r.peakRss)} (limit ${mib(limit)}), other client ${r.othersOk} ok / ${r.othersFailed} failed, slowest ${r.othersMaxMs.toFixed(0)} ms` };
+      const limit = streamsRssLimit(r.rssBefore, 1000, 32);
+      const ok = r.opened === 1000 && r.othersFailed === 0 && r.openSnapshotsAfter === 0 && r.peakRss < limit.bytes;
+      return { ok, summary: `streams ${r.opened}, snapshots released ${r.openSnapshotsAfter === 0 ? `in ${r.releasedMs.toFixed(0)} ms` : 'NO'}, server peak RSS ${mib(r.peakRss)} (limit: ${limit.formula}), other client ${r.othersOk} ok / ${r.othersFailed} failed, slowest ${r.othersMaxMs.toFixed(0)} ms` };
     } finally { await server.stop('SIGTERM'); }
   });
 
