@@ -97,12 +97,11 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Pr
     process.stdout.write(`lbserver: compacted ${dataFile}: ${keys} keys, ${mib(r.beforeBytes)} MiB -> ${mib(r.afterBytes)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     process.exit(0);
   } catch (e) {
+    await store.close().catch(() => {});
+    lock.release();
     if (abort.signal.aborted && e === abort.signal.reason) {
-      await store.close().catch(() => {});
-      lock.release();
       fail(`compaction of ${dataFile} aborted by ${(e as Error).message}: ${dataFile} is unchanged, the partial copy removed`);
     }
-    lock.release();
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
     fail(`compaction of ${dataFile} failed: ${what}`);
   }
@@ -121,7 +120,7 @@ async function main(): Promise<void> {
     .option('--blocking-sync-us <n>', 'while the median recent fdatasync is at most this many microseconds, small commits sync on the event loop (saves two thread hand-offs; stalls other calls for one sync; helps a lone writer only); 0: always on the thread pool', String(DEFAULT_CONFIG.blockingSyncUs))
     .option('--max-inflight-set-mb <n>', 'server-wide bound, in MiB, on the bytes of Sets waiting for their commit; a Set over it gets RESOURCE_EXHAUSTED (one Set alone always goes through)', String(DEFAULT_CONFIG.maxSetBytesInFlight / (1024 * 1024)))
     .option('--stream-buffer-mb <n>', 'server-wide bound, in MiB, on GetPrefix data read and not yet sent, summed over all streams', String(DEFAULT_CONFIG.streamBufferBytes / (1024 * 1024)))
-    .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls before forcing', String(DEFAULT_CONFIG.shutdownTimeoutMs))
+    .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls, then end those left with UNAVAILABLE (a Set so ended may or may not be applied)', String(DEFAULT_CONFIG.shutdownTimeoutMs))
     .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse); 0: never', String(DEFAULT_CONFIG.streamStallMs))
     .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')
     .addHelpText('after', `

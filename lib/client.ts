@@ -6,15 +6,16 @@ import {
   type GetPrefixResponse,
   type StatResponse,
 } from '../generated/kv';
+import { DEFAULT_CONFIG, maxMessageBytes } from './config';
 
 export type { StatResponse } from '../generated/kv';
 export { status as GrpcStatus } from '@grpc/grpc-js';
 export type { ServiceError } from '@grpc/grpc-js';
 
-/** Default largest value (64 MiB) plus room for the key and protobuf framing. */
-export const DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024;
-export const MESSAGE_SLACK_BYTES = 2 * 1024 * 1024;
-export const DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_VALUE_BYTES + MESSAGE_SLACK_BYTES;
+/** The server's default largest value (64 MiB). */
+export const DEFAULT_MAX_VALUE_BYTES = DEFAULT_CONFIG.maxValueBytes;
+/** What a server with the default limits may send or take: the largest value, key and framing. */
+export const DEFAULT_MAX_MESSAGE_BYTES = maxMessageBytes(DEFAULT_CONFIG);
 
 export type Bytes = Buffer | string | Uint8Array;
 

@@ -49,9 +49,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   prefixMessageBytes: 1 * MiB,
   prefixMaxPendingMessages: 2,
   // Measured with 1,000 stalled streams of 256 KiB values (bad-input test, --cache-mb 32): server
-  // peak RSS about 200 MiB with 32 MiB, against its cache + 200 MiB = 232 MiB bound; RSS grows faster
-  // than the budget (each message also exists serialized and framed, and garbage waits for the GC),
-  // and 64 MiB peaked near 260 MiB in the same setup.
+  // peak RSS 190-230 MiB with 32 MiB, from about 85 MiB before the streams opened; RSS grows faster
+  // than the budget (each message also exists framed, and garbage waits for the GC), and 128 MiB
+  // peaked at 389 MiB in one run of the same setup.
   streamBufferBytes: 32 * MiB,
   shutdownTimeoutMs: 10_000,
   // An open snapshot keeps every page freed after it from reuse, so a client that stops reading a
