@@ -127,8 +127,10 @@ export interface VanishResult {
  *  - 64 KiB per open stream: its grpc-js call, HTTP/2 stream and snapshot. Measured: peak RSS grows by
  *    about 50 KiB per stream between 250 and 2,000 streams;
  *  - 64 MiB of buffers sent but not yet collected: the server's arrayBuffers swing by about 60 MiB
- *    between garbage collections in this load (process.memoryUsage() sampled every 50 ms).
- * The term that varies most from run to run is the last one, so it is the one named.
+ *    between garbage collections in this load (process.memoryUsage() sampled every 50 ms); this is
+ *    the term that varies from run to run.
+ * Memory the server held before, retained or not, is in both `rssBefore` and the peak: what is
+ * bounded is the growth.
  */
 export function streamsRssLimit(rssBefore: number, streams: number, cacheMB: number, streamBufferMB = 32): { bytes: number; formula: string } {
   const MiB = 1024 * 1024;
