@@ -56,7 +56,8 @@ export function statusName(code: number): string {
 
 /** One line for an error from a call: 'STATUS: details' for a gRPC error, else its message. */
 export function describeError(e: unknown): string {
-  return isServiceError(e) ? `${statusName(e.code)}: ${e.details}` : String((e as Error)?.message ?? e);
+  // grpc-js ends a failed connection's details with "Resolution note: " even when it has no note.
+  return isServiceError(e) ? `${statusName(e.code)}: ${e.details.replace(/\s*Resolution note:\s*$/, '')}` : String((e as Error)?.message ?? e);
 }
 
 export class KvClient {

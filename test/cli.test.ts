@@ -169,6 +169,8 @@ unreachable('exit 2 with a clear message', async () => {
   const r = await runClient(`127.0.0.1:${port}`, ['get', 'x'], { timeoutMs: 20_000 });
   assert.is(r.code, 2);
   assert.match(r.stderr, new RegExp(`cannot reach server at 127\\.0\\.0\\.1:${port}`));
+  assert.match(r.stderr, /ECONNREFUSED/, 'says why');
+  assert.not.match(r.stderr, /Resolution note:\s*$/, 'no empty trailer from grpc-js');
 });
 
 const timeout = suite('cli: --timeout-ms');
