@@ -16,17 +16,13 @@ export function resetStream(call: object, code: number = constants.NGHTTP2_CANCE
   if (h2 && !h2.destroyed && !h2.closed) h2.close(code);
 }
 
-/** Calls `onOk` once the call's stream has closed after sending status OK: not when the client went
- *  away first, nor when grpc-js failed to send the response. */
-export function whenDelivered(call: object, onOk: () => void): void {
-  const h2 = h2StreamOf(call);
-  if (!h2) return onOk();
-  h2.once('close', () => {
-    // A response with no message (an empty GetPrefix) carries its status in the headers alone
-    // ("trailers-only"), so the status is in sentHeaders then.
-    const status = (h2.sentTrailers ?? h2.sentHeaders)?.['grpc-status'];
-    if (h2.rstCode === constants.NGHTTP2_NO_ERROR && String(status) === '0') onOk();
-  });
+/** Whether a closed stream sent status OK and ended cleanly: not when the client went away first,
+ *  nor when grpc-js failed to send the response. */
+export function deliveredOk(h2: Http2Stream): boolean {
+  // A response with no message (an empty GetPrefix) carries its status in the headers alone
+  // ("trailers-only"), so the status is in sentHeaders then.
+  const status = (h2.sentTrailers ?? h2.sentHeaders)?.['grpc-status'];
+  return h2.rstCode === constants.NGHTTP2_NO_ERROR && String(status) === '0';
 }
 
 type WriteCb = (err?: Error | null) => void;

@@ -19,7 +19,7 @@ import {
 } from '../generated/kv';
 import { framedValueBuffer, invalidRequestReason, ServerKeyValueStoreService } from './codec';
 import { DATA_FILE_NAME, maxMessageBytes, type ServerConfig } from './config';
-import { h2StreamOf, resetStream, sliceWrites, whenDelivered } from './h2-call';
+import { deliveredOk, h2StreamOf, resetStream, sliceWrites } from './h2-call';
 import { ServiceStats } from './stats';
 
 export interface StatusError {
@@ -183,7 +183,19 @@ interface OpenCall {
   call: object;
   /** Ends it now with `se`, if its handler has not answered yet. */
   end: (se: grpc.ServiceError) => void;
+  /** Runs when the stream closes after sending status OK (a completed call is counted then). */
+  onDelivered?: () => void;
 }
+
+/** What a handler does with its tracked call. */
+interface Tracked {
+  /** Answered: `end` no longer applies. */
+  done(): void;
+  /** `fn` runs once the response and its OK status are sent: not if the client goes away first. */
+  whenDelivered(fn: () => void): void;
+}
+
+const noop = () => undefined;
 
 export class KvService {
   readonly stats: ServiceStats;
@@ -230,19 +242,26 @@ export class KvService {
     for (const c of [...this.open]) resetStream(c.call, http2constants.NGHTTP2_REFUSED_STREAM);
   }
 
-  /** Tracks `call` as open until its stream closes. `done()`: answered, `end` no longer applies. */
-  private track(call: object, end: OpenCall['end']): { done: () => void } {
+  /** Tracks `call` as open until its stream closes. Without the stream (see h2-call.ts) the call
+   *  counts as closed once answered, and as delivered at once. */
+  private track(call: object, end: OpenCall['end']): Tracked {
     const h2 = h2StreamOf(call);
+    if (h2 && (h2.closed || h2.destroyed)) return { done: noop, whenDelivered: noop };
     const entry: OpenCall = { call, end };
-    const remove = () => { this.open.delete(entry); };
-    if (h2 && (h2.closed || h2.destroyed)) return { done: () => undefined };
     this.open.add(entry);
-    h2?.once('close', remove);
-    return { done: () => { entry.end = () => undefined; if (!h2) remove(); } };
+    // One listener per call, for both the open-call set and the delivery count.
+    h2?.once('close', () => {
+      this.open.delete(entry);
+      if (entry.onDelivered && deliveredOk(h2)) entry.onDelivered();
+    });
+    return {
+      done: () => { entry.end = noop; if (!h2) this.open.delete(entry); },
+      whenDelivered: (fn) => { if (h2) entry.onDelivered = fn; else fn(); },
+    };
   }
 
-  /** `cb` that answers once (later answers are dropped, as after endOpenCalls), the call tracked. */
-  private answerOnce<T>(call: object, cb: grpc.sendUnaryData<T>, onEnd?: (se: grpc.ServiceError) => grpc.ServiceError): (err: grpc.ServiceError | null, res?: T) => void {
+  /** `answer` that answers once (later answers are dropped, as after endOpenCalls), the call tracked. */
+  private answerOnce<T>(call: object, cb: grpc.sendUnaryData<T>, onEnd?: (se: grpc.ServiceError) => grpc.ServiceError): { answer: (err: grpc.ServiceError | null, res?: T) => void; tracked: Tracked } {
     let answered = false;
     const answer = (err: grpc.ServiceError | null, res?: T) => {
       if (answered) return;
@@ -251,7 +270,7 @@ export class KvService {
       cb(err, res);
     };
     const tracked = this.track(call, (se) => answer(onEnd ? onEnd(se) : se));
-    return answer;
+    return { answer, tracked };
   }
 
   private checkKey(key: Buffer | undefined, what = 'key'): grpc.ServiceError | undefined {
@@ -263,7 +282,7 @@ export class KvService {
   }
 
   readonly set = (call: grpc.ServerUnaryCall<SetRequest, SetResponse>, cb: grpc.sendUnaryData<SetResponse>): void => {
-    const answer = this.answerOnce(call, cb, (se) => statusError(se.code, `${se.details} (the Set was not acknowledged: it may or may not be applied)`));
+    const { answer } = this.answerOnce(call, cb, (se) => statusError(se.code, `${se.details} (the Set was not acknowledged: it may or may not be applied)`));
     const fail = (e: grpc.ServiceError) => { this.stats.failedSets++; answer(e); };
     try {
       const invalid = invalidRequestReason(call.request);
@@ -295,7 +314,7 @@ export class KvService {
   };
 
   readonly get = (call: grpc.ServerUnaryCall<GetRequest, GetResponse>, cb: grpc.sendUnaryData<GetResponse>): void => {
-    const answer = this.answerOnce(call, cb);
+    const { answer, tracked } = this.answerOnce(call, cb);
     try {
       const invalid = invalidRequestReason(call.request);
       if (invalid) return answer(statusError(grpc.status.INVALID_ARGUMENT, invalid));
@@ -308,7 +327,7 @@ export class KvService {
         (value) => {
           this.inFlight--;
           // Counted once the response and its OK status are sent: not if the client goes away first.
-          whenDelivered(call, () => { this.stats.totalGets++; });
+          tracked.whenDelivered(() => { this.stats.totalGets++; });
           answer(null, value === undefined ? { found: false, value: Buffer.alloc(0) } : { found: true, value });
         },
         (err) => { this.inFlight--; this.stats.failedGets++; answer(toServiceError(err)); },
@@ -331,7 +350,7 @@ export class KvService {
     this.inFlight++;
     const ending: Ending = {};
     const tracked = this.track(call, (se) => { ending.endedWith ??= se; ending.stop?.(); });
-    this.streamPrefix(call, ending)
+    this.streamPrefix(call, ending, tracked)
       .catch((err) => {
         this.stats.failedGetprefixes++;
         if (!call.cancelled && !call.destroyed) {
@@ -382,7 +401,7 @@ export class KvService {
    * reported a value's length before reading it would let the stream reserve first and make the
    * bound exact.
    */
-  private async streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>, ending: Ending): Promise<void> {
+  private async streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>, ending: Ending, tracked: Tracked): Promise<void> {
     const invalid = invalidRequestReason(call.request);
     if (invalid) throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT, invalid));
     const prefix = call.request.prefix ?? Buffer.alloc(0);
@@ -593,7 +612,7 @@ export class KvService {
       return;
     }
     // Counted once its status is sent too, as a Get is.
-    whenDelivered(call, () => { this.stats.totalGetprefixes++; });
+    tracked.whenDelivered(() => { this.stats.totalGetprefixes++; });
     call.end();
   }
 
