@@ -147,9 +147,9 @@ export class StreamBudget {
  * the client took no data, when its HTTP/2 stream is reset (RST_STREAM, CANCEL), which drops the
  * messages buffered in it. A client that neither reads nor disconnects would otherwise keep them, and
  * their share of the stream budget, for as long as its connection lives; one that came back and is
- * reading its way to the ABORTED status gets it. `onProgress` registers what data taken calls.
+ * reading its way to the ABORTED status gets it. Returns what data taken calls: it restarts the wait.
  */
-function reclaimAfter(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>, graceMs: number, release: () => void, onProgress: (tick: () => void) => void): void {
+function reclaimAfter(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>, graceMs: number, release: () => void): () => void {
   let done = false;
   const finish = () => {
     if (done) return;
@@ -161,9 +161,9 @@ function reclaimAfter(call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefi
   };
   const timer = setTimeout(() => { resetStream(call); finish(); }, graceMs);
   timer.unref();
-  onProgress(() => { if (!done) timer.refresh(); });
   call.on('close', finish);
   call.on('cancelled', finish);
+  return () => { if (!done) timer.refresh(); };
 }
 
 /** GetPrefix hands a large message to the transport in slices of this size, so that a client that
@@ -432,6 +432,13 @@ export class KvService {
     // Ended by endOpenCalls: stops as if the client had gone, then fails with that status.
     ending.stop = onClosed;
     if (ending.endedWith) onClosed();
+    // Whether the stream stopped before its end: ended by endOpenCalls (fails with that status) or
+    // by the client (counted as cancelled).
+    const endedEarly = (): boolean => {
+      if (ending.endedWith) throw new StatusCarrier(ending.endedWith);
+      if (closed) this.stats.cancelledGetprefixes++;
+      return closed;
+    };
     const wait = () => new Promise<void>((r) => { wake = r; });
     // Waiting for the client: every wake-up is progress (a slice of a message taken, a drain, or the
     // end); none for streamStallMs ends the stream (see ServerConfig.streamStallMs).
@@ -470,10 +477,10 @@ export class KvService {
     // Messages written and not taken are freed with the call, except a stalled client's: those sit
     // in the HTTP/2 stream's buffer, and the ABORTED status waits behind them (trailers follow the
     // data), so they stay charged while the client has streamStallMs more to come back and read its
-    // status; then the stream is reset, which frees them (see resetStalledStream).
+    // status; then the stream is reset, which frees them (see reclaimAfter).
     const releaseWritten = () => {
       const release = () => { for (const m of [...inflight]) releaseMessage(m); call.off('drain', progress); afterStall = undefined; };
-      if (stalled && !closed && inflight.size > 0) reclaimAfter(call, stallMs, release, (tick) => { afterStall = tick; });
+      if (stalled && !closed && inflight.size > 0) afterStall = reclaimAfter(call, stallMs, release);
       else release();
     };
 
@@ -594,11 +601,7 @@ export class KvService {
         releaseWritten();
       }
     }
-    if (ending.endedWith) throw new StatusCarrier(ending.endedWith);
-    if (closed) {
-      this.stats.cancelledGetprefixes++;
-      return;
-    }
+    if (endedEarly()) return;
     // Hold the written messages' charge until the transport has taken them (their write callbacks),
     // then end the call. The snapshot is already released.
     try {
@@ -606,11 +609,7 @@ export class KvService {
     } finally {
       releaseWritten();
     }
-    if (ending.endedWith) throw new StatusCarrier(ending.endedWith);
-    if (closed) {
-      this.stats.cancelledGetprefixes++;
-      return;
-    }
+    if (endedEarly()) return;
     // Counted once its status is sent too, as a Get is.
     tracked.whenDelivered(() => { this.stats.totalGetprefixes++; });
     call.end();
