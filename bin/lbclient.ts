@@ -124,26 +124,30 @@ const TIMEOUT_OUTCOME: Record<string, string> = {
   getprefix: '; the entries printed, if any, are not the whole listing',
 };
 
-/** `connected`: whether the client had a connection when the call failed (undefined: unknown). */
-function grpcFailure(addr: string, e: unknown, cmd?: string, timeoutMs?: string, connected?: boolean): CliError {
+/** `connected`: whether the client had a connection when the call failed. */
+function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: string | undefined, connected: boolean): CliError {
   if (isServiceError(e)) {
     if (e.code === GrpcStatus.DEADLINE_EXCEEDED) {
       const after = timeoutMs !== undefined ? ` after ${Number(timeoutMs)} ms (--timeout-ms)` : '';
       // No connection ever completed its handshake (a hung server that accepts TCP): the call was
       // never sent, so nothing can have been applied.
-      if (connected === false) {
-        return new CliError(`cannot reach server at ${addr}: no connection${after}; the ${cmd ?? 'call'} was not sent (${describeError(e)})`, EXIT.UNREACHABLE);
+      if (!connected) {
+        return new CliError(`cannot reach server at ${addr}: no connection${after}; the ${cmd} was not sent (${describeError(e)})`, EXIT.UNREACHABLE);
       }
       // The call may have reached the server: not "cannot reach", and for a set not "not applied".
-      return new CliError(`${cmd ?? 'call'} timed out${after}${TIMEOUT_OUTCOME[cmd ?? ''] ?? ''} (${describeError(e)})`, EXIT.TIMED_OUT);
+      return new CliError(`${cmd} timed out${after}${TIMEOUT_OUTCOME[cmd] ?? ''} (${describeError(e)})`, EXIT.TIMED_OUT);
     }
     if (e.code === GrpcStatus.UNAVAILABLE) {
       return new CliError(`cannot reach server at ${addr}: ${describeError(e)}`, EXIT.UNREACHABLE);
     }
     return new CliError(`server error: ${describeError(e)}`, EXIT.SERVER_ERROR);
   }
-  if (e instanceof CliError) return e;
-  return new CliError(`error: ${(e as Error)?.message ?? String(e)}`, EXIT.USAGE);
+  return localFailure(e);
+}
+
+/** A failure that is not the server's: bad input or a local I/O error. */
+function localFailure(e: unknown): CliError {
+  return e instanceof CliError ? e : new CliError(`error: ${(e as Error)?.message ?? String(e)}`, EXIT.USAGE);
 }
 
 function makeClient(g: GlobalOpts): KvClient {
@@ -278,7 +282,7 @@ Examples:
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return EXIT.OK;
       return EXIT.USAGE; // commander already printed the message
     }
-    const ce = e instanceof CliError ? e : grpcFailure(globals().server, e);
+    const ce = localFailure(e); // withServer() has turned gRPC failures into CliErrors
     process.stderr.write(`lbclient: ${ce.message}\n`);
     return ce.exitCode;
   }

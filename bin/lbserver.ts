@@ -5,7 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Store, StoreError } from '../btree/index';
+import { compactFileOf, Store, StoreError } from '../btree/index';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, type ServerConfig } from '../lib/config';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer, forceStop, KvService } from '../lib/service';
@@ -56,7 +56,7 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Pr
   const started = performance.now();
   const keys = store.stats().keys;
   let shown = -1;
-  const tmp = `${dataFile}.compact`;
+  const tmp = compactFileOf(dataFile);
   // Exiting at once, as at startup, would leave the partial copy behind.
   const abort = new AbortController();
   // Past the copy's last abort check the compacted file is being renamed over the data file (a

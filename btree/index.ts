@@ -1,5 +1,5 @@
 // lbkv storage engine: public surface.
-export { Store, Snapshot } from './store';
+export { compactFileOf, Store, Snapshot } from './store';
 export { StoreError } from './errors';
 export type { StoreErrorCode } from './errors';
 export type { OpenOptions, Entry, GetOptions, RangeOptions, StoreStats } from './api';

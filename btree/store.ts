@@ -84,6 +84,11 @@ export class Snapshot {
   }
 }
 
+/** The file compact() copies the live data of `path` into before renaming it over `path`. */
+export function compactFileOf(path: string): string {
+  return path + '.compact';
+}
+
 /** Copies every entry of `source` into `copy` in large atomic batches, then closes `copy`. */
 async function copyInto(source: Snapshot, copy: Store, progress?: (copied: number, total: number) => void, signal?: AbortSignal): Promise<void> {
   try {
@@ -427,7 +432,7 @@ export class Store {
   async compact(progress?: (copied: number, total: number) => void, { signal, onInstall }: { signal?: AbortSignal; onInstall?: () => void } = {}): Promise<{ beforeBytes: number; afterBytes: number }> {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
     return this.writer.runExclusive(async () => {
-      const tmp = this.path + '.compact';
+      const tmp = compactFileOf(this.path);
       if (this.fs.exists(tmp)) await this.fs.unlink(tmp);
       const beforeBytes = this.fileBytes;
       const source = this.snapshot();
