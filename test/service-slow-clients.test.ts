@@ -7,7 +7,7 @@ import { constants as h2 } from 'node:http2';
 import { GetPrefixRequest, GetPrefixResponse, GetRequest } from '../generated/kv';
 import { GrpcStatus, statusName } from '../lib/client';
 import { eventually, pseudoRandomBytes, setMany } from './support/client-helpers';
-import { rawGrpcCall } from './support/raw-grpc';
+import { rawGrpcCall, SERVICE } from './support/raw-grpc';
 import { sleep, startServer } from './support/server';
 
 const MiB = 1024 * 1024;
@@ -84,7 +84,7 @@ const stop = suite('service: calls still open when a stop is forced');
 /** A grpc-js GetPrefix call; `pauseMs(n)`: how long to stop reading after the n-th message. */
 function prefixCall(client: grpc.Client, prefix: string, pauseMs: (n: number) => number) {
   const id = (b: Buffer) => b;
-  const call = client.makeServerStreamRequest('/lbkv.v1.KeyValueStore/GetPrefix', id, id, Buffer.from(prefixRequest(prefix)));
+  const call = client.makeServerStreamRequest(`${SERVICE}/GetPrefix`, id, id, Buffer.from(prefixRequest(prefix)));
   let messages = 0;
   const ended = new Promise<{ code: number; details: string; messages: number }>((resolve) => {
     call.on('data', () => {

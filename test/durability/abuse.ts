@@ -7,10 +7,10 @@ import * as http2 from 'node:http2';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { describeError, KvClient } from '../../lib/client';
+import { SERVICE, takeGrpcStatus } from '../support/raw-grpc';
 import { startServer, tempDir } from '../support/server';
 import { decodeValue, encodeValue, mib, nowMs, rssBytes, sleep } from './support';
 
-export const SERVICE = '/lbkv.v1.KeyValueStore';
 const ident = (b: Buffer) => b;
 
 /** A grpc-js client that sends arbitrary bytes as the request message of `method`. */
@@ -47,41 +47,28 @@ export function rawHttp2(address: string, o: { path: string; frame: Buffer; head
   return new Promise((resolve) => {
     const session = http2.connect(`http://${address}`);
     let http: number | undefined;
-    let grpcStatus: number | undefined;
-    let grpcMessage = '';
+    const got: { status?: number; message: string } = { message: '' };
     let settled = false;
     const done = (error?: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       session.destroy();
-      resolve({ http, grpcStatus, grpcMessage, error });
+      resolve({ http, grpcStatus: got.status, grpcMessage: got.message, error });
     };
     const timer = setTimeout(() => done('timeout'), o.timeoutMs ?? 10_000);
     session.on('error', (e) => done(String(e)));
-    const take = (h: http2.IncomingHttpHeaders) => {
-      if (h['grpc-status'] !== undefined) grpcStatus = Number(h['grpc-status']);
-      if (h['grpc-message'] !== undefined) grpcMessage = decodeURIComponent(String(h['grpc-message']));
-    };
     const req = session.request({
       ':method': 'POST', ':path': o.path, 'content-type': 'application/grpc', te: 'trailers', ...o.headers,
     });
-    req.on('response', (h) => { http = Number(h[':status']); take(h); });
-    req.on('trailers', (h) => take(h));
+    req.on('response', (h) => { http = Number(h[':status']); takeGrpcStatus(h, got); });
+    req.on('trailers', (h) => takeGrpcStatus(h, got));
     req.on('data', () => {});
     req.on('end', () => done());
     req.on('close', () => done());
     req.on('error', (e) => done(String(e)));
     req.end(o.frame);
   });
-}
-
-/** gRPC length-prefixed frame. */
-export function grpcFrame(msg: Buffer, opts: { compressed?: boolean; declaredLength?: number } = {}): Buffer {
-  const h = Buffer.alloc(5);
-  h[0] = opts.compressed ? 1 : 0;
-  h.writeUInt32BE(opts.declaredLength ?? msg.length, 1);
-  return Buffer.concat([h, msg]);
 }
 
 /** Writes `count` values of `size` bytes under `prefix` with `parallel` clients. */

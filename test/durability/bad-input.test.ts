@@ -7,7 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GrpcStatus, KvClient, isServiceError, statusName } from '../../lib/client';
 import { startServer, type ServerHandle } from '../support/server';
-import { grpcFrame, loadValues, rawHttp2, RawClient, SERVICE, slowReader, streamsRssLimit, vanishingStreams } from './abuse';
+import { grpcFrame, SERVICE } from '../support/raw-grpc';
+import { loadValues, rawHttp2, RawClient, slowReader, streamsRssLimit, vanishingStreams } from './abuse';
 import { decodeValue, encodeValue, mib, processAlive, Rng, seedFromEnv } from './support';
 
 const MAX_VALUE = 1024 * 1024;

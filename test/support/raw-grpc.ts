@@ -3,6 +3,23 @@
 // and keep large windows, so they cannot show what the server does while one message is in transit.
 import * as http2 from 'node:http2';
 
+/** The service's path prefix: `${SERVICE}/Get` is the Get method. */
+export const SERVICE = '/lbkv.v1.KeyValueStore';
+
+/** A gRPC length-prefixed message; `compressed` and `declaredLength` make malformed ones. */
+export function grpcFrame(msg: Uint8Array, opts: { compressed?: boolean; declaredLength?: number } = {}): Buffer {
+  const h = Buffer.alloc(5);
+  h[0] = opts.compressed ? 1 : 0;
+  h.writeUInt32BE(opts.declaredLength ?? msg.length, 1);
+  return Buffer.concat([h, msg]);
+}
+
+/** Copies grpc-status and grpc-message from response headers or trailers into `into`, if there. */
+export function takeGrpcStatus(h: http2.IncomingHttpHeaders, into: { status?: number; message: string }): void {
+  if (h['grpc-status'] !== undefined) into.status = Number(h['grpc-status']);
+  if (h['grpc-message'] !== undefined) into.message = decodeURIComponent(String(h['grpc-message']));
+}
+
 export interface RawResult {
   /** grpc-status from the trailers (or a trailers-only response); undefined if none arrived. */
   status: number | undefined;
@@ -34,21 +51,13 @@ export interface RawCall {
 export function rawGrpcCall(address: string, method: string, request: Uint8Array, o: { bytesPerSecond?: number } = {}): RawCall {
   const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 65535 } });
   session.on('error', () => undefined);
-  const req = session.request({ ':method': 'POST', ':path': `/lbkv.v1.KeyValueStore/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
+  const req = session.request({ ':method': 'POST', ':path': `${SERVICE}/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
   req.on('error', () => undefined);
-  const frame = Buffer.alloc(5 + request.length);
-  frame.writeUInt32BE(request.length, 1);
-  frame.set(request, 5);
-  req.end(frame);
+  req.end(grpcFrame(request));
 
-  let status: number | undefined;
-  let message = '';
-  const take = (h: http2.IncomingHttpHeaders) => {
-    if (h['grpc-status'] !== undefined) status = Number(h['grpc-status']);
-    if (h['grpc-message'] !== undefined) message = decodeURIComponent(String(h['grpc-message']));
-  };
-  req.on('response', take);
-  req.on('trailers', take);
+  const got: { status?: number; message: string } = { message: '' };
+  req.on('response', (h) => takeGrpcStatus(h, got));
+  req.on('trailers', (h) => takeGrpcStatus(h, got));
 
   const chunks: Buffer[] = [];
   let bytes = 0;
@@ -81,7 +90,7 @@ export function rawGrpcCall(address: string, method: string, request: Uint8Array
         at += 5 + len;
       }
       session.close();
-      resolve({ status, message, rstCode: req.rstCode ?? 0, messages, bytes });
+      resolve({ status: got.status, message: got.message, rstCode: req.rstCode ?? 0, messages, bytes });
     });
   });
   return {
