@@ -44,6 +44,8 @@ export interface StartOptions {
   dataDir?: string;
   /** Extra lbserver arguments, e.g. ['--max-value-bytes', '1048576']. */
   args?: string[];
+  /** The lbserver to run; default this build's (another build's, to compare the two). */
+  script?: string;
   env?: NodeJS.ProcessEnv;
   /** Fixed port (e.g. to restart on the same address); default a free one. */
   port?: number;
@@ -122,7 +124,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerHandle
 
 async function startOnce(port: number, dataDir: string, opts: StartOptions): Promise<ServerHandle> {
   const address = `127.0.0.1:${port}`;
-  const sp = spawnNode(LBSERVER_JS, ['--listen', address, '--data', dataDir, ...(opts.args ?? [])], opts.env);
+  const sp = spawnNode(opts.script ?? LBSERVER_JS, ['--listen', address, '--data', dataDir, ...(opts.args ?? [])], opts.env);
   const timeoutMs = opts.readyTimeoutMs ?? 20_000;
   await new Promise<void>((res, rej) => {
     let done = false;
