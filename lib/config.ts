@@ -49,9 +49,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   prefixMessageBytes: 1 * MiB,
   prefixMaxPendingMessages: 2,
   // Measured with 1,000 stalled streams of 256 KiB values (bad-input test, --cache-mb 32): server
-  // peak RSS 190-230 MiB with 32 MiB, from about 85 MiB before the streams opened; RSS grows faster
+  // peak RSS 195-226 MiB with 32 MiB, from about 85 MiB before the streams opened; RSS grows faster
   // than the budget (each message also exists framed, and garbage waits for the GC), and 128 MiB
-  // peaked at 389 MiB in one run of the same setup.
+  // peaked at 380-392 MiB in the same setup (npm run bench:stream-memory).
   streamBufferBytes: 32 * MiB,
   shutdownTimeoutMs: 10_000,
   // An open snapshot keeps every page freed after it from reuse, so a client that stops reading a

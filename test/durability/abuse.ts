@@ -112,10 +112,11 @@ export interface VanishResult {
  * allowance (about 190 MiB there).
  *  - the page cache filling up (--cache-mb) and the server-wide stream buffer (--stream-buffer-mb);
  *  - 64 KiB per open stream: its grpc-js call, HTTP/2 stream and snapshot. Measured: peak RSS grows by
- *    about 50 KiB per stream between 250 and 2,000 streams;
- *  - 64 MiB of buffers sent but not yet collected: the server's arrayBuffers swing by about 60 MiB
- *    between garbage collections in this load (process.memoryUsage() sampled every 50 ms); this is
- *    the term that varies from run to run.
+ *    about 55 KiB per stream between 250 and 2,000 streams (npm run bench:stream-memory);
+ *  - 64 MiB of buffers sent but not yet collected: the server's arrayBuffers reach up to 67 MiB
+ *    above what cache and stream buffer may hold in this load (the same runs); this is the term
+ *    that varies from run to run, and its highs do not come with the others' (the highest peak RSS
+ *    of those runs at 1,000 streams was 226 MiB, against about 276 MiB here).
  * Memory the server held before, retained or not, is in both `rssBefore` and the peak: what is
  * bounded is the growth.
  */
