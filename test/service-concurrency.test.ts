@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { GrpcStatus, isServiceError, KvClient, statusName } from '../lib/client';
 import { GetPrefixRequest } from '../generated/kv';
 import { eventually, pseudoRandomBytes, rssBytes, setMany } from './support/client-helpers';
+import { rawGrpcCall } from './support/raw-grpc';
 import { freePort, runServerExpectingFailure, sleep, startServer, tempDir } from './support/server';
 
 const MiB = 1024 * 1024;
@@ -345,35 +346,20 @@ streams('a reader that takes nothing for --stream-stall-ms is ended with ABORTED
   assert.is(await srv.stop(), 0);
 });
 
-/** A GetPrefix over raw HTTP/2 whose client never reads the response (a 64 KiB window): the
- *  kind of client that stops reading without going away. Resolves with the RST_STREAM code the
- *  server closes its stream with (0 if it closed normally). */
-function neverReadingGetPrefix(address: string, prefix: string): { closed: Promise<number>; destroy: () => void } {
-  const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 65535 } });
-  session.on('error', () => undefined);
-  const req = session.request({ ':method': 'POST', ':path': '/lbkv.v1.KeyValueStore/GetPrefix', 'content-type': 'application/grpc', te: 'trailers' });
-  req.on('error', () => undefined);
-  const body = Buffer.from(GetPrefixRequest.encode({ prefix: Buffer.from(prefix), limit: 0 }).finish());
-  const frame = Buffer.alloc(5 + body.length);
-  frame.writeUInt32BE(body.length, 1);
-  body.copy(frame, 5);
-  req.end(frame);
-  req.pause();
-  const closed = new Promise<number>((resolve) => req.on('close', () => resolve(req.rstCode ?? 0)));
-  return { closed, destroy: () => session.destroy() };
-}
-
 streams('clients that never read: after --stream-stall-ms, and as long again for their status, their streams are reset and give their budget back; other GetPrefix calls go on', async () => {
   // A 2 MiB budget: one stalled stream's written messages fill it.
   const srv = await startServer({ args: ['--stream-stall-ms', '1000', '--stream-buffer-mb', '2'] });
   const c = srv.client();
   const n = 40;
   await setMany(c, Array.from({ length: n }, (_, i) => ({ key: Buffer.from(`nr/${String(i).padStart(3, '0')}`), value: pseudoRandomBytes(512 * 1024, i) })), 8);
-  const stuck = [neverReadingGetPrefix(srv.address, 'nr/'), neverReadingGetPrefix(srv.address, 'nr/')];
+  // Raw HTTP/2 clients that never read the response (a 64 KiB window): clients that stop reading
+  // without going away.
+  const request = GetPrefixRequest.encode({ prefix: Buffer.from('nr/'), limit: 0 }).finish();
+  const stuck = [0, 1].map(() => rawGrpcCall(srv.address, 'GetPrefix', request, { bytesPerSecond: 0 }));
   try {
     assert.ok(await eventually(async () => (await c.stat()).stalledGetprefixes === 2, 15_000), 'the server ended both stalled streams');
     assert.is((await c.stat()).openSnapshots, 0, 'and released their snapshots');
-    const codes = await Promise.race([Promise.all(stuck.map((s) => s.closed)), sleep(15_000).then(() => 'still open')]);
+    const codes = await Promise.race([Promise.all(stuck.map(async (s) => (await s.done).rstCode)), sleep(15_000).then(() => 'still open')]);
     assert.equal(codes, [http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_CANCEL], 'their HTTP/2 streams were reset (CANCEL)');
     // With their messages still charged, this call would wait for budget forever.
     const reader = new KvClient(srv.address, { callTimeoutMs: 30_000 });

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { GetPrefixResponse, GetRequest } from '../generated/kv';
 import { GrpcStatus, KvClient } from '../lib/client';
 import { eventually, expectGrpcError, pseudoRandomBytes, setMany } from './support/client-helpers';
-import { rawGrpcCall } from './support/raw-grpc';
+import { rawGrpcCall, SERVICE } from './support/raw-grpc';
 import { sleep, startServer, type ServerHandle } from './support/server';
 
 const MiB = 1024 * 1024;
@@ -136,12 +136,12 @@ basic('malformed protobuf requests: INVALID_ARGUMENT, server keeps serving', asy
   const raw = new grpc.Client(srv.address, grpc.credentials.createInsecure());
   const id = (b: Buffer) => b;
   const unary = (method: string, body: Buffer) => new Promise<void>((resolve, reject) => {
-    raw.makeUnaryRequest(`/lbkv.v1.KeyValueStore/${method}`, id, id, body, (err) => (err ? reject(err) : resolve()));
+    raw.makeUnaryRequest(`${SERVICE}/${method}`, id, id, body, (err) => (err ? reject(err) : resolve()));
   });
   await expectGrpcError(unary('Set', Buffer.from([0xff, 0xff, 0xff])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
   await expectGrpcError(unary('Get', Buffer.from([0x0a, 0x05, 0x61])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
   // GetPrefix 'many/' with limit = 2^64-1: a valid uint64 past a JS number's exact range, so no limit.
-  const stream = raw.makeServerStreamRequest('/lbkv.v1.KeyValueStore/GetPrefix', id, id,
+  const stream = raw.makeServerStreamRequest(`${SERVICE}/GetPrefix`, id, id,
     Buffer.from([0x0a, 0x05, ...Buffer.from('many/'), 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
   let entries = 0;
   await new Promise<void>((resolve, reject) => {
@@ -151,7 +151,7 @@ basic('malformed protobuf requests: INVALID_ARGUMENT, server keeps serving', asy
   });
   assert.is(entries, 5000, 'limit 2^64-1: every entry');
   // A GetPrefix request that is not valid protobuf.
-  const bad = raw.makeServerStreamRequest('/lbkv.v1.KeyValueStore/GetPrefix', id, id, Buffer.from([0x0a, 0x09, 0x61]));
+  const bad = raw.makeServerStreamRequest(`${SERVICE}/GetPrefix`, id, id, Buffer.from([0x0a, 0x09, 0x61]));
   const badErr = new Promise<void>((resolve, reject) => { bad.on('data', () => {}); bad.on('error', reject); bad.on('end', resolve); });
   await expectGrpcError(badErr, GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
   raw.close();
