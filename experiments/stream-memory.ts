@@ -5,7 +5,10 @@
 // server runs with a preload (experiments/lib/memprobe) that samples process.memoryUsage() every 50 ms.
 //
 //   node dist/experiments/stream-memory.js [--streams 250,500,1000,2000] [--runs 2]
-//        [--stream-buffer-mb N] [--lbserver <another build's dist/bin/lbserver.js>] [--out <dir>]
+//        [--stream-buffer-mb N] [--lbserver <another build's dist/bin/lbserver.js>]
+//        [--compare <another build's dist/bin/lbserver.js>] [--out <dir>]
+// --compare measures both servers in every run, in turns (odd runs this build first, even runs the
+// other), so that slow and fast spells of the shared machine fall on both alike.
 import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,6 +20,8 @@ import { writeSummary } from './lib/report';
 interface Sample { t: number; rss: number; heapUsed: number; heapTotal: number; arrayBuffers: number }
 
 interface Row {
+  /** 'this build', or the other build's lbserver.js. */
+  server: string;
   streams: number;
   run: number;
   rssBeforeMiB: number;
@@ -46,6 +51,7 @@ async function measure(streams: number, run: number, o: { streamBufferMb?: numbe
     const during = all.filter((s) => s.t >= opened && s.t <= killedAt);
     const ab = during.map((s) => s.arrayBuffers);
     return {
+      server: o.lbserver ?? 'this build',
       streams, run,
       rssBeforeMiB: mib(r.rssBefore),
       peakRssMiB: mib(r.peakRss),
@@ -68,20 +74,33 @@ async function main(): Promise<void> {
     .option('--runs <n>', 'runs per stream count (taken in turns)', wholeArg(1), 2)
     .option('--stream-buffer-mb <n>', "the server's --stream-buffer-mb (default: its own)", wholeArg(1))
     .option('--lbserver <js>', "another build's dist/bin/lbserver.js (default: this build's)")
+    .option('--compare <js>', "also another build's dist/bin/lbserver.js, in turns with this build's in every run")
     .option('--out <dir>', 'result directory (default experiments/results/stream-memory)')
     .parse()
-    .opts<{ streams: number[]; runs: number; streamBufferMb?: number; lbserver?: string; out?: string }>();
+    .opts<{ streams: number[]; runs: number; streamBufferMb?: number; lbserver?: string; compare?: string; out?: string }>();
   const lbserver = o.lbserver ? path.resolve(o.lbserver) : undefined;
+  const servers = o.compare ? [lbserver, path.resolve(o.compare)] : [lbserver];
   const rows: Row[] = [];
   for (let run = 1; run <= o.runs; run++) {
     for (const streams of o.streams) {
-      const row = await measure(streams, run, { streamBufferMb: o.streamBufferMb, lbserver });
-      rows.push(row);
-      log(`stream-memory: ${streams} streams, run ${run}: RSS before ${row.rssBeforeMiB} MiB, peak ${row.peakRssMiB} MiB; heap in use with the streams open ${row.heapUsedOpenMiB} MiB; arrayBuffers ${row.arrayBuffersMinMiB}-${row.arrayBuffersMaxMiB} MiB; snapshots released: ${row.released}`);
+      for (const server of run % 2 === 1 ? servers : [...servers].reverse()) {
+        const row = await measure(streams, run, { streamBufferMb: o.streamBufferMb, lbserver: server });
+        rows.push(row);
+        log(`stream-memory: ${row.server}, ${streams} streams, run ${run}: RSS before ${row.rssBeforeMiB} MiB, peak ${row.peakRssMiB} MiB; heap in use with the streams open ${row.heapUsedOpenMiB} MiB; arrayBuffers ${row.arrayBuffersMinMiB}-${row.arrayBuffersMaxMiB} MiB; snapshots released: ${row.released}`);
+      }
+    }
+  }
+  if (o.compare) {
+    for (const streams of o.streams) {
+      for (const server of servers) {
+        const mine = rows.filter((r) => r.streams === streams && r.server === (server ?? 'this build'));
+        const mean = (f: (r: Row) => number) => Math.round((mine.reduce((a, r) => a + f(r), 0) / mine.length) * 10) / 10;
+        log(`stream-memory: ${server ?? 'this build'}, ${streams} streams, ${mine.length} runs: mean peak RSS ${mean((r) => r.peakRssMiB)} MiB (${Math.min(...mine.map((r) => r.peakRssMiB))}-${Math.max(...mine.map((r) => r.peakRssMiB))}), mean heap in use ${mean((r) => r.heapUsedOpenMiB)} MiB`);
+      }
     }
   }
   const dir = resultDir('stream-memory', o.out);
-  const json = writeSummary(dir, 'stream-memory', { streams: o.streams, runs: o.runs, cacheMB: 32, streamBufferMb: o.streamBufferMb ?? 'server default', lbserver: lbserver ?? 'this build', values: '40 x 256 KiB' }, rows);
+  const json = writeSummary(dir, 'stream-memory', { streams: o.streams, runs: o.runs, cacheMB: 32, streamBufferMb: o.streamBufferMb ?? 'server default', lbserver: lbserver ?? 'this build', compare: o.compare ? path.resolve(o.compare) : 'none', values: '40 x 256 KiB' }, rows);
   log(`stream-memory: wrote ${path.relative(process.cwd(), json)}`);
 }
 
