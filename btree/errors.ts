@@ -34,5 +34,12 @@ export function ioError(what: string, err: unknown, { outcomeUnknown = false, wr
   const e = err as NodeJS.ErrnoException;
   if (e instanceof StoreError && !wrapStoreErrors) return e;
   const code = e instanceof StoreError ? e.code : e?.code === 'ENOSPC' || e?.code === 'EDQUOT' ? 'NO_SPACE' : 'IO';
-  return new StoreError(code, `${what}: ${e instanceof StoreError ? e.message : `${e?.code ?? ''} ${e?.message ?? String(err)}`.trim()}`, err, outcomeUnknown);
+  return new StoreError(code, `${what}: ${e instanceof StoreError ? e.message : describe(e, err)}`, err, outcomeUnknown);
+}
+
+/** The error's code and message, the code once: node:fs messages start with it ("ENOSPC: no space
+ *  left on device, write"), others may not name it at all. */
+function describe(e: NodeJS.ErrnoException | undefined, err: unknown): string {
+  const message = e?.message ?? String(err);
+  return e?.code && !message.startsWith(e.code) ? `${e.code} ${message}` : message;
 }

@@ -235,10 +235,27 @@ export class Store {
         await this.writer.runExclusive(() => this.commitBatch(batch.flatMap((q) => q.puts)));
         for (const q of batch) q.resolve();
       } catch (err) {
-        for (const q of batch) q.reject(err);
+        // A damaged page fails the puts whose path crosses it, and nothing about the others: so that
+        // one caller writing a key on a damaged leaf does not fail everyone it shares a commit with,
+        // each caller's puts are retried as a commit of their own (in queue order, so the outcome is
+        // the batch's). Only after a corruption error, where nothing was written; an I/O error fails
+        // the batch, since retrying would only hit the disk that failed again.
+        if (batch.length > 1 && err instanceof StoreError && err.code === 'CORRUPTION' && !err.outcomeUnknown) await this.commitEach(batch);
+        else for (const q of batch) q.reject(err);
       }
     }
     this.draining = false;
+  }
+
+  private async commitEach(batch: Queued[]): Promise<void> {
+    for (const q of batch) {
+      try {
+        await this.writer.runExclusive(() => this.commitBatch(q.puts));
+        q.resolve();
+      } catch (err) {
+        q.reject(err);
+      }
+    }
   }
 
   private async commitBatch(puts: Put[]): Promise<void> {
@@ -442,18 +459,18 @@ export class Store {
         signal?.throwIfAborted();
         onInstall?.();
       } catch (err) {
-        if (signal?.aborted && err === signal.reason) {
-          await this.fs.unlink(tmp).catch(() => undefined);
-          throw err;
-        }
-        throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged)`, err, { wrapStoreErrors: true });
+        // The partial copy goes, whatever stopped it: on a full disk it holds the space it took.
+        const removed = await this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
+        if (signal?.aborted && err === signal.reason) throw err;
+        throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
       } finally {
         source.release();
       }
       try {
         await this.fs.rename(tmp, this.path);
       } catch (err) {
-        throw ioError(`${this.path}: installing the compacted file (the original is unchanged)`, err);
+        const removed = await this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
+        throw ioError(`${this.path}: installing the compacted file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
       }
       // From here the name belongs to the new file and the old one is unlinked: the store must move
       // to the new file whatever fails next, or its commits would go where no open finds them.

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { Store, StoreError } from '../btree';
 import { mulberry32, randomBytes } from './support/fault-fs';
-import { runServerExpectingFailure, startServer, tempDir } from './support/server';
+import { LBSERVER_JS, runNode, runServerExpectingFailure, startServer, tempDir } from './support/server';
 import { GrpcStatus, isServiceError } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
 
@@ -68,6 +68,19 @@ function pagesContaining(file: string, needle: Buffer): number[] {
     at = data.indexOf(needle, at + 1);
   }
   return [...out].sort((a, b) => a - b);
+}
+
+/** Flips `mask` in byte `offset` of key `victim`'s generation-0 value wherever it is in the file (its
+ *  leaf page; a store that skipped the check would serve wrong bytes); returns those pages. */
+function damageValue(file: string, victim: number, offset: number, mask: number): number[] {
+  const needle = Buffer.from(marker(victim, 0));
+  const pages = pagesContaining(file, needle);
+  const data = fs.readFileSync(file);
+  for (const p of pages) {
+    const at = data.indexOf(needle, p * PAGE);
+    patch(file, at + offset, Buffer.from([data[at + offset]! ^ mask]));
+  }
+  return pages;
 }
 
 /**
@@ -227,12 +240,7 @@ test('damaged leaf page: keys on it reject with CORRUPTION, keys elsewhere still
     if (!theirs.some((p) => pages.includes(p))) safe.push(i);
   }
   assert.ok(safe.length >= 3, `too few keys away from the damaged pages: ${safe}`);
-  // Flip a byte inside the victim's value: a store that skipped the check would serve wrong bytes.
-  const data = fs.readFileSync(file);
-  for (const p of pages) {
-    const at = data.indexOf(Buffer.from(marker(victim, 0)), p * PAGE);
-    patch(file, at + 3, Buffer.from([data[at + 3]! ^ 0x01]));
-  }
+  damageValue(file, victim, 3, 0x01);
   const damaged = fs.readFileSync(file);
   const s2 = await Store.open({ path: file });
   const e = await expectCorruption(s2.get(key(victim)), `get(${key(victim)}) on a damaged leaf`);
@@ -240,6 +248,22 @@ test('damaged leaf page: keys on it reject with CORRUPTION, keys elsewhere still
   for (const i of safe) assert.equal(await s2.get(key(i)), smallValue(i, 0), `key ${i} away from the damage`);
   // A full scan must not silently skip or serve the damaged leaf.
   await expectCorruption(readEverything(s2).then(() => 'scan completed'), 'full range scan over the damaged leaf');
+  // Puts that share a commit with a put onto the damaged leaf: only that one (and the atomic
+  // putMany holding another) fails; the others are applied.
+  const healthy = Array.from({ length: 6 }, (_, i) => ({ key: Buffer.from(`new-${i}`), value: Buffer.from(`v${i}`) }));
+  const calls = [
+    s2.put(key(victim), Buffer.from('over the damage')),
+    ...healthy.map((e) => s2.put(e.key, e.value)),
+    s2.putMany([{ key: Buffer.from('atomic-ok'), value: Buffer.from('x') }, { key: key(victim), value: Buffer.from('y') }]),
+    s2.put(key(safe[0]), Buffer.from('rewritten')),
+  ];
+  const settled = await Promise.allSettled(calls);
+  const failed = settled.map((r, i) => (r.status === 'rejected' ? i : -1)).filter((i) => i >= 0);
+  assert.equal(failed, [0, healthy.length + 1], `only the puts onto the damaged leaf fail: ${settled.map((r) => r.status)}`);
+  for (const i of failed) assert.ok((settled[i] as PromiseRejectedResult).reason instanceof StoreError && (settled[i] as PromiseRejectedResult).reason.code === 'CORRUPTION');
+  for (const e of healthy) assert.equal(await s2.get(e.key), e.value, `${e.key} was applied`);
+  assert.equal(await s2.get(key(safe[0])), Buffer.from('rewritten'));
+  assert.is(await s2.get(Buffer.from('atomic-ok')), undefined, 'a failed putMany applies none of its entries');
   await s2.close();
   // Reading never rewrote (or "repaired") the damaged pages.
   const after = fs.readFileSync(file);
@@ -399,12 +423,8 @@ test('server: one bad meta -> serves the commit the other meta holds', async () 
 test('server: damaged leaf and overflow pages -> DATA_LOSS for what cannot be read, the rest served, file not rewritten', async () => {
   const { dir, file } = await serverDataDir();
   const victim = 777;
-  const pages = pagesContaining(file, Buffer.from(marker(victim, 0)));
   const data = fs.readFileSync(file);
-  for (const p of pages) {
-    const at = data.indexOf(Buffer.from(marker(victim, 0)), p * PAGE);
-    patch(file, at + 4, Buffer.from([data[at + 4]! ^ 0x02]));
-  }
+  const pages = damageValue(file, victim, 4, 0x02);
   const big = randomBytes(mulberry32(5), 40_000);
   const bigAt = data.indexOf(big.subarray(0, 64));
   assert.ok(bigAt > 0 && bigAt % PAGE === 0);
@@ -423,6 +443,14 @@ test('server: damaged leaf and overflow pages -> DATA_LOSS for what cannot be re
     // Writes elsewhere still work and are durable.
     await c.set(Buffer.from('new-key'), Buffer.from('new-value'));
     assert.equal(await c.get(Buffer.from('new-key')), Buffer.from('new-value'));
+    // Concurrent Sets, one of them onto the damaged leaf: that one gets DATA_LOSS, the others
+    // (which may share its group commit) succeed.
+    const others = Array.from({ length: 20 }, (_, i) => Buffer.from(`concurrent-${i}`));
+    const sets = await Promise.allSettled([c.set(key(victim), Buffer.from('x')), ...others.map((k) => c.set(k, k))]);
+    assert.is(sets[0].status, 'rejected', 'the Set onto the damaged leaf fails');
+    assert.is(((sets[0] as PromiseRejectedResult).reason as { code: number }).code, GrpcStatus.DATA_LOSS);
+    assert.equal(sets.slice(1).map((r) => r.status), others.map(() => 'fulfilled'), 'the other Sets succeed');
+    for (const k of others) assert.equal(await c.get(k), k);
   } finally {
     await srv.stop();
   }
@@ -430,6 +458,18 @@ test('server: damaged leaf and overflow pages -> DATA_LOSS for what cannot be re
   for (const p of [...pages, bigAt / PAGE + 1]) {
     assert.ok(after.subarray(p * PAGE, (p + 1) * PAGE).equals(damaged.subarray(p * PAGE, (p + 1) * PAGE)), `damaged page ${p} was rewritten`);
   }
+});
+
+test('server: lbserver --compact of a store with a damaged leaf refuses, names the damage, removes its partial copy, leaves the file as it was', async () => {
+  const { dir, file } = await serverDataDir();
+  damageValue(file, 321, 4, 0x02);
+  const before = sha(file);
+  const r = await runNode(LBSERVER_JS, ['--data', dir, '--compact'], { timeoutMs: 60_000 });
+  assert.is(r.code, 1, `exit code (stderr: ${r.stderr})`);
+  assert.match(r.stderr, /checksum mismatch/);
+  assert.match(r.stderr, /the original is unchanged; the partial copy was removed/);
+  assert.not.ok(fs.existsSync(`${file}.compact`), 'no partial copy left behind');
+  assert.is(sha(file), before, 'the data file is unchanged');
 });
 
 test.after(() => {
