@@ -192,7 +192,10 @@ Examples:
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
     fail(`cannot open ${dataFile}: ${what}`, EXIT.DATA);
   }
-  if (store.recoveryNote) log(`warning: recovered from the other meta page: ${store.recoveryNote}`);
+  // The unusable meta may be the older one (a damaged page, nothing lost) or the newest (a torn
+  // commit, or damage to it: open fell back a commit); which, its damage may no longer say.
+  if (store.recoveryNote) log(`warning: opened commit ${store.stats().txid} from one meta page; the other was not usable: ${store.recoveryNote}`);
+  if (store.truncatedNote) log(`warning: ${store.truncatedNote}`);
   if (o.compact) await compactAndExit(store, lock, dataFile);
 
   const stats = new ServiceStats();

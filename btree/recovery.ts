@@ -26,6 +26,10 @@ export interface Recovered {
   fileBytes: number;
   /** What was wrong with the meta page (or commit) that open did not use, if anything. */
   fellBack?: string;
+  /** Set when the file ends before the last page the chosen commit counts: it was cut short after
+   *  that commit (no commit leaves it so: growth is synced first). Open goes on, so what survives
+   *  can be read; reads of the missing pages fail with CORRUPTION. */
+  truncated?: string;
 }
 
 const emptyMeta = (txid: number): Meta => ({
@@ -100,7 +104,11 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
     const older = candidates.find((m) => m.txid < chosen!.txid);
     const kept = new Set([chosen.txid % 2, ...(older ? [older.txid % 2] : [])]);
     const rollback = metaBytes.map((bytes, slot) => (kept.has(slot) ? bytes : Buffer.alloc(PAGE_SIZE)));
-    return { file, pager, meta: chosen, root, freelist, metaBytes: rollback, fileBytes, fellBack };
+    const counted = chosen.pageCount * PAGE_SIZE;
+    const truncated = fileBytes < counted
+      ? `${path} is ${fileBytes} bytes, but its commit ${chosen.txid} counts ${chosen.pageCount} pages (${counted} bytes): the file was cut short, and reads of pages past its end fail with CORRUPTION`
+      : undefined;
+    return { file, pager, meta: chosen, root, freelist, metaBytes: rollback, fileBytes, fellBack, truncated };
   } catch (err) {
     await file.close().catch(() => undefined);
     throw err;

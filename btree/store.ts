@@ -155,7 +155,10 @@ export class Store {
     private fileBytes: number,
     private readonly opts: Required<Omit<OpenOptions, 'fs' | 'path'>>,
     private readonly openMs: number,
+    /** What open found wrong with a meta page it did not use (it took the other one). */
     readonly recoveryNote: string | undefined,
+    /** Set when the data file is shorter than its commit says (see Recovered.truncated). */
+    readonly truncatedNote: string | undefined,
   ) {}
 
   static async open(options: OpenOptions): Promise<Store> {
@@ -175,7 +178,7 @@ export class Store {
     if (!fs.exists(options.path)) await createFile(fs, options.path);
     const r = await recover(fs, options.path, makeCaches(opts.cacheMB));
     return new Store(options.path, fs, r.file, r.pager, r.meta, r.root, r.freelist, r.metaBytes, r.fileBytes, opts,
-      performance.now() - started, r.fellBack);
+      performance.now() - started, r.fellBack, r.truncated);
   }
 
   private validate(key: Buffer, value?: Buffer): void {

@@ -415,6 +415,30 @@ test('server: one bad meta -> serves the commit the other meta holds', async () 
     assert.equal(await c.get(Buffer.from('zzz-settle-1')), Buffer.from('settle'));
     assert.equal(await c.get(Buffer.from('zzz-settle-2')), Buffer.from('settle'));
     assert.equal(await c.get(key(7)), smallValue(7, 0));
+    assert.match(srv.stderr, new RegExp(`warning: opened commit ${newest - 1} from one meta page; the other was not usable: meta page ${2 * (newest % 2)} `));
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('server: a data file cut short -> a warning names what is missing, the surviving keys are served, the rest DATA_LOSS', async () => {
+  const { dir, file } = await serverDataDir();
+  const healthy = await startServer({ dataDir: dir });
+  await healthy.stop();
+  assert.not.match(healthy.stderr, /warning/, 'no warning for a whole file');
+  const size = fs.statSync(file).size;
+  const last = key(1499);
+  const lastPages = pagesContaining(file, Buffer.from(marker(1499, 0)));
+  const before = [0, 300, 700, 1100].find((i) => pagesContaining(file, Buffer.from(marker(i, 0)))[0] < lastPages[0]);
+  assert.ok(before !== undefined, 'a key on a page before the cut');
+  fs.truncateSync(file, lastPages[0] * PAGE);
+  const srv = await startServer({ dataDir: dir });
+  try {
+    assert.match(srv.stderr, new RegExp(`warning: .*${DATA_FILE_NAME} is ${lastPages[0] * PAGE} bytes, but its commit \\d+ counts \\d+ pages .*cut short`));
+    assert.ok(size > lastPages[0] * PAGE);
+    const c = srv.client();
+    assert.equal(await c.get(key(before)), smallValue(before, 0), 'a key on a page before the cut');
+    await expectStatus(c.get(last), GrpcStatus.DATA_LOSS, 'Get of a key on a page past the cut');
   } finally {
     await srv.stop();
   }
