@@ -18,14 +18,40 @@ interface GlobalOpts {
   timeoutMs?: string;
 }
 
-function parseKey(text: string, hex: boolean | undefined, what = 'key'): Buffer {
-  if (!hex) return Buffer.from(text, 'utf8');
-  const t = text.replace(/^0x/i, '');
-  if (t.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(t)) {
-    throw new CliError(`--hex: ${what} "${text}" is not an even-length hex string`, EXIT.USAGE);
+function parseKey(text: string, hex: boolean | undefined, what: 'key' | 'prefix' = 'key'): Buffer {
+  let key: Buffer;
+  if (hex) {
+    const t = text.replace(/^0x/i, '');
+    if (t.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(t)) {
+      throw new CliError(`--hex: ${what} "${text}" is not an even-length hex string`, EXIT.USAGE);
+    }
+    key = Buffer.from(t, 'hex');
+  } else {
+    key = textArg(text, what, 'give it as hex with --hex');
   }
-  return Buffer.from(t, 'hex');
+  if (what === 'key' && key.length === 0) throw new CliError('the key is empty: keys are 1 or more bytes', EXIT.USAGE);
+  return key;
 }
+
+/** An argument's bytes. Node decodes the command line as UTF-8 and turns each byte it cannot decode
+ *  into U+FFFD, so two different byte strings could arrive as the same key: refuse those. */
+function textArg(text: string, what: string, instead: string): Buffer {
+  if (text.includes('\uFFFD')) {
+    throw new CliError(`the ${what} argument is not valid UTF-8 (or holds U+FFFD), so its bytes cannot be known; ${instead}`, EXIT.USAGE);
+  }
+  return Buffer.from(text, 'utf8');
+}
+
+/** A whole-number option within [min, max]. */
+function wholeOption(text: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text)) throw new CliError(`${what}: "${text}" is not a whole number`, EXIT.USAGE);
+  const n = Number(text);
+  if (n < min || n > max) throw new CliError(`${what}: ${text} is out of range ${min}..${max}`, EXIT.USAGE);
+  return n;
+}
+
+/** Longest --timeout-ms: what a timer can wait (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 const UNSAFE_CHAR = /^[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]$/u;
 
@@ -124,8 +150,9 @@ const TIMEOUT_OUTCOME: Record<string, string> = {
   getprefix: '; the entries printed, if any, are not the whole listing',
 };
 
-/** `connected`: whether the client had a connection when the call failed. */
-function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: string | undefined, connected: boolean): CliError {
+/** `connected`: whether the client had a connection when the call failed; `partial`: whether part
+ *  of the answer (entries of a getprefix) had arrived and been printed. */
+function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: string | undefined, connected: boolean, partial: boolean): CliError {
   if (isServiceError(e)) {
     if (e.code === GrpcStatus.DEADLINE_EXCEEDED) {
       const after = timeoutMs !== undefined ? ` after ${Number(timeoutMs)} ms (--timeout-ms)` : '';
@@ -138,6 +165,7 @@ function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: string | 
       return new CliError(`${cmd} timed out${after}${TIMEOUT_OUTCOME[cmd] ?? ''} (${describeError(e)})`, EXIT.TIMED_OUT);
     }
     if (e.code === GrpcStatus.UNAVAILABLE) {
+      if (partial) return new CliError(`${cmd} cut off, the server at ${addr} became unavailable${TIMEOUT_OUTCOME[cmd] ?? ''} (${describeError(e)})`, EXIT.UNREACHABLE);
       return new CliError(`cannot reach server at ${addr}: ${describeError(e)}`, EXIT.UNREACHABLE);
     }
     return new CliError(`server error: ${describeError(e)}`, EXIT.SERVER_ERROR);
@@ -151,23 +179,23 @@ function localFailure(e: unknown): CliError {
 }
 
 function makeClient(g: GlobalOpts): KvClient {
-  let callTimeoutMs: number | undefined;
-  if (g.timeoutMs !== undefined) {
-    callTimeoutMs = Number(g.timeoutMs);
-    if (!Number.isFinite(callTimeoutMs) || callTimeoutMs <= 0) throw new CliError(`--timeout-ms: "${g.timeoutMs}" is not a positive number`, EXIT.USAGE);
-  }
+  const callTimeoutMs = g.timeoutMs === undefined ? undefined : wholeOption(g.timeoutMs, '--timeout-ms', 1, MAX_TIMEOUT_MS);
+  const port = /:(\d+)$/.exec(g.server)?.[1];
+  if (port !== undefined && Number(port) > 65535) throw new CliError(`--server: port ${port} is out of range 0..65535`, EXIT.USAGE);
   // No message limit of its own: the server enforces --max-value-bytes and says so in its status,
   // where a client-side limit would fail first with a message that seems to come from the server.
   return new KvClient(g.server, { callTimeoutMs, maxMessageBytes: -1 });
 }
 
-/** Runs `cmd` on a client of its own: its gRPC failures become the CLI's messages and exit codes. */
-async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient) => Promise<T>): Promise<T> {
+/** Runs `cmd` on a client of its own: its gRPC failures become the CLI's messages and exit codes.
+ *  `body` calls `answered()` once part of the answer has been printed. */
+async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient, answered: () => void) => Promise<T>): Promise<T> {
   const c = makeClient(g);
+  let partial = false;
   try {
-    return await body(c);
+    return await body(c, () => { partial = true; });
   } catch (e) {
-    throw grpcFailure(g.server, e, cmd, g.timeoutMs, c.connected());
+    throw grpcFailure(g.server, e, cmd, g.timeoutMs, c.connected(), partial);
   } finally {
     c.close();
   }
@@ -217,7 +245,7 @@ Examples:
       } else if (valueArg === '-') {
         value = await readStdin();
       } else if (valueArg !== undefined) {
-        value = Buffer.from(valueArg, 'utf8');
+        value = textArg(valueArg, 'value', 'give it with --file F or on stdin (-)');
       } else {
         throw new CliError('set: missing VALUE (give VALUE, --file F, or - for stdin)', EXIT.USAGE);
       }
@@ -249,11 +277,11 @@ Examples:
     .action(async (prefixArg: string, o: { limit: string; keysOnly?: boolean }) => {
       const g = globals();
       const prefix = parseKey(prefixArg, g.hex, 'prefix');
-      if (!/^\d+$/.test(o.limit)) throw new CliError(`--limit: "${o.limit}" is not a whole number`, EXIT.USAGE);
       // Past 2^53 a count is beyond any store: no limit (the server reads such a uint64 so too).
-      const limit = Math.min(Number(o.limit), Number.MAX_SAFE_INTEGER);
-      await withServer(g, 'getprefix', async (c) => {
+      const limit = Math.min(wholeOption(o.limit, '--limit', 0, Infinity), Number.MAX_SAFE_INTEGER);
+      await withServer(g, 'getprefix', async (c, answered) => {
         for await (const batch of c.getPrefixMessages(prefix, { limit })) {
+          answered();
           let text = '';
           for (const e of batch) {
             const k = g.hex ? e.key.toString('hex') : escapeBytes(e.key);
@@ -278,8 +306,9 @@ Examples:
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
-      // --help (explicit) is success; help shown because no command was given is a usage error.
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return EXIT.OK;
+      // --help and `help [command]` are success; help shown because no command was given (exit
+      // code 1 from commander) is a usage error.
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) return EXIT.OK;
       return EXIT.USAGE; // commander already printed the message
     }
     const ce = localFailure(e); // withServer() has turned gRPC failures into CliErrors

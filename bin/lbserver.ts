@@ -3,8 +3,8 @@
 // everything else goes to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight calls, close the
 // store, remove the lock, exit 0 (forced after --shutdown-timeout-ms).
 import { Command, CommanderError } from 'commander';
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { compactFileOf, Store, StoreError } from '../btree/index';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, type ServerConfig } from '../lib/config';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
@@ -29,6 +29,29 @@ export const EXIT = {
 function fail(msg: string, code: number = EXIT.FAILED): never {
   process.stderr.write(`lbserver: ${msg}\n`);
   process.exit(code);
+}
+
+/** mkdir -p one level at a time. Node's recursive mkdirSync never returns where a directory cannot
+ *  be made in an existing parent that answers ENOENT (under /proc: it spins at 100 % CPU, deaf to
+ *  SIGTERM); this gives up with that error. */
+function makeDirs(dir: string): void {
+  const abs = resolve(dir);
+  try {
+    makeDir(abs);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(abs) === abs) throw e;
+    makeDirs(dirname(abs));
+    makeDir(abs);
+  }
+}
+
+/** mkdir, content with a directory that is already there (another starter may have made it). */
+function makeDir(abs: string): void {
+  try {
+    mkdirSync(abs);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !statSync(abs).isDirectory()) throw e;
+  }
 }
 
 function log(msg: string): void {
@@ -159,7 +182,7 @@ Examples:
   }
 
   try {
-    mkdirSync(cfg.dataDir, { recursive: true });
+    makeDirs(cfg.dataDir);
   } catch (e) {
     const exists = (e as NodeJS.ErrnoException).code === 'EEXIST' || (e as NodeJS.ErrnoException).code === 'ENOTDIR';
     fail(exists ? `--data ${cfg.dataDir} is not a directory` : `cannot create data directory ${cfg.dataDir}: ${(e as Error).message}`, EXIT.DATA);
@@ -169,6 +192,7 @@ Examples:
   try {
     lock = acquireDirLock(cfg.dataDir);
     startupLock = lock;
+    if (lock.replaced) log(`note: replaced ${lock.replaced} in ${cfg.dataDir}`);
   } catch (e) {
     // Exit 3 means another lbserver holds the directory; a lock that cannot be made at all (no
     // permission, a read-only file system) is a problem of the data directory.

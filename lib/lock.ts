@@ -19,6 +19,8 @@ export class LockError extends Error {
 
 export interface DirLock {
   path: string;
+  /** Set when a stale lock was replaced: whose it was (for the log). */
+  replaced?: string;
   release(): void;
 }
 
@@ -115,6 +117,7 @@ export function acquireDirLock(dataDir: string): DirLock {
   }
   const take = full ? () => symlinkSync(String(process.pid), path) : () => linkSync(tmp, path);
   let taken = false;
+  let replaced: string | undefined;
   const started = Date.now();
   try {
     while (!taken && Date.now() - started < TAKE_TRY_MS) {
@@ -132,6 +135,7 @@ export function acquireDirLock(dataDir: string): DirLock {
         throw new LockError(`data directory ${dataDir} is in use by another lbserver (pid ${pid}); lock file ${path}`, pid);
       }
       breakStaleLock(path, pid);
+      replaced = pid === undefined ? 'an unreadable LOCK' : `a stale LOCK of pid ${pid} (no lbserver runs as that pid)`;
     }
   } finally {
     try { unlinkSync(tmp); } catch { /* gone */ }
@@ -140,6 +144,7 @@ export function acquireDirLock(dataDir: string): DirLock {
   let released = false;
   return {
     path,
+    replaced,
     release() {
       if (released) return;
       released = true;

@@ -134,10 +134,7 @@ cli('stat (human) and stat --json', async ({ addr }) => {
   assert.ok(s.total_sets! >= 10 && s.total_gets! >= 5 && s.total_getprefixes! >= 4);
 });
 
-cli('server-side errors: INVALID_ARGUMENT for an empty key and a value over the limit (exit 3)', async ({ addr }) => {
-  const e = await runClient(addr, ['set', '', 'x']);
-  assert.is(e.code, 3);
-  assert.match(e.stderr, /INVALID_ARGUMENT: key is missing or empty/);
+cli('server-side errors: INVALID_ARGUMENT for a value over the limit and a key over 1024 bytes (exit 3)', async ({ addr }) => {
   const big = await runClient(addr, ['set', 'big', '-'], { stdin: Buffer.alloc(65537) });
   assert.is(big.code, 3);
   assert.match(big.stderr, /INVALID_ARGUMENT: value is 65537 bytes.*65536/);
@@ -153,10 +150,48 @@ cli('usage errors: exit 4 with a message', async ({ addr }) => {
   const m = await runClient(addr, ['set', 'only-key']);
   assert.is(m.code, 4);
   assert.match(m.stderr, /missing VALUE/);
+  // Known to be wrong before any call: an empty key, numbers out of their range or not whole.
+  for (const [args, message] of [
+    [['set', '', 'x'], /the key is empty: keys are 1 or more bytes/],
+    [['--timeout-ms', '1e20', 'stat'], /--timeout-ms: "1e20" is not a whole number/],
+    [['--timeout-ms', '99999999999', 'stat'], /--timeout-ms: 99999999999 is out of range 1\.\.2147483647/],
+    [['--timeout-ms', '0', 'stat'], /--timeout-ms: 0 is out of range/],
+    [['getprefix', 'x', '--limit', '1e3'], /--limit: "1e3" is not a whole number/],
+  ] as const) {
+    const r = await runClient(addr, [...args]);
+    assert.is(r.code, 4, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  const port = await runNode(LBCLIENT_JS, ['--server', '127.0.0.1:99999', 'stat']);
+  assert.is(port.code, 4);
+  assert.match(port.stderr, /--server: port 99999 is out of range 0\.\.65535/);
 });
 
-cli('--help on everything: exit 0 with usage', async ({ addr }) => {
-  for (const args of [['--help'], ['set', '--help'], ['get', '--help'], ['getprefix', '--help'], ['stat', '--help']]) {
+cli('arguments that are not valid UTF-8 are refused, not stored as U+FFFD (two keys would collide)', async ({ addr }) => {
+  // Through a shell, as a user's bytes arrive: Node decodes argv as UTF-8 and replaces \xfe.
+  const viaShell = (args: string) => new Promise<{ code: number | null; stderr: string }>((done) => {
+    const p = spawn('bash', ['-c', `exec "${process.execPath}" "${LBCLIENT_JS}" --server ${addr} ${args}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d) => { stderr += d; });
+    p.on('close', (code) => done({ code, stderr }));
+  });
+  for (const [args, what, instead] of [
+    [`set $'utf\\xfe' A`, 'key', /--hex/],
+    [`set utf8-value $'\\xff'`, 'value', /--file F or on stdin/],
+    [`getprefix $'utf\\xfd'`, 'prefix', /--hex/],
+  ] as const) {
+    const r = await viaShell(args);
+    assert.is(r.code, 4, `${args}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`the ${what} argument is not valid UTF-8`));
+    assert.match(r.stderr, instead);
+  }
+  assert.is((await runClient(addr, ['get', 'utf8-value'])).code, 1, 'nothing was written');
+  assert.is((await runClient(addr, ['--hex', 'set', '757466fe', 'A'])).code, 0, 'the same key as hex works');
+});
+
+cli('--help on everything, and `help [command]`: exit 0 with usage', async ({ addr }) => {
+  for (const args of [['--help'], ['set', '--help'], ['get', '--help'], ['getprefix', '--help'], ['stat', '--help'], ['help'], ['help', 'set']]) {
     const r = await runClient(addr, args);
     assert.is(r.code, 0, args.join(' '));
     assert.match(r.stdout, /Usage: lbclient/);
@@ -282,6 +317,18 @@ server('--data naming a file: exit 4, says it is not a directory', async () => {
   assert.is(r.code, 4);
   assert.match(r.stderr, `--data ${file} is not a directory`);
   assert.is(r.stdout, '');
+});
+
+server('--data in a new directory under /proc (where mkdir fails with ENOENT): exit 4 with the error, not a hang', async () => {
+  // Node's recursive mkdirSync spins forever there (deaf to SIGTERM); runNode kills after 15 s.
+  const r = await runNode(LBSERVER_JS, ['--data', `/proc/lbkv-test-${process.pid}/data`, '--listen', '127.0.0.1:0'], { timeoutMs: 15_000 });
+  assert.is(r.code, 4, `exit code ${r.code} (null: killed after the timeout): ${r.stderr}`);
+  assert.match(r.stderr, `cannot create data directory /proc/lbkv-test-${process.pid}/data: ENOENT`);
+  // Nested directories that do not exist yet are still made.
+  const nested = join(tempDir(), 'a', 'b', 'c');
+  const s = await startServer({ dataDir: nested });
+  assert.is(await s.stop(), 0);
+  assert.ok(readdirSync(nested).includes('lbkv.db'));
 });
 
 server('--max-value-bytes accepts suffixes', async () => {

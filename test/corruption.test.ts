@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { Store, StoreError } from '../btree';
 import { mulberry32, randomBytes } from './support/fault-fs';
-import { LBSERVER_JS, runNode, runServerExpectingFailure, startServer, tempDir } from './support/server';
+import { LBSERVER_JS, logs, runNode, runServerExpectingFailure, startServer, tempDir } from './support/server';
 import { GrpcStatus, isServiceError } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
 
@@ -415,7 +415,7 @@ test('server: one bad meta -> serves the commit the other meta holds', async () 
     assert.equal(await c.get(Buffer.from('zzz-settle-1')), Buffer.from('settle'));
     assert.equal(await c.get(Buffer.from('zzz-settle-2')), Buffer.from('settle'));
     assert.equal(await c.get(key(7)), smallValue(7, 0));
-    assert.match(srv.stderr, new RegExp(`warning: opened commit ${newest - 1} from one meta page; the other was not usable: meta page ${2 * (newest % 2)} `));
+    assert.ok(await logs(srv, new RegExp(`warning: opened commit ${newest - 1} from one meta page; the other was not usable: meta page ${2 * (newest % 2)} `)), srv.stderr);
   } finally {
     await srv.stop();
   }
@@ -434,7 +434,7 @@ test('server: a data file cut short -> a warning names what is missing, the surv
   fs.truncateSync(file, lastPages[0] * PAGE);
   const srv = await startServer({ dataDir: dir });
   try {
-    assert.match(srv.stderr, new RegExp(`warning: .*${DATA_FILE_NAME} is ${lastPages[0] * PAGE} bytes, but its commit \\d+ counts \\d+ pages .*cut short`));
+    assert.ok(await logs(srv, new RegExp(`warning: .*${DATA_FILE_NAME} is ${lastPages[0] * PAGE} bytes, but its commit \\d+ counts \\d+ pages .*cut short`)), srv.stderr);
     assert.ok(size > lastPages[0] * PAGE);
     const c = srv.client();
     assert.equal(await c.get(key(before)), smallValue(before, 0), 'a key on a page before the cut');

@@ -10,7 +10,7 @@ import { GrpcStatus, isServiceError, KvClient, statusName } from '../lib/client'
 import { GetPrefixRequest } from '../generated/kv';
 import { eventually, pseudoRandomBytes, rssBytes, setMany } from './support/client-helpers';
 import { rawGrpcCall } from './support/raw-grpc';
-import { freePort, runServerExpectingFailure, sleep, startServer, tempDir } from './support/server';
+import { freePort, logs, runServerExpectingFailure, sleep, startServer, tempDir } from './support/server';
 
 const MiB = 1024 * 1024;
 
@@ -181,6 +181,7 @@ lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', 
   writeFileSync(join(dir, 'LOCK'), `${pid}\n`);
   const srv = await startServer({ dataDir: dir });
   assert.is(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(srv.pid));
+  assert.ok(await logs(srv, `note: replaced a stale LOCK of pid ${pid} (no lbserver runs as that pid) in ${dir}`), srv.stderr);
   await srv.client().set('k', 'v');
   await srv.kill9();
   assert.ok(existsSync(join(dir, 'LOCK')), 'kill -9 leaves the LOCK behind');
@@ -191,7 +192,11 @@ lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', 
 
   writeFileSync(join(dir, 'LOCK'), `${process.pid}\n`); // alive, but this test process is not an lbserver
   const srv3 = await startServer({ dataDir: dir });
+  assert.ok(await logs(srv3, `replaced a stale LOCK of pid ${process.pid}`), srv3.stderr);
   assert.is(await srv3.stop(), 0);
+  const srv4 = await startServer({ dataDir: dir });
+  assert.is(await srv4.stop(), 0);
+  assert.not.match(srv4.stderr, /replaced/, 'a LOCK removed at a clean stop leaves nothing to replace');
 });
 
 lock('a LOCK.break left by a breaker that died (kill -9 or power cut during startup) does not stop the next start', async () => {

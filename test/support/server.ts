@@ -218,3 +218,15 @@ export function runClient(server: string, args: string[], o: { stdin?: Buffer | 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** Whether the server's stderr comes to match `pattern` within `timeoutMs`: what it logs before its
+ *  ready line (stdout) may arrive after that line, on its own pipe. */
+export async function logs(srv: ServerHandle, pattern: RegExp | string, timeoutMs = 5000): Promise<boolean> {
+  const found = () => (typeof pattern === 'string' ? srv.stderr.includes(pattern) : pattern.test(srv.stderr));
+  const end = Date.now() + timeoutMs;
+  while (!found()) {
+    if (Date.now() > end) return false;
+    await sleep(20);
+  }
+  return true;
+}
