@@ -164,11 +164,13 @@ function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: string | 
       // The call may have reached the server: not "cannot reach", and for a set not "not applied".
       return new CliError(`${cmd} timed out${after}${TIMEOUT_OUTCOME[cmd] ?? ''} (${describeError(e)})`, EXIT.TIMED_OUT);
     }
+    // Whatever ended a listing that had begun, what was printed is only its start.
+    const cut = partial ? `${cmd} cut off after some entries were printed, the listing is not whole: ` : '';
     if (e.code === GrpcStatus.UNAVAILABLE) {
-      if (partial) return new CliError(`${cmd} cut off, the server at ${addr} became unavailable${TIMEOUT_OUTCOME[cmd] ?? ''} (${describeError(e)})`, EXIT.UNREACHABLE);
+      if (partial) return new CliError(`${cut}the server at ${addr} became unavailable (${describeError(e)})`, EXIT.UNREACHABLE);
       return new CliError(`cannot reach server at ${addr}: ${describeError(e)}`, EXIT.UNREACHABLE);
     }
-    return new CliError(`server error: ${describeError(e)}`, EXIT.SERVER_ERROR);
+    return new CliError(`${cut}server error: ${describeError(e)}`, EXIT.SERVER_ERROR);
   }
   return localFailure(e);
 }
@@ -178,10 +180,16 @@ function localFailure(e: unknown): CliError {
   return e instanceof CliError ? e : new CliError(`error: ${(e as Error)?.message ?? String(e)}`, EXIT.USAGE);
 }
 
-function makeClient(g: GlobalOpts): KvClient {
-  const callTimeoutMs = g.timeoutMs === undefined ? undefined : wholeOption(g.timeoutMs, '--timeout-ms', 1, MAX_TIMEOUT_MS);
+/** The global options as the client takes them; a usage error if they are wrong. Checked before a
+ *  command runs (so `set k -` with a typo fails before reading stdin) and again for the client. */
+function clientOptions(g: GlobalOpts): { callTimeoutMs: number | undefined } {
   const port = /:(\d+)$/.exec(g.server)?.[1];
   if (port !== undefined && Number(port) > 65535) throw new CliError(`--server: port ${port} is out of range 0..65535`, EXIT.USAGE);
+  return { callTimeoutMs: g.timeoutMs === undefined ? undefined : wholeOption(g.timeoutMs, '--timeout-ms', 1, MAX_TIMEOUT_MS) };
+}
+
+function makeClient(g: GlobalOpts): KvClient {
+  const { callTimeoutMs } = clientOptions(g);
   // No message limit of its own: the server enforces --max-value-bytes and says so in its status,
   // where a client-side limit would fail first with a message that seems to come from the server.
   return new KvClient(g.server, { callTimeoutMs, maxMessageBytes: -1 });
@@ -228,6 +236,7 @@ Examples:
     .exitOverride();
 
   const globals = () => program.opts<GlobalOpts>();
+  program.hook('preAction', () => { clientOptions(globals()); });
 
   program.command('set')
     .description('set KEY to VALUE (a string), to the contents of --file F, or to stdin when VALUE is "-"; returns once durable')

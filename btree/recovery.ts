@@ -28,7 +28,8 @@ export interface Recovered {
   fellBack?: string;
   /** Set when the file ends before the last page the chosen commit counts: it was cut short after
    *  that commit (no commit leaves it so: growth is synced first). Open goes on, so what survives
-   *  can be read; reads of the missing pages fail with CORRUPTION. */
+   *  can be read; reads of the missing pages fail with CORRUPTION. The next commit grows the file
+   *  over them with zeros (which fail their checksums as well), so a later open cannot tell. */
   truncated?: string;
 }
 
@@ -106,7 +107,7 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
     const rollback = metaBytes.map((bytes, slot) => (kept.has(slot) ? bytes : Buffer.alloc(PAGE_SIZE)));
     const counted = chosen.pageCount * PAGE_SIZE;
     const truncated = fileBytes < counted
-      ? `${path} is ${fileBytes} bytes, but its commit ${chosen.txid} counts ${chosen.pageCount} pages (${counted} bytes): the file was cut short, and reads of pages past its end fail with CORRUPTION`
+      ? `${path} is ${fileBytes} bytes, but its commit ${chosen.txid} counts ${chosen.pageCount} pages (${counted} bytes): the file was cut short. Reads of the pages cut off fail with CORRUPTION; the next commit fills their range with zeros, so only this open warns`
       : undefined;
     return { file, pager, meta: chosen, root, freelist, metaBytes: rollback, fileBytes, fellBack, truncated };
   } catch (err) {

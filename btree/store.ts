@@ -238,26 +238,37 @@ export class Store {
         await this.writer.runExclusive(() => this.commitBatch(batch.flatMap((q) => q.puts)));
         for (const q of batch) q.resolve();
       } catch (err) {
-        // A damaged page fails the puts whose path crosses it, and nothing about the others: so that
-        // one caller writing a key on a damaged leaf does not fail everyone it shares a commit with,
-        // each caller's puts are retried as a commit of their own (in queue order, so the outcome is
-        // the batch's). Only after a corruption error, where nothing was written; an I/O error fails
-        // the batch, since retrying would only hit the disk that failed again.
-        if (batch.length > 1 && err instanceof StoreError && err.code === 'CORRUPTION' && !err.outcomeUnknown) await this.commitEach(batch);
+        if (batch.length > 1 && err instanceof StoreError && err.code === 'CORRUPTION' && !err.outcomeUnknown) await this.setAsideDamaged(batch, err);
         else for (const q of batch) q.reject(err);
       }
     }
     this.draining = false;
   }
 
-  private async commitEach(batch: Queued[]): Promise<void> {
+  /** A commit that failed on a damaged page wrote nothing. Its callers whose keys lead through a
+   *  damaged page (the same descent as the commit's, without writes) fail; the others commit again,
+   *  together. An I/O error is not retried: the disk that failed would likely fail again. If the
+   *  second commit fails too (a damaged freelist page, which every commit reads), all of it fails. */
+  private async setAsideDamaged(batch: Queued[], first: StoreError): Promise<void> {
+    const rest: Queued[] = [];
     for (const q of batch) {
       try {
-        await this.writer.runExclusive(() => this.commitBatch(q.puts));
-        q.resolve();
+        for (const p of q.puts) lookup(this.pager, this.root, p.key);
+        rest.push(q);
       } catch (err) {
         q.reject(err);
       }
+    }
+    if (rest.length === batch.length) {
+      for (const q of batch) q.reject(first);
+      return;
+    }
+    if (rest.length === 0) return;
+    try {
+      await this.writer.runExclusive(() => this.commitBatch(rest.flatMap((q) => q.puts)));
+      for (const q of rest) q.resolve();
+    } catch (err) {
+      for (const q of rest) q.reject(err);
     }
   }
 
@@ -472,8 +483,12 @@ export class Store {
       try {
         await this.fs.rename(tmp, this.path);
       } catch (err) {
-        const removed = await this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
-        throw ioError(`${this.path}: installing the compacted file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
+        // A rename can fail yet have happened (a network file system retrying it): then the copy is
+        // no longer under its own name, and the store must move to it like after a success.
+        if (this.fs.exists(tmp)) {
+          const removed = await this.fs.unlink(tmp).then(() => true, () => false);
+          throw ioError(`${this.path}: installing the compacted file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
+        }
       }
       // From here the name belongs to the new file and the old one is unlinked: the store must move
       // to the new file whatever fails next, or its commits would go where no open finds them.

@@ -61,8 +61,9 @@ const BREAK_STALE_MS = 10_000;
 const TAKE_TRY_MS = BREAK_STALE_MS + 5_000;
 
 /** Removes `path` if it still names `stalePid` (undefined: unreadable), holding LOCK.break meanwhile;
- *  if another starter holds LOCK.break, leaves the lock to it and returns (the caller tries again). */
-function breakStaleLock(path: string, stalePid: number | undefined): void {
+ *  if another starter holds LOCK.break, leaves the lock to it and returns (the caller tries again).
+ *  Returns whether it removed the lock. */
+function breakStaleLock(path: string, stalePid: number | undefined): boolean {
   const breaker = `${path}.break`;
   let fd: number;
   try {
@@ -75,14 +76,18 @@ function breakStaleLock(path: string, stalePid: number | undefined): void {
       if (dead || Date.now() - statSync(breaker).mtimeMs > BREAK_STALE_MS) unlinkSync(breaker);
     } catch { /* gone meanwhile */ }
     sleepMs(20);
-    return;
+    return false;
   }
   try {
     try { writeSync(fd, `${process.pid}\n`); } catch { /* a full disk: the mtime rule covers it */ }
     closeSync(fd);
     if (readPid(path) === stalePid) {
-      try { unlinkSync(path); } catch { /* gone meanwhile */ }
+      try {
+        unlinkSync(path);
+        return true;
+      } catch { /* gone meanwhile */ }
     }
+    return false;
   } finally {
     try { unlinkSync(breaker); } catch { /* gone */ }
   }
@@ -134,8 +139,10 @@ export function acquireDirLock(dataDir: string): DirLock {
       if (pid !== undefined && pidHoldsLock(pid)) {
         throw new LockError(`data directory ${dataDir} is in use by another lbserver (pid ${pid}); lock file ${path}`, pid);
       }
-      breakStaleLock(path, pid);
-      replaced = pid === undefined ? 'an unreadable LOCK' : `a stale LOCK of pid ${pid} (no lbserver runs as that pid)`;
+      if (breakStaleLock(path, pid)) {
+        replaced = pid === undefined ? 'an unreadable LOCK'
+          : `a stale LOCK of pid ${pid} (${pid === process.pid ? 'this process: left by an earlier run under the same pid' : 'no lbserver runs as that pid'})`;
+      }
     }
   } finally {
     try { unlinkSync(tmp); } catch { /* gone */ }

@@ -83,6 +83,53 @@ test('compact(): a compacted file that cannot be opened after the rename fails q
   await again.close();
 });
 
+test('compact(): a rename that fails removes the copy and leaves the store on its file; one that fails yet happened moves the store to the new file', async () => {
+  const ffs = new FaultFS();
+  let renameFails: 'no' | 'before' | 'after' = 'no';
+  const fs: FileSystem = {
+    open: (f, ro) => ffs.open(f, ro),
+    create: (f) => ffs.create(f),
+    exists: (f) => ffs.exists(f),
+    async rename(a, b) {
+      const faulty = renameFails !== 'no' && b === DB; // the compaction's install, not a create
+      if (!faulty || renameFails === 'after') await ffs.rename(a, b);
+      if (!faulty) return;
+      // 'after': done, then reported as failed (a retried NFS rename)
+      throw Object.assign(new Error(`EIO: i/o error, rename '${a}' -> '${b}'`), { code: 'EIO' });
+    },
+    unlink: (f) => ffs.unlink(f),
+    syncDir: (d) => ffs.syncDir(d),
+  };
+  const store = await Store.open({ path: DB, fs });
+  await store.putMany(Array.from({ length: 50 }, (_, i) => ({ key: key(i), value: fill(1000, i) })));
+  renameFails = 'before';
+  const e = await failure(store.compact());
+  assert.ok(isStoreError(e, 'IO') && /the original is unchanged; the copy was removed/.test((e as Error).message), String(e));
+  assert.not.ok(ffs.exists(DB + '.compact'), 'the copy is gone');
+  await store.put(key(100), fill(10, 100));
+  renameFails = 'after';
+  const r = await store.compact();
+  assert.ok(r.afterBytes > 0);
+  await store.put(key(101), fill(10, 101)); // acknowledged: must be in the file open finds
+  const again = await Store.open({ path: DB, fs: ffs.powerCut(mulberry32(4), POLICY_DROP_ALL).fs });
+  assert.equal(await again.get(key(101)), fill(10, 101), 'the put after the compaction is in the installed file');
+  assert.is(again.stats().keys, 52);
+  await again.close();
+});
+
+test('a batch that fails on an I/O error fails whole: its callers are not retried one by one', async () => {
+  const ffs = new FaultFS();
+  const store = await Store.open({ path: DB, fs: ffs });
+  await store.put(key(0), fill(10, 0));
+  ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' }); // once: a retry would succeed
+  const results = await Promise.all([1, 2, 3].map((i) => failure(store.put(key(i), fill(10, i)))));
+  for (const e of results) assert.ok(isStoreError(e, 'IO'), String(e));
+  for (const i of [1, 2, 3]) assert.is(await store.get(key(i)), undefined);
+  assert.is(store.stats().failedCommits, 1);
+  await store.put(key(4), fill(10, 4));
+  await store.close();
+});
+
 test('compact(): a copy that cannot even be created releases the snapshot it took', async () => {
   const ffs = new FaultFS();
   const store = await Store.open({ path: DB, fs: ffs });
