@@ -5,7 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { compactFileOf, Store, StoreError } from '../btree/index';
+import { compactFileOf, Store, StoreError, type Loss } from '../btree/index';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, type ServerConfig } from '../lib/config';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer, forceStop, KvService } from '../lib/service';
@@ -73,13 +73,26 @@ const startupSigint = () => onStartupSignal('SIGINT');
 process.on('SIGTERM', startupSigterm);
 process.on('SIGINT', startupSigint);
 
+/** A key for a log line: as text when it is printable ASCII, else as hex. */
+function showKey(k: Buffer): string {
+  return /^[\x20-\x7e]*$/.test(k.toString('latin1')) ? JSON.stringify(k.toString('latin1')) : `0x${k.toString('hex')}`;
+}
+
+function describeLoss(l: Loss): string {
+  const where = l.page !== undefined ? ` (page ${l.page})` : '';
+  if (l.key) return `the value of key ${showKey(l.key)}${where}: ${l.reason}`;
+  const range = `keys from ${l.from ? showKey(l.from) : 'the first'} up to ${l.to ? `${showKey(l.to)} (exclusive)` : 'the last'}`;
+  return `a damaged tree page${where} holding ${range}: ${l.reason}`;
+}
+
 /** Offline compaction (the file never shrinks by itself): holds the LOCK, so no server runs on it.
  *  SIGTERM/SIGINT abort it (exit 1): the copy stops, the partial file goes, the data file stays. */
-async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Promise<never> {
+async function compactAndExit(store: Store, lock: DirLock, dataFile: string, salvage: boolean): Promise<never> {
   const started = performance.now();
   const keys = store.stats().keys;
   let shown = -1;
   const tmp = compactFileOf(dataFile);
+  let losses = 0;
   // Exiting at once, as at startup, would leave the partial copy behind.
   const abort = new AbortController();
   // Past the copy's last abort check the compacted file is being renamed over the data file (a
@@ -112,12 +125,13 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Pr
         shown = pct;
         log(`compacting ${dataFile}: ${copied}/${total} keys (${pct}%)`);
       }
-    }, { signal: abort.signal, onInstall: () => { installing = true; } });
+    }, { signal: abort.signal, onInstall: () => { installing = true; }, onLoss: salvage ? (l) => { losses++; log(`salvage: left out ${describeLoss(l)}`); } : undefined });
     await store.close();
     lock.release();
     if (abort.signal.aborted) log('the signal came after the copy was complete: the compaction finished');
     const mib = (n: number) => (n / (1024 * 1024)).toFixed(1);
-    process.stdout.write(`lbserver: compacted ${dataFile}: ${keys} keys, ${mib(r.beforeBytes)} MiB -> ${mib(r.afterBytes)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    const kept = salvage ? `${r.keys} of ${keys} keys kept (${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'} left out)` : `${keys} keys`;
+    process.stdout.write(`lbserver: compacted ${dataFile}: ${kept}, ${mib(r.beforeBytes)} MiB -> ${mib(r.afterBytes)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     process.exit(0);
   } catch (e) {
     await store.close().catch(() => {});
@@ -126,7 +140,8 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string): Pr
       fail(`compaction of ${dataFile} aborted by ${(e as Error).message}: ${dataFile} is unchanged, the partial copy removed`);
     }
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
-    fail(`compaction of ${dataFile} failed: ${what}`);
+    const hint = e instanceof StoreError && e.code === 'CORRUPTION' && !salvage ? ' (--compact --salvage copies what can still be read)' : '';
+    fail(`compaction of ${dataFile} failed: ${what}${hint}`);
   }
 }
 
@@ -146,6 +161,7 @@ async function main(): Promise<void> {
     .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls, then end those left with UNAVAILABLE (a Set so ended may or may not be applied)', String(DEFAULT_CONFIG.shutdownTimeoutMs))
     .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse); 0: never', String(DEFAULT_CONFIG.streamStallMs))
     .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')
+    .option('--salvage', 'with --compact: copy what can still be read of a damaged store, listing each damaged page or value left out (with the keys it held) on stderr, instead of refusing')
     .addHelpText('after', `
 Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
@@ -159,7 +175,8 @@ be created or opened (corrupt, unreadable, another format); 5 cannot listen on t
 Examples:
   lbserver --listen 127.0.0.1:50051 --data ./data
   lbserver --data /var/lib/lbkv --cache-mb 256 --max-value-bytes 16MiB
-  lbserver --data ./data --compact      (offline: shrink the file to the live data)`)
+  lbserver --data ./data --compact      (offline: shrink the file to the live data)
+  lbserver --data ./data --compact --salvage   (keep what a damaged file still holds)`)
     .showHelpAfterError('(run lbserver --help for usage)')
     .allowExcessArguments(false)
     .exitOverride();
@@ -171,6 +188,7 @@ Examples:
     throw e;
   }
   const o = program.opts();
+  if (o.salvage && !o.compact) fail('--salvage goes with --compact (it says how to copy a damaged store)', EXIT.USAGE);
   if (o.compact) startupExitCode = EXIT.FAILED;
 
   let cfg: ServerConfig;
@@ -220,7 +238,7 @@ Examples:
   // commit, or damage to it: open fell back a commit); which, its damage may no longer say.
   if (store.recoveryNote) log(`warning: opened commit ${store.stats().txid} from one meta page; the other was not usable: ${store.recoveryNote}`);
   if (store.truncatedNote) log(`warning: ${store.truncatedNote}`);
-  if (o.compact) await compactAndExit(store, lock, dataFile);
+  if (o.compact) await compactAndExit(store, lock, dataFile, o.salvage === true);
 
   const stats = new ServiceStats();
   const service = new KvService(store, cfg, stats);

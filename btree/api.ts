@@ -42,6 +42,17 @@ export interface Entry {
   value: Buffer;
 }
 
+/** What a salvaging read (Snapshot.salvage, compact's onLoss) could not read and skipped: a damaged
+ *  tree page, which takes the keys in [from, to) with it (undefined: unbounded), or one damaged
+ *  value (`key`). */
+export interface Loss {
+  from?: Buffer;
+  to?: Buffer;
+  key?: Buffer;
+  page?: number;
+  reason: string;
+}
+
 export interface RangeOptions {
   /** Inclusive lower bound. */
   start?: Buffer;

@@ -2,6 +2,8 @@
 // tree height plus one page, whatever the size of the range.
 import { childIndex, isInline, lowerBound, Node, OverflowRef } from './node';
 import type { Pager } from './pager';
+import type { Loss } from './api';
+import { StoreError } from './errors';
 
 export interface CursorEntry {
   key: Buffer;
@@ -51,5 +53,34 @@ export function* scan(pager: Pager, root: Node | null, start: Buffer | undefined
       node = pager.node(node.children[0] as number);
     }
     i = 0;
+  }
+}
+
+/** Every entry under `root` in order, like scan(), except that a tree page that fails its checks is
+ *  skipped and reported with the key range it held (its separators in the parent), so that what
+ *  can still be read is read. Depth-first: the stack is as deep as the tree. */
+export function* salvageScan(pager: Pager, root: Node | null, onLoss: (loss: Loss) => void): Generator<CursorEntry> {
+  if (root) yield* salvageNode(pager, root, onLoss);
+}
+
+function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, from?: Buffer, to?: Buffer): Generator<CursorEntry> {
+  if (node.leaf) {
+    for (let i = 0; i < node.keys.length; i++) yield { key: node.keys[i], cell: node.vals[i] as Buffer | OverflowRef };
+    return;
+  }
+  for (let i = 0; i < node.children.length; i++) {
+    // Child i holds [keys[i], keys[i + 1]); the first child everything below keys[1] in the node's
+    // own range (searches ignore keys[0], see childIndex).
+    const childFrom = i > 0 ? node.keys[i] : from;
+    const childTo = i + 1 < node.keys.length ? node.keys[i + 1] : to;
+    let child: Node;
+    try {
+      child = pager.node(node.children[i] as number);
+    } catch (err) {
+      if (!(err instanceof StoreError && err.code === 'CORRUPTION')) throw err;
+      onLoss({ from: childFrom, to: childTo, page: node.children[i] as number, reason: err.message });
+      continue;
+    }
+    yield* salvageNode(pager, child, onLoss, childFrom, childTo);
   }
 }

@@ -2,6 +2,6 @@
 export { compactFileOf, Store, Snapshot } from './store';
 export { StoreError } from './errors';
 export type { StoreErrorCode } from './errors';
-export type { OpenOptions, Entry, GetOptions, RangeOptions, StoreStats } from './api';
+export type { OpenOptions, Entry, GetOptions, Loss, RangeOptions, StoreStats } from './api';
 export type { FileSystem, FileHandle } from './file-io';
 export { nodeFileSystem } from './file-io';

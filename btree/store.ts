@@ -4,7 +4,7 @@
 // visible only after its last sync.
 import { Mutex } from 'async-mutex';
 import * as nodePath from 'node:path';
-import type { Entry, GetOptions, OpenOptions, RangeOptions, StoreStats } from './api';
+import type { Entry, GetOptions, Loss, OpenOptions, RangeOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
 import { isSlotPage, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
@@ -14,7 +14,7 @@ import type { Pager } from './pager';
 import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
-import { prefixEnd, scan } from './cursor';
+import { prefixEnd, salvageScan, scan } from './cursor';
 import { ioError, StoreError } from './errors';
 import { encodeNode, type Node, type OverflowRef } from './node';
 
@@ -72,6 +72,24 @@ export class Snapshot {
     }
   }
 
+  /** Every entry, in order, reading past damage: a tree page or an overflow value that fails its
+   *  checks is reported to `onLoss` and skipped, instead of ending the iteration with CORRUPTION. */
+  async *salvage(onLoss: (loss: Loss) => void): AsyncGenerator<Entry> {
+    this.checkOpen();
+    for (const e of salvageScan(this.pager, this.root, onLoss)) {
+      this.checkOpen();
+      let value: Buffer | undefined;
+      try {
+        value = await readValue(this.pager, e.cell);
+      } catch (err) {
+        if (!(err instanceof StoreError && err.code === 'CORRUPTION')) throw err;
+        onLoss({ key: e.key, page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
+        continue;
+      }
+      yield { key: e.key, value: value as Buffer };
+    }
+  }
+
   release(): void {
     if (this.released) return;
     this.released = true;
@@ -89,14 +107,15 @@ export function compactFileOf(path: string): string {
   return path + '.compact';
 }
 
-/** Copies every entry of `source` into `copy` in large atomic batches, then closes `copy`. */
-async function copyInto(source: Snapshot, copy: Store, progress?: (copied: number, total: number) => void, signal?: AbortSignal): Promise<void> {
+/** Copies every entry of `source` into `copy` in large atomic batches, then closes `copy`; returns
+ *  how many. With `onLoss`, damage is skipped and reported (Snapshot.salvage). */
+async function copyInto(source: Snapshot, copy: Store, progress?: (copied: number, total: number) => void, signal?: AbortSignal, onLoss?: (loss: Loss) => void): Promise<number> {
   try {
     signal?.throwIfAborted();
     let batch: Entry[] = [];
     let bytes = 0;
     let copied = 0;
-    for await (const e of source.range({})) {
+    for await (const e of onLoss ? source.salvage(onLoss) : source.range({})) {
       batch.push(e);
       bytes += e.key.length + e.value.length;
       if (batch.length >= 2000 || bytes >= 32 * MiB) {
@@ -109,7 +128,9 @@ async function copyInto(source: Snapshot, copy: Store, progress?: (copied: numbe
       }
     }
     if (batch.length) await copy.putMany(batch);
-    progress?.(source.keys, source.keys);
+    copied += batch.length;
+    progress?.(copied, source.keys);
+    return copied;
   } finally {
     await copy.close();
   }
@@ -459,16 +480,19 @@ export class Store {
    *  `signal` stops the copy at the next batch (up to the rename), removes the partial copy and
    *  rejects with signal.reason; the data file is then as it was. `onInstall` is called once the
    *  copy is complete and past the last abort check, just before the rename: from then on an abort
-   *  no longer applies and the compaction finishes or fails on its own. */
-  async compact(progress?: (copied: number, total: number) => void, { signal, onInstall }: { signal?: AbortSignal; onInstall?: () => void } = {}): Promise<{ beforeBytes: number; afterBytes: number }> {
+   *  no longer applies and the compaction finishes or fails on its own. With `onLoss` (salvage), a
+   *  damaged tree page or value is reported and left out instead of failing the compaction; the new
+   *  file then holds what could be read, and `keys` says how many entries that was. */
+  async compact(progress?: (copied: number, total: number) => void, { signal, onInstall, onLoss }: { signal?: AbortSignal; onInstall?: () => void; onLoss?: (loss: Loss) => void } = {}): Promise<{ beforeBytes: number; afterBytes: number; keys: number }> {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
     return this.writer.runExclusive(async () => {
       const tmp = compactFileOf(this.path);
       if (this.fs.exists(tmp)) await this.fs.unlink(tmp);
       const beforeBytes = this.fileBytes;
       const source = this.snapshot();
+      let keys: number;
       try {
-        await copyInto(source, await Store.open({ ...this.opts, path: tmp, fs: this.fs }), progress, signal);
+        keys = await copyInto(source, await Store.open({ ...this.opts, path: tmp, fs: this.fs }), progress, signal, onLoss);
         // The last point to abort: once renamed, the new file is the data file.
         signal?.throwIfAborted();
         onInstall?.();
@@ -522,7 +546,7 @@ export class Store {
       if (dirError !== undefined) {
         throw ioError(`${this.path}: the compacted file is in place, but syncing its directory failed; the store uses it, and every commit retries that sync first`, dirError);
       }
-      return { beforeBytes, afterBytes: r.fileBytes };
+      return { beforeBytes, afterBytes: r.fileBytes, keys };
     });
   }
 

@@ -274,6 +274,40 @@ test('damaged leaf page: keys on it reject with CORRUPTION, keys elsewhere still
   for (const p of pages) assert.ok(after.subarray(p * PAGE, (p + 1) * PAGE).equals(damaged.subarray(p * PAGE, (p + 1) * PAGE)), `page ${p} changed`);
 });
 
+test('Snapshot.salvage: a damaged branch page is skipped with the key range it held; every other entry is read, none twice', async () => {
+  const file = tmpFile();
+  const s = await Store.open({ path: file });
+  // Long shared prefixes make long separators, so branches hold few: a three-level tree.
+  const k = (i: number) => Buffer.from(`k${'.'.repeat(250)}${String(i).padStart(6, '0')}`);
+  const N = 3000;
+  await s.putMany(Array.from({ length: N }, (_, i) => ({ key: k(i), value: Buffer.from(`v${i}`) })));
+  await settle(s);
+  await s.close();
+  const data = fs.readFileSync(file);
+  // Branch pages (type 2 at byte 4) other than the two slots' root pages (1 and 3).
+  const branches: number[] = [];
+  for (let p = 4; p * PAGE < data.length; p++) if (data[p * PAGE + 4] === 2) branches.push(p);
+  assert.ok(branches.length >= 2, `a three-level tree: ${branches.length} branch pages below the root`);
+  for (const victim of [branches[0]!, branches[branches.length - 1]!]) {
+    fs.writeFileSync(file, data);
+    patch(file, victim * PAGE + 100, Buffer.from([data[victim * PAGE + 100]! ^ 0xff]));
+    const s2 = await Store.open({ path: file });
+    const snap = s2.snapshot();
+    const losses: { from?: Buffer; to?: Buffer; page?: number }[] = [];
+    const got: Buffer[] = [];
+    for await (const e of snap.salvage((l) => losses.push(l))) got.push(e.key);
+    snap.release();
+    await s2.close();
+    assert.is(losses.length, 1, `one loss for page ${victim}`);
+    assert.is(losses[0]!.page, victim);
+    const inLoss = (key: Buffer) => (!losses[0]!.from || Buffer.compare(key, losses[0]!.from) >= 0) && (!losses[0]!.to || Buffer.compare(key, losses[0]!.to) < 0);
+    const all = [...Array.from({ length: N }, (_, i) => k(i)), Buffer.from('zzz-settle-1'), Buffer.from('zzz-settle-2')];
+    const expected = all.filter((key) => !inLoss(key));
+    assert.ok(expected.length < all.length && expected.length > all.length / 2, `the loss covers some keys: ${all.length - expected.length}`);
+    assert.equal(got.map((b) => b.toString('latin1')), expected.map((b) => b.toString('latin1')), 'exactly the keys outside the lost range, in order');
+  }
+});
+
 test('damaged leaf page (zeroed): CORRUPTION, not "key absent"', async () => {
   const file = tmpFile();
   const s = await Store.open({ path: file });
@@ -512,8 +546,49 @@ test('server: lbserver --compact of a store with a damaged leaf refuses, names t
   assert.is(r.code, 1, `exit code (stderr: ${r.stderr})`);
   assert.match(r.stderr, /checksum mismatch/);
   assert.match(r.stderr, /the original is unchanged; the partial copy was removed/);
+  assert.match(r.stderr, /\(--compact --salvage copies what can still be read\)/);
   assert.not.ok(fs.existsSync(`${file}.compact`), 'no partial copy left behind');
   assert.is(sha(file), before, 'the data file is unchanged');
+});
+
+test('server: lbserver --compact --salvage keeps what a damaged store still holds and lists what it left out', async () => {
+  const { dir, file } = await serverDataDir();
+  const victim = 777;
+  damageValue(file, victim, 4, 0x02);
+  const data = fs.readFileSync(file);
+  const big = randomBytes(mulberry32(5), 40_000);
+  const bigAt = data.indexOf(big.subarray(0, 64));
+  patch(file, bigAt + PAGE + 7, Buffer.from([big[PAGE + 7]! ^ 0x80]));
+  const alone = await runNode(LBSERVER_JS, ['--data', dir, '--salvage']);
+  assert.is(alone.code, 2, '--salvage without --compact is a usage error');
+  const r = await runNode(LBSERVER_JS, ['--data', dir, '--compact', '--salvage'], { timeoutMs: 60_000 });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /salvage: left out a damaged tree page \(page \d+\) holding keys from "key-\d+" up to "key-\d+" \(exclusive\): .*checksum mismatch/);
+  assert.match(r.stderr, /salvage: left out the value of key "key-99999" \(page \d+\): .*checksum mismatch/);
+  const m = /compacted .*: (\d+) of (\d+) keys kept \(2 damaged pages or values left out\)/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  const [kept, total] = [Number(m![1]), Number(m![2])];
+  assert.is(total, 1503);
+  assert.ok(kept < total - 1 && kept > total - 100, `${kept} of ${total}`);
+  assert.not.ok(fs.existsSync(`${file}.compact`));
+  const srv = await startServer({ dataDir: dir });
+  try {
+    const c = srv.client();
+    assert.is((await c.stat()).keys, kept);
+    // Every key is either there with its value or gone with the damaged leaf; none is wrong.
+    let missing = 0;
+    for (let i = 0; i < 1500; i++) {
+      const v = await c.get(key(i));
+      if (v === undefined) missing++;
+      else assert.equal(v, smallValue(i, 0), `key ${i}`);
+    }
+    assert.is(await c.get(key(victim)), undefined, 'the key on the damaged leaf is gone');
+    assert.is(await c.get(key(99999)), undefined, 'the damaged value is gone');
+    assert.is(missing, 1500 - (kept - 2), 'the kept keys are the settle keys and the undamaged ones');
+    assert.is((await c.getPrefixAll(Buffer.from('key-'))).length, kept - 2, 'the whole store lists again');
+  } finally {
+    await srv.stop();
+  }
 });
 
 test('server: lbclient getprefix that meets a damaged value after printing entries says the listing is not whole', async () => {
