@@ -105,9 +105,9 @@ function fmtBytes(n: number): string {
 }
 
 /** StatResponse with the proto's field names (snake_case). */
-export function statToProtoNames(s: StatResponse): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(s)) out[k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase())] = v as number;
+export function statToProtoNames(s: StatResponse): Record<string, number | string[]> {
+  const out: Record<string, number | string[]> = {};
+  for (const [k, v] of Object.entries(s)) out[k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase())] = v as number | string[];
   return out;
 }
 
@@ -139,6 +139,7 @@ function humanStat(addr: string, s: StatResponse): string {
       (s.cacheHits + s.cacheMisses > 0 ? ` (${((100 * s.cacheHits) / (s.cacheHits + s.cacheMisses)).toFixed(1)}% hits)` : '')],
     ['open_snapshots', String(s.openSnapshots)],
     ['stalled_getprefixes', `${s.stalledGetprefixes} (ended after --stream-stall-ms without progress)`],
+    ...s.openWarnings.map((w): [string, string] => ['open warning', w]),
   ];
   const w = Math.max(...rows.map((r) => r[0].length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';

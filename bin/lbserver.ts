@@ -234,10 +234,7 @@ Examples:
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
     fail(`cannot open ${dataFile}: ${what}`, EXIT.DATA);
   }
-  // The unusable meta may be the older one (a damaged page, nothing lost) or the newest (a torn
-  // commit, or damage to it: open fell back a commit); which, its damage may no longer say.
-  if (store.recoveryNote) log(`warning: opened commit ${store.stats().txid} from one meta page; the other was not usable: ${store.recoveryNote}`);
-  if (store.truncatedNote) log(`warning: ${store.truncatedNote}`);
+  for (const w of store.openWarnings) log(`warning: ${w}`);
   if (o.compact) await compactAndExit(store, lock, dataFile, o.salvage === true);
 
   const stats = new ServiceStats();

@@ -67,6 +67,8 @@ export interface RangeOptions {
 }
 
 export interface StoreStats {
+  /** What open found wrong with the data file (Store.openWarnings); empty when it was whole. */
+  openWarnings: readonly string[];
   txid: number;
   keys: number;
   pageCount: number;

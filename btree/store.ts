@@ -178,8 +178,11 @@ export class Store {
     private readonly openMs: number,
     /** What open found wrong with a meta page it did not use (it took the other one). */
     readonly recoveryNote: string | undefined,
-    /** Set when the data file is shorter than its commit says (see Recovered.truncated). */
-    readonly truncatedNote: string | undefined,
+    /** What open found wrong with the file, for the operator: a meta page it could not use (the
+     *  unusable one may be the older, a damaged page that loses nothing, or the newest, a torn or
+     *  damaged commit open fell back from: its damage may not say which), a file cut short
+     *  (Recovered.truncated). Empty when the file was whole. */
+    readonly openWarnings: readonly string[],
   ) {}
 
   static async open(options: OpenOptions): Promise<Store> {
@@ -199,7 +202,10 @@ export class Store {
     if (!fs.exists(options.path)) await createFile(fs, options.path);
     const r = await recover(fs, options.path, makeCaches(opts.cacheMB));
     return new Store(options.path, fs, r.file, r.pager, r.meta, r.root, r.freelist, r.metaBytes, r.fileBytes, opts,
-      performance.now() - started, r.fellBack, r.truncated);
+      performance.now() - started, r.fellBack, [
+        ...(r.fellBack ? [`opened commit ${r.meta.txid} from one meta page; the other was not usable: ${r.fellBack}`] : []),
+        ...(r.truncated ? [r.truncated] : []),
+      ]);
   }
 
   private validate(key: Buffer, value?: Buffer): void {
@@ -446,6 +452,7 @@ export class Store {
     for (const n of this.readers.values()) open += n;
     const [segmentFree, segmentPending] = this.freelist.segmentCounts(this.reuseThreshold());
     return {
+      openWarnings: this.openWarnings,
       txid: this.meta.txid,
       keys: this.meta.keyCount,
       pageCount: this.meta.pageCount,

@@ -67,6 +67,7 @@ export class ServiceStats {
       freelistSegments: u(engine.freelistSegments),
       freelistLevels: u(engine.freelistLevels),
       freelistSegmentPages: u(engine.freelistSegmentPages),
+      openWarnings: [...engine.openWarnings],
     };
   }
 }

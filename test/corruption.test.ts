@@ -454,6 +454,9 @@ test('server: one bad meta -> serves the commit the other meta holds', async () 
     assert.equal(await c.get(Buffer.from('zzz-settle-2')), Buffer.from('settle'));
     assert.equal(await c.get(key(7)), smallValue(7, 0));
     assert.ok(await logs(srv, new RegExp(`warning: opened commit ${newest - 1} from one meta page; the other was not usable: meta page ${2 * (newest % 2)} `)), srv.stderr);
+    const warnings = (await c.stat()).openWarnings;
+    assert.is(warnings.length, 1, 'Stat says so too');
+    assert.match(warnings[0]!, `opened commit ${newest - 1} from one meta page`);
   } finally {
     await srv.stop();
   }
@@ -475,6 +478,7 @@ test('server: a data file cut short -> a warning names what is missing, the surv
     assert.ok(await logs(srv, new RegExp(`warning: .*${DATA_FILE_NAME} is ${lastPages[0] * PAGE} bytes, but its commit \\d+ counts \\d+ pages .*cut short`)), srv.stderr);
     assert.ok(size > lastPages[0] * PAGE);
     const c = srv.client();
+    assert.match((await c.stat()).openWarnings.join('\n'), /cut short/, 'Stat says so too');
     assert.equal(await c.get(key(before)), smallValue(before, 0), 'a key on a page before the cut');
     await expectStatus(c.get(last), GrpcStatus.DATA_LOSS, 'Get of a key on a page past the cut');
     await c.set(Buffer.from('after-cut'), Buffer.from('written'));
@@ -485,6 +489,7 @@ test('server: a data file cut short -> a warning names what is missing, the surv
   const again = await startServer({ dataDir: dir });
   try {
     const c = again.client();
+    assert.equal((await c.stat()).openWarnings, [], 'a whole file: no warnings');
     assert.equal(await c.get(Buffer.from('after-cut')), Buffer.from('written'));
     await expectStatus(c.get(last), GrpcStatus.DATA_LOSS, 'Get of a key past the cut, after a commit and a restart');
   } finally {
