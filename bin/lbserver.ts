@@ -3,7 +3,7 @@
 // everything else goes to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight calls, close the
 // store, remove the lock, exit 0 (forced after --shutdown-timeout-ms).
 import { Command, CommanderError } from 'commander';
-import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, copyFileSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { compactFileOf, Store, StoreError, type Loss } from '../btree/index';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, type ServerConfig } from '../lib/config';
@@ -78,6 +78,20 @@ function showKey(k: Buffer): string {
   return /^[\x20-\x7e]*$/.test(k.toString('latin1')) ? JSON.stringify(k.toString('latin1')) : `0x${k.toString('hex')}`;
 }
 
+/** Gives the data file a second name (a hard link, else a copy), so that installing the salvaged
+ *  copy over it does not destroy it; returns that name. */
+function keepDamaged(dataFile: string): string {
+  const kept = `${dataFile}.damaged-${new Date().toISOString().replace(/[-:]|\.\d+/g, '')}`;
+  try {
+    linkSync(dataFile, kept);
+  } catch {
+    copyFileSync(dataFile, kept, fsConstants.COPYFILE_EXCL);
+  }
+  const dir = openSync(dirname(kept), 'r');
+  try { fsyncSync(dir); } finally { closeSync(dir); }
+  return kept;
+}
+
 function describeLoss(l: Loss): string {
   const where = l.page !== undefined ? ` (page ${l.page})` : '';
   if (l.key) return `the value of key ${showKey(l.key)}${where}: ${l.reason}`;
@@ -125,7 +139,16 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string, sal
         shown = pct;
         log(`compacting ${dataFile}: ${copied}/${total} keys (${pct}%)`);
       }
-    }, { signal: abort.signal, onInstall: () => { installing = true; }, onLoss: salvage ? (l) => { losses++; log(`salvage: left out ${describeLoss(l)}`); } : undefined });
+    }, {
+      signal: abort.signal,
+      onInstall: () => {
+        installing = true;
+        // A salvage that left something out replaces a file a better tool might read more of:
+        // keep it. Throwing here fails the compaction with the original in place.
+        if (losses > 0) log(`salvage: the damaged original stays as ${keepDamaged(dataFile)}`);
+      },
+      onLoss: salvage ? (l) => { losses++; log(`salvage: left out ${describeLoss(l)}`); } : undefined,
+    });
     await store.close();
     lock.release();
     if (abort.signal.aborted) log('the signal came after the copy was complete: the compaction finished');
@@ -161,7 +184,7 @@ async function main(): Promise<void> {
     .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls, then end those left with UNAVAILABLE (a Set so ended may or may not be applied)', String(DEFAULT_CONFIG.shutdownTimeoutMs))
     .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse); 0: never', String(DEFAULT_CONFIG.streamStallMs))
     .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')
-    .option('--salvage', 'with --compact: copy what can still be read of a damaged store, listing each damaged page or value left out (with the keys it held) on stderr, instead of refusing')
+    .option('--salvage', 'with --compact: copy what can still be read of a damaged store, listing each damaged page or value left out (with the keys it held) on stderr, instead of refusing; the damaged original is kept as lbkv.db.damaged-<time>')
     .addHelpText('after', `
 Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2

@@ -56,16 +56,32 @@ export function* scan(pager: Pager, root: Node | null, start: Buffer | undefined
   }
 }
 
-/** Every entry under `root` in order, like scan(), except that a tree page that fails its checks is
- *  skipped and reported with the key range it held (its separators in the parent), so that what
- *  can still be read is read. Depth-first: the stack is as deep as the tree. */
-export function* salvageScan(pager: Pager, root: Node | null, onLoss: (loss: Loss) => void): Generator<CursorEntry> {
-  if (root) yield* salvageNode(pager, root, onLoss);
+/** Whether a salvaging read goes on past `err`: a page or value that fails its checks, or that the
+ *  disk cannot read (a bad sector is the commonest damage); not a closed store. */
+export function isSalvageable(err: unknown): err is StoreError {
+  return err instanceof StoreError && (err.code === 'CORRUPTION' || err.code === 'IO');
 }
 
-function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, from?: Buffer, to?: Buffer): Generator<CursorEntry> {
+/** Every entry under `root` in order, like scan(), except that a tree page that cannot be read or
+ *  fails its checks is skipped and reported with the key range it held (its separators in the
+ *  parent), so that what can still be read is read. A leaf that passes its checks but holds keys
+ *  outside that range or out of order (a page a lost write left stale) is reported and skipped too,
+ *  so no key is yielded twice or out of order. Depth-first: the stack is as deep as the tree. */
+export function* salvageScan(pager: Pager, root: Node | null, onLoss: (loss: Loss) => void): Generator<CursorEntry> {
+  if (root) yield* salvageNode(pager, root, onLoss, { last: undefined });
+}
+
+function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, seen: { last: Buffer | undefined }, from?: Buffer, to?: Buffer): Generator<CursorEntry> {
   if (node.leaf) {
-    for (let i = 0; i < node.keys.length; i++) yield { key: node.keys[i], cell: node.vals[i] as Buffer | OverflowRef };
+    const keys = node.keys;
+    const fits = keys.every((k, i) => (i > 0 ? Buffer.compare(keys[i - 1], k) < 0 : !seen.last || Buffer.compare(seen.last, k) < 0)
+      && (!from || Buffer.compare(k, from) >= 0) && (!to || Buffer.compare(k, to) < 0));
+    if (!fits) {
+      onLoss({ from, to, page: node.pageId, reason: 'the page passes its checksum but holds keys outside its place in the tree (a stale page)' });
+      return;
+    }
+    for (let i = 0; i < keys.length; i++) yield { key: keys[i], cell: node.vals[i] as Buffer | OverflowRef };
+    if (keys.length > 0) seen.last = keys[keys.length - 1];
     return;
   }
   for (let i = 0; i < node.children.length; i++) {
@@ -77,10 +93,10 @@ function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, fr
     try {
       child = pager.node(node.children[i] as number);
     } catch (err) {
-      if (!(err instanceof StoreError && err.code === 'CORRUPTION')) throw err;
+      if (!isSalvageable(err)) throw err;
       onLoss({ from: childFrom, to: childTo, page: node.children[i] as number, reason: err.message });
       continue;
     }
-    yield* salvageNode(pager, child, onLoss, childFrom, childTo);
+    yield* salvageNode(pager, child, onLoss, seen, childFrom, childTo);
   }
 }

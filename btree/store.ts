@@ -14,7 +14,7 @@ import type { Pager } from './pager';
 import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
-import { prefixEnd, salvageScan, scan } from './cursor';
+import { isSalvageable, prefixEnd, salvageScan, scan } from './cursor';
 import { ioError, StoreError } from './errors';
 import { encodeNode, type Node, type OverflowRef } from './node';
 
@@ -82,7 +82,7 @@ export class Snapshot {
       try {
         value = await readValue(this.pager, e.cell);
       } catch (err) {
-        if (!(err instanceof StoreError && err.code === 'CORRUPTION')) throw err;
+        if (!isSalvageable(err)) throw err;
         onLoss({ key: e.key, page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
         continue;
       }
@@ -181,8 +181,8 @@ export class Store {
     /** What open found wrong with the file, for the operator: a meta page it could not use (the
      *  unusable one may be the older, a damaged page that loses nothing, or the newest, a torn or
      *  damaged commit open fell back from: its damage may not say which), a file cut short
-     *  (Recovered.truncated). Empty when the file was whole. */
-    readonly openWarnings: readonly string[],
+     *  (Recovered.truncated). Empty when the file was whole, and once compact() has replaced it. */
+    public openWarnings: readonly string[],
   ) {}
 
   static async open(options: OpenOptions): Promise<Store> {
@@ -548,6 +548,7 @@ export class Store {
       this.freelist = r.freelist;
       this.metaBytes = r.metaBytes;
       this.fileBytes = r.fileBytes;
+      this.openWarnings = []; // they were about the file just replaced
       this.readers.clear();
       if (old.users === 0) await old.close().catch(() => undefined);
       if (dirError !== undefined) {

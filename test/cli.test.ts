@@ -132,6 +132,8 @@ cli('stat (human) and stat --json', async ({ addr }) => {
     assert.type(s[f], 'number', f);
   }
   assert.ok(s.total_sets! >= 10 && s.total_gets! >= 5 && s.total_getprefixes! >= 4);
+  assert.equal((s as Record<string, unknown>).open_warnings, [], 'a whole data file: no open warnings');
+  assert.not.ok(h.stdout.includes('open warning'));
 });
 
 cli('server-side errors: INVALID_ARGUMENT for a value over the limit and a key over 1024 bytes (exit 3)', async ({ addr }) => {

@@ -308,6 +308,49 @@ test('Snapshot.salvage: a damaged branch page is skipped with the key range it h
   }
 });
 
+test('Snapshot.salvage: a damaged leaf anywhere in a three-level tree loses exactly its own keys, and the range reported holds exactly those', async () => {
+  const file = tmpFile();
+  const s = await Store.open({ path: file });
+  const k = (i: number) => Buffer.from(`k${'.'.repeat(250)}${String(i).padStart(6, '0')}`);
+  const N = 3000;
+  // In shuffled order over several commits, so that leaves sit under branches at every position.
+  const order = Array.from({ length: N }, (_, i) => i);
+  const r = mulberry32(9);
+  for (let i = N - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [order[i], order[j]] = [order[j]!, order[i]!]; }
+  for (let c = 0; c < 10; c++) await s.putMany(order.slice(c * 300, (c + 1) * 300).map((i) => ({ key: k(i), value: Buffer.from(`v${i}`) })));
+  await settle(s);
+  await s.close();
+  const data = fs.readFileSync(file);
+  const all = [...Array.from({ length: N }, (_, i) => k(i)), Buffer.from('zzz-settle-1'), Buffer.from('zzz-settle-2')];
+  // Leaf pages (type 3 at byte 4); freed ones, old copies outside the tree, are skipped below.
+  const leaves: number[] = [];
+  for (let p = 4; p * PAGE < data.length; p++) if (data[p * PAGE + 4] === 3) leaves.push(p);
+  let checked = 0;
+  for (const victim of leaves.filter((_, i) => i % 4 === 0)) {
+    fs.writeFileSync(file, data);
+    patch(file, victim * PAGE + 200, Buffer.from([data[victim * PAGE + 200]! ^ 0xff]));
+    const s2 = await Store.open({ path: file });
+    const snap = s2.snapshot();
+    const losses: { from?: Buffer; to?: Buffer; page?: number }[] = [];
+    const got = new Set<string>();
+    for await (const e of snap.salvage((l) => losses.push(l))) got.add(e.key.toString('latin1'));
+    snap.release();
+    await s2.close();
+    if (losses.length === 0) continue; // a freed copy of a leaf: not in the tree
+    checked++;
+    assert.is(losses.length, 1);
+    assert.is(losses[0]!.page, victim);
+    const page = data.subarray(victim * PAGE, (victim + 1) * PAGE);
+    const inRange = (key: Buffer) => (!losses[0]!.from || Buffer.compare(key, losses[0]!.from) >= 0) && (!losses[0]!.to || Buffer.compare(key, losses[0]!.to) < 0);
+    for (const key of all) {
+      const onPage = page.includes(key);
+      assert.is(got.has(key.toString('latin1')), !onPage, `page ${victim}: ${key.subarray(251)} is ${onPage ? 'on the damaged leaf' : 'elsewhere'}`);
+      assert.is(inRange(key), onPage, `page ${victim}: the reported range holds exactly the leaf's keys (${key.subarray(251)})`);
+    }
+  }
+  assert.ok(checked >= 20, `${checked} live leaves damaged in turn`);
+});
+
 test('damaged leaf page (zeroed): CORRUPTION, not "key absent"', async () => {
   const file = tmpFile();
   const s = await Store.open({ path: file });
@@ -457,6 +500,10 @@ test('server: one bad meta -> serves the commit the other meta holds', async () 
     const warnings = (await c.stat()).openWarnings;
     assert.is(warnings.length, 1, 'Stat says so too');
     assert.match(warnings[0]!, `opened commit ${newest - 1} from one meta page`);
+    const human = await runClient(srv.address, ['stat']);
+    assert.match(human.stdout, /^open warning\s+opened commit \d+ from one meta page/m);
+    const json = JSON.parse((await runClient(srv.address, ['stat', '--json'])).stdout) as { open_warnings: string[] };
+    assert.equal(json.open_warnings, warnings);
   } finally {
     await srv.stop();
   }
@@ -564,6 +611,7 @@ test('server: lbserver --compact --salvage keeps what a damaged store still hold
   const big = randomBytes(mulberry32(5), 40_000);
   const bigAt = data.indexOf(big.subarray(0, 64));
   patch(file, bigAt + PAGE + 7, Buffer.from([big[PAGE + 7]! ^ 0x80]));
+  const damaged = sha(file);
   const alone = await runNode(LBSERVER_JS, ['--data', dir, '--salvage']);
   assert.is(alone.code, 2, '--salvage without --compact is a usage error');
   const r = await runNode(LBSERVER_JS, ['--data', dir, '--compact', '--salvage'], { timeoutMs: 60_000 });
@@ -576,6 +624,9 @@ test('server: lbserver --compact --salvage keeps what a damaged store still hold
   assert.is(total, 1503);
   assert.ok(kept < total - 1 && kept > total - 100, `${kept} of ${total}`);
   assert.not.ok(fs.existsSync(`${file}.compact`));
+  const keptAs = /the damaged original stays as (\S+)/.exec(r.stderr)?.[1];
+  assert.ok(keptAs?.startsWith(`${file}.damaged-`), r.stderr);
+  assert.is(sha(keptAs!), damaged, 'the damaged original, byte for byte');
   const srv = await startServer({ dataDir: dir });
   try {
     const c = srv.client();

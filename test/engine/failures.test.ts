@@ -130,6 +130,33 @@ test('a batch that fails on an I/O error fails whole: its callers are not retrie
   await store.close();
 });
 
+test('Snapshot.salvage reads past a page the disk cannot read (EIO), reporting it like a damaged one', async () => {
+  const ffs = new FaultFS();
+  const a = await Store.open({ path: DB, fs: ffs });
+  await a.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(i), value: fill(40, i) })));
+  await a.close();
+  const image = ffs.readVolatile(DB)!;
+  let victim = -1;
+  for (let p = 4; (p + 1) * 4096 <= image.length && victim < 0; p++) if (image[p * 4096 + 4] === 3) victim = p; // a leaf
+  assert.ok(victim > 0);
+  const b = await Store.open({ path: DB, fs: ffs });
+  ffs.failReads((_f, pos) => pos === victim * 4096, 'EIO', 1000);
+  const losses: { page?: number; reason: string }[] = [];
+  const snap = b.snapshot();
+  let n = 0;
+  for await (const e of snap.salvage((l) => losses.push(l))) {
+    assert.equal(e.value, fill(40, Number(e.key.toString().slice(1))));
+    n++;
+  }
+  snap.release();
+  assert.is(losses.length, 1);
+  assert.is(losses[0]!.page, victim);
+  assert.match(losses[0]!.reason, /EIO/);
+  assert.ok(n > 1900 && n < 2000, `${n} of 2000 entries read`);
+  ffs.clearFailures();
+  await b.close();
+});
+
 test('compact(): a copy that cannot even be created releases the snapshot it took', async () => {
   const ffs = new FaultFS();
   const store = await Store.open({ path: DB, fs: ffs });
