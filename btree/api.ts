@@ -2,7 +2,8 @@
 import type { FileSystem } from './file-io';
 
 export interface OpenOptions {
-  /** Path of the data file (created if missing unless `readOnly`). */
+  /** Path of the data file (created if missing). One Store per file: a second open of the same
+   *  file in this process fails with LOCKED; across processes, lock it yourself (lbserver's LOCK). */
   path: string;
   /** Page cache bound in MiB (decoded B-tree pages). Default 64. */
   cacheMB?: number;
@@ -33,10 +34,13 @@ export interface OpenOptions {
 export interface GetOptions {
   /** Supplies the buffer a value read from the file is read into: exactly `length` bytes (e.g. the
    *  tail of a larger buffer, so a server can put its message header in front and send the value
-   *  without copying it). Values served from the cache are returned as they are. */
+   *  without copying it). Small values (inline in a leaf, or from the value cache) are copied into
+   *  it. Either way the buffer returned is the caller's own. */
   alloc?: (length: number) => Buffer;
 }
 
+/** What put takes and range/salvage yield. Yielded keys and values are the caller's own copies:
+ *  changing them changes nothing in the store. */
 export interface Entry {
   key: Buffer;
   value: Buffer;

@@ -143,8 +143,7 @@ export class Pager {
 
   private async readOverflow(ref: OverflowRef, alloc?: (length: number) => Buffer): Promise<Buffer> {
     this.checkOpen();
-    const buf = alloc ? alloc(ref.length) : Buffer.allocUnsafe(ref.length);
-    if (buf.length !== ref.length) throw new Error(`alloc returned ${buf.length} bytes for a value of ${ref.length}`);
+    const buf = alloc ? checkedAlloc(alloc, ref.length) : Buffer.allocUnsafe(ref.length);
     const pos = ref.page * PAGE_SIZE;
     let n = 0;
     this.reading++;
@@ -163,4 +162,14 @@ export class Pager {
     }
     return this.checkValue(ref, buf, n);
   }
+}
+
+/** `alloc(length)` (GetOptions.alloc), checked: a buffer of any other size would be read short or
+ *  served with bytes that are not the value's. */
+export function checkedAlloc(alloc: (length: number) => Buffer, length: number): Buffer {
+  const out = alloc(length);
+  if (!Buffer.isBuffer(out) || out.length !== length) {
+    throw new StoreError('INVALID_ARGUMENT', `GetOptions.alloc returned ${Buffer.isBuffer(out) ? `${out.length} bytes` : typeof out} for a value of ${length} bytes`);
+  }
+  return out;
 }

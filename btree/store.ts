@@ -10,7 +10,7 @@ import { isSlotPage, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
-import type { Pager } from './pager';
+import { checkedAlloc, type Pager } from './pager';
 import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
@@ -29,9 +29,30 @@ interface Queued {
   reject(err: unknown): void;
 }
 
-function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined): Promise<Buffer | undefined> | Buffer | undefined {
-  if (cell === undefined || Buffer.isBuffer(cell)) return cell;
-  return pager.overflow(cell);
+/** The value a cell holds, as the caller's own buffer: an inline value lives in a cached leaf (whose
+ *  next commit writes it back) and a small overflow value in the value cache, so those are copied
+ *  (into `alloc`'s buffer if given); a large value is read into a buffer of its own anyway. */
+function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined, alloc?: (length: number) => Buffer): Promise<Buffer | undefined> | Buffer | undefined {
+  if (cell === undefined) return undefined;
+  if (Buffer.isBuffer(cell)) return owned(cell, alloc);
+  const v = pager.overflow(cell, alloc);
+  return Buffer.isBuffer(v) ? owned(v, alloc) : v;
+}
+
+function owned(v: Buffer, alloc?: (length: number) => Buffer): Buffer {
+  const out = alloc ? checkedAlloc(alloc, v.length) : Buffer.allocUnsafe(v.length);
+  v.copy(out);
+  return out;
+}
+
+/** Throws INVALID_ARGUMENT unless `b` is a Buffer (a string or Uint8Array would be measured and
+ *  compared differently). */
+function requireBuffer(b: unknown, what: string): asserts b is Buffer {
+  if (!Buffer.isBuffer(b)) throw new StoreError('INVALID_ARGUMENT', `${what} must be a Buffer, not ${b === null ? 'null' : typeof b === 'object' ? b.constructor?.name ?? 'object' : typeof b}`);
+}
+
+function checkRange(opts: RangeOptions): void {
+  for (const f of ['start', 'end', 'prefix'] as const) if (opts[f] !== undefined) requireBuffer(opts[f], `RangeOptions.${f}`);
 }
 
 export class Snapshot {
@@ -49,12 +70,14 @@ export class Snapshot {
 
   async get(key: Buffer): Promise<Buffer | undefined> {
     this.checkOpen();
+    requireBuffer(key, 'key');
     return readValue(this.pager, lookup(this.pager, this.root, key));
   }
 
   /** Entries in ascending bytewise key order; values are read lazily, one at a time. */
   async *range(opts: RangeOptions = {}): AsyncGenerator<Entry> {
     this.checkOpen();
+    checkRange(opts);
     let start = opts.start;
     let end = opts.end;
     if (opts.prefix && opts.prefix.length > 0) {
@@ -68,7 +91,8 @@ export class Snapshot {
       if (n++ >= limit) return;
       this.checkOpen();
       const value = opts.keysOnly ? Buffer.alloc(0) : await readValue(this.pager, e.cell);
-      yield { key: e.key, value: value as Buffer };
+      // The key lives in a cached leaf: the caller gets a copy (see readValue).
+      yield { key: Buffer.from(e.key), value: value as Buffer };
     }
   }
 
@@ -86,7 +110,7 @@ export class Snapshot {
         onLoss({ key: e.key, page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
         continue;
       }
-      yield { key: e.key, value: value as Buffer };
+      yield { key: Buffer.from(e.key), value: value as Buffer };
     }
   }
 
@@ -98,6 +122,8 @@ export class Snapshot {
 
   private checkOpen(): void {
     if (this.released) throw new StoreError('CLOSED', 'snapshot was released');
+    // A snapshot from before a compaction reads the old file, which close() leaves open for it.
+    if (this.store.isClosed) throw new StoreError('CLOSED', 'store is closed');
     this.pager.checkOpen();
   }
 }
@@ -136,6 +162,40 @@ async function copyInto(source: Snapshot, copy: Store, progress?: (copied: numbe
   }
 }
 
+/** Data files open in this process, per file system: a second Store on one file would commit over
+ *  the first one's pages (each keeps its own freelist) and lose acknowledged puts. Across processes
+ *  the caller must lock (lbserver's LOCK file does). */
+const openFiles = new WeakMap<FileSystem, Set<string>>();
+
+function claimFile(fs: FileSystem, path: string): () => void {
+  const name = fs === nodeFileSystem ? nodePath.resolve(path) : path;
+  let names = openFiles.get(fs);
+  if (!names) openFiles.set(fs, (names = new Set()));
+  if (names.has(name)) throw new StoreError('LOCKED', `${path} is already open in this process (close that Store first)`);
+  names.add(name);
+  let released = false;
+  return () => {
+    if (!released) names!.delete(name);
+    released = true;
+  };
+}
+
+function checkOptions(o: Required<Omit<OpenOptions, 'fs' | 'path'>>): void {
+  const bad = (what: string, want: string, v: unknown) => new StoreError('INVALID_ARGUMENT', `OpenOptions.${what} is ${String(v)}; it must be ${want}`);
+  const whole = (what: keyof typeof o, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    const v = o[what];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(what, `a whole number in ${min}..${max}`, v);
+  };
+  if (typeof o.cacheMB !== 'number' || !(o.cacheMB > 0) || !Number.isFinite(o.cacheMB)) throw bad('cacheMB', 'a positive number', o.cacheMB);
+  if (o.syncMode !== 'one' && o.syncMode !== 'two') throw bad('syncMode', "'one' or 'two'", o.syncMode);
+  whole('maxKeyBytes', 1, 1024); // what the file format holds
+  whole('maxValueBytes', 0);
+  whole('maxBatchOps', 1);
+  whole('maxBatchBytes', 1);
+  whole('growBytes', PAGE_SIZE);
+  if (typeof o.blockingSyncUs !== 'number' || !(o.blockingSyncUs >= 0) || !Number.isFinite(o.blockingSyncUs)) throw bad('blockingSyncUs', 'a number >= 0', o.blockingSyncUs);
+}
+
 export class Store {
   private readonly readers = new Map<number, number>();
   private readonly queue: Queued[] = [];
@@ -166,6 +226,8 @@ export class Store {
   private constructor(
     readonly path: string,
     private readonly fs: FileSystem,
+    /** Gives the file back to claimFile's registry once the store is closed. */
+    private readonly releaseFile: () => void,
     private file: FileHandle,
     public pager: Pager,
     private meta: Meta,
@@ -187,6 +249,7 @@ export class Store {
 
   static async open(options: OpenOptions): Promise<Store> {
     const started = performance.now();
+    if (typeof options?.path !== 'string' || options.path === '') throw new StoreError('INVALID_ARGUMENT', 'OpenOptions.path must name the data file');
     const opts = {
       cacheMB: options.cacheMB ?? 64,
       syncMode: options.syncMode ?? 'one',
@@ -197,24 +260,41 @@ export class Store {
       growBytes: options.growBytes ?? 64 * MiB,
       blockingSyncUs: options.blockingSyncUs ?? 0,
     };
-    if (opts.maxKeyBytes > 1024) throw new StoreError('INVALID_ARGUMENT', `maxKeyBytes ${opts.maxKeyBytes} exceeds the format's 1024`);
+    checkOptions(opts);
     const fs = options.fs ?? nodeFileSystem;
-    if (!fs.exists(options.path)) await createFile(fs, options.path);
-    const r = await recover(fs, options.path, makeCaches(opts.cacheMB));
-    return new Store(options.path, fs, r.file, r.pager, r.meta, r.root, r.freelist, r.metaBytes, r.fileBytes, opts,
+    const release = claimFile(fs, options.path);
+    let r: Awaited<ReturnType<typeof recover>>;
+    try {
+      if (!fs.exists(options.path)) await createFile(fs, options.path);
+      r = await recover(fs, options.path, makeCaches(opts.cacheMB));
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return new Store(options.path, fs, release, r.file, r.pager, r.meta, r.root, r.freelist, r.metaBytes, r.fileBytes, opts,
       performance.now() - started, r.fellBack, [
         ...(r.fellBack ? [`opened commit ${r.meta.txid} from one meta page; the other was not usable: ${r.fellBack}`] : []),
         ...(r.truncated ? [r.truncated] : []),
       ]);
   }
 
-  private validate(key: Buffer, value?: Buffer): void {
+  /** Whether close() has begun (or a failed compaction closed the store). */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private validate(key: Buffer): void {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
-    if (!Buffer.isBuffer(key) || key.length < 1 || key.length > this.opts.maxKeyBytes) {
-      throw new StoreError('INVALID_ARGUMENT', `key is ${key?.length ?? 0} bytes; keys must be 1..${this.opts.maxKeyBytes} bytes`);
+    requireBuffer(key, 'key');
+    if (key.length < 1 || key.length > this.opts.maxKeyBytes) {
+      throw new StoreError('INVALID_ARGUMENT', `key is ${key.length} bytes; keys must be 1..${this.opts.maxKeyBytes} bytes`);
     }
-    if (value !== undefined && (!Buffer.isBuffer(value) || value.length > this.opts.maxValueBytes)) {
-      throw new StoreError('INVALID_ARGUMENT', `value is ${value?.length ?? 0} bytes; the limit is ${this.opts.maxValueBytes} bytes`);
+  }
+
+  private validateValue(value: Buffer): void {
+    requireBuffer(value, 'value');
+    if (value.length > this.opts.maxValueBytes) {
+      throw new StoreError('INVALID_ARGUMENT', `value is ${value.length} bytes; the limit is ${this.opts.maxValueBytes} bytes`);
     }
   }
 
@@ -229,10 +309,18 @@ export class Store {
   /** All entries in one atomic commit (possibly shared with other callers' puts). */
   putMany(entries: Entry[]): Promise<void> {
     try {
-      for (const e of entries) this.validate(e.key, e.value);
+      if (this.closed) throw new StoreError('CLOSED', 'store is closed');
+      if (!Array.isArray(entries)) throw new StoreError('INVALID_ARGUMENT', 'putMany takes an array of { key, value }');
+      for (const e of entries) {
+        if (typeof e !== 'object' || e === null) throw new StoreError('INVALID_ARGUMENT', 'putMany takes an array of { key, value }');
+        this.validate(e.key);
+        this.validateValue(e.value);
+      }
     } catch (err) {
       return Promise.reject(err);
     }
+    // Nothing to write: no commit (it would rewrite the meta for nothing).
+    if (entries.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const bytes = entries.reduce((s, e) => s + e.key.length + e.value.length, 0);
       // Keys and small values are copied now, not at the commit: the caller may reuse its buffers as
@@ -395,10 +483,8 @@ export class Store {
     this.validate(key);
     const meta = this.meta;
     const pager = this.pager;
-    const cell = lookup(pager, this.root, key);
-    if (cell === undefined || Buffer.isBuffer(cell)) return cell;
-    const v = pager.overflow(cell, opts.alloc);
-    if (Buffer.isBuffer(v)) return v;
+    const v = readValue(pager, lookup(pager, this.root, key), opts.alloc);
+    if (v === undefined || Buffer.isBuffer(v)) return v;
     // A large value is read on the thread pool; pin the snapshot so its pages are not reused.
     v.catch(() => undefined);
     this.register(meta.txid, pager);
@@ -507,6 +593,8 @@ export class Store {
         // The partial copy goes, whatever stopped it: on a full disk it holds the space it took.
         const removed = await this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
         if (signal?.aborted && err === signal.reason) throw err;
+        // An exception from the caller's progress or onLoss callback is theirs, not an I/O error.
+        if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
         throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
       } finally {
         source.release();
@@ -537,7 +625,7 @@ export class Store {
       } catch (err) {
         this.lost = ioError(`${this.path}: opening the compacted file after installing it; the store is closed, open it again`, err, { wrapStoreErrors: true });
         this.closed = true;
-        this.closing = this.pager.close().catch(() => undefined);
+        this.closing = this.pager.close().catch(() => undefined).finally(() => this.releaseFile());
         throw this.lost;
       }
       const old = this.pager;
@@ -568,10 +656,14 @@ export class Store {
   private async shutdown(): Promise<void> {
     this.closed = true;
     while (this.draining) await new Promise((r) => setTimeout(r, 1));
-    await this.writer.runExclusive(async () => {
-      if (!this.lost) await this.seal();
-      await this.pager.close();
-    });
+    try {
+      await this.writer.runExclusive(async () => {
+        if (!this.lost) await this.seal();
+        await this.pager.close();
+      });
+    } finally {
+      this.releaseFile();
+    }
   }
 
   /** A one-sync commit is told apart from a torn one only by its hash, so damage to its pages later

@@ -431,10 +431,13 @@ test('damage to a page of the newest commit after a crash (no clean close) reads
   const before = s.stats().txid;
   const big = randomBytes(mulberry32(9), 20_000);
   await s.put(key(2), big);
-  // No close(): the process "dies" here, as after kill -9.
-  const at = fs.readFileSync(file).indexOf(big.subarray(0, 64));
-  patch(file, at + 5000, Buffer.from([big[5000]! ^ 0x01]));
-  const s2 = await Store.open({ path: file });
+  // The process "dies" here, as after kill -9: what it leaves is the file as it is now, unsealed.
+  const crashed = `${file}.crashed`;
+  fs.copyFileSync(file, crashed);
+  await s.close();
+  const at = fs.readFileSync(crashed).indexOf(big.subarray(0, 64));
+  patch(crashed, at + 5000, Buffer.from([big[5000]! ^ 0x01]));
+  const s2 = await Store.open({ path: crashed });
   assert.is(s2.stats().txid, before);
   assert.match(s2.recoveryNote ?? '', /hash|torn/, `recoveryNote: ${s2.recoveryNote}`);
   assert.is(await s2.get(key(2)), undefined);

@@ -704,7 +704,7 @@ test('crc32Combine: crc32 of A+B from the two checksums equals zlib over the byt
   assert.is(crc32Combine(crc32(data), crc32(big), big.length), crc32(big, crc32(data)));
 });
 
-test('get with alloc reads a large value into the buffer the caller supplies; small cached values come as they are', async () => {
+test('get with alloc reads a large value into the buffer the caller supplies, and copies a small cached one into it', async () => {
   const store = await Store.open({ path: dbFile('alloc') });
   const big = fill(3 * MiB + 5, 9);
   const small = fill(6000, 4);
@@ -716,15 +716,69 @@ test('get with alloc reads a large value into the buffer the caller supplies; sm
   assert.ok(got === given[0], 'the value is the supplied buffer');
   assert.equal(got, big);
   assert.is(Buffer.from(got.buffer, got.byteOffset - 7, 7).toString('hex'), 'ee'.repeat(7), 'bytes in front untouched');
-  assert.equal((await store.get(key(2), { alloc }))!, small);
-  assert.is(given.length, 1, 'a value of up to two pages is served without alloc');
+  const gotSmall = (await store.get(key(2), { alloc }))!;
+  assert.equal(gotSmall, small);
+  assert.is(given.length, 2, 'a value of up to two pages (cached) is copied into the supplied buffer');
+  assert.ok(gotSmall === given[1]);
   assert.is(await store.get(key(3), { alloc }), undefined);
   // A wrong-sized buffer is a caller error, reported, not a short or overlong read.
   await store.get(key(1), { alloc: (n) => Buffer.alloc(n - 1) }).then(
     () => assert.unreachable('accepted a short buffer'),
-    (e: Error) => assert.match(e.message, /alloc returned/),
+    (e: Error) => assert.ok(e instanceof StoreError && e.code === 'INVALID_ARGUMENT' && /alloc returned/.test(e.message), String(e)),
   );
   await store.close();
+});
+
+test('buffers that get, range and salvage return are the caller\'s own: changing them changes nothing stored', async () => {
+  const path = dbFile('owned');
+  const store = await Store.open({ path });
+  await store.putMany([{ key: key(1), value: Buffer.from('inline') }, { key: key(2), value: fill(5000, 2) }, { key: key(3), value: Buffer.from('other') }]);
+  (await store.get(key(1)))!.write('XXXXXX');
+  (await store.get(key(2)))!.fill(0);
+  const snap = store.snapshot();
+  for await (const e of snap.range()) { e.key.fill(0x7a); e.value.fill(0x21); }
+  for await (const e of snap.salvage(() => undefined)) { e.key.fill(0x7a); e.value.fill(0x21); }
+  snap.release();
+  await store.put(key(4), Buffer.from('a commit that rewrites the leaf'));
+  assert.equal(await store.get(key(1)), Buffer.from('inline'));
+  assert.equal(await store.get(key(2)), fill(5000, 2));
+  await store.close();
+  const again = await Store.open({ path });
+  const keys: string[] = [];
+  for await (const e of again.snapshot().range()) keys.push(e.key.toString());
+  assert.equal(keys, [1, 2, 3, 4].map((i) => key(i).toString()), 'keys on disk unchanged and in order');
+  assert.equal(await again.get(key(1)), Buffer.from('inline'));
+  await again.close();
+});
+
+test('misuse gets StoreError: closed store (empty putMany too), bad arguments, bad options, a second open of one file', async () => {
+  const path = dbFile('misuse');
+  const store = await Store.open({ path });
+  const code = async (p: () => Promise<unknown>, want: string, message?: RegExp) => {
+    const e = await p().then(() => null, (err: unknown) => err);
+    assert.ok(e instanceof StoreError && e.code === want, `want StoreError ${want}, got ${e instanceof StoreError ? e.code : String(e)}`);
+    if (message) assert.match((e as Error).message, message);
+  };
+  await code(() => Store.open({ path }), 'LOCKED', /already open in this process/);
+  await code(() => store.put('k' as unknown as Buffer, Buffer.from('v')), 'INVALID_ARGUMENT', /key must be a Buffer, not string/);
+  await code(() => store.put(key(1), undefined as unknown as Buffer), 'INVALID_ARGUMENT', /value must be a Buffer, not undefined/);
+  await code(() => store.putMany(null as unknown as []), 'INVALID_ARGUMENT', /array/);
+  await code(() => store.putMany([null as unknown as { key: Buffer; value: Buffer }]), 'INVALID_ARGUMENT', /array of \{ key, value \}/);
+  await code(() => store.snapshot().get('k' as unknown as Buffer), 'INVALID_ARGUMENT', /key must be a Buffer/);
+  await code(async () => { for await (const _ of store.snapshot().range({ start: 'a' as unknown as Buffer })) break; }, 'INVALID_ARGUMENT', /RangeOptions.start must be a Buffer/);
+  const txid = store.stats().txid;
+  await store.putMany([]);
+  assert.is(store.stats().txid, txid, 'an empty putMany commits nothing');
+  for (const [opt, value] of [['maxKeyBytes', NaN], ['maxKeyBytes', 0], ['maxKeyBytes', 1025], ['maxValueBytes', -1], ['cacheMB', NaN], ['syncMode', 'three'], ['growBytes', 100]] as const) {
+    await code(() => Store.open({ path: dbFile(`opt-${opt}`), [opt]: value }), 'INVALID_ARGUMENT', new RegExp(`OpenOptions.${opt} is`));
+  }
+  await code(() => Store.open({} as { path: string }), 'INVALID_ARGUMENT', /path must name the data file/);
+  const old = store.snapshot();
+  await store.close();
+  await code(() => store.putMany([]), 'CLOSED');
+  await code(() => old.get(key(1)), 'CLOSED');
+  const reopened = await Store.open({ path }); // closing gave the file back
+  await reopened.close();
 });
 
 test.run();
