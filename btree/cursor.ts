@@ -77,7 +77,7 @@ function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, se
     const fits = keys.every((k, i) => (i > 0 ? Buffer.compare(keys[i - 1], k) < 0 : !seen.last || Buffer.compare(seen.last, k) < 0)
       && (!from || Buffer.compare(k, from) >= 0) && (!to || Buffer.compare(k, to) < 0));
     if (!fits) {
-      onLoss({ from, to, page: node.pageId, reason: 'the page passes its checksum but holds keys outside its place in the tree (a stale page)' });
+      onLoss({ from: from && Buffer.from(from), to: to && Buffer.from(to), page: node.pageId, reason: 'the page passes its checksum but holds keys outside its place in the tree (a stale page)' });
       return;
     }
     for (let i = 0; i < keys.length; i++) yield { key: keys[i], cell: node.vals[i] as Buffer | OverflowRef };
@@ -94,7 +94,8 @@ function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, se
       child = pager.node(node.children[i] as number);
     } catch (err) {
       if (!isSalvageable(err)) throw err;
-      onLoss({ from: childFrom, to: childTo, page: node.children[i] as number, reason: err.message });
+      // Copies: the separators live in a cached page.
+      onLoss({ from: childFrom && Buffer.from(childFrom), to: childTo && Buffer.from(childTo), page: node.children[i] as number, reason: err.message });
       continue;
     }
     yield* salvageNode(pager, child, onLoss, seen, childFrom, childTo);

@@ -3,6 +3,7 @@
 // fdatasync holds up the calling thread, readers included, for that one sync). A commit becomes
 // visible only after its last sync.
 import { Mutex } from 'async-mutex';
+import { realpathSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Entry, GetOptions, Loss, OpenOptions, RangeOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
@@ -58,7 +59,8 @@ function checkRange(opts: RangeOptions): void {
 export class Snapshot {
   private released = false;
 
-  constructor(private readonly store: Store, readonly meta: Meta, private readonly root: Node | null, private readonly pager: Pager) {}
+  /** `outlivesClose`: compaction's own snapshot, which close() lets finish (it waits for it). */
+  constructor(private readonly store: Store, readonly meta: Meta, private readonly root: Node | null, private readonly pager: Pager, private readonly outlivesClose = false) {}
 
   get txid(): number {
     return this.meta.txid;
@@ -107,7 +109,7 @@ export class Snapshot {
         value = await readValue(this.pager, e.cell);
       } catch (err) {
         if (!isSalvageable(err)) throw err;
-        onLoss({ key: e.key, page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
+        onLoss({ key: Buffer.from(e.key), page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
         continue;
       }
       yield { key: Buffer.from(e.key), value: value as Buffer };
@@ -123,7 +125,7 @@ export class Snapshot {
   private checkOpen(): void {
     if (this.released) throw new StoreError('CLOSED', 'snapshot was released');
     // A snapshot from before a compaction reads the old file, which close() leaves open for it.
-    if (this.store.isClosed) throw new StoreError('CLOSED', 'store is closed');
+    if (this.store.isClosed && !this.outlivesClose) throw new StoreError('CLOSED', 'store is closed');
     this.pager.checkOpen();
   }
 }
@@ -168,7 +170,7 @@ async function copyInto(source: Snapshot, copy: Store, progress?: (copied: numbe
 const openFiles = new WeakMap<FileSystem, Set<string>>();
 
 function claimFile(fs: FileSystem, path: string): () => void {
-  const name = fs === nodeFileSystem ? nodePath.resolve(path) : path;
+  const name = fs === nodeFileSystem ? realName(path) : path;
   let names = openFiles.get(fs);
   if (!names) openFiles.set(fs, (names = new Set()));
   if (names.has(name)) throw new StoreError('LOCKED', `${path} is already open in this process (close that Store first)`);
@@ -178,6 +180,17 @@ function claimFile(fs: FileSystem, path: string): () => void {
     if (!released) names!.delete(name);
     released = true;
   };
+}
+
+/** The path with symbolic links resolved (the file's if it exists, else its directory's), so that
+ *  two names for one file are one claim. Hard links remain two names. */
+function realName(path: string): string {
+  const abs = nodePath.resolve(path);
+  try {
+    return realpathSync(abs);
+  } catch {
+    try { return nodePath.join(realpathSync(nodePath.dirname(abs)), nodePath.basename(abs)); } catch { return abs; }
+  }
 }
 
 function checkOptions(o: Required<Omit<OpenOptions, 'fs' | 'path'>>): void {
@@ -262,16 +275,20 @@ export class Store {
     };
     checkOptions(opts);
     const fs = options.fs ?? nodeFileSystem;
-    const release = claimFile(fs, options.path);
+    return Store.openClaimed(options.path, fs, opts, claimFile(fs, options.path), started);
+  }
+
+  /** Opens a file its caller has claimed (claimFile); `release` gives the claim back at close. */
+  private static async openClaimed(path: string, fs: FileSystem, opts: Required<Omit<OpenOptions, 'fs' | 'path'>>, release: () => void, started: number): Promise<Store> {
     let r: Awaited<ReturnType<typeof recover>>;
     try {
-      if (!fs.exists(options.path)) await createFile(fs, options.path);
-      r = await recover(fs, options.path, makeCaches(opts.cacheMB));
+      if (!fs.exists(path)) await createFile(fs, path);
+      r = await recover(fs, path, makeCaches(opts.cacheMB));
     } catch (err) {
       release();
       throw err;
     }
-    return new Store(options.path, fs, release, r.file, r.pager, r.meta, r.root, r.freelist, r.metaBytes, r.fileBytes, opts,
+    return new Store(path, fs, release, r.file, r.pager, r.meta, r.root, r.freelist, r.metaBytes, r.fileBytes, opts,
       performance.now() - started, r.fellBack, [
         ...(r.fellBack ? [`opened commit ${r.meta.txid} from one meta page; the other was not usable: ${r.fellBack}`] : []),
         ...(r.truncated ? [r.truncated] : []),
@@ -306,26 +323,32 @@ export class Store {
     return this.putMany([{ key, value }]);
   }
 
-  /** All entries in one atomic commit (possibly shared with other callers' puts). */
+  /** All entries in one atomic commit (possibly shared with other callers' puts). An empty list
+   *  resolves at once: it commits nothing and does not wait for puts queued before it. */
   putMany(entries: Entry[]): Promise<void> {
+    let items: Entry[];
     try {
       if (this.closed) throw new StoreError('CLOSED', 'store is closed');
       if (!Array.isArray(entries)) throw new StoreError('INVALID_ARGUMENT', 'putMany takes an array of { key, value }');
-      for (const e of entries) {
+      // Each key and value is read once: what is checked is what is stored (a getter could differ).
+      items = entries.map((e) => {
         if (typeof e !== 'object' || e === null) throw new StoreError('INVALID_ARGUMENT', 'putMany takes an array of { key, value }');
-        this.validate(e.key);
-        this.validateValue(e.value);
-      }
+        const item = { key: e.key, value: e.value };
+        this.validate(item.key);
+        this.validateValue(item.value);
+        return item;
+      });
     } catch (err) {
       return Promise.reject(err);
     }
-    // Nothing to write: no commit (it would rewrite the meta for nothing).
-    if (entries.length === 0) return Promise.resolve();
+    // Nothing to write: no commit (it would rewrite the meta for nothing), and no wait for the puts
+    // queued before it either.
+    if (items.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const bytes = entries.reduce((s, e) => s + e.key.length + e.value.length, 0);
+      const bytes = items.reduce((s, e) => s + e.key.length + e.value.length, 0);
       // Keys and small values are copied now, not at the commit: the caller may reuse its buffers as
       // soon as put() returns, and the cached leaf keeps what it is given.
-      const puts = entries.map((e) => ({ key: Buffer.from(e.key), value: isInline(e.key, e.value) ? Buffer.from(e.value) : e.value }));
+      const puts = items.map((e) => ({ key: Buffer.from(e.key), value: isInline(e.key, e.value) ? Buffer.from(e.value) : e.value }));
       this.queue.push({ puts, bytes, resolve, reject });
       if (!this.draining) {
         this.draining = true;
@@ -497,9 +520,15 @@ export class Store {
 
   /** An immutable view of the latest durable commit; call release() when done. */
   snapshot(): Snapshot {
-    if (this.closed) throw new StoreError('CLOSED', 'store is closed');
+    return this.takeSnapshot(false);
+  }
+
+  /** `outlivesClose`: compaction's own, taken under the writer lock, which close() waits for (so the
+   *  file is still open even if close() has begun). */
+  private takeSnapshot(outlivesClose: boolean): Snapshot {
+    if (this.lost || (this.closed && !outlivesClose)) throw new StoreError('CLOSED', 'store is closed');
     this.register(this.meta.txid, this.pager);
-    return new Snapshot(this, this.meta, this.root, this.pager);
+    return new Snapshot(this, this.meta, this.root, this.pager, outlivesClose);
   }
 
   private register(txid: number, pager: Pager): void {
@@ -580,70 +609,82 @@ export class Store {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
     return this.writer.runExclusive(async () => {
       const tmp = compactFileOf(this.path);
-      if (this.fs.exists(tmp)) await this.fs.unlink(tmp);
-      const beforeBytes = this.fileBytes;
-      const source = this.snapshot();
-      let keys: number;
+      // Held until the copy is installed or removed: a Store open on it would lose its puts to the
+      // unlink and the rename below.
+      const releaseTmp = claimFile(this.fs, tmp);
       try {
-        keys = await copyInto(source, await Store.open({ ...this.opts, path: tmp, fs: this.fs }), progress, signal, onLoss);
-        // The last point to abort: once renamed, the new file is the data file.
-        signal?.throwIfAborted();
-        onInstall?.();
-      } catch (err) {
-        // The partial copy goes, whatever stopped it: on a full disk it holds the space it took.
-        const removed = await this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
-        if (signal?.aborted && err === signal.reason) throw err;
-        // An exception from the caller's progress or onLoss callback is theirs, not an I/O error.
-        if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
-        throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
+        return await this.compactInto(tmp, progress, signal, onInstall, onLoss);
       } finally {
-        source.release();
+        releaseTmp();
       }
-      try {
-        await this.fs.rename(tmp, this.path);
-      } catch (err) {
-        // A rename can fail yet have happened (a network file system retrying it): then the copy is
-        // no longer under its own name, and the store must move to it like after a success.
-        if (this.fs.exists(tmp)) {
-          const removed = await this.fs.unlink(tmp).then(() => true, () => false);
-          throw ioError(`${this.path}: installing the compacted file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
-        }
-      }
-      // From here the name belongs to the new file and the old one is unlinked: the store must move
-      // to the new file whatever fails next, or its commits would go where no open finds them.
-      const dir = nodePath.dirname(nodePath.resolve(this.path));
-      let dirError: unknown;
-      try {
-        await this.fs.syncDir(dir);
-      } catch (err) {
-        dirError = err;
-        this.unsyncedDir = dir;
-      }
-      let r: Awaited<ReturnType<typeof recover>>;
-      try {
-        r = await recover(this.fs, this.path, makeCaches(this.opts.cacheMB));
-      } catch (err) {
-        this.lost = ioError(`${this.path}: opening the compacted file after installing it; the store is closed, open it again`, err, { wrapStoreErrors: true });
-        this.closed = true;
-        this.closing = this.pager.close().catch(() => undefined).finally(() => this.releaseFile());
-        throw this.lost;
-      }
-      const old = this.pager;
-      this.file = r.file;
-      this.pager = r.pager;
-      this.meta = r.meta;
-      this.root = r.root;
-      this.freelist = r.freelist;
-      this.metaBytes = r.metaBytes;
-      this.fileBytes = r.fileBytes;
-      this.openWarnings = []; // they were about the file just replaced
-      this.readers.clear();
-      if (old.users === 0) await old.close().catch(() => undefined);
-      if (dirError !== undefined) {
-        throw ioError(`${this.path}: the compacted file is in place, but syncing its directory failed; the store uses it, and every commit retries that sync first`, dirError);
-      }
-      return { beforeBytes, afterBytes: r.fileBytes, keys };
     });
+  }
+
+  private async compactInto(tmp: string, progress: ((copied: number, total: number) => void) | undefined, signal: AbortSignal | undefined,
+    onInstall: (() => void) | undefined, onLoss: ((loss: Loss) => void) | undefined): Promise<{ beforeBytes: number; afterBytes: number; keys: number }> {
+    if (this.fs.exists(tmp)) await this.fs.unlink(tmp);
+    const beforeBytes = this.fileBytes;
+    const source = this.takeSnapshot(true); // close() waits for the compaction: let it finish
+    let keys: number;
+    try {
+      keys = await copyInto(source, await Store.openClaimed(tmp, this.fs, this.opts, () => undefined, performance.now()), progress, signal, onLoss);
+      // The last point to abort: once renamed, the new file is the data file.
+      signal?.throwIfAborted();
+      onInstall?.();
+    } catch (err) {
+      // The partial copy goes, whatever stopped it: on a full disk it holds the space it took.
+      const removed = await this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
+      if (signal?.aborted && err === signal.reason) throw err;
+      // An exception from the caller's progress or onLoss callback is theirs, not an I/O error.
+      if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
+      throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
+    } finally {
+      source.release();
+    }
+    try {
+      await this.fs.rename(tmp, this.path);
+    } catch (err) {
+      // A rename can fail yet have happened (a network file system retrying it): then the copy is
+      // no longer under its own name, and the store must move to it like after a success.
+      if (this.fs.exists(tmp)) {
+        const removed = await this.fs.unlink(tmp).then(() => true, () => false);
+        throw ioError(`${this.path}: installing the compacted file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
+      }
+    }
+    // From here the name belongs to the new file and the old one is unlinked: the store must move
+    // to the new file whatever fails next, or its commits would go where no open finds them.
+    const dir = nodePath.dirname(nodePath.resolve(this.path));
+    let dirError: unknown;
+    try {
+      await this.fs.syncDir(dir);
+    } catch (err) {
+      dirError = err;
+      this.unsyncedDir = dir;
+    }
+    let r: Awaited<ReturnType<typeof recover>>;
+    try {
+      r = await recover(this.fs, this.path, makeCaches(this.opts.cacheMB));
+    } catch (err) {
+      this.lost = ioError(`${this.path}: opening the compacted file after installing it; the store is closed, open it again`, err, { wrapStoreErrors: true });
+      this.closed = true;
+      this.closing = this.pager.close().catch(() => undefined).finally(() => this.releaseFile());
+      throw this.lost;
+    }
+    const old = this.pager;
+    this.file = r.file;
+    this.pager = r.pager;
+    this.meta = r.meta;
+    this.root = r.root;
+    this.freelist = r.freelist;
+    this.metaBytes = r.metaBytes;
+    this.fileBytes = r.fileBytes;
+    this.openWarnings = []; // they were about the file just replaced
+    this.readers.clear();
+    if (old.users === 0) await old.close().catch(() => undefined);
+    if (dirError !== undefined) {
+      throw ioError(`${this.path}: the compacted file is in place, but syncing its directory failed; the store uses it, and every commit retries that sync first`, dirError);
+    }
+    return { beforeBytes, afterBytes: r.fileBytes, keys };
   }
 
   /** Finishes queued puts, then closes the file once the reads under way are done. Later calls,

@@ -521,7 +521,6 @@ export class KvService {
     const closeCursor = async () => {
       const c = it;
       it = undefined;
-      if (lastKey) lastKey = Buffer.from(lastKey); // do not keep the page it may point into
       if (c) await c.return?.(undefined)?.catch(() => undefined);
     };
     const cursor = (): AsyncIterator<Entry> => {

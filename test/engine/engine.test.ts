@@ -751,6 +751,33 @@ test('buffers that get, range and salvage return are the caller\'s own: changing
   await again.close();
 });
 
+test('one Store per file: a symlinked name is the same file; compact() will not unlink a .compact file another Store has open; close() during compact() lets it finish', async () => {
+  const path = dbFile('claims');
+  const store = await Store.open({ path });
+  await store.putMany(Array.from({ length: 200 }, (_, i) => ({ key: key(i), value: fill(500, i) })));
+  const link = `${path}.link`;
+  fs.symlinkSync(path, link);
+  const viaLink = await Store.open({ path: link }).then(() => 'opened', (e: unknown) => (e instanceof StoreError ? e.code : String(e)));
+  assert.is(viaLink, 'LOCKED', 'a second name for an open file');
+  const squatter = await Store.open({ path: `${path}.compact` });
+  await squatter.put(key(9), Buffer.from('in the other store'));
+  const e = await store.compact().then(() => null, (err: unknown) => err);
+  assert.ok(e instanceof StoreError && e.code === 'LOCKED', String(e));
+  await squatter.close();
+  const back = await Store.open({ path: `${path}.compact` });
+  assert.equal(await back.get(key(9)), Buffer.from('in the other store'), 'its acknowledged put is still in its file');
+  await back.close();
+  const compacting = store.compact();
+  const closing = store.close();
+  const r = await compacting;
+  await closing;
+  assert.ok(r.keys === 200, `the compaction finished: ${r.keys} keys`);
+  const again = await Store.open({ path });
+  assert.is(again.stats().keys, 200);
+  assert.equal(await again.get(key(199)), fill(500, 199));
+  await again.close();
+});
+
 test('misuse gets StoreError: closed store (empty putMany too), bad arguments, bad options, a second open of one file', async () => {
   const path = dbFile('misuse');
   const store = await Store.open({ path });
