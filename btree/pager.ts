@@ -108,20 +108,26 @@ export class Pager {
     return typeof node === 'string' ? node : { node, txid: h.txid };
   }
 
-  /** A value from its overflow run. Values of up to two pages are cached (they are what most gets
-   *  of 4 KiB values hit); larger ones are read each time so they cannot flush the tree pages out. */
-  overflow(ref: OverflowRef, alloc?: (length: number) => Buffer): Promise<Buffer> | Buffer {
+  /** A value from its overflow run, in a buffer that is the caller's own (`alloc`'s if given).
+   *  Values of up to two pages are cached (they are what most gets of 4 KiB values hit), so a hit is
+   *  copied out; a miss is read, and with `fill` a copy is cached (a get), without it not (a scan:
+   *  it would push out what gets use, and would cost a copy per value). Larger values are read each
+   *  time so they cannot flush the tree pages out. */
+  overflow(ref: OverflowRef, alloc: ((length: number) => Buffer) | undefined, fill: boolean): Promise<Buffer> | Buffer {
     if (ref.length > CACHED_VALUE_BYTES) return this.readOverflow(ref, alloc);
+    const out = alloc ? checkedAlloc(alloc, ref.length) : Buffer.allocUnsafe(ref.length);
     const hit = this.caches.values.get(ref.page);
-    if (hit && hit.crc === ref.crc && hit.value.length === ref.length) return hit.value;
-    const value = this.readOverflowSync(ref);
-    this.caches.values.set(ref.page, { crc: ref.crc, value });
-    return value;
+    if (hit && hit.crc === ref.crc && hit.value.length === ref.length) {
+      hit.value.copy(out);
+      return out;
+    }
+    this.readOverflowSync(ref, out);
+    if (fill) this.caches.values.set(ref.page, { crc: ref.crc, value: Buffer.from(out) });
+    return out;
   }
 
-  private readOverflowSync(ref: OverflowRef): Buffer {
+  private readOverflowSync(ref: OverflowRef, buf: Buffer): Buffer {
     this.checkOpen();
-    const buf = Buffer.allocUnsafe(ref.length);
     let n = 0;
     try {
       while (n < ref.length) {

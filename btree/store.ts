@@ -31,13 +31,13 @@ interface Queued {
 }
 
 /** The value a cell holds, as the caller's own buffer: an inline value lives in a cached leaf (whose
- *  next commit writes it back) and a small overflow value in the value cache, so those are copied
- *  (into `alloc`'s buffer if given); a large value is read into a buffer of its own anyway. */
-function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined, alloc?: (length: number) => Buffer): Promise<Buffer | undefined> | Buffer | undefined {
+ *  next commit writes it back), so it is copied (into `alloc`'s buffer if given); an overflow value
+ *  comes from Pager.overflow in a buffer of its own. `fill`: a small value read from the file goes
+ *  into the value cache (gets; not scans). */
+function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined, alloc: ((length: number) => Buffer) | undefined, fill: boolean): Promise<Buffer | undefined> | Buffer | undefined {
   if (cell === undefined) return undefined;
   if (Buffer.isBuffer(cell)) return owned(cell, alloc);
-  const v = pager.overflow(cell, alloc);
-  return Buffer.isBuffer(v) ? owned(v, alloc) : v;
+  return pager.overflow(cell, alloc, fill);
 }
 
 function owned(v: Buffer, alloc?: (length: number) => Buffer): Buffer {
@@ -73,7 +73,7 @@ export class Snapshot {
   async get(key: Buffer): Promise<Buffer | undefined> {
     this.checkOpen();
     requireBuffer(key, 'key');
-    return readValue(this.pager, lookup(this.pager, this.root, key));
+    return readValue(this.pager, lookup(this.pager, this.root, key), undefined, true);
   }
 
   /** Entries in ascending bytewise key order; values are read lazily, one at a time. */
@@ -92,7 +92,7 @@ export class Snapshot {
     for (const e of scan(this.pager, this.root, start, end)) {
       if (n++ >= limit) return;
       this.checkOpen();
-      const value = opts.keysOnly ? Buffer.alloc(0) : await readValue(this.pager, e.cell);
+      const value = opts.keysOnly ? Buffer.alloc(0) : await readValue(this.pager, e.cell, undefined, false);
       // The key lives in a cached leaf: the caller gets a copy (see readValue).
       yield { key: Buffer.from(e.key), value: value as Buffer };
     }
@@ -106,7 +106,7 @@ export class Snapshot {
       this.checkOpen();
       let value: Buffer | undefined;
       try {
-        value = await readValue(this.pager, e.cell);
+        value = await readValue(this.pager, e.cell, undefined, false);
       } catch (err) {
         if (!isSalvageable(err)) throw err;
         onLoss({ key: Buffer.from(e.key), page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
@@ -506,7 +506,7 @@ export class Store {
     this.validate(key);
     const meta = this.meta;
     const pager = this.pager;
-    const v = readValue(pager, lookup(pager, this.root, key), opts.alloc);
+    const v = readValue(pager, lookup(pager, this.root, key), opts.alloc, true);
     if (v === undefined || Buffer.isBuffer(v)) return v;
     // A large value is read on the thread pool; pin the snapshot so its pages are not reused.
     v.catch(() => undefined);
