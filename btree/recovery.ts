@@ -37,13 +37,16 @@ const emptyMeta = (txid: number): Meta => ({
   txid, root: 0, freelistPage: 0, freelistPages: 0, pageCount: META_PAGES, keyCount: 0, commitExtents: [], commitHash: 0, rootCrc: 0, inlineFree: [],
 });
 
-/** Creates an empty store atomically: written and synced under a temporary name, then renamed. */
-export async function createFile(fs: FileSystem, path: string): Promise<void> {
+/** Creates an empty store atomically: written and synced under a temporary name, then renamed.
+ *  Its two metas have txids `firstTxid` (even: slot 0) and `firstTxid` + 1; a compaction starts the
+ *  copy past the txid of the file it replaces, so txids never go back. */
+export async function createFile(fs: FileSystem, path: string, firstTxid = 0): Promise<void> {
+  if (firstTxid % 2 !== 0) throw new Error(`createFile: firstTxid ${firstTxid} must be even (slot 0)`);
   const tmp = path + '.creating';
   try {
     const h = await fs.create(tmp);
     const noRoot = Buffer.alloc(PAGE_SIZE);
-    await h.writev([encodeMeta(emptyMeta(0)), noRoot, encodeMeta(emptyMeta(1)), noRoot], 0);
+    await h.writev([encodeMeta(emptyMeta(firstTxid)), noRoot, encodeMeta(emptyMeta(firstTxid + 1)), noRoot], 0);
     await h.datasync();
     await h.close();
     await fs.rename(tmp, path);

@@ -279,10 +279,10 @@ export class Store {
   }
 
   /** Opens a file its caller has claimed (claimFile); `release` gives the claim back at close. */
-  private static async openClaimed(path: string, fs: FileSystem, opts: Required<Omit<OpenOptions, 'fs' | 'path'>>, release: () => void, started: number): Promise<Store> {
+  private static async openClaimed(path: string, fs: FileSystem, opts: Required<Omit<OpenOptions, 'fs' | 'path'>>, release: () => void, started: number, firstTxid = 0): Promise<Store> {
     let r: Awaited<ReturnType<typeof recover>>;
     try {
-      if (!fs.exists(path)) await createFile(fs, path);
+      if (!fs.exists(path)) await createFile(fs, path, firstTxid);
       r = await recover(fs, path, makeCaches(opts.cacheMB));
     } catch (err) {
       release();
@@ -627,7 +627,9 @@ export class Store {
     const source = this.takeSnapshot(true); // close() waits for the compaction: let it finish
     let keys: number;
     try {
-      keys = await copyInto(source, await Store.openClaimed(tmp, this.fs, this.opts, () => undefined, performance.now()), progress, signal, onLoss);
+      // The copy's txids continue past this file's (an even start: slot 0), so they never go back.
+      const firstTxid = this.meta.txid + 2 - (this.meta.txid % 2);
+      keys = await copyInto(source, await Store.openClaimed(tmp, this.fs, this.opts, () => undefined, performance.now(), firstTxid), progress, signal, onLoss);
       // The last point to abort: once renamed, the new file is the data file.
       signal?.throwIfAborted();
       onInstall?.();

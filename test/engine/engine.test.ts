@@ -515,8 +515,10 @@ test('compact() shrinks the file, keeps every key, and old snapshots keep readin
   // Fill then drop most live data by overwriting with small values.
   await store.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(i), value: fill(10, 99) })));
   const old = store.snapshot();
+  const txidBefore = store.stats().txid;
   const { beforeBytes, afterBytes } = await store.compact();
   assert.ok(afterBytes < beforeBytes / 4, `compacted ${beforeBytes} -> ${afterBytes}`);
+  assert.ok(store.stats().txid > txidBefore, `txids go on past the old file's: ${txidBefore} -> ${store.stats().txid}`);
   assert.is(fs.statSync(file).size, afterBytes);
   assert.equal((await old.get(key(5)))!, fill(10, 99));
   old.release();
@@ -526,6 +528,7 @@ test('compact() shrinks the file, keeps every key, and old snapshots keep readin
   const again = await Store.open({ path: file });
   assert.equal((await again.get(key(5)))!, fill(50, 5));
   assert.is(again.stats().keys, 2000);
+  assert.ok(again.stats().txid > txidBefore, 'and after a reopen');
   await again.close();
 });
 
