@@ -41,7 +41,8 @@ function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined, alloc: 
 }
 
 function owned(v: Buffer, alloc?: (length: number) => Buffer): Buffer {
-  const out = alloc ? checkedAlloc(alloc, v.length) : Buffer.allocUnsafe(v.length);
+  if (!alloc) return Buffer.from(v);
+  const out = checkedAlloc(alloc, v.length);
   v.copy(out);
   return out;
 }
@@ -207,6 +208,18 @@ function checkOptions(o: Required<Omit<OpenOptions, 'fs' | 'path'>>): void {
   whole('maxBatchBytes', 1);
   whole('growBytes', PAGE_SIZE);
   if (typeof o.blockingSyncUs !== 'number' || !(o.blockingSyncUs >= 0) || !Number.isFinite(o.blockingSyncUs)) throw bad('blockingSyncUs', 'a number >= 0', o.blockingSyncUs);
+}
+
+interface CompactOptions {
+  signal?: AbortSignal;
+  onInstall?: () => void;
+  onLoss?: (loss: Loss) => void;
+}
+
+interface CompactResult {
+  beforeBytes: number;
+  afterBytes: number;
+  keys: number;
 }
 
 export class Store {
@@ -605,7 +618,7 @@ export class Store {
    *  no longer applies and the compaction finishes or fails on its own. With `onLoss` (salvage), a
    *  damaged tree page or value is reported and left out instead of failing the compaction; the new
    *  file then holds what could be read, and `keys` says how many entries that was. */
-  async compact(progress?: (copied: number, total: number) => void, { signal, onInstall, onLoss }: { signal?: AbortSignal; onInstall?: () => void; onLoss?: (loss: Loss) => void } = {}): Promise<{ beforeBytes: number; afterBytes: number; keys: number }> {
+  async compact(progress?: (copied: number, total: number) => void, { signal, onInstall, onLoss }: CompactOptions = {}): Promise<CompactResult> {
     if (this.closed) throw new StoreError('CLOSED', 'store is closed');
     return this.writer.runExclusive(async () => {
       const tmp = compactFileOf(this.path);
@@ -613,15 +626,14 @@ export class Store {
       // unlink and the rename below.
       const releaseTmp = claimFile(this.fs, tmp);
       try {
-        return await this.compactInto(tmp, progress, signal, onInstall, onLoss);
+        return await this.compactInto(tmp, progress, { signal, onInstall, onLoss });
       } finally {
         releaseTmp();
       }
     });
   }
 
-  private async compactInto(tmp: string, progress: ((copied: number, total: number) => void) | undefined, signal: AbortSignal | undefined,
-    onInstall: (() => void) | undefined, onLoss: ((loss: Loss) => void) | undefined): Promise<{ beforeBytes: number; afterBytes: number; keys: number }> {
+  private async compactInto(tmp: string, progress: ((copied: number, total: number) => void) | undefined, { signal, onInstall, onLoss }: CompactOptions): Promise<CompactResult> {
     if (this.fs.exists(tmp)) await this.fs.unlink(tmp);
     const beforeBytes = this.fileBytes;
     const source = this.takeSnapshot(true); // close() waits for the compaction: let it finish
@@ -635,7 +647,7 @@ export class Store {
       onInstall?.();
     } catch (err) {
       // The partial copy goes, whatever stopped it: on a full disk it holds the space it took.
-      const removed = await this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
+      const removed = await this.removeCopy(tmp);
       if (signal?.aborted && err === signal.reason) throw err;
       // An exception from the caller's progress or onLoss callback is theirs, not an I/O error.
       if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
@@ -649,7 +661,7 @@ export class Store {
       // A rename can fail yet have happened (a network file system retrying it): then the copy is
       // no longer under its own name, and the store must move to it like after a success.
       if (this.fs.exists(tmp)) {
-        const removed = await this.fs.unlink(tmp).then(() => true, () => false);
+        const removed = await this.removeCopy(tmp);
         throw ioError(`${this.path}: installing the compacted file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
       }
     }
@@ -687,6 +699,11 @@ export class Store {
       throw ioError(`${this.path}: the compacted file is in place, but syncing its directory failed; the store uses it, and every commit retries that sync first`, dirError);
     }
     return { beforeBytes, afterBytes: r.fileBytes, keys };
+  }
+
+  /** Unlinks compaction's copy; whether it is gone. */
+  private removeCopy(tmp: string): Promise<boolean> {
+    return this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
   }
 
   /** Finishes queued puts, then closes the file once the reads under way are done. Later calls,
