@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadValues, vanishingStreams } from '../test/durability/abuse';
 import { startServer, tempDir } from '../test/support/server';
-import { log, MiB, parseList, resultDir, rmrf, wholeArg } from './lib/common';
+import { inTurn, log, MiB, parseList, resultDir, rmrf, wholeArg } from './lib/common';
 import { writeSummary } from './lib/report';
 
 interface Sample { t: number; rss: number; heapUsed: number; heapTotal: number; arrayBuffers: number }
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (let run = 1; run <= o.runs; run++) {
     for (const streams of o.streams) {
-      for (const server of run % 2 === 1 ? servers : [...servers].reverse()) {
+      for (const server of inTurn(servers, run - 1)) {
         const row = await measure(streams, run, { streamBufferMb: o.streamBufferMb, lbserver: server });
         rows.push(row);
         log(`stream-memory: ${row.server}, ${streams} streams, run ${run}: RSS before ${row.rssBeforeMiB} MiB, peak ${row.peakRssMiB} MiB; heap in use with the streams open ${row.heapUsedOpenMiB} MiB; arrayBuffers ${row.arrayBuffersMinMiB}-${row.arrayBuffersMaxMiB} MiB; snapshots released: ${row.released}`);

@@ -12,8 +12,6 @@ export type { StatResponse } from '../generated/kv';
 export { status as GrpcStatus } from '@grpc/grpc-js';
 export type { ServiceError } from '@grpc/grpc-js';
 
-/** The server's default largest value (64 MiB). */
-export const DEFAULT_MAX_VALUE_BYTES = DEFAULT_CONFIG.maxValueBytes;
 /** What a server with the default limits may send or take: the largest value, key and framing. */
 export const DEFAULT_MAX_MESSAGE_BYTES = maxMessageBytes(DEFAULT_CONFIG);
 

@@ -7,6 +7,9 @@ import * as http2 from 'node:http2';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { describeError, KvClient } from '../../lib/client';
+import { DEFAULT_CONFIG } from '../../lib/config';
+
+const MiB = 1024 * 1024;
 import { SERVICE, takeGrpcStatus } from '../support/raw-grpc';
 import { startServer, tempDir } from '../support/server';
 import { decodeValue, encodeValue, mib, nowMs, rssBytes, sleep } from './support';
@@ -120,8 +123,7 @@ export interface VanishResult {
  * Memory the server held before, retained or not, is in both `rssBefore` and the peak: what is
  * bounded is the growth.
  */
-export function streamsRssLimit(rssBefore: number, streams: number, cacheMB: number, streamBufferMB = 32): { bytes: number; formula: string } {
-  const MiB = 1024 * 1024;
+export function streamsRssLimit(rssBefore: number, streams: number, cacheMB: number, streamBufferMB = DEFAULT_CONFIG.streamBufferBytes / MiB): { bytes: number; formula: string } {
   const bytes = rssBefore + (cacheMB + streamBufferMB) * MiB + streams * 64 * 1024 + 64 * MiB;
   return { bytes, formula: `RSS before ${mib(rssBefore)} + cache ${cacheMB} MiB + stream buffer ${streamBufferMB} MiB + ${streams} x 64 KiB + 64 MiB uncollected = ${mib(bytes)}` };
 }

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KvClient, type KvClientOptions } from '../../lib/client';
 import { freePort } from '../../lib/ports';
+import { eventually } from './client-helpers';
 export { freePort };
 
 export const LBSERVER_JS = resolve(__dirname, '../../bin/lbserver.js');
@@ -221,12 +222,6 @@ export function sleep(ms: number): Promise<void> {
 
 /** Whether the server's stderr comes to match `pattern` within `timeoutMs`: what it logs before its
  *  ready line (stdout) may arrive after that line, on its own pipe. */
-export async function logs(srv: ServerHandle, pattern: RegExp | string, timeoutMs = 5000): Promise<boolean> {
-  const found = () => (typeof pattern === 'string' ? srv.stderr.includes(pattern) : pattern.test(srv.stderr));
-  const end = Date.now() + timeoutMs;
-  while (!found()) {
-    if (Date.now() > end) return false;
-    await sleep(20);
-  }
-  return true;
+export function logs(srv: ServerHandle, pattern: RegExp | string, timeoutMs = 5000): Promise<boolean> {
+  return eventually(() => (typeof pattern === 'string' ? srv.stderr.includes(pattern) : pattern.test(srv.stderr)), timeoutMs, 20);
 }
