@@ -94,17 +94,28 @@ function keepDamaged(dataFile: string): string {
 
 function describeLoss(l: Loss): string {
   const where = l.page !== undefined ? ` (page ${l.page})` : '';
+  if (l.keysUnknown) return `page ${l.page}: ${l.reason}`;
   if (l.key) return `the value of key ${showKey(l.key)}${where}: ${l.reason}`;
   const range = `keys from ${l.from ? showKey(l.from) : 'the first'} up to ${l.to ? `${showKey(l.to)} (exclusive)` : 'the last'}`;
   return `a damaged tree page${where} holding ${range}: ${l.reason}`;
 }
 
+/** What compactAndExit runs: compact() of an open store, or Store.rebuild() of one that would not
+ *  open. `keys`: how many the store had, when known. */
+interface CopyJob {
+  keys?: number;
+  /** The original is damaged whatever the copy finds (it would not open): keep it. */
+  damaged?: boolean;
+  run(opts: { signal: AbortSignal; onInstall: () => void; onLoss?: (l: Loss) => void; progress: (copied: number, total: number, what: string) => void }): Promise<{ keys: number; beforeBytes: number; afterBytes: number }>;
+  close(): Promise<void>;
+}
+
 /** Offline compaction (the file never shrinks by itself): holds the LOCK, so no server runs on it.
  *  SIGTERM/SIGINT abort it (exit 1): the copy stops, the partial file goes, the data file stays. */
-async function compactAndExit(store: Store, lock: DirLock, dataFile: string, salvage: boolean): Promise<never> {
+async function compactAndExit(job: CopyJob, lock: DirLock, dataFile: string, salvage: boolean): Promise<never> {
   const started = performance.now();
-  const keys = store.stats().keys;
   let shown = -1;
+  let shownWhat = '';
   const tmp = compactFileOf(dataFile);
   let losses = 0;
   // Exiting at once, as at startup, would leave the partial copy behind.
@@ -133,31 +144,34 @@ async function compactAndExit(store: Store, lock: DirLock, dataFile: string, sal
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    const r = await store.compact((copied, total) => {
-      const pct = total ? Math.floor((copied / total) * 100) : 100;
-      if (pct >= shown + 10 || copied === total) {
-        shown = pct;
-        log(`compacting ${dataFile}: ${copied}/${total} keys (${pct}%)`);
-      }
-    }, {
+    const r = await job.run({
+      progress: (copied, total, what) => {
+        const pct = total ? Math.floor((copied / total) * 100) : 100;
+        if (what !== shownWhat) [shown, shownWhat] = [-1, what];
+        if (pct >= shown + 10 || copied === total) {
+          shown = pct;
+          log(`compacting ${dataFile}: ${copied}/${total} ${what} (${pct}%)`);
+        }
+      },
       signal: abort.signal,
       onInstall: () => {
         installing = true;
         // A salvage that left something out replaces a file a better tool might read more of:
         // keep it. Throwing here fails the compaction with the original in place.
-        if (losses > 0) log(`salvage: the damaged original stays as ${keepDamaged(dataFile)}`);
+        if (losses > 0 || job.damaged) log(`salvage: the damaged original stays as ${keepDamaged(dataFile)}`);
       },
       onLoss: salvage ? (l) => { losses++; log(`salvage: left out ${describeLoss(l)}`); } : undefined,
     });
-    await store.close();
+    await job.close();
     lock.release();
     if (abort.signal.aborted) log('the signal came after the copy was complete: the compaction finished');
     const mib = (n: number) => (n / (1024 * 1024)).toFixed(1);
-    const kept = salvage ? `${r.keys} of ${keys} keys kept (${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'} left out)` : `${keys} keys`;
+    const of = job.keys === undefined ? '' : ` of ${job.keys}`;
+    const kept = salvage ? `${r.keys}${of} keys kept (${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'} left out)` : `${r.keys} keys`;
     process.stdout.write(`lbserver: compacted ${dataFile}: ${kept}, ${mib(r.beforeBytes)} MiB -> ${mib(r.afterBytes)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     process.exit(0);
   } catch (e) {
-    await store.close().catch(() => {});
+    await job.close().catch(() => {});
     lock.release();
     if (abort.signal.aborted && e === abort.signal.reason) {
       fail(`compaction of ${dataFile} aborted by ${(e as Error).message}: ${dataFile} is unchanged, the partial copy removed`);
@@ -184,7 +198,7 @@ async function main(): Promise<void> {
     .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls, then end those left with UNAVAILABLE (a Set so ended may or may not be applied)', String(DEFAULT_CONFIG.shutdownTimeoutMs))
     .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse); 0: never', String(DEFAULT_CONFIG.streamStallMs))
     .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')
-    .option('--salvage', 'with --compact: copy what can still be read of a damaged store, listing each damaged page or value left out (with the keys it held) on stderr, instead of refusing; the damaged original is kept as lbkv.db.damaged-<time>')
+    .option('--salvage', 'with --compact: copy what can still be read of a damaged store, listing each damaged page or value left out (with the keys it held) on stderr, instead of refusing; a store that will not open at all (both meta pages damaged) is rebuilt from its leaf pages, each key with the newest value found; the damaged original is kept as lbkv.db.damaged-<time>')
     .addHelpText('after', `
 Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
@@ -242,23 +256,43 @@ Examples:
   }
 
   const dataFile = join(cfg.dataDir, DATA_FILE_NAME);
+  const openOptions = {
+    path: dataFile,
+    cacheMB: cfg.cacheMB,
+    syncMode: cfg.syncMode,
+    blockingSyncUs: cfg.blockingSyncUs,
+    maxValueBytes: cfg.maxValueBytes,
+    maxKeyBytes: cfg.maxKeyBytes,
+  };
   let store: Store;
   try {
-    store = await Store.open({
-      path: dataFile,
-      cacheMB: cfg.cacheMB,
-      syncMode: cfg.syncMode,
-      blockingSyncUs: cfg.blockingSyncUs,
-      maxValueBytes: cfg.maxValueBytes,
-      maxKeyBytes: cfg.maxKeyBytes,
-    });
+    store = await Store.open(openOptions);
   } catch (e) {
-    lock.release();
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
-    fail(`cannot open ${dataFile}: ${what}`, EXIT.DATA);
+    // A meta page of another format or another program's file is not damage: nothing to rebuild.
+    const damaged = e instanceof StoreError && e.code === 'CORRUPTION' && !/format version|page size|bad magic/.test(e.message);
+    if (o.salvage && damaged) {
+      // No tree to walk: rebuild from the leaf pages themselves (Store.rebuild).
+      log(`salvage: cannot open ${dataFile} (${what}); rebuilding it from the pages that pass their checks, each key with the newest value found`);
+      await compactAndExit({
+        run: ({ progress, ...rest }) => Store.rebuild(openOptions, { ...rest, progress: (phase, done, total) => progress(done, total, phase === 'scan' ? 'pages scanned' : 'leaf pages copied') }),
+        close: async () => undefined,
+        damaged: true,
+      }, lock, dataFile, true);
+    }
+    lock.release();
+    const hint = damaged ? ' (lbserver --compact --salvage rebuilds it from what its pages still hold)' : '';
+    fail(`cannot open ${dataFile}: ${what}${hint}`, EXIT.DATA);
   }
   for (const w of store.openWarnings) log(`warning: ${w}`);
-  if (o.compact) await compactAndExit(store, lock, dataFile, o.salvage === true);
+  if (o.compact) {
+    const open = store;
+    await compactAndExit({
+      keys: open.stats().keys,
+      run: ({ progress, ...rest }) => open.compact((copied, total) => progress(copied, total, 'keys'), rest),
+      close: () => open.close(),
+    }, lock, dataFile, o.salvage === true);
+  }
 
   const stats = new ServiceStats();
   const service = new KvService(store, cfg, stats);

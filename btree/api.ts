@@ -54,6 +54,9 @@ export interface Loss {
   to?: Buffer;
   key?: Buffer;
   page?: number;
+  /** A page found damaged by a scan of the whole file (Store.rebuild): which keys it held is
+   *  unknown. */
+  keysUnknown?: boolean;
   reason: string;
 }
 

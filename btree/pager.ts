@@ -99,6 +99,12 @@ export class Pager {
     return r.node;
   }
 
+  /** Branch or leaf page `id` as the disk holds it, verified and decoded, not cached: for a scan of
+   *  every page (salvage-file.ts), which must not fill the cache. */
+  treePage(id: number): { node: Node; txid: number } | string {
+    return this.decodeTreePage(id, this.readRaw(id));
+  }
+
   /** A verified branch or leaf page, decoded with the txid that wrote it; or why it is not one. */
   private decodeTreePage(id: number, page: Buffer): { node: Node; txid: number } | string {
     const h = checkPage(page, id);

@@ -11,11 +11,12 @@ import { isSlotPage, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
-import { checkedAlloc, type Pager } from './pager';
+import { checkedAlloc, Pager } from './pager';
 import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
 import { isSalvageable, prefixEnd, salvageScan, scan } from './cursor';
+import { foreignFormat, leavesNewestFirst, newestValues } from './salvage-file';
 import { ioError, StoreError } from './errors';
 import { encodeNode, type Node, type OverflowRef } from './node';
 
@@ -136,21 +137,21 @@ export function compactFileOf(path: string): string {
   return path + '.compact';
 }
 
-/** Copies every entry of `source` into `copy` in large atomic batches, then closes `copy`; returns
- *  how many. With `onLoss`, damage is skipped and reported (Snapshot.salvage). */
-async function copyInto(source: Snapshot, copy: Store, progress?: (copied: number, total: number) => void, signal?: AbortSignal, onLoss?: (loss: Loss) => void): Promise<number> {
+/** Copies `entries` into `copy` in large atomic batches, then closes `copy`; returns how many.
+ *  `progress` gets the count so far. */
+async function copyInto(entries: AsyncIterable<Entry>, copy: Store, progress?: (copied: number) => void, signal?: AbortSignal): Promise<number> {
   try {
     signal?.throwIfAborted();
     let batch: Entry[] = [];
     let bytes = 0;
     let copied = 0;
-    for await (const e of onLoss ? source.salvage(onLoss) : source.range({})) {
+    for await (const e of entries) {
       batch.push(e);
       bytes += e.key.length + e.value.length;
       if (batch.length >= 2000 || bytes >= 32 * MiB) {
         await copy.putMany(batch);
         copied += batch.length;
-        progress?.(copied, source.keys);
+        progress?.(copied);
         signal?.throwIfAborted();
         batch = [];
         bytes = 0;
@@ -158,11 +159,33 @@ async function copyInto(source: Snapshot, copy: Store, progress?: (copied: numbe
     }
     if (batch.length) await copy.putMany(batch);
     copied += batch.length;
-    progress?.(copied, source.keys);
+    progress?.(copied);
     return copied;
   } finally {
     await copy.close();
   }
+}
+
+/** Unlinks a copy being made; whether it is gone. */
+function removeFile(fs: FileSystem, file: string): Promise<boolean> {
+  return fs.unlink(file).then(() => true, () => !fs.exists(file));
+}
+
+/** OpenOptions with the defaults filled in, checked. */
+function withDefaults(options: OpenOptions): Required<Omit<OpenOptions, 'fs' | 'path'>> {
+  if (typeof options?.path !== 'string' || options.path === '') throw new StoreError('INVALID_ARGUMENT', 'OpenOptions.path must name the data file');
+  const opts = {
+    cacheMB: options.cacheMB ?? 64,
+    syncMode: options.syncMode ?? 'one',
+    maxValueBytes: options.maxValueBytes ?? 64 * MiB,
+    maxKeyBytes: options.maxKeyBytes ?? 1024,
+    maxBatchOps: options.maxBatchOps ?? 4096,
+    maxBatchBytes: options.maxBatchBytes ?? 64 * MiB,
+    growBytes: options.growBytes ?? 64 * MiB,
+    blockingSyncUs: options.blockingSyncUs ?? 0,
+  };
+  checkOptions(opts);
+  return opts;
 }
 
 /** Data files open in this process, per file system: a second Store on one file would commit over
@@ -275,20 +298,81 @@ export class Store {
 
   static async open(options: OpenOptions): Promise<Store> {
     const started = performance.now();
-    if (typeof options?.path !== 'string' || options.path === '') throw new StoreError('INVALID_ARGUMENT', 'OpenOptions.path must name the data file');
-    const opts = {
-      cacheMB: options.cacheMB ?? 64,
-      syncMode: options.syncMode ?? 'one',
-      maxValueBytes: options.maxValueBytes ?? 64 * MiB,
-      maxKeyBytes: options.maxKeyBytes ?? 1024,
-      maxBatchOps: options.maxBatchOps ?? 4096,
-      maxBatchBytes: options.maxBatchBytes ?? 64 * MiB,
-      growBytes: options.growBytes ?? 64 * MiB,
-      blockingSyncUs: options.blockingSyncUs ?? 0,
-    };
-    checkOptions(opts);
+    const opts = withDefaults(options);
     const fs = options.fs ?? nodeFileSystem;
     return Store.openClaimed(options.path, fs, opts, claimFile(fs, options.path), started);
+  }
+
+  /** For a file that cannot be opened (both meta pages damaged, or the freelist its meta names):
+   *  builds a new file from the leaf pages alone, each key with the newest value that passes its
+   *  checks (salvage-file.ts says why that is the newest, and what it cannot tell), and installs it
+   *  over `options.path` like compact(). Everything it could not read goes to `onLoss`. Best effort:
+   *  a key whose newest leaf is damaged comes back older, and values of a commit that never
+   *  completed may come back. `progress` is called with the pages scanned, then the leaves copied. */
+  static async rebuild(options: OpenOptions, { signal, onInstall, onLoss, progress }: CompactOptions & { progress?: (phase: 'scan' | 'copy', done: number, total: number) => void } = {}): Promise<CompactResult> {
+    const opts = withDefaults(options);
+    const fs = options.fs ?? nodeFileSystem;
+    const path = options.path;
+    const tmp = compactFileOf(path);
+    const report = onLoss ?? (() => undefined);
+    const release = claimFile(fs, path);
+    try {
+      const releaseTmp = claimFile(fs, tmp);
+      try {
+        let file: FileHandle;
+        try {
+          file = await fs.open(path, true);
+        } catch (err) {
+          throw ioError(`${path}: opening the data file to rebuild it`, err);
+        }
+        const pager = new Pager(file, path, makeCaches(1));
+        const beforeBytes = file.size();
+        let keys: number;
+        let firstTxid: number;
+        try {
+          const foreign = foreignFormat(pager);
+          if (foreign) throw new StoreError('CORRUPTION', `${path}: not rebuilt: ${foreign}`);
+          const leaves = leavesNewestFirst(pager, Math.floor(beforeBytes / PAGE_SIZE), report, (d, t) => progress?.('scan', d, t));
+          if (leaves.length === 0) throw new StoreError('CORRUPTION', `${path}: not rebuilt: none of its ${Math.floor(beforeBytes / PAGE_SIZE)} pages passes its checks as a leaf (is it an lbkv data file?)`);
+          signal?.throwIfAborted();
+          const newest = leaves.length > 0 ? leaves[0].txid : 0;
+          firstTxid = newest + 2 - (newest % 2);
+          if (fs.exists(tmp)) await fs.unlink(tmp);
+          const copy = await Store.openClaimed(tmp, fs, opts, () => undefined, performance.now(), firstTxid);
+          keys = await copyInto(newestValues(pager, leaves, report, (d, t) => progress?.('copy', d, t)), copy, undefined, signal);
+          signal?.throwIfAborted();
+          onInstall?.();
+        } catch (err) {
+          const removed = await removeFile(fs, tmp);
+          if (signal?.aborted && err === signal.reason) throw err;
+          if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
+          throw ioError(`${path}: rebuilding from its pages into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
+        } finally {
+          await pager.close().catch(() => undefined);
+        }
+        try {
+          await fs.rename(tmp, path);
+        } catch (err) {
+          if (fs.exists(tmp)) {
+            const removed = await removeFile(fs, tmp);
+            throw ioError(`${path}: installing the rebuilt file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
+          }
+        }
+        try {
+          await fs.syncDir(nodePath.dirname(nodePath.resolve(path)));
+        } catch (err) {
+          throw ioError(`${path}: the rebuilt file is in place, but syncing its directory failed (a crash may bring back the damaged one)`, err);
+        }
+        const check = await Store.openClaimed(path, fs, opts, () => undefined, performance.now());
+        const afterBytes = check.fileBytes;
+        await check.close();
+        return { beforeBytes, afterBytes, keys };
+      } finally {
+        releaseTmp();
+      }
+    } finally {
+      release();
+    }
   }
 
   /** Opens a file its caller has claimed (claimFile); `release` gives the claim back at close. */
@@ -641,13 +725,14 @@ export class Store {
     try {
       // The copy's txids continue past this file's (an even start: slot 0), so they never go back.
       const firstTxid = this.meta.txid + 2 - (this.meta.txid % 2);
-      keys = await copyInto(source, await Store.openClaimed(tmp, this.fs, this.opts, () => undefined, performance.now(), firstTxid), progress, signal, onLoss);
+      const copy = await Store.openClaimed(tmp, this.fs, this.opts, () => undefined, performance.now(), firstTxid);
+      keys = await copyInto(onLoss ? source.salvage(onLoss) : source.range({}), copy, progress && ((n) => progress(n, source.keys)), signal);
       // The last point to abort: once renamed, the new file is the data file.
       signal?.throwIfAborted();
       onInstall?.();
     } catch (err) {
       // The partial copy goes, whatever stopped it: on a full disk it holds the space it took.
-      const removed = await this.removeCopy(tmp);
+      const removed = await removeFile(this.fs, tmp);
       if (signal?.aborted && err === signal.reason) throw err;
       // An exception from the caller's progress or onLoss callback is theirs, not an I/O error.
       if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
@@ -661,7 +746,7 @@ export class Store {
       // A rename can fail yet have happened (a network file system retrying it): then the copy is
       // no longer under its own name, and the store must move to it like after a success.
       if (this.fs.exists(tmp)) {
-        const removed = await this.removeCopy(tmp);
+        const removed = await removeFile(this.fs, tmp);
         throw ioError(`${this.path}: installing the compacted file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
       }
     }
@@ -699,11 +784,6 @@ export class Store {
       throw ioError(`${this.path}: the compacted file is in place, but syncing its directory failed; the store uses it, and every commit retries that sync first`, dirError);
     }
     return { beforeBytes, afterBytes: r.fileBytes, keys };
-  }
-
-  /** Unlinks compaction's copy; whether it is gone. */
-  private removeCopy(tmp: string): Promise<boolean> {
-    return this.fs.unlink(tmp).then(() => true, () => !this.fs.exists(tmp));
   }
 
   /** Finishes queued puts, then closes the file once the reads under way are done. Later calls,

@@ -14,7 +14,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import { Store, StoreError } from '../btree';
+import * as zlib from 'node:zlib';
+import { Store, StoreError, type Loss } from '../btree';
 import { mulberry32, randomBytes } from './support/fault-fs';
 import { LBSERVER_JS, logs, runClient, runNode, runServerExpectingFailure, startServer, tempDir } from './support/server';
 import { GrpcStatus, isServiceError } from '../lib/client';
@@ -461,6 +462,13 @@ async function serverDataDir(): Promise<{ dir: string; file: string }> {
   return { dir, file };
 }
 
+/** lbserver's salvage said where it kept the damaged original, and that file is it, byte for byte. */
+function assertKeptOriginal(stderr: string, file: string, damagedSha: string): void {
+  const keptAs = /the damaged original stays as (\S+)/.exec(stderr)?.[1];
+  assert.ok(keptAs?.startsWith(`${file}.damaged-`), stderr);
+  assert.is(sha(keptAs!), damagedSha, 'the damaged original, byte for byte');
+}
+
 async function expectStatus(p: Promise<unknown>, code: number, what: string): Promise<string> {
   try {
     const v = await p;
@@ -627,9 +635,7 @@ test('server: lbserver --compact --salvage keeps what a damaged store still hold
   assert.is(total, 1503);
   assert.ok(kept < total - 1 && kept > total - 100, `${kept} of ${total}`);
   assert.not.ok(fs.existsSync(`${file}.compact`));
-  const keptAs = /the damaged original stays as (\S+)/.exec(r.stderr)?.[1];
-  assert.ok(keptAs?.startsWith(`${file}.damaged-`), r.stderr);
-  assert.is(sha(keptAs!), damaged, 'the damaged original, byte for byte');
+  assertKeptOriginal(r.stderr, file, damaged);
   const srv = await startServer({ dataDir: dir });
   try {
     const c = srv.client();
@@ -668,6 +674,169 @@ test('server: lbclient getprefix that meets a damaged value after printing entri
     assert.is(r.code, 3, r.stderr);
     assert.ok(r.stdout.split('\n').filter((l) => l.startsWith('big-')).length >= 16, 'entries before the damage were printed');
     assert.match(r.stderr, /getprefix cut off after some entries were printed, the listing is not whole: server error: DATA_LOSS/);
+  } finally {
+    await srv.stop();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Store.rebuild (lbserver --compact --salvage of a store that will not open): no meta, no tree, only
+// the pages. Each key must come back with its newest value although freed leaves holding older
+// values of it are still in the file.
+
+/** A store whose keys were overwritten over several commits, so that older versions of many keys sit
+ *  in freed leaves; both meta pages then damaged. Returns the file and its last contents. */
+async function overwrittenStoreWithoutMetas(dir?: string): Promise<{ file: string; last: Map<string, Buffer>; big: Buffer[] }> {
+  const file = dir ? path.join(dir, DATA_FILE_NAME) : tmpFile();
+  const s = await Store.open({ path: file });
+  const last = new Map<string, Buffer>();
+  const put = async (batch: [number, Buffer][]) => {
+    await s.putMany(batch.map(([i, value]) => ({ key: key(i), value })));
+    for (const [i, v] of batch) last.set(key(i).toString('latin1'), v);
+  };
+  await put(Array.from({ length: 1200 }, (_, i) => [i, smallValue(i, 0)] as [number, Buffer]));
+  // A reader holds every page freed from here on (else the next commits reuse them at once), as a
+  // long GetPrefix would: the older versions stay in the file.
+  const reader = s.snapshot();
+  // Generations 1 and 2 of some keys, a commit per 50 keys: many leaves are copied more than once.
+  for (let gen = 1; gen <= 2; gen++) {
+    const touched = Array.from({ length: 1200 }, (_, i) => i).filter((i) => i % (gen + 2) === 0);
+    for (let at = 0; at < touched.length; at += 50) await put(touched.slice(at, at + 50).map((i) => [i, smallValue(i, gen)]));
+  }
+  // A large value overwritten once: its older run is still in the file.
+  const big = [randomBytes(mulberry32(11), 40_000), randomBytes(mulberry32(12), 40_000)];
+  await put([[99999, big[0]!]]);
+  await put([[99999, big[1]!]]);
+  reader.release();
+  await settle(s);
+  last.set('zzz-settle-1', Buffer.from('settle'));
+  last.set('zzz-settle-2', Buffer.from('settle'));
+  await s.close();
+  damages['random garbage']!(file, 0);
+  damages['zeroed page']!(file, 1);
+  return { file, last, big };
+}
+
+test('Store.rebuild: both meta pages damaged; every key comes back with its newest value, though older ones sit in freed leaves', async () => {
+  const { file, last, big } = await overwrittenStoreWithoutMetas();
+  // The test means something only if older versions are still there to be picked by mistake.
+  const data = fs.readFileSync(file);
+  const stale = [...Array(1200).keys()].filter((i) => i % 3 === 0 && data.includes(Buffer.from(marker(i, 0)))).length;
+  assert.ok(stale > 50, `older versions of overwritten keys still in the file: ${stale}`);
+  assert.ok(data.includes(big[0]!.subarray(0, 64)), 'the older large value is still in the file');
+  await expectCorruption(Store.open({ path: file }), 'open with both metas damaged');
+  const losses: Loss[] = [];
+  const phases = new Set<string>();
+  const r = await Store.rebuild({ path: file }, { onLoss: (l) => losses.push(l), progress: (phase) => phases.add(phase) });
+  assert.equal(losses, [], 'nothing was damaged but the metas');
+  assert.equal([...phases].sort(), ['copy', 'scan']);
+  assert.is(r.keys, last.size);
+  assert.not.ok(fs.existsSync(`${file}.compact`));
+  const s = await Store.open({ path: file });
+  try {
+    assert.equal(s.openWarnings, []);
+    const got = await readEverything(s);
+    const wrong = [...last].filter(([k, v]) => !got.get(k)?.equals(v)).map(([k]) => k);
+    assert.equal(wrong.slice(0, 5), [], `${wrong.length} keys without their newest value`);
+    assert.is(got.size, last.size);
+    // The rebuilt store takes writes and keeps them.
+    await s.put(key(5), Buffer.from('after the rebuild'));
+  } finally {
+    await s.close();
+  }
+  const again = await Store.open({ path: file });
+  assert.equal(await again.get(key(5)), Buffer.from('after the rebuild'));
+  await again.close();
+});
+
+test('Store.rebuild: a damaged newest leaf is reported and its keys fall back to older values; a damaged newest large value too', async () => {
+  const { file, last, big } = await overwrittenStoreWithoutMetas();
+  // Key 12 was rewritten in generations 1 and 2: damage the leaf that holds its newest value.
+  const victim = 12;
+  const pages = pagesContaining(file, Buffer.from(marker(victim, 2)));
+  assert.is(pages.length, 1, `pages holding the newest value of key ${victim}: ${pages}`);
+  const onVictimLeaf = new Set<string>();
+  {
+    const raw = fs.readFileSync(file).subarray(pages[0]! * PAGE, (pages[0]! + 1) * PAGE);
+    for (const [k, v] of last) if (raw.includes(v.subarray(0, 12)) && v.length < 200) onVictimLeaf.add(k);
+  }
+  patch(file, pages[0]! * PAGE + 2000, randomBytes(mulberry32(3), 8));
+  // And the newest run of the large value.
+  const at = fs.readFileSync(file).indexOf(big[1]!.subarray(0, 64));
+  patch(file, at + 5000, Buffer.from([big[1]![5000]! ^ 0x01]));
+  const losses: Loss[] = [];
+  const r = await Store.rebuild({ path: file }, { onLoss: (l) => losses.push(l) });
+  const pageLoss = losses.find((l) => l.keysUnknown && l.page === pages[0]);
+  assert.ok(pageLoss, `the damaged leaf is reported: ${JSON.stringify(losses.map((l) => [l.page, l.reason]))}`);
+  assert.match(pageLoss!.reason, /checksum mismatch/);
+  const bigLoss = losses.find((l) => l.key?.equals(key(99999)));
+  assert.ok(bigLoss, 'the damaged large value is reported with its key');
+  assert.match(bigLoss!.reason, /checksum mismatch.*an older value \(txid \d+\) was kept instead/);
+  const s = await Store.open({ path: file });
+  try {
+    const got = await readEverything(s);
+    assert.is(r.keys, got.size);
+    assert.equal(got.get(key(99999).toString('latin1')), big[0], 'the large value falls back to its older, intact version');
+    const v = got.get(key(victim).toString('latin1'));
+    assert.ok(v === undefined || v.equals(smallValue(victim, 1)) || v.equals(smallValue(victim, 0)), `key ${victim}: ${v?.toString()}`);
+    assert.not.equal(v, smallValue(victim, 2));
+    // Every key not on the damaged leaf has its newest value, exactly.
+    for (const [k, want] of last) {
+      if (onVictimLeaf.has(k) || k === key(99999).toString('latin1')) continue;
+      assert.ok(got.get(k)?.equals(want), `key ${k}: ${got.get(k)?.toString()}`);
+    }
+  } finally {
+    await s.close();
+  }
+});
+
+test('Store.rebuild refuses, changing nothing, a file that is not lbkv data or is another format version', async () => {
+  const noise = tmpFile();
+  fs.writeFileSync(noise, randomBytes(mulberry32(21), 64 * PAGE));
+  const noiseSha = sha(noise);
+  let e = await expectCorruption(Store.rebuild({ path: noise }), 'rebuild of random bytes');
+  assert.match(e.message, /none of its 64 pages passes its checks as a leaf \(is it an lbkv data file\?\)/);
+  assert.is(sha(noise), noiseSha);
+  assert.not.ok(fs.existsSync(`${noise}.compact`));
+  // A meta page that passes its checksum but says format version 2: its leaves may be laid out
+  // otherwise, so this build must not read them as its own.
+  const { file } = await overwrittenStoreWithoutMetas();
+  const meta = Buffer.alloc(PAGE);
+  const fd = fs.openSync(file, 'r');
+  fs.readSync(fd, meta, 0, PAGE, metaAt(1));
+  fs.closeSync(fd);
+  meta.fill(0, 0, PAGE);
+  Buffer.from('LBKVDB01', 'latin1').copy(meta, 24);
+  meta.writeUInt8(1, 4); // PageType.Meta
+  meta.writeUIntLE(2, 8, 6); // page id 2: slot 1's meta page
+  meta.writeUInt32LE(2, 32); // format version 2
+  meta.writeUInt32LE(zlib.crc32(meta.subarray(4)), 0);
+  patch(file, metaAt(1), meta);
+  const before = sha(file);
+  e = await expectCorruption(Store.rebuild({ path: file }), 'rebuild of a format-2 file');
+  assert.match(e.message, /not rebuilt: meta page 2: format version 2, this build reads versions/);
+  assert.is(sha(file), before);
+  assert.not.ok(fs.existsSync(`${file}.compact`));
+});
+
+test('server: lbserver --compact --salvage rebuilds a store whose meta pages are both damaged; without --salvage the refusal says so', async () => {
+  const dir = tempDir('lbkv-corrupt-srv-');
+  const { file, last } = await overwrittenStoreWithoutMetas(dir);
+  const damaged = sha(file);
+  const refused = await runServerExpectingFailure(['--listen', '127.0.0.1:0', '--data', dir]);
+  assert.is(refused.code, 4);
+  assert.match(refused.stderr, /lbserver --compact --salvage rebuilds it from what its pages still hold/);
+  const r = await runNode(LBSERVER_JS, ['--data', dir, '--compact', '--salvage'], { timeoutMs: 60_000 });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /salvage: cannot open .*no valid meta page.*; rebuilding it from the pages that pass their checks/);
+  assert.match(r.stderr, /compacting .*: \d+\/\d+ pages scanned \(100%\)/);
+  assert.match(r.stdout, new RegExp(`compacted .*: ${last.size} keys kept \\(0 damaged pages or values left out\\)`));
+  assertKeptOriginal(r.stderr, file, damaged);
+  const srv = await startServer({ dataDir: dir });
+  try {
+    const c = srv.client();
+    assert.is((await c.stat()).keys, last.size);
+    for (const i of [0, 3, 4, 6, 12, 1199]) assert.equal(await c.get(key(i)), last.get(key(i).toString('latin1')), `key ${i}`);
   } finally {
     await srv.stop();
   }
