@@ -332,7 +332,11 @@ export class Store {
         try {
           const foreign = foreignFormat(pager);
           if (foreign) throw new StoreError('CORRUPTION', `${path}: not rebuilt: ${foreign}`);
-          const leaves = leavesNewestFirst(pager, Math.floor(beforeBytes / PAGE_SIZE), report, (d, t) => progress?.('scan', d, t));
+          // The scan of a large file takes a while: a signal stops it between pages too.
+          const leaves = leavesNewestFirst(pager, Math.floor(beforeBytes / PAGE_SIZE), report, (d, t) => {
+            signal?.throwIfAborted();
+            progress?.('scan', d, t);
+          });
           if (leaves.length === 0) throw new StoreError('CORRUPTION', `${path}: not rebuilt: none of its ${Math.floor(beforeBytes / PAGE_SIZE)} pages passes its checks as a leaf (is it an lbkv data file?)`);
           signal?.throwIfAborted();
           const newest = leaves.length > 0 ? leaves[0].txid : 0;

@@ -790,6 +790,21 @@ test('Store.rebuild: a damaged newest leaf is reported and its keys fall back to
   }
 });
 
+test('Store.rebuild stopped by its signal, during the scan or the copy, leaves the file as it was and no partial copy', async () => {
+  const { file, last } = await overwrittenStoreWithoutMetas();
+  const before = sha(file);
+  for (const phase of ['scan', 'copy']) {
+    const abort = new AbortController();
+    const reason = new Error(`stop during ${phase}`);
+    const got = await Store.rebuild({ path: file }, { signal: abort.signal, progress: (p) => { if (p === phase) abort.abort(reason); } }).then(() => 'resolved', (e) => e);
+    assert.is(got, reason, phase);
+    assert.is(sha(file), before, phase);
+    assert.not.ok(fs.existsSync(`${file}.compact`), phase);
+  }
+  const r = await Store.rebuild({ path: file });
+  assert.is(r.keys, last.size, 'a rebuild after the stopped ones works');
+});
+
 test('Store.rebuild refuses, changing nothing, a file that is not lbkv data or is another format version', async () => {
   const noise = tmpFile();
   fs.writeFileSync(noise, randomBytes(mulberry32(21), 64 * PAGE));
