@@ -190,10 +190,8 @@ function clientOptions(g: GlobalOpts): { callTimeoutMs: number | undefined } {
 }
 
 function makeClient(g: GlobalOpts): KvClient {
-  const { callTimeoutMs } = clientOptions(g);
-  // No message limit of its own: the server enforces --max-value-bytes and says so in its status,
-  // where a client-side limit would fail first with a message that seems to come from the server.
-  return new KvClient(g.server, { callTimeoutMs, maxMessageBytes: -1 });
+  // No message limit of its own (KvClient's default): the server enforces --max-value-bytes.
+  return new KvClient(g.server, clientOptions(g));
 }
 
 /** Runs `cmd` on a client of its own: its gRPC failures become the CLI's messages and exit codes.
@@ -290,7 +288,8 @@ Examples:
       // Past 2^53 a count is beyond any store: no limit (the server reads such a uint64 so too).
       const limit = Math.min(wholeOption(o.limit, '--limit', 0, Infinity), Number.MAX_SAFE_INTEGER);
       await withServer(g, 'getprefix', async (c, answered) => {
-        for await (const batch of c.getPrefixMessages(prefix, { limit })) {
+        // --timeout-ms bounds the whole listing, as it bounds each other command.
+        for await (const batch of c.getPrefixMessages(prefix, { limit, timeoutMs: clientOptions(g).callTimeoutMs })) {
           answered();
           let text = '';
           for (const e of batch) {

@@ -6,21 +6,20 @@ import {
   type GetPrefixResponse,
   type StatResponse,
 } from '../generated/kv';
-import { DEFAULT_CONFIG, maxMessageBytes } from './config';
 
 export type { StatResponse } from '../generated/kv';
 export { status as GrpcStatus } from '@grpc/grpc-js';
 export type { ServiceError } from '@grpc/grpc-js';
 
-/** What a server with the default limits may send or take: the largest value, key and framing. */
-export const DEFAULT_MAX_MESSAGE_BYTES = maxMessageBytes(DEFAULT_CONFIG);
-
 export type Bytes = Buffer | string | Uint8Array;
 
 export interface KvClientOptions {
-  /** grpc max send and receive message length. Default 64 MiB + 2 MiB (fits the largest default value). */
+  /** grpc max send and receive message length, bytes. Default -1: no limit on the client's side,
+   *  so the server's own limit (`--max-value-bytes`) decides what a Set may carry, and says so with
+   *  INVALID_ARGUMENT, and a value stored under a larger limit can still be read. */
   maxMessageBytes?: number;
-  /** Deadline for each unary call, ms (default: none). */
+  /** Deadline for each unary call (set, get, stat), ms (default: none). A getPrefix stream has
+   *  its own (GetPrefixOptions.timeoutMs): a listing may rightly take longer than any one call. */
   callTimeoutMs?: number;
   /** Extra grpc channel options. */
   channelOptions?: grpc.ChannelOptions;
@@ -32,14 +31,32 @@ export interface KvEntry {
 }
 
 export interface GetPrefixOptions {
-  /** 0 or undefined: no limit. */
+  /** At most this many entries; 0 or undefined: no limit. A whole number. */
   limit?: number;
+  /** Deadline for the whole stream, ms from its start, the time the caller spends between entries
+   *  included (default: none). Past it the iteration throws DEADLINE_EXCEEDED. */
+  timeoutMs?: number;
+  /** Aborting it cancels the stream, even while an iteration step waits for the server: the
+   *  iteration throws `signal.reason`, and the server releases the stream's snapshot. */
+  signal?: AbortSignal;
 }
 
-export function toBytes(b: Bytes): Buffer {
-  if (typeof b === 'string') return Buffer.from(b, 'utf8');
+/** An error of this client's own making, shaped like the grpc-js ServiceError a call fails with, so
+ *  that callers handle one kind of error: a bad argument (INVALID_ARGUMENT) is refused before
+ *  anything is sent, a call on a closed client (UNAVAILABLE) is never sent. */
+export function clientError(code: grpc.status, details: string): grpc.ServiceError {
+  return Object.assign(new Error(`${code} ${statusName(code)}: ${details}`), { code, details, metadata: new grpc.Metadata() });
+}
+
+export function toBytes(b: Bytes, what = 'key'): Buffer {
+  if (typeof b === 'string') {
+    // A lone surrogate has no UTF-8 form: Buffer.from would turn every one into the same U+FFFD.
+    if (!(b as string & { isWellFormed(): boolean }).isWellFormed()) throw clientError(grpc.status.INVALID_ARGUMENT, `${what} is a string with a lone UTF-16 surrogate, which has no UTF-8 form; pass a Buffer`);
+    return Buffer.from(b, 'utf8');
+  }
   if (Buffer.isBuffer(b)) return b;
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (b instanceof Uint8Array) return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  throw clientError(grpc.status.INVALID_ARGUMENT, `${what} must be a Buffer, Uint8Array or string, not ${b === null ? 'null' : typeof b === 'object' ? (b as object).constructor?.name ?? 'object' : typeof b}`);
 }
 
 /** True if `e` looks like a grpc ServiceError (has a numeric status code). */
@@ -64,10 +81,11 @@ export class KvClient {
   readonly address: string;
   readonly maxMessageBytes: number;
   private readonly callTimeoutMs: number | undefined;
+  private closed = false;
 
   constructor(address = '127.0.0.1:50051', opts: KvClientOptions = {}) {
     this.address = address;
-    this.maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.maxMessageBytes = opts.maxMessageBytes ?? -1;
     this.callTimeoutMs = opts.callTimeoutMs;
     this.raw = new KeyValueStoreClient(address, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': this.maxMessageBytes,
@@ -82,49 +100,57 @@ export class KvClient {
     return this.raw.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
   }
 
-  private callOptions(): Partial<grpc.CallOptions> {
-    return this.callTimeoutMs ? { deadline: Date.now() + this.callTimeoutMs } : {};
+  /** Starts a unary call: `start` gets the call options and a callback. Arguments are checked and a
+   *  closed client refused here, as errors shaped like the call's own. */
+  private unary<T>(start: (options: Partial<grpc.CallOptions>, done: (err: grpc.ServiceError | null, res?: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) throw clientError(grpc.status.UNAVAILABLE, 'the client is closed (KvClient.close() was called)');
+      start(this.callTimeoutMs ? { deadline: Date.now() + this.callTimeoutMs } : {}, (err, res) => (err ? reject(err) : resolve(res as T)));
+    });
   }
 
   /** Resolves once the server has made the value durable. */
   set(key: Bytes, value: Bytes): Promise<void> {
-    const req = { key: toBytes(key), value: toBytes(value) };
-    return new Promise((resolve, reject) => {
-      this.raw.set(req, new grpc.Metadata(), this.callOptions(), (err) => (err ? reject(err) : resolve()));
-    });
+    return this.unary<void>((options, done) => this.raw.set({ key: toBytes(key), value: toBytes(value, 'value') }, new grpc.Metadata(), options, (err) => done(err)));
   }
 
   /** The value, or undefined when the key is absent. */
   get(key: Bytes): Promise<Buffer | undefined> {
-    const req = { key: toBytes(key) };
-    return new Promise((resolve, reject) => {
-      this.raw.get(req, new grpc.Metadata(), this.callOptions(), (err, res) => {
-        if (err) reject(err);
-        else resolve(res.found ? res.value : undefined);
-      });
-    });
+    return this.unary<Buffer | undefined>((options, done) => this.raw.get({ key: toBytes(key) }, new grpc.Metadata(), options, (err, res) => done(err, res?.found ? res.value : undefined)));
   }
 
   stat(): Promise<StatResponse> {
-    return new Promise((resolve, reject) => {
-      this.raw.stat({}, new grpc.Metadata(), this.callOptions(), (err, res) => (err ? reject(err) : resolve(res)));
-    });
+    return this.unary<StatResponse>((options, done) => this.raw.stat({}, new grpc.Metadata(), options, (err, res) => done(err, res)));
   }
 
   /**
    * The server's stream, one item per GetPrefix message (a batch of entries). Stopping the iteration
-   * early (break/return/throw) cancels the call so the server releases its snapshot.
+   * early (break/return/throw) or aborting `opts.signal` cancels the call so the server releases its
+   * snapshot.
    */
   async *getPrefixMessages(prefix: Bytes, opts: GetPrefixOptions = {}): AsyncGenerator<KvEntry[]> {
-    // callTimeoutMs bounds the whole stream: a deadline is per call, and the call is the stream.
-    const call = this.raw.getPrefix({ prefix: toBytes(prefix), limit: opts.limit ?? 0 }, new grpc.Metadata(), this.callOptions());
+    if (this.closed) throw clientError(grpc.status.UNAVAILABLE, 'the client is closed (KvClient.close() was called)');
+    const limit = opts.limit ?? 0;
+    if (!Number.isSafeInteger(limit) || limit < 0) throw clientError(grpc.status.INVALID_ARGUMENT, `limit is ${String(limit)}; it must be a whole number >= 0 (0: no limit)`);
+    const timeoutMs = opts.timeoutMs;
+    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw clientError(grpc.status.INVALID_ARGUMENT, `timeoutMs is ${String(timeoutMs)}; it must be a number of milliseconds > 0`);
+    const { signal } = opts;
+    signal?.throwIfAborted();
+    const call = this.raw.getPrefix({ prefix: toBytes(prefix, 'prefix'), limit }, new grpc.Metadata(), timeoutMs ? { deadline: Date.now() + timeoutMs } : {});
+    const onAbort = () => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
     let finished = false;
     try {
       for await (const msg of call as AsyncIterable<GetPrefixResponse>) {
         yield msg.entries;
       }
       finished = true;
+    } catch (err) {
+      // The cancel our abort made ends the stream with CANCELLED: the caller asked for its reason.
+      if (signal?.aborted) throw signal.reason;
+      throw err;
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       if (!finished) {
         call.on('error', () => {}); // the CANCELLED status that follows is expected
         call.cancel();
@@ -153,7 +179,10 @@ export class KvClient {
     });
   }
 
+  /** Closes the channel. Calls that already started run to their end; calls not yet started,
+   *  including ones made in the same tick just before close(), fail UNAVAILABLE: await them first. */
   close(): void {
+    this.closed = true;
     this.raw.close();
   }
 }

@@ -369,7 +369,7 @@ streams('clients that never read: after --stream-stall-ms, and as long again for
     // With their messages still charged, this call would wait for budget forever.
     const reader = new KvClient(srv.address, { callTimeoutMs: 30_000 });
     try {
-      assert.is((await reader.getPrefixAll('nr/')).length, n, 'a reading client gets the whole result');
+      assert.is((await reader.getPrefixAll('nr/', { timeoutMs: 30_000 })).length, n, 'a reading client gets the whole result');
     } finally { reader.close(); }
   } finally {
     for (const s of stuck) s.destroy();
