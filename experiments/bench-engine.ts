@@ -147,7 +147,7 @@ async function main(): Promise<void> {
     .opts<{ with1m: boolean; putSeconds: number; gets: number; dir?: string; out?: string }>();
   const with1m = opts.with1m;
   const { putSeconds, gets } = opts;
-  const root = opts.dir ? fs.mkdtempSync(path.join(opts.dir, 'lbkv-bench-')) : makeDataDir('bench-engine');
+  const root = makeDataDir('bench-engine', opts.dir);
   const out = resultDir('bench-engine', opts.out);
   const base = Buffer.alloc(VALUE_BYTES);
   const r0 = rng(42);

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { KvClient } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
 import { Store } from '../btree';
-import { dropCaches, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, countsArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
+import { dropCaches, keepDataDir, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, countsArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
 import { runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
@@ -123,6 +123,7 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
   log(`exp2: floor server process start -> first get: median ${floorFirstGetMs.toFixed(1)} ms`);
 
   const dataDir = makeDataDir('exp2');
+  if (o.keep) keepDataDir(dataDir);
   const prefix = 'e2/';
   const points: Point[] = [];
   let anyDropped = false;

@@ -9,12 +9,12 @@
 //        [--compare <another build's dist/bin/lbserver.js>] [--out <dir>]
 // --compare measures both servers in every run, in turns (odd runs this build first, even runs the
 // other), so that slow and fast spells of the shared machine fall on both alike.
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadValues, vanishingStreams } from '../test/durability/abuse';
 import { startServer, tempDir } from '../test/support/server';
-import { inTurn, log, MiB, parseList, resultDir, rmrf, wholeArg } from './lib/common';
+import { countsArg, inTurn, log, MiB, resultDir, rmrf, wholeArg } from './lib/common';
 import { writeSummary } from './lib/report';
 
 interface Sample { t: number; rss: number; heapUsed: number; heapTotal: number; arrayBuffers: number }
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const o = new Command()
     .name('stream-memory')
     .description('server RSS, JS heap and buffers with N stalled GetPrefix streams whose client then vanishes')
-    .option('--streams <list>', 'stream counts', parseList, [250, 500, 1000, 2000])
+    .addOption(new Option('--streams <list>', 'stream counts, comma-separated').argParser(countsArg).default([250, 500, 1000, 2000], '250,500,1000,2000'))
     .option('--runs <n>', 'runs per stream count (taken in turns)', wholeArg(1), 2)
     .option('--stream-buffer-mb <n>', "the server's --stream-buffer-mb (default: its own)", wholeArg(1))
     .option('--lbserver <js>', "another build's dist/bin/lbserver.js (default: this build's)")

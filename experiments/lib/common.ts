@@ -175,11 +175,13 @@ export function countsArg(text: string): number[] {
   return items.map(Number);
 }
 
-/** A comma-separated list of sizes (512,4k,1m). */
+/** A comma-separated list of sizes (512,4k,1m), each at least 1 byte: they are plotted on a log
+ *  scale, where 0 has no place (gnuplot would fail after the whole run). */
 export function sizesArg(text: string): number[] {
   try {
     const sizes = parseList(text);
     if (sizes.length === 0) throw new Error('empty list');
+    if (sizes.some((n) => n < 1)) throw new Error('sizes must be 1 byte or more (they are plotted on a log scale)');
     return sizes;
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
@@ -328,12 +330,48 @@ export function dataDirRoot(): string {
   return process.env.LBKV_EXP_DATA ?? os.tmpdir();
 }
 
-export function makeDataDir(tag: string): string {
-  return fs.mkdtempSync(path.join(dataDirRoot(), `lbkv-${tag}-`));
+/** Data directories this run made and has not removed: an interrupted run removes them (they can
+ *  hold gigabytes), after the hooks that stop what still uses them (servers.ts kills its servers). */
+const liveDirs = new Set<string>();
+const interruptHooks: (() => void)[] = [];
+let interruptsHandled = false;
+
+/** Runs `hook` on SIGINT/SIGTERM, before the run's data directories are removed and it exits
+ *  (130 / 143). Installed on first use, so a process that imports this file for its helpers (the
+ *  floor server, a worker) keeps its own signal handling. */
+export function onInterrupt(hook: () => void): void {
+  interruptHooks.push(hook);
+  if (interruptsHandled) return;
+  interruptsHandled = true;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      for (const h of interruptHooks) { try { h(); } catch { /* best effort: exiting anyway */ } }
+      const dirs = [...liveDirs];
+      for (const d of dirs) { try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* reported below */ } }
+      const left = dirs.filter((d) => fs.existsSync(d));
+      process.stderr.write(`experiments: ${sig}: stopped; removed ${dirs.length - left.length} data director${dirs.length - left.length === 1 ? 'y' : 'ies'}${left.length ? `; could not remove ${left.join(', ')}` : ''}\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+/** A fresh data directory under `root` (default $LBKV_EXP_DATA or the OS temp dir), removed if the
+ *  run is interrupted before rmrf() or keepDataDir(). */
+export function makeDataDir(tag: string, root = dataDirRoot()): string {
+  onInterrupt(() => undefined);
+  const d = fs.mkdtempSync(path.join(root, `lbkv-${tag}-`));
+  liveDirs.add(d);
+  return d;
+}
+
+/** The run keeps `d` on purpose (e.g. exp2 --keep): an interrupt no longer removes it. */
+export function keepDataDir(d: string): void {
+  liveDirs.delete(d);
 }
 
 export function rmrf(p: string): void {
   fs.rmSync(p, { recursive: true, force: true });
+  liveDirs.delete(p);
 }
 
 /** Writes a gnuplot data table: a comment header then whitespace-separated rows. */

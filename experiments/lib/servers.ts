@@ -2,7 +2,7 @@
 // free port, and stops exactly the processes it started, by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { ROOT } from './common';
+import { onInterrupt, ROOT } from './common';
 import { freePort } from '../../lib/ports';
 import { KvClient } from '../../lib/client';
 import type { StatResponse } from '../../generated/kv';
@@ -18,13 +18,10 @@ const live = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const c of live) { try { if (c.pid) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
 });
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    process.stderr.write(`experiments: ${sig}: killing ${live.size} server process(es) and exiting\n`);
-    for (const c of live) { try { if (c.pid) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
-    process.exit(130);
-  });
-}
+onInterrupt(() => {
+  if (live.size) process.stderr.write(`experiments: killing ${live.size} server process(es)\n`);
+  for (const c of live) { try { if (c.pid) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+});
 
 
 export interface ServerOptions {
