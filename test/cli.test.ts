@@ -418,6 +418,43 @@ programs('--help: exit 0 with usage; the demo and its client reject bad argument
   assert.match(client.stderr, /--ops: 0 is out of range/);
 });
 
+programs('experiment runners: bad lists fail before anything runs; SIGTERM removes the run\'s data directory; npm run bench --help', async () => {
+  const exp = (f: string) => resolve(__dirname, `../experiments/${f}`);
+  for (const [js, args, re] of [
+    ['stream-memory.js', ['--streams', 'a,b'], /--streams <list>' argument 'a,b' is invalid\. expected whole numbers above 0/],
+    ['stream-memory.js', ['--streams', ','], /argument ',' is invalid/],
+    ['exp1-latency.js', ['--sizes', '0'], /--sizes <list>' argument '0' is invalid\. sizes must be 1 byte or more/],
+  ] as const) {
+    const r = await runNode(exp(js), [...args], { timeoutMs: 10_000 });
+    assert.is(r.code, 1, `${js} ${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+  }
+  const bench = await runNode(resolve(__dirname, '../../scripts/bench.mjs'), ['--help']);
+  assert.is(bench.code, 0, bench.stderr);
+  assert.match(bench.stdout, /^Usage: npm run bench/);
+  const benchOpts = await runNode(resolve(__dirname, '../../scripts/bench.mjs'), ['--seconds', '3']);
+  assert.is(benchOpts.code, 2);
+  assert.match(benchOpts.stderr, /options go to one benchmark/);
+  // An interrupted benchmark removes what it wrote (bench-engine writes GBs with --with-1m).
+  const root = tempDir('lbkv-exp-root-');
+  const child = spawn(process.execPath, [exp('bench-engine.js')], { env: { ...process.env, LBKV_EXP_DATA: root }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+  const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+  try {
+    const deadline = Date.now() + 20_000;
+    while (readdirSync(root).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(readdirSync(root).map((d) => d.replace(/-[^-]+$/, '')), ['lbkv-bench-engine'], 'the run made its data directory');
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGTERM'); // our own child, by its handle
+    assert.is(await exited, 143, stderr);
+    assert.match(stderr, /SIGTERM: stopped; removed 1 data directory/);
+    assert.equal(readdirSync(root), [], 'nothing left behind');
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
 cli.run();
 unreachable.run();
 timeout.run();
