@@ -7,8 +7,11 @@
 //   - GetPrefix over all keys agrees with Get, key for key and byte for byte.
 // Each key is written by one client, one request at a time, with increasing versions, so the set of
 // values a key may hold after the crash is exactly {last acknowledged} ∪ {sent after it}.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describeError, KvClient } from '../../lib/client';
-import { startServer, type ServerHandle } from '../support/server';
+import { DATA_FILE_NAME } from '../../lib/config';
+import { LBSERVER_JS, runNode, startServer, type ServerHandle } from '../support/server';
 import { decodeValue, encodeValue, killDuringStartup, mib, nowMs, pickSize, Rng, sleep } from './support';
 
 export interface KillRoundsOptions {
@@ -260,4 +263,25 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
   }
   log(`  total: ${res.rounds} rounds, ${res.acked} acknowledged sets (${mib(res.bytesAcked)}), ${res.sent} sent, lost ${res.lost}, torn ${res.torn}, wrong key ${res.wrongKey}, never-sent ${res.phantom}, prefix mismatches ${res.prefixMismatch}, Stat key-count mismatches ${res.statMismatch}, unexpected errors ${res.unexpectedErrors}, startups killed ${res.startupKills}, max restart ${res.maxRestartMs.toFixed(0)} ms`);
   return res;
+}
+
+/** An afterKill hook: destroy both meta pages of the killed server's file, as a disk that lost its
+ *  first sectors would, and rebuild the store from its pages (lbserver --compact --salvage). The
+ *  round's checks then hold the rebuild to what a restart promises: every acknowledged set there,
+ *  with its value or one sent after it, nothing torn, stale or foreign. Returns what went wrong. */
+export async function destroyMetasAndRebuild(dataDir: string): Promise<string | undefined> {
+  const file = path.join(dataDir, DATA_FILE_NAME);
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (const metaPage of [0, 2]) fs.writeSync(fd, Buffer.alloc(4096, 0xee), 0, 4096, metaPage * 4096);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const r = await runNode(LBSERVER_JS, ['--data', dataDir, '--compact', '--salvage'], { timeoutMs: 120_000 });
+  // The damaged original it keeps is of no further use here, and holds the file's size again.
+  for (const f of fs.readdirSync(dataDir)) if (f.startsWith(`${DATA_FILE_NAME}.damaged-`)) fs.rmSync(path.join(dataDir, f));
+  if (r.code !== 0) return `lbserver --compact --salvage exited ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  if (!/rebuilding it from the pages/.test(r.stderr)) return `lbserver --compact --salvage did not rebuild: ${r.stderr.trim()}`;
+  return undefined;
 }

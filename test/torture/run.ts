@@ -13,10 +13,10 @@
 //                                      and its cut campaigns), each in its own process
 //
 // Options: --only kill,powercut,loop,races,vanish,slow,seeds   --seed N   --budget-min M (whole run, default 90)
-//          --kill-rounds N --kill-rounds-two N --kill-rounds-pinned N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N --seeds N
+//          --kill-rounds N --kill-rounds-two N --kill-rounds-pinned N --kill-rounds-rebuild N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N --seeds N
 // Exit code 0 when every section held its properties, 1 otherwise.
 import { runPowerCuts } from './powercut-long';
-import { runKillRounds, type KillRoundsOptions, type KillRoundsResult } from '../durability/kill-rounds';
+import { destroyMetasAndRebuild, runKillRounds, type KillRoundsOptions, type KillRoundsResult } from '../durability/kill-rounds';
 import { runLoopPowerCuts } from '../durability/loop-powercut';
 import { runRaces } from '../durability/races';
 import { slowReader, streamsRssLimit, vanishingStreams, loadValues } from '../durability/abuse';
@@ -35,13 +35,15 @@ every section held its properties, 1 otherwise.
   --budget-min M        time budget for the whole run in minutes (default 90)
   --kill-rounds N       kill -9 rounds (default 200)     --kill-rounds-two N  with --sync-mode two (default 50)
   --kill-rounds-pinned N  kill -9 rounds with a stalled GetPrefix reader pinning a snapshot (default 30)
+  --kill-rounds-rebuild N  kill -9 rounds, each followed by destroying both meta pages and rebuilding
+                        the store from its pages, lbserver --compact --salvage (default 30)
   --cuts N              power cuts in the fault-injecting file layer (default 10000)
   --loop-cuts N         power cuts below ext4 on a loop device (default 30)   --loop-cuts-two N (default 15)
   --slow-mib N          size of the slow reader's GetPrefix result in MiB (default 1024)
   --seeds N             runs of the power-cut test file (test/powercut.test.ts) with seeds other than
                         its fixed one (default 10)
   -h, --help            this text`;
-const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'kill-rounds-pinned', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib', 'seeds'];
+const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'kill-rounds-pinned', 'kill-rounds-rebuild', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib', 'seeds'];
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   console.log(USAGE);
   process.exit(0);
@@ -109,12 +111,22 @@ function killVerdict(r: KillRoundsResult, rounds: number, extra = ''): { ok: boo
 
 /** A kill -9 section: `option` rounds (default `dflt`) within `maxMin` minutes of the budget, on a
  *  data directory of its own; a pinned-snapshot section must also have killed while segments existed. */
-function killSection(title: string, option: string, dflt: number, maxMin: number, opts: Partial<KillRoundsOptions>): Promise<void> {
+function killSection(title: string, option: string, dflt: number, maxMin: number, opts: Partial<KillRoundsOptions>, rebuild = false): Promise<void> {
   return section(title, 'kill', async () => {
     const rounds = num(option, dflt);
     const dir = tempDir(`lbkv-torture-${option}-`);
+    const rebuildFailures: string[] = [];
+    // Each kill followed by a rebuild from the pages alone (Store.rebuild), held to the same checks.
+    const afterKill = rebuild ? async (round: number) => {
+      const f = await destroyMetasAndRebuild(dir);
+      if (f) { rebuildFailures.push(f); log(`  REBUILD FAILED in round ${round}: ${f}`); }
+    } : undefined;
     try {
-      const r = await runKillRounds({ rounds, dataDir: dir, seed, clients: 8, keys: 300, log, budgetMs: Math.min(remaining(), maxMin * 60_000), ...opts });
+      const r = await runKillRounds({ rounds, dataDir: dir, seed, clients: 8, keys: 300, log, budgetMs: Math.min(remaining(), maxMin * 60_000), afterKill, ...opts });
+      if (rebuild) {
+        const v = killVerdict(r, rounds, `, failed rebuilds ${rebuildFailures.length}`);
+        return { ok: v.ok && rebuildFailures.length === 0, summary: v.summary };
+      }
       if (!opts.stalledReader) return killVerdict(r, rounds);
       const v = killVerdict(r, rounds, `, rounds killed while freelist segments existed ${r.roundsWithSegments}`);
       return { ok: v.ok && r.roundsWithSegments > 0, summary: v.summary };
@@ -129,6 +141,8 @@ async function main(): Promise<void> {
   await killSection('kill -9 under load, --sync-mode two', 'kill-rounds-two', 50, 15, { seed: seed ^ 0x5a5a, serverArgs: ['--sync-mode', 'two'] });
   await killSection('kill -9 under load while a stalled GetPrefix reader pins a snapshot (freelist segments)', 'kill-rounds-pinned', 30, 15,
     { seed: seed ^ 0x7e7e, loadMs: [1500, 2500], stalledReader: { keys: 40, valueBytes: 512 * 1024 } });
+  await killSection('kill -9 under load, then both meta pages destroyed and the store rebuilt from its pages', 'kill-rounds-rebuild', 30, 10,
+    { seed: seed ^ 0x1d1d }, true);
 
   await section('power cuts (fault-injecting file layer)', 'powercut', async () => {
     const cuts = num('cuts', 10_000);
