@@ -32,6 +32,8 @@ export interface CommitResult {
   nodes: Node[];
   /** The meta page as written, to restore this slot if a later commit into it fails. */
   metaPage: Buffer;
+  /** The root page written into the slot with the meta (none for an empty tree). */
+  rootPage: Buffer | undefined;
   fileBytes: number;
   syncs: number;
   /** Microseconds from the start of the commit to its last fdatasync, and in that fdatasync. */
@@ -221,7 +223,7 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   syncs++;
   const prepareUs = (syncStart - started) * 1000;
   const lastSyncUs = (performance.now() - syncStart) * 1000;
-  return { meta, root, freelist: fl, nodes: all, metaPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length, blocking };
+  return { meta, root, freelist: fl, nodes: all, metaPage, rootPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length, blocking };
 }
 
 /** What a meta in `slot` says of the root page written with it (none: an empty tree). Open takes

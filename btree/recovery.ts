@@ -4,7 +4,7 @@
 // whatever the number of keys.
 import * as nodePath from 'node:path';
 import type { FileHandle, FileSystem } from './file-io';
-import { FORMAT_VERSION, META_PAGES, metaPageOf, PAGE_SIZE } from './layout';
+import { FORMAT_VERSION, META_PAGES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
 import { Freelist, needsRead, segmentOf } from './freelist';
 import { Pager } from './pager';
@@ -22,7 +22,8 @@ export interface Recovered {
   freelist: Freelist;
   /** What each meta slot holds for a rollback after a failed commit: its bytes as found if open took
    *  it or it is the older valid commit, else a zero page (never valid). */
-  metaBytes: Buffer[];
+  /** Per slot, the pages to write back if a commit into that slot fails after its meta write. */
+  slotBytes: Buffer[][];
   fileBytes: number;
   /** What was wrong with the meta page (or commit) that open did not use, if anything. */
   fellBack?: string;
@@ -107,12 +108,18 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
     // after a failed commit that rewrote the same pages, its bytes could make that commit verify.
     const older = candidates.find((m) => m.txid < chosen!.txid);
     const kept = new Set([chosen.txid % 2, ...(older ? [older.txid % 2] : [])]);
-    const rollback = metaBytes.map((bytes, slot) => (kept.has(slot) ? bytes : Buffer.alloc(PAGE_SIZE)));
+    // A kept slot is written back whole, meta and root page: its commit then stays a usable fallback
+    // after a failed commit rewrote the slot (the meta alone would name a root that is gone).
+    const rollback = metaBytes.map((bytes, slot) => {
+      if (!kept.has(slot)) return [Buffer.alloc(PAGE_SIZE)];
+      const rootPage = pager.readRaw(rootPageOf(slot));
+      return rootPage.length === PAGE_SIZE ? [bytes, rootPage] : [bytes];
+    });
     const counted = chosen.pageCount * PAGE_SIZE;
     const truncated = fileBytes < counted
       ? `${path} is ${fileBytes} bytes, but its commit ${chosen.txid} counts ${chosen.pageCount} pages (${counted} bytes): the file was cut short. Reads of the pages cut off fail with CORRUPTION; the next commit fills their range with zeros, so only this open warns`
       : undefined;
-    return { file, pager, meta: chosen, root, freelist, metaBytes: rollback, fileBytes, fellBack, truncated };
+    return { file, pager, meta: chosen, root, freelist, slotBytes: rollback, fileBytes, fellBack, truncated };
   } catch (err) {
     await file.close().catch(() => undefined);
     throw err;

@@ -283,7 +283,8 @@ export class Store {
     /** The root node of `meta`, held here: its slot page is rewritten two commits later. */
     private root: Node | null,
     private freelist: Freelist,
-    private metaBytes: Buffer[],
+    /** Per slot, what a failed commit into it writes back (Recovered.slotBytes): meta, root page. */
+    private slotBytes: Buffer[][],
     private fileBytes: number,
     private readonly opts: Required<Omit<OpenOptions, 'fs' | 'path'>>,
     private readonly openMs: number,
@@ -389,7 +390,7 @@ export class Store {
       release();
       throw err;
     }
-    return new Store(path, fs, release, r.file, r.pager, r.meta, r.root, r.freelist, r.metaBytes, r.fileBytes, opts,
+    return new Store(path, fs, release, r.file, r.pager, r.meta, r.root, r.freelist, r.slotBytes, r.fileBytes, opts,
       performance.now() - started, r.fellBack, [
         ...(r.fellBack ? [`opened commit ${r.meta.txid} from one meta page; the other was not usable: ${r.fellBack}`] : []),
         ...(r.truncated ? [r.truncated] : []),
@@ -568,7 +569,7 @@ export class Store {
       }
       this.freelist = r.freelist;
       this.fileBytes = r.fileBytes;
-      this.metaBytes[slot] = r.metaPage;
+      this.slotBytes[slot] = r.rootPage ? [r.metaPage, r.rootPage] : [r.metaPage];
       // Publish last: readers switch to the new root only once it is durable.
       this.root = r.root;
       this.meta = r.meta;
@@ -590,13 +591,14 @@ export class Store {
     this.syncSlow = sorted[sorted.length >> 1] > this.opts.blockingSyncUs;
   }
 
-  /** After a failed commit that got as far as its meta write, put the slot's previous meta back, so
+  /** After a failed commit that got as far as its meta write, put the slot's previous meta and root
+   *  pages back, so
    *  that neither a later open nor a power cut can bring back a commit that was reported as failed
    *  (the next commit may reuse its pages). Until that has succeeded no commit may run: the next
    *  one retries it first, so the store heals once the disk does. */
   private async restoreMetaSlot(slot: number): Promise<void> {
     this.unrestoredSlot = slot;
-    await this.file.writev([this.metaBytes[slot]], metaPageOf(slot) * PAGE_SIZE);
+    await this.file.writev(this.slotBytes[slot], metaPageOf(slot) * PAGE_SIZE);
     await this.file.datasync();
     this.counters.fsyncs++;
     this.unrestoredSlot = undefined;
@@ -779,7 +781,7 @@ export class Store {
     this.meta = r.meta;
     this.root = r.root;
     this.freelist = r.freelist;
-    this.metaBytes = r.metaBytes;
+    this.slotBytes = r.slotBytes;
     this.fileBytes = r.fileBytes;
     this.openWarnings = []; // they were about the file just replaced
     this.readers.clear();

@@ -63,6 +63,36 @@ test('rolling back a failed commit never revives the commit that open rejected i
   await after.close();
 });
 
+test('a failed commit\'s rollback restores its slot whole (meta and root page): the commit before stays a usable fallback', async () => {
+  const ffs = new FaultFS();
+  const a = await Store.open({ path: DB, fs: ffs });
+  // Enough keys for a root branch, so the root page is not the only page of the tree.
+  await a.putMany(Array.from({ length: 300 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
+  await a.put(key(1000), fill(50, 1));
+  await a.put(key(1001), fill(50, 2));
+  const newest = a.stats().txid;
+  // The next commit writes the slot of commit newest - 1, then its fdatasync fails: rolled back.
+  ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
+  const e = await failure(a.put(key(1002), fill(50, 3)));
+  assert.ok(isStoreError(e, 'IO') && /nothing of this batch was applied/.test((e as Error).message), String(e));
+  // A crash, and the newest commit's meta page damaged: open must fall back to commit newest - 1.
+  const crashed = ffs.powerCut(mulberry32(4), POLICY_DROP_ALL).fs;
+  const h = await crashed.open(DB);
+  await h.writev([Buffer.alloc(64, 0x55)], (newest % 2) * 2 * 4096 + 100);
+  await h.datasync();
+  await h.close();
+  const b = await Store.open({ path: DB, fs: crashed });
+  try {
+    assert.is(b.stats().txid, newest - 1, 'the commit before the newest');
+    assert.equal(await b.get(key(1000)), fill(50, 1));
+    assert.is(await b.get(key(1001)), undefined);
+    assert.is(await b.get(key(1002)), undefined);
+    assert.equal(await b.get(key(7)), fill(100, 7));
+  } finally {
+    await b.close();
+  }
+});
+
 test('compact(): a compacted file that cannot be opened after the rename fails queued puts instead of acknowledging them into the old file', async () => {
   const ffs = new FaultFS();
   const { fs, failOpen } = failingOpen(ffs);
