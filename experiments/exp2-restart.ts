@@ -192,6 +192,9 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
       p.coldGets.meanUs / 1000, p.coldGets.p50Us / 1000, p.coldGets.p99Us / 1000, p.warmGets.meanUs / 1000, p.warmGets.p50Us / 1000, p.warmGets.p99Us / 1000, p.fileBytes, p.medianServerStartupMs, p.medianEngineOpenMs]));
   const plot = renderPlot(dir, 'exp2-restart', `
 set logscale x
+# 10k, 100k, 1M: full numbers at the right edge were cut off; a margin on both sides.
+set format x '%.0s%c'
+set offsets graph 0.04, graph 0.04, 0, 0
 set grid lc rgb '#dddddd'
 set xlabel 'keys in the store (4 KiB values)'
 set key top left font ',8' box opaque

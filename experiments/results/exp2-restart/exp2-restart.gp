@@ -3,6 +3,9 @@ set terminal pngcairo size 1000,650 enhanced font 'Sans,10'
 set output 'exp2-restart.png'
 
 set logscale x
+# 10k, 100k, 1M: full numbers at the right edge were cut off; a margin on both sides.
+set format x '%.0s%c'
+set offsets graph 0.04, graph 0.04, 0, 0
 set grid lc rgb '#dddddd'
 set xlabel 'keys in the store (4 KiB values)'
 set key top left font ',8' box opaque
