@@ -73,6 +73,8 @@ export interface CommitContext {
   fileBytes: number;
   syncMode: 'one' | 'two';
   growBytes: number;
+  /** This commit's txid: meta.txid + 1, or 2 more per failed commit since meta (Store.commitBatch). */
+  txid: number;
   /** Pages freed at or before this txid may be reused. */
   reuseThreshold: number;
   /** A small commit may fdatasync on the calling thread (the store says so while syncs are fast). */
@@ -93,7 +95,7 @@ function valueCell(key: Buffer, value: Buffer): Buffer | { pending: Buffer } {
 
 export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitResult> {
   const started = performance.now();
-  const txid = ctx.meta.txid + 1;
+  const txid = ctx.txid;
   const slot = txid % 2;
   const tree = new WriteTree(ctx.pager, ctx.root);
   for (const p of puts) tree.put(p.key, valueCell(p.key, p.value));

@@ -4,8 +4,9 @@
 // the newest leaf that holds a key holds its newest value that reached the disk: a copy-on-write
 // commit writes a changed leaf anew with its own txid, and the pages it frees keep older txids.
 // Best effort by nature: a key whose newest leaf is damaged comes back with an older value, and a
-// commit that was in flight or failed may come back (as after a crash, a value sent but never
-// acknowledged). Memory grows with the number of keys (one entry per key kept).
+// commit that was in flight or failed may come back (a value sent but never acknowledged). Ties
+// cannot hide an acknowledged value: no two commits write under one txid (a commit after a failed
+// one skips its txid, Store.commitBatch). Memory grows with the number of keys (one entry per key kept).
 import type { Entry, Loss } from './api';
 import { HEADER_SIZE, metaPageOf, PageType } from './layout';
 import { decodeMeta } from './meta';

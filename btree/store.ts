@@ -251,6 +251,8 @@ export class Store {
   private readonly writer = new Mutex();
   private draining = false;
   private unrestoredSlot: number | undefined;
+  /** The lowest txid the next commit may take: past every failed commit's (see commitBatch). */
+  private nextTxid = 0;
   /** A directory whose fsync failed after compact() renamed the new file into it: until a retry
    *  succeeds the rename may not be durable, so no commit may be acknowledged (a crash could bring
    *  back the old file without it). Every commit retries it first. */
@@ -531,10 +533,14 @@ export class Store {
         throw ioError(`${this.path}: rolling back the meta page of an earlier failed commit`, err);
       }
     }
-    const slot = (this.meta.txid + 1) % 2;
+    // The slot that does not hold the last commit (txid of the other parity), past failed commits.
+    let txid = this.meta.txid + 1;
+    while (txid < this.nextTxid) txid += 2;
+    const slot = txid % 2;
     let metaTouched = false;
     try {
       const r = await commit({
+        txid,
         pager: this.pager,
         file: this.file,
         meta: this.meta,
@@ -575,6 +581,11 @@ export class Store {
       this.meta = r.meta;
     } catch (err) {
       this.counters.failedCommits++;
+      // Its pages may be on the disk under this txid: the next commit takes one of the same parity
+      // (the same slot) but higher, so no two commits' pages ever carry one txid. A rebuild from the
+      // pages alone (Store.rebuild) tells versions apart by txid, and a tie could prefer a leaf of
+      // this failed commit over the acknowledged retry's.
+      this.nextTxid = txid + 2;
       // Once its meta page was written, the commit may reach the disk whatever its fdatasync said:
       // only a durable rollback of the slot makes "not applied" true across a crash.
       const rolledBack = !metaTouched || await this.restoreMetaSlot(slot).then(() => true, () => false);

@@ -93,6 +93,40 @@ test('a failed commit\'s rollback restores its slot whole (meta and root page): 
   }
 });
 
+test('a commit after a failed one takes a higher txid of the same slot, so a rebuild from the pages prefers the acknowledged retry over the failed commit\'s leaves', async () => {
+  const ffs = new FaultFS();
+  const a = await Store.open({ path: DB, fs: ffs });
+  await a.putMany(Array.from({ length: 200 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
+  const before = a.stats().txid;
+  const failed = Buffer.from('<<the value of a failed commit>>');
+  ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
+  const bigOnes = Array.from({ length: 40 }, (_, i) => ({ key: key(1000 + i), value: fill(3000, i) }));
+  assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value: failed }, ...bigOnes])), 'IO'));
+  // The retry writes less, so its pages do not cover the failed commit's leaf, which stays in the file.
+  const acked = Buffer.from('<<the acknowledged value>>');
+  await a.put(key(5), acked);
+  assert.is(a.stats().txid, before + 3, 'the retry skipped the failed commit\'s txid (same slot)');
+  assert.equal(await a.get(key(5)), acked);
+  await a.close();
+  assert.ok(ffs.readVolatile(DB)!.includes(failed), 'the failed commit\'s leaf is still in the file');
+  const h = await ffs.open(DB);
+  for (const metaPage of [0, 2]) await h.writev([Buffer.alloc(4096, 0xee)], metaPage * 4096);
+  await h.datasync();
+  await h.close();
+  await Store.rebuild({ path: DB, fs: ffs });
+  const b = await Store.open({ path: DB, fs: ffs });
+  try {
+    assert.equal(await b.get(key(5)), acked);
+    assert.equal(await b.get(key(7)), fill(100, 7));
+    // A value only the failed commit wrote may come back (the pages cannot tell a failed commit from
+    // one in flight), but whole or not at all.
+    const back = await b.get(key(1039));
+    assert.ok(back === undefined || back.equals(fill(3000, 39)), `key 1039: ${back?.length} bytes`);
+  } finally {
+    await b.close();
+  }
+});
+
 test('compact(): a compacted file that cannot be opened after the rename fails queued puts instead of acknowledging them into the old file', async () => {
   const ffs = new FaultFS();
   const { fs, failOpen } = failingOpen(ffs);
