@@ -251,8 +251,10 @@ export class Store {
   private readonly writer = new Mutex();
   private draining = false;
   private unrestoredSlot: number | undefined;
-  /** The lowest txid the next commit may take: past every failed commit's (see commitBatch). */
-  private nextTxid = 0;
+  /** The lowest txid the next commit may take: past every failed commit's (see commitBatch), and
+   *  at open past the commit a crash may have left half written (meta.txid + 1: its pages may be in
+   *  the file, unreachable, under that txid), so no two commits' pages ever carry one txid. */
+  private nextTxid: number;
   /** A directory whose fsync failed after compact() renamed the new file into it: until a retry
    *  succeeds the rename may not be durable, so no commit may be acknowledged (a crash could bring
    *  back the old file without it). Every commit retries it first. */
@@ -297,7 +299,9 @@ export class Store {
      *  damaged commit open fell back from: its damage may not say which), a file cut short
      *  (Recovered.truncated). Empty when the file was whole, and once compact() has replaced it. */
     public openWarnings: readonly string[],
-  ) {}
+  ) {
+    this.nextTxid = meta.txid + 3;
+  }
 
   static async open(options: OpenOptions): Promise<Store> {
     const started = performance.now();
@@ -795,6 +799,7 @@ export class Store {
     this.slotBytes = r.slotBytes;
     this.fileBytes = r.fileBytes;
     this.openWarnings = []; // they were about the file just replaced
+    this.nextTxid = r.meta.txid + 1;
     this.readers.clear();
     if (old.users === 0) await old.close().catch(() => undefined);
     if (dirError !== undefined) {

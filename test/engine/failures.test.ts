@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import { nodeFileSystem, Store, StoreError, type FileHandle, type FileSystem } from '../../btree';
 import { tempDir } from '../support/tmp';
-import { FaultFS, mulberry32, POLICY_DROP_ALL } from '../support/fault-fs';
+import { CUT_POLICIES, FaultFS, mulberry32, POLICY_DROP_ALL } from '../support/fault-fs';
 
 const DB = '/db/lbkv.db';
 const key = (i: number) => Buffer.from(`k${String(i).padStart(8, '0')}`);
@@ -124,6 +124,37 @@ test('a commit after a failed one takes a higher txid of the same slot, so a reb
     assert.ok(back === undefined || back.equals(fill(3000, 39)), `key 1039: ${back?.length} bytes`);
   } finally {
     await b.close();
+  }
+});
+
+test('the first commit after a crash skips the txid of the commit the crash left half written, so a rebuild cannot prefer its leaves over acknowledged ones', async () => {
+  const ffs = new FaultFS();
+  const a = await Store.open({ path: DB, fs: ffs });
+  await a.putMany(Array.from({ length: 200 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
+  const durable = a.stats().txid;
+  // A commit whose pages are written but whose slot write never happens, then the power goes: the
+  // pages stay in the file under txid durable + 1, unreachable.
+  const inFlight = Buffer.from('<<in flight at the crash>>');
+  ffs.failWhen({ match: (op) => op.kind === 'writev' && (op.pos ?? -1) < 4 * 4096, code: 'EIO' });
+  assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value: inFlight }, ...Array.from({ length: 40 }, (_, i) => ({ key: key(1000 + i), value: fill(3000, i) }))])), 'IO'));
+  const crashed = ffs.powerCut(mulberry32(5), CUT_POLICIES.keepAll!).fs;
+  assert.ok(crashed.readVolatile(DB)!.includes(inFlight), 'the half-written commit\'s leaf is in the file');
+  const b = await Store.open({ path: DB, fs: crashed });
+  assert.is(b.stats().txid, durable);
+  const acked = Buffer.from('<<acknowledged after the restart>>');
+  await b.put(key(5), acked);
+  assert.is(b.stats().txid, durable + 3, 'the txid the crash may have used (durable + 1) is skipped, the slot kept');
+  await b.close();
+  const h = await crashed.open(DB);
+  for (const metaPage of [0, 2]) await h.writev([Buffer.alloc(4096, 0xee)], metaPage * 4096);
+  await h.datasync();
+  await h.close();
+  await Store.rebuild({ path: DB, fs: crashed });
+  const c = await Store.open({ path: DB, fs: crashed });
+  try {
+    assert.equal(await c.get(key(5)), acked);
+  } finally {
+    await c.close();
   }
 });
 
