@@ -14,6 +14,11 @@ import { isInline, type OverflowRef } from './node';
 import type { Pager } from './pager';
 import { isSalvageable } from './cursor';
 
+/** Txids go up by one per commit (a few more after an open or a failure): 2^40 of them is over a
+ *  century of a million commits a second. A leaf claiming more is not one of ours, and believing it
+ *  would push the rebuilt file's txids past the 48 bits a page header holds. */
+const MAX_PLAUSIBLE_TXID = 2 ** 40;
+
 export interface LeafPage {
   page: number;
   txid: number;
@@ -23,10 +28,14 @@ export interface LeafPage {
  *  A page whose header still reads as a leaf or branch of its own place but fails its checksum is a
  *  damaged tree page: reported, since the keys it held are unknown. Any other page that fails is a
  *  value's bytes or free space, and says nothing. */
-export function leavesNewestFirst(pager: Pager, pages: number, onLoss: (loss: Loss) => void, progress?: (done: number, total: number) => void): LeafPage[] {
+export async function leavesNewestFirst(pager: Pager, pages: number, onLoss: (loss: Loss) => void, progress?: (done: number, total: number) => void): Promise<LeafPage[]> {
   const leaves: LeafPage[] = [];
   for (let id = 1; id < pages; id++) {
-    if (id % 4096 === 0) progress?.(id, pages);
+    if (id % 4096 === 0) {
+      // Let signal handlers run (lbserver aborts on SIGINT/SIGTERM): the reads here are synchronous.
+      await new Promise((resolve) => setImmediate(resolve));
+      progress?.(id, pages);
+    }
     let r: ReturnType<Pager['treePage']>;
     try {
       r = pager.treePage(id);
@@ -36,7 +45,11 @@ export function leavesNewestFirst(pager: Pager, pages: number, onLoss: (loss: Lo
       continue;
     }
     if (typeof r !== 'string') {
-      if (r.node.leaf) leaves.push({ page: id, txid: r.txid });
+      if (r.node.leaf && r.txid > MAX_PLAUSIBLE_TXID) {
+        onLoss({ page: id, keysUnknown: true, reason: `a leaf page claiming txid ${r.txid}, more commits than a store makes: left out (a value's bytes made to look like a leaf?)` });
+      } else if (r.node.leaf) {
+        leaves.push({ page: id, txid: r.txid });
+      }
     } else if (looksLikeTreePage(pager, id)) {
       onLoss({ page: id, keysUnknown: true, reason: `a damaged tree page: ${r}; the keys it held are unknown (an older value of them may have been kept)` });
     }

@@ -315,7 +315,9 @@ export class Store {
    *  checks (salvage-file.ts says why that is the newest, and what it cannot tell), and installs it
    *  over `options.path` like compact(). Everything it could not read goes to `onLoss`. Best effort:
    *  a key whose newest leaf is damaged comes back older, and values of a commit that never
-   *  completed may come back. `progress` is called with the pages scanned, then the leaves copied. */
+   *  completed may come back. `progress` is called with the pages scanned, then the leaves copied.
+   *  The damaged file is replaced and not kept: a caller that wants it keeps a copy first, in
+   *  `onInstall` at the latest (lbserver links it as lbkv.db.damaged-<time>). */
   static async rebuild(options: OpenOptions, { signal, onInstall, onLoss, progress }: CompactOptions & { progress?: (phase: 'scan' | 'copy', done: number, total: number) => void } = {}): Promise<CompactResult> {
     const opts = withDefaults(options);
     const fs = options.fs ?? nodeFileSystem;
@@ -340,7 +342,7 @@ export class Store {
           const foreign = foreignFormat(pager);
           if (foreign) throw new StoreError('CORRUPTION', `${path}: not rebuilt: ${foreign}`);
           // The scan of a large file takes a while: a signal stops it between pages too.
-          const leaves = leavesNewestFirst(pager, Math.floor(beforeBytes / PAGE_SIZE), report, (d, t) => {
+          const leaves = await leavesNewestFirst(pager, Math.floor(beforeBytes / PAGE_SIZE), report, (d, t) => {
             signal?.throwIfAborted();
             progress?.('scan', d, t);
           });
