@@ -106,7 +106,7 @@ interface CopyJob {
   keys?: number;
   /** The original is damaged whatever the copy finds (it would not open): keep it. */
   damaged?: boolean;
-  run(opts: { signal: AbortSignal; onInstall: () => void; onLoss?: (l: Loss) => void; progress: (copied: number, total: number, what: string) => void }): Promise<{ keys: number; beforeBytes: number; afterBytes: number }>;
+  run(opts: { signal: AbortSignal; onInstall: () => void; onLoss?: (l: Loss) => void; progress: (copied: number, total: number, what: string) => void }): Promise<{ keys: number; beforeBytes: number; afterBytes: number; from?: 'tree' | 'pages' }>;
   close(): Promise<void>;
 }
 
@@ -168,6 +168,7 @@ async function compactAndExit(job: CopyJob, lock: DirLock, dataFile: string, sal
     const mib = (n: number) => (n / (1024 * 1024)).toFixed(1);
     const of = job.keys === undefined ? '' : ` of ${job.keys}`;
     const kept = salvage ? `${r.keys}${of} keys kept (${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'} left out)` : `${r.keys} keys`;
+    if (r.from) log(r.from === 'tree' ? 'salvage: rebuilt from the tree of the last commit a meta page verifies (exact; its freelist was what failed)' : 'salvage: rebuilt from the leaf pages (no meta page verifies): each key has the newest value found');
     process.stdout.write(`lbserver: compacted ${dataFile}: ${kept}, ${mib(r.beforeBytes)} MiB -> ${mib(r.afterBytes)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     process.exit(0);
   } catch (e) {
@@ -273,7 +274,7 @@ Examples:
     const damaged = e instanceof StoreError && e.code === 'CORRUPTION' && !/format version|page size|bad magic/.test(e.message);
     if (o.salvage && damaged) {
       // No tree to walk: rebuild from the leaf pages themselves (Store.rebuild).
-      log(`salvage: cannot open ${dataFile} (${what}); rebuilding it from the pages that pass their checks, each key with the newest value found`);
+      log(`salvage: cannot open ${dataFile} (${what}); rebuilding it: from the tree of its last commit if a meta page still verifies, else from the pages that pass their checks, each key with the newest value found`);
       await compactAndExit({
         run: ({ progress, ...rest }) => Store.rebuild(openOptions, { ...rest, progress: (phase, done, total) => progress(done, total, phase === 'scan' ? 'pages scanned' : 'leaf pages copied') }),
         close: async () => undefined,

@@ -57,10 +57,12 @@ export async function createFile(fs: FileSystem, path: string, firstTxid = 0): P
   }
 }
 
-export async function recover(fs: FileSystem, path: string, caches: Caches): Promise<Recovered> {
+/** `withoutFreelist`: read the tree only (Store.rebuild of a file whose freelist is damaged): the
+ *  freelist comes back empty, and the store must not commit. */
+export async function recover(fs: FileSystem, path: string, caches: Caches, withoutFreelist = false): Promise<Recovered> {
   let file: FileHandle;
   try {
-    file = await fs.open(path);
+    file = await fs.open(path, withoutFreelist);
   } catch (err) {
     throw ioError(`${path}: opening the data file`, err);
   }
@@ -97,7 +99,7 @@ export async function recover(fs: FileSystem, path: string, caches: Caches): Pro
     }
     const freelist = new Freelist([], new Map(), chosen.pageCount);
     const version = chosen.version ?? FORMAT_VERSION;
-    for (const e of [...(chosen.inlineFree ?? []), ...pager.freelistEntries(chosen.freelistPage, chosen.freelistPages, version)]) {
+    for (const e of withoutFreelist ? [] : [...(chosen.inlineFree ?? []), ...pager.freelistEntries(chosen.freelistPage, chosen.freelistPages, version)]) {
       if (!e.ref) freelist.add(e);
       else freelist.addSegment(segmentOf(e, needsRead(e) ? pager.freelistEntries(e.start, e.count, version) : undefined));
     }

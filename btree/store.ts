@@ -102,20 +102,9 @@ export class Snapshot {
 
   /** Every entry, in order, reading past damage: a tree page or an overflow value that fails its
    *  checks is reported to `onLoss` and skipped, instead of ending the iteration with CORRUPTION. */
-  async *salvage(onLoss: (loss: Loss) => void): AsyncGenerator<Entry> {
+  salvage(onLoss: (loss: Loss) => void): AsyncGenerator<Entry> {
     this.checkOpen();
-    for (const e of salvageScan(this.pager, this.root, onLoss)) {
-      this.checkOpen();
-      let value: Buffer | undefined;
-      try {
-        value = await readValue(this.pager, e.cell, undefined, false);
-      } catch (err) {
-        if (!isSalvageable(err)) throw err;
-        onLoss({ key: Buffer.from(e.key), page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
-        continue;
-      }
-      yield { key: Buffer.from(e.key), value: value as Buffer };
-    }
+    return salvageEntries(this.pager, this.root, onLoss, () => this.checkOpen());
   }
 
   release(): void {
@@ -129,6 +118,23 @@ export class Snapshot {
     // A snapshot from before a compaction reads the old file, which close() leaves open for it.
     if (this.store.isClosed && !this.outlivesClose) throw new StoreError('CLOSED', 'store is closed');
     this.pager.checkOpen();
+  }
+}
+
+/** The entries under `root` in order, past damage (Snapshot.salvage, Store.rebuild); `check` runs
+ *  before each entry (a released snapshot stops). */
+async function* salvageEntries(pager: Pager, root: Node | null, onLoss: (loss: Loss) => void, check: () => void = () => undefined): AsyncGenerator<Entry> {
+  for (const e of salvageScan(pager, root, onLoss)) {
+    check();
+    let value: Buffer | undefined;
+    try {
+      value = await readValue(pager, e.cell, undefined, false);
+    } catch (err) {
+      if (!isSalvageable(err)) throw err;
+      onLoss({ key: Buffer.from(e.key), page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
+      continue;
+    }
+    yield { key: Buffer.from(e.key), value: value as Buffer };
   }
 }
 
@@ -310,15 +316,16 @@ export class Store {
     return Store.openClaimed(options.path, fs, opts, claimFile(fs, options.path), started);
   }
 
-  /** For a file that cannot be opened (both meta pages damaged, or the freelist its meta names):
-   *  builds a new file from the leaf pages alone, each key with the newest value that passes its
-   *  checks (salvage-file.ts says why that is the newest, and what it cannot tell), and installs it
-   *  over `options.path` like compact(). Everything it could not read goes to `onLoss`. Best effort:
-   *  a key whose newest leaf is damaged comes back older, and values of a commit that never
-   *  completed may come back. `progress` is called with the pages scanned, then the leaves copied.
+  /** For a file that cannot be opened, builds a new file and installs it over `options.path` like
+   *  compact(); everything it could not read goes to `onLoss`. If a meta page still verifies (only
+   *  the freelist it names is damaged), the copy is that commit's tree, exactly (`from: 'tree'`).
+   *  Else (both meta pages damaged) it is built from the leaf pages alone, each key with the newest
+   *  value that passes its checks (`from: 'pages'`; salvage-file.ts says why that is the newest,
+   *  and what it cannot tell). Best effort: a key whose newest leaf is damaged comes back older,
+   *  and values of a commit that never completed may come back. `progress` is called with the pages scanned, then the leaves copied.
    *  The damaged file is replaced and not kept: a caller that wants it keeps a copy first, in
    *  `onInstall` at the latest (lbserver links it as lbkv.db.damaged-<time>). */
-  static async rebuild(options: OpenOptions, { signal, onInstall, onLoss, progress }: CompactOptions & { progress?: (phase: 'scan' | 'copy', done: number, total: number) => void } = {}): Promise<CompactResult> {
+  static async rebuild(options: OpenOptions, { signal, onInstall, onLoss, progress }: CompactOptions & { progress?: (phase: 'scan' | 'copy', done: number, total: number) => void } = {}): Promise<CompactResult & { from: 'tree' | 'pages' }> {
     const opts = withDefaults(options);
     const fs = options.fs ?? nodeFileSystem;
     const path = options.path;
@@ -337,31 +344,47 @@ export class Store {
         const pager = new Pager(file, path, makeCaches(1));
         const beforeBytes = file.size();
         let keys: number;
-        let firstTxid: number;
+        let from: 'tree' | 'pages';
+        let tree: Awaited<ReturnType<typeof recover>> | undefined;
         try {
           const foreign = foreignFormat(pager);
           if (foreign) throw new StoreError('CORRUPTION', `${path}: not rebuilt: ${foreign}`);
-          // The scan of a large file takes a while: a signal stops it between pages too.
-          const leaves = await leavesNewestFirst(pager, Math.floor(beforeBytes / PAGE_SIZE), report, (d, t) => {
-            signal?.throwIfAborted();
-            progress?.('scan', d, t);
-          });
-          if (leaves.length === 0) throw new StoreError('CORRUPTION', `${path}: not rebuilt: none of its ${Math.floor(beforeBytes / PAGE_SIZE)} pages passes its checks as a leaf (is it an lbkv data file?)`);
+          // A meta that still verifies names an exact tree: only its freelist failed, which a copy
+          // does not need. The page scan is for a file with no usable meta.
+          tree = await recover(fs, path, makeCaches(opts.cacheMB), true).catch(() => undefined);
+          let entries: AsyncIterable<Entry>;
+          let newest: number;
+          if (tree) {
+            from = 'tree';
+            newest = tree.meta.txid;
+            entries = salvageEntries(tree.pager, tree.root, report);
+          } else {
+            from = 'pages';
+            // The scan of a large file takes a while: a signal stops it between pages too.
+            const leaves = await leavesNewestFirst(pager, Math.floor(beforeBytes / PAGE_SIZE), report, (d, t) => {
+              signal?.throwIfAborted();
+              progress?.('scan', d, t);
+            });
+            if (leaves.length === 0) throw new StoreError('CORRUPTION', `${path}: not rebuilt: none of its ${Math.floor(beforeBytes / PAGE_SIZE)} pages passes its checks as a leaf (is it an lbkv data file?)`);
+            newest = leaves[0].txid;
+            entries = newestValues(pager, leaves, report, (d, t) => progress?.('copy', d, t));
+          }
           signal?.throwIfAborted();
-          const newest = leaves.length > 0 ? leaves[0].txid : 0;
-          firstTxid = newest + 2 - (newest % 2);
           if (fs.exists(tmp)) await fs.unlink(tmp);
-          const copy = await Store.openClaimed(tmp, fs, opts, () => undefined, performance.now(), firstTxid);
-          keys = await copyInto(newestValues(pager, leaves, report, (d, t) => progress?.('copy', d, t)), copy, undefined, signal);
+          // Its txids continue past every txid the old file holds.
+          const copy = await Store.openClaimed(tmp, fs, opts, () => undefined, performance.now(), newest + 2 - (newest % 2));
+          const total = tree?.meta.keyCount ?? 0;
+          keys = await copyInto(entries, copy, tree ? (n) => progress?.('copy', n, total) : undefined, signal);
           signal?.throwIfAborted();
           onInstall?.();
         } catch (err) {
           const removed = await removeFile(fs, tmp);
           if (signal?.aborted && err === signal.reason) throw err;
           if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
-          throw ioError(`${path}: rebuilding from its pages into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
+          throw ioError(`${path}: rebuilding it into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
         } finally {
           await pager.close().catch(() => undefined);
+          await tree?.pager.close().catch(() => undefined);
         }
         try {
           await fs.rename(tmp, path);
@@ -379,7 +402,7 @@ export class Store {
         const check = await Store.openClaimed(path, fs, opts, () => undefined, performance.now());
         const afterBytes = check.fileBytes;
         await check.close();
-        return { beforeBytes, afterBytes, keys };
+        return { beforeBytes, afterBytes, keys, from };
       } finally {
         releaseTmp();
       }

@@ -282,6 +282,6 @@ export async function destroyMetasAndRebuild(dataDir: string): Promise<string | 
   // The damaged original it keeps is of no further use here, and holds the file's size again.
   for (const f of fs.readdirSync(dataDir)) if (f.startsWith(`${DATA_FILE_NAME}.damaged-`)) fs.rmSync(path.join(dataDir, f));
   if (r.code !== 0) return `lbserver --compact --salvage exited ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
-  if (!/rebuilding it from the pages/.test(r.stderr)) return `lbserver --compact --salvage did not rebuild: ${r.stderr.trim()}`;
+  if (!/rebuilt from the leaf pages/.test(r.stderr)) return `lbserver --compact --salvage did not rebuild from the pages: ${r.stderr.trim()}`;
   return undefined;
 }

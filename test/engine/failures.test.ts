@@ -158,6 +158,27 @@ test('the first commit after a crash skips the txid of the commit the crash left
   }
 });
 
+test('Store.rebuild of a file whose meta verifies copies that commit\'s tree exactly (from: tree): a failed commit\'s leaves in the file do not come back', async () => {
+  const ffs = new FaultFS();
+  const a = await Store.open({ path: DB, fs: ffs });
+  await a.putMany(Array.from({ length: 200 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
+  const failed = Buffer.from('<<the value of a failed commit>>');
+  ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
+  assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value: failed }, ...Array.from({ length: 40 }, (_, i) => ({ key: key(1000 + i), value: fill(3000, i) }))])), 'IO'));
+  await a.close();
+  assert.ok(ffs.readVolatile(DB)!.includes(failed), 'the failed commit\'s leaf is in the file');
+  const r = await Store.rebuild({ path: DB, fs: ffs });
+  assert.is(r.from, 'tree');
+  assert.is(r.keys, 200);
+  const b = await Store.open({ path: DB, fs: ffs });
+  try {
+    assert.equal(await b.get(key(5)), fill(100, 5));
+    assert.is(await b.get(key(1000)), undefined);
+  } finally {
+    await b.close();
+  }
+});
+
 test('compact(): a compacted file that cannot be opened after the rename fails queued puts instead of acknowledging them into the old file', async () => {
   const ffs = new FaultFS();
   const { fs, failOpen } = failingOpen(ffs);
