@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import { nodeFileSystem, Store, StoreError, type FileHandle, type FileSystem } from '../../btree';
 import { tempDir } from '../support/tmp';
-import { CUT_POLICIES, FaultFS, mulberry32, POLICY_DROP_ALL } from '../support/fault-fs';
+import { CUT_POLICIES, FaultFS, mulberry32, POLICY_DROP_ALL, type OpRecord } from '../support/fault-fs';
 
 const DB = '/db/lbkv.db';
 const key = (i: number) => Buffer.from(`k${String(i).padStart(8, '0')}`);
@@ -93,15 +93,31 @@ test('a failed commit\'s rollback restores its slot whole (meta and root page): 
   }
 });
 
-test('a commit after a failed one takes a higher txid of the same slot, so a rebuild from the pages prefers the acknowledged retry over the failed commit\'s leaves', async () => {
+/** A store of 200 keys with one more commit that fails as `fails` says: key 5 set to `value` and 40
+ *  values of 3,000 bytes (keys 1000..1039), so its leaves land where a smaller retry does not write. */
+async function storeWithFailedCommit(fails: (op: OpRecord) => boolean, value: Buffer): Promise<{ ffs: FaultFS; a: Store; before: number }> {
   const ffs = new FaultFS();
   const a = await Store.open({ path: DB, fs: ffs });
   await a.putMany(Array.from({ length: 200 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
   const before = a.stats().txid;
-  const failed = Buffer.from('<<the value of a failed commit>>');
-  ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
+  ffs.failWhen({ match: fails, code: 'EIO' });
   const bigOnes = Array.from({ length: 40 }, (_, i) => ({ key: key(1000 + i), value: fill(3000, i) }));
-  assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value: failed }, ...bigOnes])), 'IO'));
+  assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value }, ...bigOnes])), 'IO'));
+  return { ffs, a, before };
+}
+
+/** Both meta pages of `fs`'s data file destroyed, then Store.rebuild. */
+async function destroyMetasAndRebuild(fs: FaultFS): Promise<void> {
+  const h = await fs.open(DB);
+  for (const metaPage of [0, 2]) await h.writev([Buffer.alloc(4096, 0xee)], metaPage * 4096);
+  await h.datasync();
+  await h.close();
+  await Store.rebuild({ path: DB, fs });
+}
+
+test('a commit after a failed one takes a higher txid of the same slot, so a rebuild from the pages prefers the acknowledged retry over the failed commit\'s leaves', async () => {
+  const failed = Buffer.from('<<the value of a failed commit>>');
+  const { ffs, a, before } = await storeWithFailedCommit((op) => op.kind === 'datasync', failed);
   // The retry writes less, so its pages do not cover the failed commit's leaf, which stays in the file.
   const acked = Buffer.from('<<the acknowledged value>>');
   await a.put(key(5), acked);
@@ -109,11 +125,7 @@ test('a commit after a failed one takes a higher txid of the same slot, so a reb
   assert.equal(await a.get(key(5)), acked);
   await a.close();
   assert.ok(ffs.readVolatile(DB)!.includes(failed), 'the failed commit\'s leaf is still in the file');
-  const h = await ffs.open(DB);
-  for (const metaPage of [0, 2]) await h.writev([Buffer.alloc(4096, 0xee)], metaPage * 4096);
-  await h.datasync();
-  await h.close();
-  await Store.rebuild({ path: DB, fs: ffs });
+  await destroyMetasAndRebuild(ffs);
   const b = await Store.open({ path: DB, fs: ffs });
   try {
     assert.equal(await b.get(key(5)), acked);
@@ -128,15 +140,10 @@ test('a commit after a failed one takes a higher txid of the same slot, so a reb
 });
 
 test('the first commit after a crash skips the txid of the commit the crash left half written, so a rebuild cannot prefer its leaves over acknowledged ones', async () => {
-  const ffs = new FaultFS();
-  const a = await Store.open({ path: DB, fs: ffs });
-  await a.putMany(Array.from({ length: 200 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
-  const durable = a.stats().txid;
   // A commit whose pages are written but whose slot write never happens, then the power goes: the
   // pages stay in the file under txid durable + 1, unreachable.
   const inFlight = Buffer.from('<<in flight at the crash>>');
-  ffs.failWhen({ match: (op) => op.kind === 'writev' && (op.pos ?? -1) < 4 * 4096, code: 'EIO' });
-  assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value: inFlight }, ...Array.from({ length: 40 }, (_, i) => ({ key: key(1000 + i), value: fill(3000, i) }))])), 'IO'));
+  const { ffs, before: durable } = await storeWithFailedCommit((op) => op.kind === 'writev' && (op.pos ?? -1) < 4 * 4096, inFlight);
   const crashed = ffs.powerCut(mulberry32(5), CUT_POLICIES.keepAll!).fs;
   assert.ok(crashed.readVolatile(DB)!.includes(inFlight), 'the half-written commit\'s leaf is in the file');
   const b = await Store.open({ path: DB, fs: crashed });
@@ -145,11 +152,7 @@ test('the first commit after a crash skips the txid of the commit the crash left
   await b.put(key(5), acked);
   assert.is(b.stats().txid, durable + 3, 'the txid the crash may have used (durable + 1) is skipped, the slot kept');
   await b.close();
-  const h = await crashed.open(DB);
-  for (const metaPage of [0, 2]) await h.writev([Buffer.alloc(4096, 0xee)], metaPage * 4096);
-  await h.datasync();
-  await h.close();
-  await Store.rebuild({ path: DB, fs: crashed });
+  await destroyMetasAndRebuild(crashed);
   const c = await Store.open({ path: DB, fs: crashed });
   try {
     assert.equal(await c.get(key(5)), acked);
@@ -159,12 +162,8 @@ test('the first commit after a crash skips the txid of the commit the crash left
 });
 
 test('Store.rebuild of a file whose meta verifies copies that commit\'s tree exactly (from: tree): a failed commit\'s leaves in the file do not come back', async () => {
-  const ffs = new FaultFS();
-  const a = await Store.open({ path: DB, fs: ffs });
-  await a.putMany(Array.from({ length: 200 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
   const failed = Buffer.from('<<the value of a failed commit>>');
-  ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
-  assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value: failed }, ...Array.from({ length: 40 }, (_, i) => ({ key: key(1000 + i), value: fill(3000, i) }))])), 'IO'));
+  const { ffs, a } = await storeWithFailedCommit((op) => op.kind === 'datasync', failed);
   await a.close();
   assert.ok(ffs.readVolatile(DB)!.includes(failed), 'the failed commit\'s leaf is in the file');
   const r = await Store.rebuild({ path: DB, fs: ffs });
