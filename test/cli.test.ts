@@ -277,6 +277,36 @@ timeout('a server that accepts TCP but never completes the handshake: exit 2, th
   }
 });
 
+timeout('getprefix cut off by a server shutting down after entries were printed: exit 2, saying the listing is not whole', async () => {
+  const s = await startServer({ args: ['--shutdown-timeout-ms', '200'] });
+  try {
+    const c = s.client();
+    // 60 MiB in messages of 1 MiB, more than the client's stream buffers (16 messages) and HTTP/2
+    // windows hold. Nobody reads lbclient's stdout for now: it blocks on its first line, the stream
+    // stalls, and the server's shutdown ends it part way.
+    for (let i = 0; i < 60; i++) await c.set(`cut/${String(i).padStart(2, '0')}`, Buffer.alloc(1024 * 1024, 0x61));
+    const child = spawn(process.execPath, [LBCLIENT_JS, '--server', s.address, 'getprefix', 'cut/'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.pause();
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    await new Promise((r) => setTimeout(r, 1000));
+    const stopped = s.stop('SIGTERM');
+    await new Promise((r) => setTimeout(r, 1500));
+    let lines = 0;
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => { lines += d.split('\n').length - 1; });
+    child.stdout!.resume();
+    const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000))]);
+    if (code === 'hung') child.kill('SIGKILL');
+    await stopped;
+    assert.is(code, 2, stderr);
+    assert.match(stderr, /getprefix cut off after some entries were printed, the listing is not whole: the server at \S+ became unavailable \(UNAVAILABLE/);
+    assert.ok(lines >= 1 && lines < 60, `${lines} entries printed`);
+  } finally {
+    if (s.exitCode === undefined) await s.stop();
+  }
+});
+
 const server = suite('cli: lbserver');
 server('--help: exit 0 and lists the flags', async () => {
   const r = await runNode(LBSERVER_JS, ['--help']);
