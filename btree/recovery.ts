@@ -20,9 +20,9 @@ export interface Recovered {
   /** The meta's root node (null: empty tree). */
   root: Node | null;
   freelist: Freelist;
-  /** What each meta slot holds for a rollback after a failed commit: its bytes as found if open took
-   *  it or it is the older valid commit, else a zero page (never valid). */
-  /** Per slot, the pages to write back if a commit into that slot fails after its meta write. */
+  /** Per slot, the pages to write back if a commit into that slot fails after its meta write: its
+   *  meta and root page as found if open took it or it is the older valid commit, else a zero meta
+   *  page (never valid). */
   slotBytes: Buffer[][];
   fileBytes: number;
   /** What was wrong with the meta page (or commit) that open did not use, if anything. */

@@ -177,6 +177,28 @@ function removeFile(fs: FileSystem, file: string): Promise<boolean> {
   return fs.unlink(file).then(() => true, () => !fs.exists(file));
 }
 
+/** A copy (compact, rebuild) that failed before it was installed: it goes, whatever stopped it (on
+ *  a full disk it holds the space it took). The caller's abort and an exception from the caller's
+ *  own callbacks (progress, onLoss) pass through as they are; anything else is an I/O error. */
+async function failedCopy(fs: FileSystem, tmp: string, err: unknown, signal: AbortSignal | undefined, what: string): Promise<never> {
+  const removed = await removeFile(fs, tmp);
+  if (signal?.aborted && err === signal.reason) throw err;
+  if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
+  throw ioError(`${what} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
+}
+
+/** Renames a finished copy over `path`. A rename can fail yet have happened (a network file system
+ *  retrying it): then the copy is no longer under its own name and counts as installed. */
+async function installCopy(fs: FileSystem, tmp: string, path: string, what: string): Promise<void> {
+  try {
+    await fs.rename(tmp, path);
+  } catch (err) {
+    if (!fs.exists(tmp)) return;
+    const removed = await removeFile(fs, tmp);
+    throw ioError(`${path}: installing the ${what} file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
+  }
+}
+
 /** OpenOptions with the defaults filled in, checked. */
 function withDefaults(options: OpenOptions): Required<Omit<OpenOptions, 'fs' | 'path'>> {
   if (typeof options?.path !== 'string' || options.path === '') throw new StoreError('INVALID_ARGUMENT', 'OpenOptions.path must name the data file');
@@ -346,6 +368,7 @@ export class Store {
         let keys: number;
         let from: 'tree' | 'pages';
         let tree: Awaited<ReturnType<typeof recover>> | undefined;
+        let copy: Store;
         try {
           const foreign = foreignFormat(pager);
           if (foreign) throw new StoreError('CORRUPTION', `${path}: not rebuilt: ${foreign}`);
@@ -370,45 +393,38 @@ export class Store {
             entries = newestValues(pager, leaves, report, (d, t) => progress?.('copy', d, t));
           }
           signal?.throwIfAborted();
-          if (fs.exists(tmp)) await fs.unlink(tmp);
-          // Its txids continue past every txid the old file holds.
-          const copy = await Store.openClaimed(tmp, fs, opts, () => undefined, performance.now(), newest + 2 - (newest % 2));
+          copy = await Store.openCopy(tmp, fs, opts, newest);
           const total = tree?.meta.keyCount ?? 0;
           keys = await copyInto(entries, copy, tree ? (n) => progress?.('copy', n, total) : undefined, signal);
           signal?.throwIfAborted();
           onInstall?.();
         } catch (err) {
-          const removed = await removeFile(fs, tmp);
-          if (signal?.aborted && err === signal.reason) throw err;
-          if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
-          throw ioError(`${path}: rebuilding it into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
+          return await failedCopy(fs, tmp, err, signal, `${path}: rebuilding it into ${tmp}`);
         } finally {
           await pager.close().catch(() => undefined);
           await tree?.pager.close().catch(() => undefined);
         }
-        try {
-          await fs.rename(tmp, path);
-        } catch (err) {
-          if (fs.exists(tmp)) {
-            const removed = await removeFile(fs, tmp);
-            throw ioError(`${path}: installing the rebuilt file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
-          }
-        }
+        await installCopy(fs, tmp, path, 'rebuilt');
         try {
           await fs.syncDir(nodePath.dirname(nodePath.resolve(path)));
         } catch (err) {
           throw ioError(`${path}: the rebuilt file is in place, but syncing its directory failed (a crash may bring back the damaged one)`, err);
         }
-        const check = await Store.openClaimed(path, fs, opts, () => undefined, performance.now());
-        const afterBytes = check.fileBytes;
-        await check.close();
-        return { beforeBytes, afterBytes, keys, from };
+        // The copy was closed clean (copyInto): its size is the installed file's.
+        return { beforeBytes, afterBytes: copy.fileBytes, keys, from };
       } finally {
         releaseTmp();
       }
     } finally {
       release();
     }
+  }
+
+  /** A fresh file at `tmp` for a copy (compact, rebuild), replacing one a crash left there, whose
+   *  txids start past `pastTxid` (at an even one: slot 0), so they never go back. */
+  private static async openCopy(tmp: string, fs: FileSystem, opts: Required<Omit<OpenOptions, 'fs' | 'path'>>, pastTxid: number): Promise<Store> {
+    if (fs.exists(tmp)) await fs.unlink(tmp);
+    return Store.openClaimed(tmp, fs, opts, () => undefined, performance.now(), pastTxid + 2 - (pastTxid % 2));
   }
 
   /** Opens a file its caller has claimed (claimFile); `release` gives the claim back at close. */
@@ -764,38 +780,22 @@ export class Store {
   }
 
   private async compactInto(tmp: string, progress: ((copied: number, total: number) => void) | undefined, { signal, onInstall, onLoss }: CompactOptions): Promise<CompactResult> {
-    if (this.fs.exists(tmp)) await this.fs.unlink(tmp);
     const beforeBytes = this.fileBytes;
     const source = this.takeSnapshot(true); // close() waits for the compaction: let it finish
     let keys: number;
     try {
-      // The copy's txids continue past this file's (an even start: slot 0), so they never go back.
-      const firstTxid = this.meta.txid + 2 - (this.meta.txid % 2);
-      const copy = await Store.openClaimed(tmp, this.fs, this.opts, () => undefined, performance.now(), firstTxid);
+      const copy = await Store.openCopy(tmp, this.fs, this.opts, this.meta.txid);
       keys = await copyInto(onLoss ? source.salvage(onLoss) : source.range({}), copy, progress && ((n) => progress(n, source.keys)), signal);
       // The last point to abort: once renamed, the new file is the data file.
       signal?.throwIfAborted();
       onInstall?.();
     } catch (err) {
-      // The partial copy goes, whatever stopped it: on a full disk it holds the space it took.
-      const removed = await removeFile(this.fs, tmp);
-      if (signal?.aborted && err === signal.reason) throw err;
-      // An exception from the caller's progress or onLoss callback is theirs, not an I/O error.
-      if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
-      throw ioError(`${this.path}: copying the live data into ${tmp} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
+      return await failedCopy(this.fs, tmp, err, signal, `${this.path}: copying the live data into ${tmp}`);
     } finally {
       source.release();
     }
-    try {
-      await this.fs.rename(tmp, this.path);
-    } catch (err) {
-      // A rename can fail yet have happened (a network file system retrying it): then the copy is
-      // no longer under its own name, and the store must move to it like after a success.
-      if (this.fs.exists(tmp)) {
-        const removed = await removeFile(this.fs, tmp);
-        throw ioError(`${this.path}: installing the compacted file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
-      }
-    }
+    // A rename that failed but happened installs the copy too: the store must move to it.
+    await installCopy(this.fs, tmp, this.path, 'compacted');
     // From here the name belongs to the new file and the old one is unlinked: the store must move
     // to the new file whatever fails next, or its commits would go where no open finds them.
     const dir = nodePath.dirname(nodePath.resolve(this.path));
