@@ -5,7 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { closeSync, constants as fsConstants, copyFileSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { compactFileOf, Store, StoreError, type Loss } from '../btree/index';
+import { compactFileOf, isForeignFormat, Store, StoreError, type Loss } from '../btree/index';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, type ServerConfig } from '../lib/config';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer, forceStop, KvService } from '../lib/service';
@@ -271,12 +271,12 @@ Examples:
   } catch (e) {
     const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
     // A meta page of another format or another program's file is not damage: nothing to rebuild.
-    const damaged = e instanceof StoreError && e.code === 'CORRUPTION' && !/format version|page size|bad magic/.test(e.message);
+    const damaged = e instanceof StoreError && e.code === 'CORRUPTION' && !isForeignFormat(e.message);
     if (o.salvage && damaged) {
       // No tree to walk: rebuild from the leaf pages themselves (Store.rebuild).
       log(`salvage: cannot open ${dataFile} (${what}); rebuilding it: from the tree of its last commit if a meta page still verifies, else from the pages that pass their checks, each key with the newest value found`);
       await compactAndExit({
-        run: ({ progress, ...rest }) => Store.rebuild(openOptions, { ...rest, progress: (phase, done, total) => progress(done, total, phase === 'scan' ? 'pages scanned' : 'leaf pages copied') }),
+        run: ({ progress, ...rest }) => Store.rebuild(openOptions, { ...rest, progress: (phase, done, total) => progress(done, total, phase === 'scan' ? 'pages scanned' : 'copied') }),
         close: async () => undefined,
         damaged: true,
       }, lock, dataFile, true);

@@ -1,6 +1,7 @@
 // lbkv storage engine: public surface.
 export { compactFileOf, Store, Snapshot } from './store';
 export { StoreError } from './errors';
+export { isForeignFormat } from './salvage-file';
 export type { StoreErrorCode } from './errors';
 export type { OpenOptions, Entry, GetOptions, Loss, RangeOptions, StoreStats } from './api';
 export type { FileSystem, FileHandle } from './file-io';

@@ -99,10 +99,22 @@ export class Pager {
     return r.node;
   }
 
-  /** Branch or leaf page `id` as the disk holds it, verified and decoded, not cached: for a scan of
-   *  every page (salvage-file.ts), which must not fill the cache. */
-  treePage(id: number): { node: Node; txid: number } | string {
-    return this.decodeTreePage(id, this.readRaw(id));
+  /** Branch or leaf page `id` as the disk holds it (`raw`, if already read), verified and decoded,
+   *  not cached: for a scan of every page (salvage-file.ts), which must not fill the cache. */
+  treePage(id: number, raw = this.readRaw(id)): { node: Node; txid: number } | string {
+    return this.decodeTreePage(id, raw);
+  }
+
+  /** The value a leaf cell holds, as the caller's own buffer: an inline value lives in a cached leaf
+   *  (whose next commit writes it back), so it is copied (into `alloc`'s buffer if given); an
+   *  overflow value comes from overflow() in a buffer of its own. `fill`: a small value read from
+   *  the file goes into the value cache (gets; not scans). */
+  cellValue(cell: Buffer | OverflowRef, alloc: ((length: number) => Buffer) | undefined, fill: boolean): Promise<Buffer> | Buffer {
+    if (!Buffer.isBuffer(cell)) return this.overflow(cell, alloc, fill);
+    if (!alloc) return Buffer.from(cell);
+    const out = checkedAlloc(alloc, cell.length);
+    cell.copy(out);
+    return out;
   }
 
   /** A verified branch or leaf page, decoded with the txid that wrote it; or why it is not one. */

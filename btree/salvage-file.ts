@@ -10,7 +10,7 @@
 import type { Entry, Loss } from './api';
 import { HEADER_SIZE, metaPageOf, PageType } from './layout';
 import { decodeMeta } from './meta';
-import { isInline, type OverflowRef } from './node';
+import type { OverflowRef } from './node';
 import type { Pager } from './pager';
 import { isSalvageable } from './cursor';
 
@@ -36,21 +36,22 @@ export async function leavesNewestFirst(pager: Pager, pages: number, onLoss: (lo
       await new Promise((resolve) => setImmediate(resolve));
       progress?.(id, pages);
     }
-    let r: ReturnType<Pager['treePage']>;
+    let raw: Buffer;
     try {
-      r = pager.treePage(id);
+      raw = pager.readRaw(id);
     } catch (err) {
       if (!isSalvageable(err)) throw err;
       onLoss({ page: id, keysUnknown: true, reason: `${err.message}; whatever the page held is unknown` });
       continue;
     }
+    const r = pager.treePage(id, raw);
     if (typeof r !== 'string') {
       if (r.node.leaf && r.txid > MAX_PLAUSIBLE_TXID) {
         onLoss({ page: id, keysUnknown: true, reason: `a leaf page claiming txid ${r.txid}, more commits than a store makes: left out (a value's bytes made to look like a leaf?)` });
       } else if (r.node.leaf) {
         leaves.push({ page: id, txid: r.txid });
       }
-    } else if (looksLikeTreePage(pager, id)) {
+    } else if (looksLikeTreePage(raw, id)) {
       onLoss({ page: id, keysUnknown: true, reason: `a damaged tree page: ${r}; the keys it held are unknown (an older value of them may have been kept)` });
     }
   }
@@ -58,19 +59,24 @@ export async function leavesNewestFirst(pager: Pager, pages: number, onLoss: (lo
   return leaves.sort((a, b) => b.txid - a.txid || b.page - a.page);
 }
 
+/** Whether a reason given for a meta page (decodeMeta, or an open that failed on it) says the file
+ *  is another format, page size or program's: no damage, so nothing to rebuild. */
+export function isForeignFormat(reason: string): boolean {
+  return /format version|page size|bad magic/.test(reason);
+}
+
 /** Why the file must not be rebuilt by this build, if a meta page says so though it cannot be used:
  *  another format version or page size (its leaves may be laid out otherwise), or not an lbkv file. */
 export function foreignFormat(pager: Pager): string | undefined {
   for (const slot of [0, 1]) {
     const m = decodeMeta(pager.readRaw(metaPageOf(slot)), slot);
-    if (typeof m === 'string' && /^(format version|page size|bad magic)/.test(m)) return `meta page ${metaPageOf(slot)}: ${m}`;
+    if (typeof m === 'string' && isForeignFormat(m)) return `meta page ${metaPageOf(slot)}: ${m}`;
   }
   return undefined;
 }
 
-/** Whether page `id`'s header, unverified, says branch or leaf page `id`. */
-function looksLikeTreePage(pager: Pager, id: number): boolean {
-  const page = pager.readRaw(id);
+/** Whether `page`'s header, unverified, says branch or leaf page `id`. */
+function looksLikeTreePage(page: Buffer, id: number): boolean {
   if (page.length < HEADER_SIZE) return false;
   const type = page.readUInt8(4);
   return (type === PageType.Leaf || type === PageType.Branch) && page.readUIntLE(8, 6) === id;
@@ -93,7 +99,7 @@ export async function* newestValues(pager: Pager, leaves: LeafPage[], onLoss: (l
       const cell = vals[i] as Buffer | OverflowRef;
       let value: Buffer;
       try {
-        value = isInline(cell) ? Buffer.from(cell) : await pager.overflow(cell, undefined, false);
+        value = await pager.cellValue(cell, undefined, false);
       } catch (err) {
         if (!isSalvageable(err)) throw err;
         if (!damaged.has(name)) damaged.set(name, { key: Buffer.from(keys[i]), page: (cell as OverflowRef).page, reason: err.message });

@@ -11,7 +11,7 @@ import { isSlotPage, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
-import { checkedAlloc, Pager } from './pager';
+import { Pager } from './pager';
 import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
@@ -31,21 +31,9 @@ interface Queued {
   reject(err: unknown): void;
 }
 
-/** The value a cell holds, as the caller's own buffer: an inline value lives in a cached leaf (whose
- *  next commit writes it back), so it is copied (into `alloc`'s buffer if given); an overflow value
- *  comes from Pager.overflow in a buffer of its own. `fill`: a small value read from the file goes
- *  into the value cache (gets; not scans). */
-function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined, alloc: ((length: number) => Buffer) | undefined, fill: boolean): Promise<Buffer | undefined> | Buffer | undefined {
-  if (cell === undefined) return undefined;
-  if (Buffer.isBuffer(cell)) return owned(cell, alloc);
-  return pager.overflow(cell, alloc, fill);
-}
-
-function owned(v: Buffer, alloc?: (length: number) => Buffer): Buffer {
-  if (!alloc) return Buffer.from(v);
-  const out = checkedAlloc(alloc, v.length);
-  v.copy(out);
-  return out;
+/** The value of a cell lookup or a scan found, if any (Pager.cellValue). */
+function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined, alloc: ((length: number) => Buffer) | undefined, fill: boolean): Promise<Buffer> | Buffer | undefined {
+  return cell === undefined ? undefined : pager.cellValue(cell, alloc, fill);
 }
 
 /** Throws INVALID_ARGUMENT unless `b` is a Buffer (a string or Uint8Array would be measured and

@@ -100,11 +100,16 @@ export class KvClient {
     return this.raw.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
   }
 
+  /** A call on a closed client is never sent: UNAVAILABLE, like a call grpc-js could not start. */
+  private checkOpen(): void {
+    if (this.closed) throw clientError(grpc.status.UNAVAILABLE, 'the client is closed (KvClient.close() was called)');
+  }
+
   /** Starts a unary call: `start` gets the call options and a callback. Arguments are checked and a
    *  closed client refused here, as errors shaped like the call's own. */
   private unary<T>(start: (options: Partial<grpc.CallOptions>, done: (err: grpc.ServiceError | null, res?: T) => void) => void): Promise<T> {
     return new Promise((resolve, reject) => {
-      if (this.closed) throw clientError(grpc.status.UNAVAILABLE, 'the client is closed (KvClient.close() was called)');
+      this.checkOpen();
       start(this.callTimeoutMs ? { deadline: Date.now() + this.callTimeoutMs } : {}, (err, res) => (err ? reject(err) : resolve(res as T)));
     });
   }
@@ -129,7 +134,7 @@ export class KvClient {
    * snapshot.
    */
   async *getPrefixMessages(prefix: Bytes, opts: GetPrefixOptions = {}): AsyncGenerator<KvEntry[]> {
-    if (this.closed) throw clientError(grpc.status.UNAVAILABLE, 'the client is closed (KvClient.close() was called)');
+    this.checkOpen();
     const limit = opts.limit ?? 0;
     if (!Number.isSafeInteger(limit) || limit < 0) throw clientError(grpc.status.INVALID_ARGUMENT, `limit is ${String(limit)}; it must be a whole number >= 0 (0: no limit)`);
     const timeoutMs = opts.timeoutMs;
