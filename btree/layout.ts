@@ -20,6 +20,10 @@ export const enum PageType {
 // at least one cell, and that a leaf always holds two; larger values move to overflow runs.
 export const MAX_CELL = Math.floor(BODY_SIZE / 2);
 
+// The longest key: its branch cell (BRANCH_OVERHEAD + key) must stay far below MAX_CELL so a branch
+// holds many keys and the tree stays shallow; 1024 is what the API promises.
+export const MAX_KEY_BYTES = 1024;
+
 // Leaf cell: keyLen u16, kind u8, then inline: valLen u16, key, value
 //                                       overflow: first page u48, length u48, crc32 u32, key
 export const LEAF_INLINE_OVERHEAD = 5;

@@ -46,9 +46,16 @@ export async function createFile(fs: FileSystem, path: string, firstTxid = 0): P
   const tmp = path + '.creating';
   try {
     const h = await fs.create(tmp);
-    const noRoot = Buffer.alloc(PAGE_SIZE);
-    await h.writev([encodeMeta(emptyMeta(firstTxid)), noRoot, encodeMeta(emptyMeta(firstTxid + 1)), noRoot], 0);
-    await h.datasync();
+    try {
+      const noRoot = Buffer.alloc(PAGE_SIZE);
+      await h.writev([encodeMeta(emptyMeta(firstTxid)), noRoot, encodeMeta(emptyMeta(firstTxid + 1)), noRoot], 0);
+      await h.datasync();
+    } catch (err) {
+      // A full disk or a failing one: nothing half-made is left behind, and no descriptor.
+      await h.close().catch(() => undefined);
+      await fs.unlink(tmp).catch(() => undefined);
+      throw err;
+    }
     await h.close();
     await fs.rename(tmp, path);
     await fs.syncDir(nodePath.dirname(nodePath.resolve(path)));
@@ -117,6 +124,19 @@ export async function recover(fs: FileSystem, path: string, caches: Caches, with
       const rootPage = pager.readRaw(rootPageOf(slot));
       return rootPage.length === PAGE_SIZE ? [bytes, rootPage] : [bytes];
     });
+    if (!withoutFreelist) {
+      // A newer meta open rejected (its commit torn) is cleared: a later commit that rewrote the same
+      // bytes where its torn pages are (overflow pages have no header), then failed or crashed before
+      // its own meta write, would otherwise make it verify, and a later open would take it.
+      // What open read may be only in the OS page cache (a process killed during a commit's
+      // fdatasync): it is made durable before anyone is shown it.
+      try {
+        for (const m of candidates.filter((c) => c.txid > chosen!.txid)) await file.writev([Buffer.alloc(PAGE_SIZE)], metaPageOf(m.txid % 2) * PAGE_SIZE);
+        await file.datasync();
+      } catch (err) {
+        throw ioError(`${path}: syncing the file at open`, err);
+      }
+    }
     const counted = chosen.pageCount * PAGE_SIZE;
     const truncated = fileBytes < counted
       ? `${path} is ${fileBytes} bytes, but its commit ${chosen.txid} counts ${chosen.pageCount} pages (${counted} bytes): the file was cut short. Reads of the pages cut off fail with CORRUPTION; the next commit fills their range with zeros, so only this open warns`

@@ -7,7 +7,7 @@ import { realpathSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Entry, GetOptions, Loss, OpenOptions, RangeOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
-import { isSlotPage, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
+import { isSlotPage, MAX_KEY_BYTES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
@@ -194,7 +194,7 @@ function withDefaults(options: OpenOptions): Required<Omit<OpenOptions, 'fs' | '
     cacheMB: options.cacheMB ?? 64,
     syncMode: options.syncMode ?? 'one',
     maxValueBytes: options.maxValueBytes ?? 64 * MiB,
-    maxKeyBytes: options.maxKeyBytes ?? 1024,
+    maxKeyBytes: options.maxKeyBytes ?? MAX_KEY_BYTES,
     maxBatchOps: options.maxBatchOps ?? 4096,
     maxBatchBytes: options.maxBatchBytes ?? 64 * MiB,
     growBytes: options.growBytes ?? 64 * MiB,
@@ -241,7 +241,7 @@ function checkOptions(o: Required<Omit<OpenOptions, 'fs' | 'path'>>): void {
   };
   if (typeof o.cacheMB !== 'number' || !(o.cacheMB > 0) || !Number.isFinite(o.cacheMB)) throw bad('cacheMB', 'a positive number', o.cacheMB);
   if (o.syncMode !== 'one' && o.syncMode !== 'two') throw bad('syncMode', "'one' or 'two'", o.syncMode);
-  whole('maxKeyBytes', 1, 1024); // what the file format holds
+  whole('maxKeyBytes', 1, MAX_KEY_BYTES);
   whole('maxValueBytes', 0);
   whole('maxBatchOps', 1);
   whole('maxBatchBytes', 1);
@@ -412,7 +412,11 @@ export class Store {
    *  txids start past `pastTxid` (at an even one: slot 0), so they never go back. */
   private static async openCopy(tmp: string, fs: FileSystem, opts: Required<Omit<OpenOptions, 'fs' | 'path'>>, pastTxid: number): Promise<Store> {
     if (fs.exists(tmp)) await fs.unlink(tmp);
-    return Store.openClaimed(tmp, fs, opts, () => undefined, performance.now(), pastTxid + 2 - (pastTxid % 2));
+    // The copy takes what the file format holds, not this open's limits: data stored under larger
+    // ones must still copy. It grows by what each batch needs, not by a quarter of itself, so it
+    // ends at the size of the live data.
+    const copyOpts = { ...opts, growBytes: PAGE_SIZE, maxKeyBytes: MAX_KEY_BYTES, maxValueBytes: Number.MAX_SAFE_INTEGER };
+    return Store.openClaimed(tmp, fs, copyOpts, () => undefined, performance.now(), pastTxid + 2 - (pastTxid % 2));
   }
 
   /** Opens a file its caller has claimed (claimFile); `release` gives the claim back at close. */

@@ -532,6 +532,20 @@ test('compact() shrinks the file, keeps every key, and old snapshots keep readin
   await again.close();
 });
 
+test('compact() ends at the size of the live data: the copy does not grow in steps of a quarter of itself', async () => {
+  const file = dbFile('compact-size');
+  const store = await Store.open({ path: file });
+  // 20,000 values of 300 B: the copy goes in batches smaller than a growth step of a quarter of the
+  // file, and each such step would leave slack at the end.
+  for (let b = 0; b < 20_000; b += 2000) await store.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(b + i), value: fill(300, b + i) })));
+  const { afterBytes } = await store.compact();
+  const { pageCount } = store.stats();
+  // Pages past the last one the copy uses are only growth slack; at most a page of it is left.
+  assert.ok(afterBytes <= (pageCount + 1) * 4096, `compacted file ${afterBytes} bytes for ${pageCount} pages in use (${afterBytes / 4096 - pageCount} pages of slack)`);
+  assert.equal(await store.get(key(12345)), fill(300, 12345));
+  await store.close();
+});
+
 test('compact() with an aborted signal stops the copy, removes the partial file and leaves the data file as it was', async () => {
   const file = dbFile('compact-abort');
   const store = await Store.open({ path: file });

@@ -4,10 +4,11 @@
 // must not close the file under reads still in flight or let snapshots read after it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { nodeFileSystem, Store, StoreError, type FileHandle, type FileSystem } from '../../btree';
 import { tempDir } from '../support/tmp';
-import { CUT_POLICIES, FaultFS, mulberry32, POLICY_DROP_ALL, type OpRecord } from '../support/fault-fs';
+import { CUT_POLICIES, FaultFS, mulberry32, POLICY_DROP_ALL, POLICY_KEEP_ALL, type OpRecord } from '../support/fault-fs';
 
 const DB = '/db/lbkv.db';
 const key = (i: number) => Buffer.from(`k${String(i).padStart(8, '0')}`);
@@ -18,6 +19,19 @@ const fill = (n: number, seed: number) => {
 };
 const failure = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e);
 const isStoreError = (e: unknown, code: string) => e instanceof StoreError && e.code === code;
+
+/** `h`'s methods as an object of its own, so that a test can replace one of them. */
+function bound(h: FileHandle): FileHandle {
+  return {
+    readSync: (...a) => h.readSync(...a),
+    read: (...a) => h.read(...a),
+    writev: (...a) => h.writev(...a),
+    datasync: (...a) => h.datasync(...a),
+    extend: (...a) => h.extend(...a),
+    size: () => h.size(),
+    close: () => h.close(),
+  };
+}
 
 /** `ffs` seen through a FileSystem whose open() fails while `failOpen.on` is set. */
 function failingOpen(ffs: FaultFS): { fs: FileSystem; failOpen: { on: boolean } } {
@@ -61,6 +75,113 @@ test('rolling back a failed commit never revives the commit that open rejected i
   assert.is(await after.get(key(2)), undefined, 'the put that failed is not there after a crash');
   assert.equal(await after.get(key(1)), fill(100, 1));
   await after.close();
+});
+
+test('a torn commit that open rejected cannot be completed by a retry that fails before its own meta write', async () => {
+  const ffs = new FaultFS();
+  const a = await Store.open({ path: DB, fs: ffs });
+  await a.put(key(1), fill(100, 1));
+  const big = fill(20_000, 7); // a 5-page overflow run
+  await a.put(key(2), big);
+  const crashed = ffs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs;
+  // One byte of the value's first page did not make it: open takes the commit as torn.
+  const image = crashed.readVolatile(DB)!;
+  const at = image.indexOf(big.subarray(0, 64));
+  assert.ok(at > 0, 'the value is in the file');
+  const h = await crashed.open(DB);
+  await h.writev([Buffer.from([big[100]! ^ 1])], at + 100);
+  await h.datasync();
+  await h.close();
+  const b = await Store.open({ path: DB, fs: crashed });
+  assert.match(b.recoveryNote ?? '', /hash|torn/);
+  // The retry writes the same pages (overflow pages have no header: the same bytes, the torn one
+  // whole again), but a page write fails part-way, before the meta write: nothing is rolled back.
+  // The rejected meta, still in the slot, would now verify.
+  crashed.failWhen({ match: (op) => op.kind === 'writev' && (op.pos ?? 0) >= 4 * 4096, code: 'EIO', partial: true });
+  const e = await failure(b.put(key(2), big));
+  assert.ok(isStoreError(e, 'IO') && /nothing of this batch was applied/.test((e as Error).message), String(e));
+  // kill -9: every write the process made reaches the disk.
+  const after = await Store.open({ path: DB, fs: crashed.powerCut(mulberry32(2), POLICY_KEEP_ALL).fs });
+  assert.is(await after.get(key(2)), undefined, 'a put reported as not applied is not there after a restart');
+  assert.equal(await after.get(key(1)), fill(100, 1));
+  await after.close();
+});
+
+test('open syncs the file before serving: a commit a killed process left in the page cache is not shown and then lost to a power cut', async () => {
+  const ffs = new FaultFS();
+  // Two processes on one machine share the page cache (FaultFS's unsynced writes); the first one's
+  // fdatasync never returns once `killed` is set: it is killed during it.
+  let killed = false;
+  const view = (hang: boolean): FileSystem => ({
+    open: async (f, ro) => {
+      const h = await ffs.open(f, ro);
+      if (!hang) return h;
+      return { ...bound(h), datasync: () => (killed ? new Promise<void>(() => undefined) : h.datasync()) };
+    },
+    create: (f) => ffs.create(f),
+    exists: (f) => ffs.exists(f),
+    rename: (x, y) => ffs.rename(x, y),
+    unlink: (f) => ffs.unlink(f),
+    syncDir: (d) => ffs.syncDir(d),
+  });
+  const first = await Store.open({ path: DB, fs: view(true) });
+  await first.put(key(1), Buffer.from('acknowledged'));
+  killed = true;
+  void first.put(key(2), Buffer.from('never acknowledged'));
+  await new Promise((r) => setTimeout(r, 20));
+  const second = await Store.open({ path: DB, fs: view(false) });
+  const shown = await second.get(key(2));
+  // A power cut before the second process commits anything or closes.
+  const third = await Store.open({ path: DB, fs: ffs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs });
+  const kept = await third.get(key(2));
+  assert.ok(shown === undefined || (kept !== undefined && kept.equals(shown)), `a reader was shown ${shown?.toString()}, which the power cut then took away`);
+  assert.equal(await third.get(key(1)), Buffer.from('acknowledged'));
+  await third.close();
+});
+
+test('compact() and Store.rebuild() copy data stored under larger limits than the store is opened with', async () => {
+  const dir = tempDir('lbkv-limits-');
+  const file = path.join(dir, 'lbkv.db');
+  let s = await Store.open({ path: file });
+  const longKey = Buffer.alloc(100, 0x61);
+  await s.put(longKey, fill(200_000, 3));
+  await s.put(key(1), fill(10, 1));
+  await s.close();
+  const small = { path: file, maxValueBytes: 65_536, maxKeyBytes: 64 };
+  s = await Store.open(small);
+  const r = await s.compact();
+  assert.is(r.keys, 2);
+  assert.equal(await s.get(key(1)), fill(10, 1));
+  await s.close();
+  // Both meta pages destroyed: the rebuild reads the leaves, and copies them under the format's limits.
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(4096, 0xee), 0, 4096, 0);
+  fs.writeSync(fd, Buffer.alloc(4096, 0xee), 0, 4096, 2 * 4096);
+  fs.closeSync(fd);
+  const rb = await Store.rebuild(small);
+  assert.is(rb.keys, 2);
+  s = await Store.open({ path: file });
+  assert.equal(await s.get(longKey), fill(200_000, 3));
+  await s.close();
+});
+
+test('a new data file whose creation fails leaves no half-made file and no open descriptor', async () => {
+  const dir = tempDir('lbkv-create-');
+  const failing: FileSystem = {
+    ...nodeFileSystem,
+    async create(f) {
+      const h = await nodeFileSystem.create(f);
+      return { ...bound(h), datasync: () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, fdatasync'), { code: 'ENOSPC' })) };
+    },
+  };
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const before = fds();
+  for (let i = 0; i < 20; i++) {
+    const e = await failure(Store.open({ path: path.join(dir, 'lbkv.db'), fs: failing }));
+    assert.ok(isStoreError(e, 'NO_SPACE') || isStoreError(e, 'IO'), String(e));
+  }
+  assert.ok(fds() - before < 5, `descriptors: ${before} before 20 failed creations, ${fds()} after`);
+  assert.equal(fs.readdirSync(dir), []);
 });
 
 test('a failed commit\'s rollback restores its slot whole (meta and root page): the commit before stays a usable fallback', async () => {
