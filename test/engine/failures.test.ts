@@ -47,64 +47,56 @@ function failingOpen(ffs: FaultFS): { fs: FileSystem; failOpen: { on: boolean } 
   return { fs, failOpen };
 }
 
-test('rolling back a failed commit never revives the commit that open rejected in the same slot', async () => {
+/** A store whose last commit, of a 5-page value under key 2, open rejected as torn: one byte of
+ *  the value (at `damageAt`) did not make it to the disk. Key 1 is from the commit before. */
+async function tornLastCommit(damageAt: number): Promise<{ crashed: FaultFS; b: Store; big: Buffer }> {
   const ffs = new FaultFS();
   const a = await Store.open({ path: DB, fs: ffs });
   await a.put(key(1), fill(100, 1));
   const big = fill(20_000, 7);
   await a.put(key(2), big); // durable, then the process dies (no close)
   const crashed = ffs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs;
-  // One bit of the big value's overflow run is damaged: open takes the commit as torn.
   const image = crashed.readVolatile(DB)!;
   const at = image.indexOf(big.subarray(0, 64));
   assert.ok(at > 0, 'the value is in the file');
   const h = await crashed.open(DB);
-  await h.writev([Buffer.from([big[5000]! ^ 1])], at + 5000);
+  await h.writev([Buffer.from([big[damageAt]! ^ 1])], at + damageAt);
   await h.datasync();
   await h.close();
   const b = await Store.open({ path: DB, fs: crashed });
   assert.match(b.recoveryNote ?? '', /hash|torn/);
   assert.is(await b.get(key(2)), undefined);
+  return { crashed, b, big };
+}
+
+/** After `crashed` loses power (or its process is killed: `policy`), key 2 is not there. */
+async function notRevived(crashed: FaultFS, policy: typeof POLICY_DROP_ALL): Promise<void> {
+  const after = await Store.open({ path: DB, fs: crashed.powerCut(mulberry32(2), policy).fs });
+  assert.is(await after.get(key(2)), undefined, 'a put reported as not applied is not there after a restart');
+  assert.equal(await after.get(key(1)), fill(100, 1));
+  await after.close();
+}
+
+test('rolling back a failed commit never revives the commit that open rejected in the same slot', async () => {
+  const { crashed, b, big } = await tornLastCommit(5000);
   // The same put again, with its fdatasync failing: it rewrites the same pages (the damaged one
   // whole again), and the slot is rolled back. Rolled back to the rejected meta, that commit would
   // now verify: a put reported as not applied would appear after a crash.
   crashed.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
   const e = await failure(b.put(key(2), big));
   assert.ok(isStoreError(e, 'IO') && /nothing of this batch was applied/.test((e as Error).message), String(e));
-  const after = await Store.open({ path: DB, fs: crashed.powerCut(mulberry32(2), POLICY_DROP_ALL).fs });
-  assert.is(await after.get(key(2)), undefined, 'the put that failed is not there after a crash');
-  assert.equal(await after.get(key(1)), fill(100, 1));
-  await after.close();
+  await notRevived(crashed, POLICY_DROP_ALL);
 });
 
 test('a torn commit that open rejected cannot be completed by a retry that fails before its own meta write', async () => {
-  const ffs = new FaultFS();
-  const a = await Store.open({ path: DB, fs: ffs });
-  await a.put(key(1), fill(100, 1));
-  const big = fill(20_000, 7); // a 5-page overflow run
-  await a.put(key(2), big);
-  const crashed = ffs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs;
-  // One byte of the value's first page did not make it: open takes the commit as torn.
-  const image = crashed.readVolatile(DB)!;
-  const at = image.indexOf(big.subarray(0, 64));
-  assert.ok(at > 0, 'the value is in the file');
-  const h = await crashed.open(DB);
-  await h.writev([Buffer.from([big[100]! ^ 1])], at + 100);
-  await h.datasync();
-  await h.close();
-  const b = await Store.open({ path: DB, fs: crashed });
-  assert.match(b.recoveryNote ?? '', /hash|torn/);
+  const { crashed, b, big } = await tornLastCommit(100);
   // The retry writes the same pages (overflow pages have no header: the same bytes, the torn one
   // whole again), but a page write fails part-way, before the meta write: nothing is rolled back.
-  // The rejected meta, still in the slot, would now verify.
+  // The rejected meta, had it stayed in the slot, would now verify.
   crashed.failWhen({ match: (op) => op.kind === 'writev' && (op.pos ?? 0) >= 4 * 4096, code: 'EIO', partial: true });
   const e = await failure(b.put(key(2), big));
   assert.ok(isStoreError(e, 'IO') && /nothing of this batch was applied/.test((e as Error).message), String(e));
-  // kill -9: every write the process made reaches the disk.
-  const after = await Store.open({ path: DB, fs: crashed.powerCut(mulberry32(2), POLICY_KEEP_ALL).fs });
-  assert.is(await after.get(key(2)), undefined, 'a put reported as not applied is not there after a restart');
-  assert.equal(await after.get(key(1)), fill(100, 1));
-  await after.close();
+  await notRevived(crashed, POLICY_KEEP_ALL); // kill -9: every write the process made reaches the disk
 });
 
 test('open syncs the file before serving: a commit a killed process left in the page cache is not shown and then lost to a power cut', async () => {
