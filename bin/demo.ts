@@ -165,7 +165,8 @@ const deadline = setTimeout(() => {
   process.exit(1);
 }, DEADLINE_MS);
 deadline.unref();
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { cleanup(); process.exit(130); });
+// 128 + the signal's number, as a shell reports a process a signal ended.
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.on(sig, () => { cleanup(); process.exit(code); });
 
 main().catch((e) => {
   console.error(`demo: FAILED: ${(e as Error)?.stack ?? e}`);

@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { describeError, GrpcStatus, isServiceError, KvClient, type StatResponse } from '../lib/client';
+import { ConfigError, packageVersion, parseHostPort } from '../lib/config';
 
 export const EXIT = { OK: 0, NOT_FOUND: 1, UNREACHABLE: 2, SERVER_ERROR: 3, USAGE: 4, TIMED_OUT: 5 } as const;
 
@@ -16,15 +17,16 @@ interface GlobalOpts {
   server: string;
   hex?: boolean;
   timeoutMs?: string;
+  connectTimeoutMs: string;
 }
 
 function parseKey(text: string, hex: boolean | undefined, what: 'key' | 'prefix' = 'key'): Buffer {
   let key: Buffer;
   if (hex) {
     const t = text.replace(/^0x/i, '');
-    if (t.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(t)) {
-      throw new CliError(`--hex: ${what} "${text}" is not an even-length hex string`, EXIT.USAGE);
-    }
+    const bad = /[^0-9a-fA-F]/.exec(t);
+    if (bad) throw new CliError(`--hex: ${what} "${text}" holds "${bad[0]}", which is not a hex digit`, EXIT.USAGE);
+    if (t.length % 2 !== 0) throw new CliError(`--hex: ${what} "${text}" has an odd number of hex digits (two per byte)`, EXIT.USAGE);
     key = Buffer.from(t, 'hex');
   } else {
     key = textArg(text, what, 'give it as hex with --hex');
@@ -44,9 +46,9 @@ function textArg(text: string, what: string, instead: string): Buffer {
 
 /** A whole-number option within [min, max]. */
 function wholeOption(text: string, what: string, min: number, max: number): number {
-  if (!/^\d+$/.test(text)) throw new CliError(`${what}: "${text}" is not a whole number`, EXIT.USAGE);
+  if (!/^-?\d+$/.test(text)) throw new CliError(`${what}: "${text}" is not a whole number`, EXIT.USAGE);
   const n = Number(text);
-  if (n < min || n > max) throw new CliError(`${what}: ${text} is out of range ${min}..${max}`, EXIT.USAGE);
+  if (n < min || n > max) throw new CliError(`${what}: ${text} is out of range ${max === Infinity ? `(${min} or more)` : `${min}..${max}`}`, EXIT.USAGE);
   return n;
 }
 
@@ -183,27 +185,41 @@ function localFailure(e: unknown): CliError {
 
 /** The global options as the client takes them; a usage error if they are wrong. Checked before a
  *  command runs (so `set k -` with a typo fails before reading stdin) and again for the client. */
-function clientOptions(g: GlobalOpts): { callTimeoutMs: number | undefined } {
-  const port = /:(\d+)$/.exec(g.server)?.[1];
-  if (port !== undefined && Number(port) > 65535) throw new CliError(`--server: port ${port} is out of range 0..65535`, EXIT.USAGE);
-  return { callTimeoutMs: g.timeoutMs === undefined ? undefined : wholeOption(g.timeoutMs, '--timeout-ms', 1, MAX_TIMEOUT_MS) };
-}
-
-function makeClient(g: GlobalOpts): KvClient {
-  // No message limit of its own (KvClient's default): the server enforces --max-value-bytes.
-  return new KvClient(g.server, clientOptions(g));
+function clientOptions(g: GlobalOpts): { callTimeoutMs: number | undefined; connectTimeoutMs: number } {
+  try {
+    parseHostPort(g.server, '--server');
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CliError(e.message, EXIT.USAGE);
+    throw e;
+  }
+  return {
+    callTimeoutMs: g.timeoutMs === undefined ? undefined : wholeOption(g.timeoutMs, '--timeout-ms', 1, MAX_TIMEOUT_MS),
+    connectTimeoutMs: wholeOption(g.connectTimeoutMs, '--connect-timeout-ms', 0, MAX_TIMEOUT_MS),
+  };
 }
 
 /** Runs `cmd` on a client of its own: its gRPC failures become the CLI's messages and exit codes.
  *  `body` calls `answered()` once part of the answer has been printed. */
 async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient, answered: () => void) => Promise<T>): Promise<T> {
-  const c = makeClient(g);
+  const { callTimeoutMs, connectTimeoutMs } = clientOptions(g);
+  // No message limit of its own (KvClient's default): the server enforces --max-value-bytes.
+  const c = new KvClient(g.server, { callTimeoutMs });
   let partial = false;
+  // A peer that takes the TCP connection but never speaks HTTP/2 would hold a call without a
+  // deadline for ever: give up when no connection is made in time. Nothing was sent then.
+  let timer: NodeJS.Timeout | undefined;
+  const noConnection = new Promise<never>((_, reject) => {
+    if (connectTimeoutMs === 0) return;
+    timer = setTimeout(() => {
+      if (!c.connected()) reject(new CliError(`cannot reach server at ${g.server}: no connection after ${connectTimeoutMs} ms (--connect-timeout-ms); the ${cmd} was not sent`, EXIT.UNREACHABLE));
+    }, connectTimeoutMs);
+  });
   try {
-    return await body(c, () => { partial = true; });
+    return await Promise.race([body(c, () => { partial = true; }), noConnection]);
   } catch (e) {
     throw grpcFailure(g.server, e, cmd, g.timeoutMs, c.connected(), partial);
   } finally {
+    clearTimeout(timer);
     c.close();
   }
 }
@@ -216,11 +232,14 @@ async function run(argv: string[]): Promise<number> {
     .option('--server <addr>', 'server address host:port', '127.0.0.1:50051')
     .option('--hex', 'KEY and PREFIX arguments are hex (and getprefix prints keys in hex)')
     .option('--timeout-ms <n>', 'deadline for each call, ms (default: none)')
+    .option('--connect-timeout-ms <n>', 'give up when no connection to the server is made within this many ms (the command is then not sent); 0: wait for ever', '10000')
+    .version(packageVersion(), '--version', 'print the version and exit')
     .addHelpText('after', `
 Exit codes: 0 ok, 1 key not found (get), 2 server unreachable or unavailable,
             3 the server returned an error, 4 usage or local error, 5 timed out
             after the call was sent (--timeout-ms; a set that timed out may have
             been applied; with no connection by then: 2).
+A VALUE, KEY or PREFIX that starts with '-' goes after '--': lbclient set k -- -5
 
 Examples:
   lbclient set greeting hello
@@ -318,6 +337,8 @@ Examples:
       // --help and `help [command]` are success; help shown because no command was given (exit
       // code 1 from commander) is a usage error.
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) return EXIT.OK;
+      // A value such as -5 reads as an option: say how to pass it.
+      if (e.code === 'commander.unknownOption' && /'-(?!-)/.test(e.message)) process.stderr.write("lbclient: an argument that starts with '-' goes after '--', e.g. lbclient set k -- -5\n");
       return EXIT.USAGE; // commander already printed the message
     }
     const ce = localFailure(e); // withServer() has turned gRPC failures into CliErrors
@@ -333,6 +354,9 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   process.stderr.write(`lbclient: cannot write to stdout: ${e.message}\n`);
   process.exit(EXIT.USAGE);
 });
+
+// A closed stderr (e.g. `lbclient ... 2>&1 | head -c5`) must not change the exit status.
+process.stderr.on('error', () => {});
 
 run(process.argv).then(
   (code) => { process.exitCode = code; },

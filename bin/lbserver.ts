@@ -3,10 +3,10 @@
 // everything else goes to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight calls, close the
 // store, remove the lock, exit 0 (forced after --shutdown-timeout-ms).
 import { Command, CommanderError } from 'commander';
-import { closeSync, constants as fsConstants, copyFileSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { compactFileOf, isForeignFormat, Store, StoreError, type Loss } from '../btree/index';
-import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, type ServerConfig } from '../lib/config';
+import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, packageVersion, type ServerConfig } from '../lib/config';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer, forceStop, KvService } from '../lib/service';
 import { ServiceStats } from '../lib/stats';
@@ -31,28 +31,50 @@ function fail(msg: string, code: number = EXIT.FAILED): never {
   process.exit(code);
 }
 
-/** mkdir -p one level at a time. Node's recursive mkdirSync never returns where a directory cannot
- *  be made in an existing parent that answers ENOENT (under /proc: it spins at 100 % CPU, deaf to
- *  SIGTERM); this gives up with that error. */
-function makeDirs(dir: string): void {
+/** mkdir -p one level at a time; returns the directories it made, outermost first. Node's
+ *  recursive mkdirSync never returns where a directory cannot be made in an existing parent that
+ *  answers ENOENT (under /proc: it spins at 100 % CPU, deaf to SIGTERM); this gives up with that
+ *  error. */
+function makeDirs(dir: string): string[] {
   const abs = resolve(dir);
   try {
-    makeDir(abs);
+    return makeDir(abs) ? [abs] : [];
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(abs) === abs) throw e;
-    makeDirs(dirname(abs));
-    makeDir(abs);
+    const made = makeDirs(dirname(abs));
+    return makeDir(abs) ? [...made, abs] : made;
   }
 }
 
-/** mkdir, content with a directory that is already there (another starter may have made it). */
-function makeDir(abs: string): void {
+/** mkdir, content with a directory that is already there (another starter may have made it);
+ *  whether it made it. */
+function makeDir(abs: string): boolean {
   try {
     mkdirSync(abs);
+    return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !statSync(abs).isDirectory()) throw e;
+    return false;
   }
 }
+
+/** A start that failed after making a fresh store takes it away again, and the directories it made:
+ *  a mistyped --listen must not leave an empty store behind. Only empty directories go. */
+function unmake(dataFile: string | undefined, dirs: string[]): void {
+  if (dataFile) rmSync(dataFile, { force: true });
+  for (const d of [...dirs].reverse()) {
+    try { rmdirSync(d); } catch { break; }
+  }
+}
+
+/** A byte count as the options take it back: 64MiB rather than 67108864. */
+function showBytes(n: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (n % size === 0 && n >= size) return `${n / size}${unit}`;
+  return String(n);
+}
+
+/** Options that only matter while serving, which --compact does not do. */
+const SERVING_ONLY = ['listen', 'maxInflightSetMb', 'streamBufferMb', 'shutdownTimeoutMs', 'streamStallMs', 'blockingSyncUs'];
 
 function log(msg: string): void {
   process.stderr.write(`lbserver: ${msg}\n`);
@@ -190,7 +212,7 @@ async function main(): Promise<void> {
     .option('--listen <addr>', 'host:port to listen on', DEFAULT_CONFIG.listen)
     .option('--data <dir>', `data directory (holds ${DATA_FILE_NAME} and LOCK; created if missing)`, DEFAULT_CONFIG.dataDir)
     .option('--cache-mb <n>', 'memory for the page and value caches, MiB', String(DEFAULT_CONFIG.cacheMB))
-    .option('--max-value-bytes <n>', 'largest value accepted (bytes; suffixes KiB/MiB/GiB allowed)', String(DEFAULT_CONFIG.maxValueBytes))
+    .option('--max-value-bytes <n>', 'largest value accepted (bytes; suffixes KiB/MiB/GiB allowed)', showBytes(DEFAULT_CONFIG.maxValueBytes))
     .option('--max-key-bytes <n>', 'largest key accepted (bytes, 1..1024: what the file format holds)', String(DEFAULT_CONFIG.maxKeyBytes))
     .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)
     .option('--blocking-sync-us <n>', 'while the median recent fdatasync is at most this many microseconds, small commits sync on the event loop (saves two thread hand-offs; stalls other calls for one sync; helps a lone writer only); 0: always on the thread pool', String(DEFAULT_CONFIG.blockingSyncUs))
@@ -200,6 +222,7 @@ async function main(): Promise<void> {
     .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse); 0: never', String(DEFAULT_CONFIG.streamStallMs))
     .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')
     .option('--salvage', 'with --compact: copy what can still be read of a damaged store, listing each damaged page or value left out (with the keys it held) on stderr, instead of refusing; a store that will not open at all (both meta pages damaged) is rebuilt from its leaf pages, each key with the newest value found; the damaged original is kept as lbkv.db.damaged-<time>')
+    .version(packageVersion(), '--version', 'print the version and exit')
     .addHelpText('after', `
 Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
@@ -227,7 +250,11 @@ Examples:
   }
   const o = program.opts();
   if (o.salvage && !o.compact) fail('--salvage goes with --compact (it says how to copy a damaged store)', EXIT.USAGE);
-  if (o.compact) startupExitCode = EXIT.FAILED;
+  if (o.compact) {
+    startupExitCode = EXIT.FAILED;
+    const ignored = SERVING_ONLY.filter((k) => program.getOptionValueSource(k) === 'cli');
+    if (ignored.length) log(`note: --compact does not serve, so ${ignored.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} ${ignored.length === 1 ? 'has' : 'have'} no effect`);
+  }
 
   let cfg: ServerConfig;
   try {
@@ -237,8 +264,12 @@ Examples:
     throw e;
   }
 
+  const dataFile = join(cfg.dataDir, DATA_FILE_NAME);
+  // A mistyped --data must not be "compacted" into a new empty store.
+  if (o.compact && !existsSync(dataFile)) fail(`--compact: there is no ${dataFile} (is --data right?); nothing was created`, EXIT.DATA);
+  let madeDirs: string[] = [];
   try {
-    makeDirs(cfg.dataDir);
+    madeDirs = makeDirs(cfg.dataDir);
   } catch (e) {
     const exists = (e as NodeJS.ErrnoException).code === 'EEXIST' || (e as NodeJS.ErrnoException).code === 'ENOTDIR';
     fail(exists ? `--data ${cfg.dataDir} is not a directory` : `cannot create data directory ${cfg.dataDir}: ${(e as Error).message}`, EXIT.DATA);
@@ -256,7 +287,7 @@ Examples:
     throw e;
   }
 
-  const dataFile = join(cfg.dataDir, DATA_FILE_NAME);
+  const fresh = !existsSync(dataFile);
   const openOptions = {
     path: dataFile,
     cacheMB: cfg.cacheMB,
@@ -304,6 +335,7 @@ Examples:
   } catch (e) {
     await store.close().catch(() => {});
     lock.release();
+    unmake(fresh ? dataFile : undefined, madeDirs);
     const msg = (e as Error).message;
     const hint = /EADDRINUSE|address already in use/i.test(msg) ? ' (address already in use: is another server listening there?)' : '';
     fail(`cannot listen on ${cfg.listen}${hint}: ${msg}`, EXIT.LISTEN);

@@ -1,4 +1,5 @@
 // Server configuration: defaults, and parsing/validation of lbserver's options.
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 export interface ServerConfig {
@@ -104,12 +105,14 @@ export function parseIntArg(text: string, what: string, min: number, max: number
   return n;
 }
 
-/** Validates "host:port" (IPv6 as "[::1]:port"); returns it unchanged. */
-export function parseListen(text: string): string {
+/** Validates "host:port" (IPv6 as "[::1]:port") given as option `what`; returns it unchanged.
+ *  Both halves are required: grpc-js takes a bare host as port 443, and hangs resolving the empty
+ *  host of ":port". */
+export function parseHostPort(text: string, what: string): string {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(text);
-  if (!m) throw new ConfigError(`--listen: "${text}" is not host:port (example: 127.0.0.1:50051)`);
+  if (!m) throw new ConfigError(`${what}: "${text}" is not host:port (example: 127.0.0.1:50051)`);
   const port = Number(m[2]);
-  if (port > 65535) throw new ConfigError(`--listen: port ${port} is out of range 0..65535`);
+  if (port > 65535) throw new ConfigError(`${what}: port ${port} is out of range 0..65535`);
   return text;
 }
 
@@ -130,7 +133,7 @@ export interface RawServerOptions {
 /** Builds a validated ServerConfig from command-line strings; throws ConfigError with a clear message. */
 export function configFromOptions(o: RawServerOptions): ServerConfig {
   const cfg: ServerConfig = { ...DEFAULT_CONFIG };
-  if (o.listen !== undefined) cfg.listen = parseListen(o.listen);
+  if (o.listen !== undefined) cfg.listen = parseHostPort(o.listen, '--listen');
   if (o.data !== undefined) {
     if (o.data.trim() === '') throw new ConfigError('--data: empty path');
     cfg.dataDir = o.data;
@@ -158,4 +161,13 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
   if (o.shutdownTimeoutMs !== undefined) cfg.shutdownTimeoutMs = parseIntArg(o.shutdownTimeoutMs, '--shutdown-timeout-ms', 0, 3_600_000);
   if (o.streamStallMs !== undefined) cfg.streamStallMs = parseIntArg(o.streamStallMs, '--stream-stall-ms', 0, 86_400_000);
   return cfg;
+}
+
+/** The version in package.json, which sits two levels above the compiled dist/lib/config.js. */
+export function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(resolve(__dirname, '../..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
 }

@@ -1,6 +1,6 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
 import { spawn } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -168,6 +168,24 @@ cli('usage errors: exit 4 with a message', async ({ addr }) => {
   const port = await runNode(LBCLIENT_JS, ['--server', '127.0.0.1:99999', 'stat']);
   assert.is(port.code, 4);
   assert.match(port.stderr, /--server: port 99999 is out of range 0\.\.65535/);
+  // Known before any call too: grpc-js would take a bare host as port 443 and hang for ever on the
+  // empty host of ":port"; a bad hex digit and an odd count are told apart; a negative number is
+  // out of range, not "not a number"; a value that starts with '-' needs '--', and says so.
+  for (const [args, message] of [
+    [['--server', ':50051', 'get', 'k'], /--server: ":50051" is not host:port/],
+    [['--server', '127.0.0.1', 'get', 'k'], /--server: "127\.0\.0\.1" is not host:port/],
+    [['--hex', 'get', 'abzz'], /--hex: key "abzz" holds "z", which is not a hex digit/],
+    [['--hex', 'get', 'abc'], /--hex: key "abc" has an odd number of hex digits/],
+    [['getprefix', 'x', '--limit', '-1'], /--limit: -1 is out of range \(0 or more\)/],
+    [['set', 'k', '-5'], /unknown option '-5'[\s\S]*goes after '--', e\.g\. lbclient set k -- -5/],
+  ] as const) {
+    const r = await runNode(LBCLIENT_JS, [...args], { timeoutMs: 10_000 });
+    assert.is(r.code, 4, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+  const dash = await runClient(addr, ['set', 'dash-value', '--', '-5']);
+  assert.is(dash.code, 0, dash.stderr);
+  assert.is((await runClient(addr, ['get', 'dash-value'])).stdout, '-5');
 });
 
 cli('arguments that are not valid UTF-8 are refused, not stored as U+FFFD (two keys would collide)', async ({ addr }) => {
@@ -277,6 +295,24 @@ timeout('a server that accepts TCP but never completes the handshake: exit 2, th
   }
 });
 
+timeout('with no --timeout-ms, --connect-timeout-ms bounds the wait for a peer that takes TCP but never speaks HTTP/2: exit 2, not sent', async () => {
+  // A listener that accepts and then says nothing: without a bound the call would wait for ever.
+  const sockets: Socket[] = [];
+  const mute = createServer((sock) => { sockets.push(sock); sock.on('error', () => undefined); });
+  await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+  const address = `127.0.0.1:${(mute.address() as AddressInfo).port}`;
+  try {
+    for (const cmd of [['get', 'k'], ['getprefix', 'k']]) {
+      const r = await runClient(address, ['--connect-timeout-ms', '500', ...cmd], { timeoutMs: 20_000 });
+      assert.is(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`^lbclient: cannot reach server at ${address}: no connection after 500 ms \\(--connect-timeout-ms\\); the ${cmd[0]} was not sent`));
+    }
+  } finally {
+    for (const sock of sockets) sock.destroy();
+    mute.close();
+  }
+});
+
 timeout('getprefix cut off by a server shutting down after entries were printed: exit 2, saying the listing is not whole', async () => {
   const s = await startServer({ args: ['--shutdown-timeout-ms', '200'] });
   try {
@@ -340,6 +376,37 @@ server('port in use: exit 5 naming the address', async () => {
   // One line, ours: grpc-js's own log of the failed bind is kept off stderr.
   assert.is(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.is(await a.stop(), 0);
+});
+
+server('a start that cannot listen removes the store it created and the directories it made; --compact of a directory with no store creates nothing', async () => {
+  const a = await startServer();
+  const base = tempDir();
+  const dataDir = join(base, 'new', 'data');
+  const r = await runNode(LBSERVER_JS, ['--data', dataDir, '--listen', a.address]);
+  assert.is(r.code, 5, r.stderr);
+  assert.equal(readdirSync(base), [], 'nothing left of the failed start');
+  // A data directory that was there stays, with only what it held before.
+  const kept = join(base, 'kept');
+  mkdirSync(kept);
+  writeFileSync(join(kept, 'notes.txt'), 'mine');
+  const r2 = await runNode(LBSERVER_JS, ['--data', kept, '--listen', a.address]);
+  assert.is(r2.code, 5, r2.stderr);
+  assert.equal(readdirSync(kept), ['notes.txt']);
+  assert.is(await a.stop(), 0);
+  const c = await runNode(LBSERVER_JS, ['--data', join(base, 'typo'), '--compact', '--listen', '127.0.0.1:1']);
+  assert.is(c.code, 4, c.stderr);
+  assert.match(c.stderr, /--compact does not serve, so --listen has no effect/);
+  assert.match(c.stderr, /--compact: there is no .*typo\/lbkv\.db \(is --data right\?\); nothing was created/);
+  assert.equal(readdirSync(base), ['kept']);
+});
+
+server('--version: the package version, exit 0 (lbserver and lbclient)', async () => {
+  const version = (JSON.parse(readFileSync(resolve(__dirname, '../../package.json'), 'utf8')) as { version: string }).version;
+  for (const js of [LBSERVER_JS, LBCLIENT_JS]) {
+    const r = await runNode(js, ['--version']);
+    assert.is(r.code, 0, r.stderr);
+    assert.is(r.stdout.trim(), version);
+  }
 });
 
 server('--data naming a file: exit 4, says it is not a directory', async () => {
