@@ -407,6 +407,34 @@ test('damaged last byte of an exact-page overflow value: CORRUPTION', async () =
   await s2.close();
 });
 
+test('a root page that passes its checksum and carries its meta\'s txid but is not the page that meta names is refused: open falls back', async () => {
+  // The meta records the checksum of the root page written with it (Meta.rootCrc), so that a slot
+  // whose root is some other valid page of the same txid (a torn slot write, a failed commit of the
+  // same txid, a misdirected write) is not taken for that commit's root.
+  const file = tmpFile();
+  let store = await Store.open({ path: file });
+  await store.put(Buffer.from('k'), Buffer.from('value-AAAA'));
+  await store.put(Buffer.from('k2'), Buffer.from('value-CCCC'));
+  await store.close();
+  const slot = metaTxid(file, 0) > metaTxid(file, 1) ? 0 : 1;
+  const rootAt = (2 * slot + 1) * PAGE;
+  const page = Buffer.alloc(PAGE);
+  const fd = fs.openSync(file, 'r');
+  try { fs.readSync(fd, page, 0, PAGE, rootAt); } finally { fs.closeSync(fd); }
+  const at = page.indexOf('value-AAAA');
+  assert.ok(at > 0, 'the value is inline in the root leaf');
+  page.write('value-BBBB', at);
+  page.writeUInt32LE(zlib.crc32(page.subarray(4)), 0); // a valid page: same id, same txid, new checksum
+  patch(file, rootAt, page);
+  store = await Store.open({ path: file });
+  try {
+    assert.is((await store.get(Buffer.from('k')))?.toString(), 'value-AAAA', 'the page the meta does not name is not read');
+    assert.match(store.openWarnings.join('\n'), /not the one its meta page names/);
+  } finally {
+    await store.close();
+  }
+});
+
 test('damage to a page of the newest commit after a clean close: reads fail with CORRUPTION, no silent rollback', async () => {
   const file = tmpFile();
   const s = await Store.open({ path: file });

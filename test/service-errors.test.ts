@@ -228,6 +228,27 @@ errors('GetPrefix budget: a stream waiting for budget resumes when it is freed, 
   hold.abort();
 });
 
+errors('GetPrefix budget: a stream that waits for budget mid-stream resumes just past its last key: every entry once, in order', async (ctx) => {
+  const { c, service } = ctx;
+  const budget = service.streamBudget;
+  const keys = Array.from({ length: 20 }, (_, i) => `resume/${String(i).padStart(2, '0')}`);
+  for (const [i, k] of keys.entries()) await c.set(k, Buffer.alloc(1000, i));
+  // Leave the stream two messages' worth (prefixMessageBytes is 4096 here): 20 KiB of entries cannot
+  // be read without waiting for budget, closing the cursor and reopening it after the last key sent.
+  const hold = new AbortController();
+  const held = budget.capacity - 2 * 4096;
+  assert.ok(await budget.acquire(held, hold.signal));
+  try {
+    const got = await c.getPrefixAll('resume/');
+    assert.equal(got.map((e) => e.key.toString()), keys, 'each key once, in order');
+    got.forEach((e, i) => assert.ok(e.value.equals(Buffer.alloc(1000, i)), `value of ${keys[i]}`));
+  } finally {
+    budget.release(held);
+    hold.abort();
+  }
+  nothingLeaked(ctx, 'mid-stream budget waits');
+});
+
 errors('StreamBudget: first come first served, no barging, an aborted waiter leaves the queue', async () => {
   const b = new StreamBudget(10);
   const a = new AbortController();

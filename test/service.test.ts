@@ -230,6 +230,18 @@ counters('value over --max-value-bytes: INVALID_ARGUMENT naming the limit; serve
   assert.is(s.failedSets, 3, 'the handler counts the Sets it refused; grpc-js refused the last before it');
 });
 
+counters('Stat reports the free and pending pages that overwritten values leave', async ({ c }) => {
+  // Three 256 KiB values (64 pages each), then each overwritten by a small inline value. Pages freed
+  // by commit T are reusable from commit T + 2 on: the first overwrite's run is free by the third,
+  // the last two runs are still pending (the fallback commit on disk reaches one of them).
+  for (let i = 0; i < 3; i++) await c.set(`fp/${i}`, Buffer.alloc(256 * 1024, i + 1));
+  for (let i = 0; i < 3; i++) await c.set(`fp/${i}`, 'small');
+  const s = await c.stat();
+  assert.ok(s.freePages >= 32, `free pages ${s.freePages}`); // the first run, less what the last commits took
+  assert.ok(s.pendingFreePages >= 64, `pending free pages ${s.pendingFreePages}`);
+  assert.ok(s.freePages + s.pendingFreePages < s.pageCount, `${s.freePages} + ${s.pendingFreePages} of ${s.pageCount} pages`);
+});
+
 counters('a Get whose client resets the stream before taking the response is not counted', async ({ srv, c }) => {
   await c.set('gone/k', Buffer.alloc(MiB, 7)); // far more than the client's 64 KiB window
   const before = (await c.stat()).totalGets;

@@ -231,6 +231,24 @@ test('a snapshot held over 1,500 commits: commits stay small, the file grows by 
   await again.close();
 });
 
+test('an overwritten value\'s pages are reused exactly two commits later: one key overwritten 40 times holds three copies of its value', async () => {
+  // Pages freed by commit T are reachable from commit T - 1 (the fallback meta) and from nothing
+  // else once T + 1 is durable, so commit T + 2 may take them and no earlier one may. A 64 KiB value
+  // takes 16 pages and the root leaf lives in the slot pages: at steady state the file is the four
+  // slot pages plus three runs (the live value, the fallback commit's, the one the next commit writes
+  // over). Reusing a commit too early (damaging the fallback) gives two runs; too late, four.
+  const store = await Store.open({ path: dbFile('reuse-delay') });
+  const counts: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    await store.put(Buffer.from('k'), Buffer.alloc(64 * 1024, i));
+    counts.push(store.stats().pageCount);
+  }
+  assert.is(counts[counts.length - 1], 4 + 3 * 16, `page counts: ${counts.join(' ')}`);
+  assert.ok(counts.slice(2).every((c) => c === counts[2]), `stops growing at the third put: ${counts.join(' ')}`);
+  assert.ok((await store.get(Buffer.from('k')))!.equals(Buffer.alloc(64 * 1024, 39)));
+  await store.close();
+});
+
 test('sustained overwrites: file stops growing (10 rounds x 10,000 keys x 4 KiB <= 1.5x round 1)', async () => {
   const file = dbFile('growth');
   const store = await Store.open({ path: file });
