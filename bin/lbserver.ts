@@ -332,6 +332,7 @@ Examples:
   let port: number;
   try {
     port = await bindServer(server, cfg.listen);
+    service.watch(server);
   } catch (e) {
     await store.close().catch(() => {});
     lock.release();

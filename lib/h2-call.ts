@@ -10,6 +10,17 @@ export function h2StreamOf(call: object): Http2Stream | undefined {
   return s && typeof s.close === 'function' && 'rstCode' in s ? s : undefined;
 }
 
+/** Calls `onStream` with every HTTP/2 stream `server` accepts from now on, whether or not its
+ *  handler has run yet: grpc-js runs a unary handler only once the whole request has arrived, so a
+ *  large Set still uploading has a stream and no call. The http2 servers are grpc-js 1.14's private
+ *  `http2Servers` (bound ones); false if they are not found, and nothing is watched. */
+export function watchStreams(server: object, onStream: (stream: Http2Stream) => void): boolean {
+  const servers = (server as { http2Servers?: Map<{ on: (e: 'stream', l: (s: Http2Stream) => void) => void }, unknown> }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) return false;
+  for (const h2server of servers.keys()) h2server.on('stream', onStream);
+  return true;
+}
+
 /** Resets the stream (RST_STREAM `code`), dropping whatever is buffered in it. */
 export function resetStream(call: object, code: number = constants.NGHTTP2_CANCEL): void {
   const h2 = h2StreamOf(call);

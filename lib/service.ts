@@ -2,7 +2,7 @@
 // Validates every request, maps engine errors to gRPC status codes, and never lets a bad request
 // take the server down.
 import * as grpc from '@grpc/grpc-js';
-import { constants as http2constants } from 'node:http2';
+import { constants as http2constants, type Http2Stream } from 'node:http2';
 import { join } from 'node:path';
 import { StoreError, type Entry, type Store } from '../btree/index';
 import {
@@ -19,7 +19,7 @@ import {
 } from '../generated/kv';
 import { framedValueBuffer, invalidRequestReason, ServerKeyValueStoreService } from './codec';
 import { DATA_FILE_NAME, maxMessageBytes, type ServerConfig } from './config';
-import { deliveredOk, h2StreamOf, resetStream, sliceWrites } from './h2-call';
+import { deliveredOk, h2StreamOf, resetStream, sliceWrites, watchStreams } from './h2-call';
 import { ServiceStats } from './stats';
 
 export interface StatusError {
@@ -181,6 +181,7 @@ interface Ending {
 /** A call open at the transport, until its HTTP/2 stream closes. */
 interface OpenCall {
   call: object;
+  h2?: Http2Stream;
   /** Ends it now with `se`, if its handler has not answered yet. */
   end: (se: grpc.ServiceError) => void;
   /** Runs when the stream closes after sending status OK (a completed call is counted then). */
@@ -203,6 +204,8 @@ export class KvService {
   /** Unary calls waiting for the engine, and GetPrefix streams being served. */
   private inFlight = 0;
   private readonly open = new Set<OpenCall>();
+  /** Every HTTP/2 stream open at the transport, handler run or not (watch()); undefined if unknown. */
+  private streams: Set<Http2Stream> | undefined;
   private readonly dataFile: string;
   /** Bytes buffered for GetPrefix streams, summed over all streams (--stream-buffer-mb). */
   readonly streamBudget: StreamBudget;
@@ -222,8 +225,17 @@ export class KvService {
   get isShuttingDown(): boolean { return this.shuttingDown; }
   /** Calls using the engine (the store must not close before they are done). */
   get callsInFlight(): number { return this.inFlight; }
-  /** Calls open at the transport, including those answered whose response is still being sent. */
-  get openCalls(): number { return this.open.size; }
+  /** Calls open at the transport, including those answered whose response is still being sent and,
+   *  once watch() is on, those whose request is still arriving. */
+  get openCalls(): number { return this.streams?.size ?? this.open.size; }
+
+  /** Watches the streams of the bound `server` (call it after binding), so that a forced shutdown
+   *  reaches calls whose request is still arriving too (endOpenCalls). */
+  watch(server: grpc.Server): void {
+    const streams = new Set<Http2Stream>();
+    if (!watchStreams(server, (st) => { streams.add(st); st.once('close', () => streams.delete(st)); })) return;
+    this.streams = streams;
+  }
 
   /**
    * For a forced shutdown: ends every open call not answered yet with UNAVAILABLE saying the server
@@ -234,6 +246,11 @@ export class KvService {
   endOpenCalls(): void {
     const se = statusError(grpc.status.UNAVAILABLE, SHUTTING_DOWN);
     for (const c of [...this.open]) c.end(se);
+    // A call whose request is still arriving (a large Set from a slow client) has no handler to
+    // answer it: refuse its stream, which its client reports as UNAVAILABLE and may retry (nothing of
+    // it was processed). Left to grpc-js's forced shutdown, it would end CANCELLED.
+    const handled = new Set([...this.open].map((c) => c.h2));
+    for (const st of this.streams ?? []) if (!handled.has(st) && !st.closed && !st.destroyed) st.close(http2constants.NGHTTP2_REFUSED_STREAM);
   }
 
   /** Resets the streams of the calls still open with REFUSED_STREAM, which gRPC clients report as
@@ -247,7 +264,7 @@ export class KvService {
   private track(call: object, end: OpenCall['end']): Tracked {
     const h2 = h2StreamOf(call);
     if (h2 && (h2.closed || h2.destroyed)) return { done: noop, whenDelivered: noop };
-    const entry: OpenCall = { call, end };
+    const entry: OpenCall = { call, end, h2 };
     this.open.add(entry);
     // One listener per call, for both the open-call set and the delivery count.
     h2?.once('close', () => {
@@ -282,7 +299,10 @@ export class KvService {
   }
 
   readonly set = (call: grpc.ServerUnaryCall<SetRequest, SetResponse>, cb: grpc.sendUnaryData<SetResponse>): void => {
-    const { answer } = this.answerOnce(call, cb, (se) => statusError(se.code, `${se.details} (the Set was not acknowledged: it may or may not be applied)`));
+    // A client gone (or a stream refused) before its request was handled gets no answer: nothing of
+    // its Set is applied.
+    if (call.cancelled) return;
+    const { answer, tracked } = this.answerOnce(call, cb, (se) => statusError(se.code, `${se.details} (the Set was not acknowledged: it may or may not be applied)`));
     const fail = (e: grpc.ServiceError) => { this.stats.failedSets++; answer(e); };
     try {
       const invalid = invalidRequestReason(call.request);
@@ -305,7 +325,14 @@ export class KvService {
       this.inFlight++;
       this.stats.setBytesInFlight += bytes;
       pending.then(
-        () => { this.inFlight--; this.stats.setBytesInFlight -= bytes; this.stats.totalSets++; answer(null, {}); },
+        () => {
+          this.inFlight--;
+          this.stats.setBytesInFlight -= bytes;
+          // Counted once its OK is sent, as a Get is: a Set whose client went away (or that a forced
+          // shutdown answered UNAVAILABLE) was not acknowledged, though it may be applied.
+          tracked.whenDelivered(() => { this.stats.totalSets++; });
+          answer(null, {});
+        },
         (err) => { this.inFlight--; this.stats.setBytesInFlight -= bytes; fail(toServiceError(err)); },
       );
     } catch (err) {
@@ -338,8 +365,10 @@ export class KvService {
     }
   };
 
-  readonly stat = (_call: grpc.ServerUnaryCall<StatRequest, StatResponse>, cb: grpc.sendUnaryData<StatResponse>): void => {
+  readonly stat = (call: grpc.ServerUnaryCall<StatRequest, StatResponse>, cb: grpc.sendUnaryData<StatResponse>): void => {
     try {
+      const invalid = invalidRequestReason(call.request);
+      if (invalid) return cb(statusError(grpc.status.INVALID_ARGUMENT, invalid));
       cb(null, this.stats.toStatResponse(this.store.stats(), this.dataFile));
     } catch (err) {
       cb(toServiceError(err));

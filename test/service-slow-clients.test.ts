@@ -3,11 +3,12 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as grpc from '@grpc/grpc-js';
+import * as http2 from 'node:http2';
 import { constants as h2 } from 'node:http2';
-import { GetPrefixRequest, GetPrefixResponse, GetRequest } from '../generated/kv';
+import { GetPrefixRequest, GetPrefixResponse, GetRequest, SetRequest } from '../generated/kv';
 import { GrpcStatus, statusName } from '../lib/client';
 import { eventually, pseudoRandomBytes, setMany } from './support/client-helpers';
-import { rawGrpcCall, SERVICE } from './support/raw-grpc';
+import { grpcFrame, rawGrpcCall, SERVICE, takeGrpcStatus } from './support/raw-grpc';
 import { sleep, startServer } from './support/server';
 
 const MiB = 1024 * 1024;
@@ -124,6 +125,41 @@ stop('SIGTERM: calls open after --shutdown-timeout-ms end with UNAVAILABLE "shut
     assert.match(srv.stderr, /forcing/);
   } finally {
     for (const cl of clients) cl.close();
+  }
+});
+
+stop('SIGTERM: a Set whose request is still arriving at the forced stop has its stream refused (UNAVAILABLE to gRPC clients), is counted as in flight, and is not applied', async () => {
+  const srv = await startServer({ args: ['--shutdown-timeout-ms', '500'] });
+  const dataDir = srv.dataDir;
+  // A client that sends the start of a 16 MiB Set and then nothing more: grpc-js has a stream for it
+  // but runs no handler until the whole request is in.
+  const session = http2.connect(`http://${srv.address}`);
+  session.on('error', () => undefined);
+  const req = session.request({ ':method': 'POST', ':path': `${SERVICE}/Set`, 'content-type': 'application/grpc', te: 'trailers' });
+  req.on('error', () => undefined);
+  const frame = grpcFrame(SetRequest.encode({ key: Buffer.from('uploading'), value: Buffer.alloc(16 * MiB, 3) }).finish());
+  req.write(frame.subarray(0, 256 * 1024));
+  const closed = new Promise<{ rstCode: number; status: number | undefined }>((resolve) => {
+    const got: { status?: number; message: string } = { message: '' };
+    req.on('response', (h) => takeGrpcStatus(h, got));
+    req.on('trailers', (h) => takeGrpcStatus(h, got));
+    req.on('close', () => resolve({ rstCode: req.rstCode ?? 0, status: got.status }));
+  });
+  try {
+    await sleep(300);
+    process.kill(srv.pid, 'SIGTERM');
+    const r = await closed;
+    assert.is(r.rstCode, h2.NGHTTP2_REFUSED_STREAM, `the upload's stream: RST_STREAM ${r.rstCode}, status ${r.status}`);
+    assert.is(await srv.exited(), 0, srv.stderr);
+    assert.match(srv.stderr, /SIGTERM: shutting down \(finishing 1 in-flight calls\)/);
+  } finally {
+    session.destroy();
+  }
+  const again = await startServer({ dataDir });
+  try {
+    assert.is(await again.client().get('uploading'), undefined, 'nothing of the refused Set was applied');
+  } finally {
+    await again.stop();
   }
 });
 

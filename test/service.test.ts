@@ -2,8 +2,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GetPrefixResponse, GetRequest } from '../generated/kv';
-import { GrpcStatus, KvClient } from '../lib/client';
+import { GetPrefixResponse, GetRequest, SetRequest } from '../generated/kv';
+import { GrpcStatus, KvClient, statusName } from '../lib/client';
 import { eventually, expectGrpcError, pseudoRandomBytes, setMany } from './support/client-helpers';
 import { rawGrpcCall, SERVICE } from './support/raw-grpc';
 import { sleep, startServer, type ServerHandle } from './support/server';
@@ -140,6 +140,7 @@ basic('malformed protobuf requests: INVALID_ARGUMENT, server keeps serving', asy
   });
   await expectGrpcError(unary('Set', Buffer.from([0xff, 0xff, 0xff])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
   await expectGrpcError(unary('Get', Buffer.from([0x0a, 0x05, 0x61])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
+  await expectGrpcError(unary('Stat', Buffer.from([0xff, 0xff, 0xff])), GrpcStatus.INVALID_ARGUMENT, /not a valid message/);
   // GetPrefix 'many/' with limit = 2^64-1: a valid uint64 past a JS number's exact range, so no limit.
   const stream = raw.makeServerStreamRequest(`${SERVICE}/GetPrefix`, id, id,
     Buffer.from([0x0a, 0x05, ...Buffer.from('many/'), 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
@@ -228,6 +229,37 @@ counters('value over --max-value-bytes: INVALID_ARGUMENT naming the limit; serve
   assert.is((await c.get('limit/exact'))?.length, MiB);
   const s = await c.stat();
   assert.is(s.failedSets, 3, 'the handler counts the Sets it refused; grpc-js refused the last before it');
+});
+
+counters('a Set whose client cancels while it waits for its commit is not counted: total_sets grows by the Sets answered OK', async () => {
+  const srv = await startServer();
+  const c = srv.client();
+  const before = (await c.stat()).totalSets;
+  // 20 Sets of 8 MiB, each on a connection of its own, all cancelled once the server holds them.
+  const clients = Array.from({ length: 20 }, () => new grpc.Client(srv.address, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': -1 }));
+  const id = (b: Buffer) => b;
+  const outcomes: Promise<string>[] = [];
+  const calls = clients.map((cl, i) => {
+    let call!: grpc.ClientUnaryCall;
+    outcomes.push(new Promise((resolve) => {
+      call = cl.makeUnaryRequest(`${SERVICE}/Set`, id, id, Buffer.from(SetRequest.encode({ key: Buffer.from(`cancelled/${i}`), value: Buffer.alloc(8 * MiB, i) }).finish()),
+        (err) => resolve(err ? statusName(err.code) : 'OK'));
+    }));
+    return call;
+  });
+  try {
+    assert.ok(await eventually(async () => (await c.stat()).setBytesInFlight > 0, 30_000, 2), 'the server holds Sets waiting for their commit');
+    for (const call of calls) call.cancel();
+    const seen = await Promise.all(outcomes);
+    const ok = seen.filter((o) => o === 'OK').length;
+    assert.ok(seen.every((o) => o === 'OK' || o === 'CANCELLED'), seen.join(' '));
+    assert.ok(await eventually(async () => (await c.stat()).setBytesInFlight === 0, 30_000), 'the commits are done');
+    const s = await c.stat();
+    assert.is(s.totalSets - before, ok, `total_sets grew by ${s.totalSets - before}; ${ok} of 20 Sets were answered OK`);
+  } finally {
+    for (const cl of clients) cl.close();
+    await srv.stop();
+  }
 });
 
 counters('Stat reports the free and pending pages that overwritten values leave', async ({ c }) => {
