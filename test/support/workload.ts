@@ -408,12 +408,14 @@ async function buildCrashedBase(o: CampaignOptions, spec: WorkloadSpec, seed: nu
   // Count the ops of the workload, then cut at a random one of them.
   const probe = clean.fs.clone();
   const ps = await Store.open(openOpts(probe, o));
+  // Cut among the workload's ops, not the open before it (open syncs the file, and the open below
+  // is not raced against the cut: cuts inside open are the cut points' business) nor the close
+  // that follows in the probe (the crashed run never closes: a cut there would never be reached).
+  const opened = probe.opCount;
   await runWorkload((k, v) => ps.put(k, v), probe, spec, seed, [], 3_000_000, ps);
-  // Cut among the workload's ops, not the close that follows in the probe: the crashed run never
-  // closes, so a cut there would never be reached.
   const ops = probe.opCount;
   await ps.close();
-  const cut = randInt(rng, 1, ops);
+  const cut = randInt(rng, opened + 1, ops);
   fs.cutAt(cut);
   const store = await Store.open(openOpts(fs, o));
   const sent: PutRec[] = [];
