@@ -1,6 +1,6 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -103,6 +103,17 @@ cli('getprefix and get escape C1 controls, format characters and U+2028/U+2029 a
   const g = await runClient(addr, ['get', 'ctl/\u0085missing']);
   assert.is(g.code, 1);
   assert.ok(g.stderr.includes('key not found: ctl/\\xc2\\x85missing\n'), g.stderr);
+});
+
+cli('getprefix escapes DEL (0x7f) as \\x7f, in UTF-8 text and in bytes that are not UTF-8', async ({ addr }) => {
+  assert.is((await runClient(addr, ['set', 'del/a\x7fb', 'x\x7fy'])).code, 0);
+  assert.is((await runClient(addr, ['set', 'del/bin', '-'], { stdin: Buffer.from([0xff, 0x7f, 0x41, 0x7e]) })).code, 0);
+  const p = await runClient(addr, ['getprefix', 'del/']);
+  assert.is(p.code, 0, p.stderr);
+  assert.is(p.stdout, 'del/a\\x7fb\tx\\x7fy\ndel/bin\t\\xff\\x7fA~\n');
+  const g = await runClient(addr, ['get', 'del/\x7fmissing']);
+  assert.is(g.code, 1);
+  assert.ok(g.stderr.includes('key not found: del/\\x7fmissing\n'), g.stderr);
 });
 
 cli('getprefix into a reader that stops early (like | head): exit 0, no crash', async ({ addr }) => {
@@ -360,6 +371,8 @@ server('bad flags: exit 2 with a clear message, no ready line', async () => {
     [['--blocking-sync-us', '-1'], /--blocking-sync-us/],
     [['--max-inflight-set-mb', '0'], /--max-inflight-set-mb/],
     [['--max-key-bytes', '2000'], /--max-key-bytes: 2000 is out of range 1\.\.1024/],
+    [['--max-key-bytes', '1025'], /--max-key-bytes: 1025 is out of range 1\.\.1024/],
+    [['--cache-mb', '1048577'], /--cache-mb: 1048577 is out of range 1\.\.1048576/],
   ] as Array<[string[], RegExp]>) {
     const r = await runNode(LBSERVER_JS, ['--data', tempDir(), ...args]);
     assert.is(r.code, 2, `${args.join(' ')}: exit 2, bad usage`);
@@ -415,6 +428,14 @@ server('--data naming a file: exit 4, says it is not a directory', async () => {
   const r = await runNode(LBSERVER_JS, ['--data', file, '--listen', '127.0.0.1:0']);
   assert.is(r.code, 4);
   assert.match(r.stderr, `--data ${file} is not a directory`);
+  assert.is(r.stdout, '');
+});
+
+server('a data directory where no LOCK can be created: exit 4 (a data directory problem), not 3 (another lbserver holds it)', async () => {
+  // /proc/self exists and is a directory, but no file can be created in it, not even by root.
+  const r = await runNode(LBSERVER_JS, ['--listen', `127.0.0.1:${await freePort()}`, '--data', '/proc/self']);
+  assert.is(r.code, 4, r.stderr);
+  assert.match(r.stderr, /refusing to start: cannot create lock file in \/proc\/self/);
   assert.is(r.stdout, '');
 });
 
@@ -513,6 +534,16 @@ programs('--help: exit 0 with usage; the demo and its client reject bad argument
   const client = await runNode(resolve(__dirname, '../bin/demo-client.js'), ['--ops', '0']);
   assert.is(client.code, 2);
   assert.match(client.stderr, /--ops: 0 is out of range/);
+});
+
+programs('the demo (make demo) runs against a real lbserver, stops it cleanly and removes its data directory', async () => {
+  const r = await runNode(resolve(__dirname, '../bin/demo.js'), ['--clients', '2', '--ops', '200'], { timeoutMs: 120_000 });
+  assert.is(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^demo: OK$/m);
+  assert.match(r.stdout, /^demo: server stopped \(exit 0\)$/m);
+  const dir = /^demo: data directory (\S+)$/m.exec(r.stdout)?.[1];
+  assert.ok(dir, r.stdout);
+  assert.not.ok(existsSync(dir!), `the demo removed ${dir}`);
 });
 
 programs('experiment runners: bad lists fail before anything runs; SIGTERM removes the run\'s data directory; npm run bench --help', async () => {

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { Store, StoreError, type Loss } from '../btree';
+import { decodeNode, encodeNode, Node } from '../btree/node';
 import { mulberry32, randomBytes } from './support/fault-fs';
 import { LBSERVER_JS, logs, runClient, runNode, runServerExpectingFailure, startServer, tempDir } from './support/server';
 import { GrpcStatus, isServiceError } from '../lib/client';
@@ -350,6 +351,58 @@ test('Snapshot.salvage: a damaged leaf anywhere in a three-level tree loses exac
     }
   }
   assert.ok(checked >= 20, `${checked} live leaves damaged in turn`);
+});
+
+test('Snapshot.salvage: a stale branch whose separator points back to a key already read does not yield that key again', async () => {
+  const file = tmpFile();
+  const s = await Store.open({ path: file });
+  const k = (i: number) => Buffer.from(`k${'.'.repeat(250)}${String(i).padStart(6, '0')}`);
+  const N = 3000;
+  await s.putMany(Array.from({ length: N }, (_, i) => ({ key: k(i), value: Buffer.from(`v${i}`) })));
+  await settle(s);
+  await s.close();
+  const data = fs.readFileSync(file);
+  const pageAt = (id: number) => data.subarray(id * PAGE, (id + 1) * PAGE);
+  const txidOf = (id: number) => pageAt(id).readUIntLE(16, 6);
+  const node = (id: number) => {
+    const p = pageAt(id);
+    const n = decodeNode(p, p.readUInt8(4), p.readUInt16LE(6), id);
+    if (typeof n === 'string') throw new Error(`page ${id}: ${n}`);
+    return n;
+  };
+  const write = (n: Node, id: number) => patch(file, id * PAGE, encodeNode(n, id, txidOf(id)));
+  // The newest root (the slot with the larger txid), three levels: root, branches, leaves.
+  const rootId = txidOf(1) > txidOf(3) ? 1 : 3;
+  const root = node(rootId);
+  assert.not.ok(root.leaf);
+  const [b0Id, b1Id] = [root.children[0] as number, root.children[1] as number];
+  const b0 = node(b0Id);
+  const b1 = node(b1Id);
+  assert.ok(!b0.leaf && !b1.leaf && b1.children.length >= 3, 'a three-level tree');
+  const lastLeaf = node(b0.children[b0.children.length - 1] as number);
+  const lastRead = lastLeaf.keys[lastLeaf.keys.length - 1]!; // the last key of the first branch's subtree
+  // A stale second branch: its second separator is that key (below the branch's own range), and its
+  // second leaf starts with it.
+  const xId = b1.children[1] as number;
+  const x = node(xId);
+  write(new Node(true, [Buffer.from(lastRead), ...x.keys.slice(0, -1)], [Buffer.from('stale'), ...x.vals.slice(0, -1)], [], xId, true), xId);
+  write(new Node(false, [b1.keys[0]!, Buffer.from(lastRead), ...b1.keys.slice(2)], [], [...b1.children], b1Id, true), b1Id);
+
+  const s2 = await Store.open({ path: file });
+  const snap = s2.snapshot();
+  const losses: Loss[] = [];
+  const got: Buffer[] = [];
+  try {
+    for await (const e of snap.salvage((l) => losses.push(l))) got.push(Buffer.from(e.key));
+  } finally {
+    snap.release();
+    await s2.close();
+  }
+  for (let i = 1; i < got.length; i++) {
+    assert.ok(Buffer.compare(got[i - 1]!, got[i]!) < 0, `keys ascending, none twice: ${got[i - 1]!.subarray(251)} then ${got[i]!.subarray(251)}`);
+  }
+  assert.is(got.filter((g) => g.equals(lastRead)).length, 1, 'the key the stale leaf repeats is read once');
+  assert.ok(losses.some((l) => l.page === xId && /stale page/.test(l.reason)), `the stale leaf is reported: ${JSON.stringify(losses.map((l) => [l.page, l.reason]))}`);
 });
 
 test('damaged leaf page (zeroed): CORRUPTION, not "key absent"', async () => {
@@ -815,6 +868,37 @@ test('Store.rebuild: a damaged newest leaf is reported and its keys fall back to
     }
   } finally {
     await s.close();
+  }
+});
+
+test('Store.rebuild: a key whose only value is damaged is reported with its key, and left out', async () => {
+  const file = tmpFile();
+  const s = await Store.open({ path: file });
+  await s.putMany(Array.from({ length: 50 }, (_, i) => ({ key: key(i), value: smallValue(i, 0) })));
+  // Written once: no older copy of it anywhere in the file to fall back to.
+  const only = randomBytes(mulberry32(21), 40_000);
+  await s.put(key(77777), only);
+  await settle(s);
+  await s.close();
+  const at = fs.readFileSync(file).indexOf(only.subarray(0, 64));
+  assert.ok(at > 0, 'the value is in the file');
+  patch(file, at + 5000, Buffer.from([only[5000]! ^ 0x01]));
+  damages['random garbage']!(file, 0);
+  damages['zeroed page']!(file, 1);
+  const losses: Loss[] = [];
+  const r = await Store.rebuild({ path: file }, { onLoss: (l) => losses.push(l) });
+  const lost = losses.filter((l) => l.key?.equals(key(77777)));
+  assert.is(lost.length, 1, `the lost value is reported once, with its key: ${JSON.stringify(losses.map((l) => [l.page, l.key?.toString(), l.reason]))}`);
+  assert.match(lost[0]!.reason, /checksum mismatch/);
+  assert.not.match(lost[0]!.reason, /older value/);
+  const again = await Store.open({ path: file });
+  try {
+    const got = await readEverything(again);
+    assert.is(r.keys, got.size);
+    assert.not.ok(got.has(key(77777).toString('latin1')), 'no value of it was kept');
+    for (let i = 0; i < 50; i++) assert.ok(got.get(key(i).toString('latin1'))?.equals(smallValue(i, 0)), `key ${i}`);
+  } finally {
+    await again.close();
   }
 });
 

@@ -199,6 +199,16 @@ lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', 
   assert.not.match(srv4.stderr, /replaced/, 'a LOCK removed at a clean stop leaves nothing to replace');
 });
 
+lock('a server whose LOCK another process has taken meanwhile leaves that LOCK alone when it stops', async () => {
+  const srv = await startServer();
+  const lockPath = join(srv.dataDir, 'LOCK');
+  // What another starter leaves after an operator removed this server's LOCK: its own PID.
+  writeFileSync(lockPath, '999999999\n');
+  assert.is(await srv.stop(), 0);
+  assert.ok(existsSync(lockPath), 'the stopping server did not remove a LOCK that is not its own');
+  assert.is(readFileSync(lockPath, 'utf8'), '999999999\n');
+});
+
 lock('a LOCK.break left by a breaker that died (kill -9 or power cut during startup) does not stop the next start', async () => {
   const dir = tempDir();
   const pid = await deadPid();

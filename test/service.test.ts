@@ -311,6 +311,25 @@ restart('data written before SIGTERM is there after restart', async () => {
   assert.is(await srv2.stop('SIGINT'), 0, 'SIGINT also stops cleanly');
 });
 
+restart('Stat last_txid is the store\'s txid, which goes on across restarts, not this process\'s count of commits', async () => {
+  const srv = await startServer();
+  const c = srv.client();
+  for (let i = 0; i < 5; i++) await c.set(`txid/${i}`, 'v');
+  const before = await c.stat();
+  assert.ok(before.lastTxid >= 5, `last_txid ${before.lastTxid} after 5 acknowledged sets`);
+  assert.is(await srv.stop(), 0);
+  const srv2 = await startServer({ dataDir: srv.dataDir });
+  try {
+    const c2 = srv2.client();
+    await c2.set('txid/after', 'v');
+    const s = await c2.stat();
+    assert.ok(s.lastTxid > before.lastTxid, `last_txid ${s.lastTxid} after a restart and a set, was ${before.lastTxid}`);
+    assert.ok(s.lastTxid > s.commits, `last_txid ${s.lastTxid} is more than the ${s.commits} commits of this process`);
+  } finally {
+    assert.is(await srv2.stop(), 0);
+  }
+});
+
 restart('values stored under a larger --max-value-bytes stay readable after a restart with a smaller one', async () => {
   const srv = await startServer({ args: ['--max-value-bytes', '4MiB'] });
   const big = pseudoRandomBytes(3 * MiB, 31);
