@@ -96,6 +96,21 @@ async function settle(s: Store): Promise<void> {
   await s.put(Buffer.from('zzz-settle-2'), Buffer.from('settle'));
 }
 
+/** Keys with a long shared prefix: long separators, so branches hold few and 3,000 keys make a
+ *  three-level tree. */
+const k = (i: number) => Buffer.from(`k${'.'.repeat(250)}${String(i).padStart(6, '0')}`);
+
+/** 3,000 keys k(i) -> `v${i}` in one commit, settled and closed; the file and its bytes. */
+async function threeLevelTree(): Promise<{ file: string; N: number; data: Buffer }> {
+  const file = tmpFile();
+  const s = await Store.open({ path: file });
+  const N = 3000;
+  await s.putMany(Array.from({ length: N }, (_, i) => ({ key: k(i), value: Buffer.from(`v${i}`) })));
+  await settle(s);
+  await s.close();
+  return { file, N, data: fs.readFileSync(file) };
+}
+
 async function expectCorruption(p: Promise<unknown>, what: string): Promise<StoreError> {
   let got: unknown;
   try {
@@ -277,15 +292,7 @@ test('damaged leaf page: keys on it reject with CORRUPTION, keys elsewhere still
 });
 
 test('Snapshot.salvage: a damaged branch page is skipped with the key range it held; every other entry is read, none twice', async () => {
-  const file = tmpFile();
-  const s = await Store.open({ path: file });
-  // Long shared prefixes make long separators, so branches hold few: a three-level tree.
-  const k = (i: number) => Buffer.from(`k${'.'.repeat(250)}${String(i).padStart(6, '0')}`);
-  const N = 3000;
-  await s.putMany(Array.from({ length: N }, (_, i) => ({ key: k(i), value: Buffer.from(`v${i}`) })));
-  await settle(s);
-  await s.close();
-  const data = fs.readFileSync(file);
+  const { file, N, data } = await threeLevelTree();
   // Branch pages (type 2 at byte 4) other than the two slots' root pages (1 and 3).
   const branches: number[] = [];
   for (let p = 4; p * PAGE < data.length; p++) if (data[p * PAGE + 4] === 2) branches.push(p);
@@ -313,7 +320,6 @@ test('Snapshot.salvage: a damaged branch page is skipped with the key range it h
 test('Snapshot.salvage: a damaged leaf anywhere in a three-level tree loses exactly its own keys, and the range reported holds exactly those', async () => {
   const file = tmpFile();
   const s = await Store.open({ path: file });
-  const k = (i: number) => Buffer.from(`k${'.'.repeat(250)}${String(i).padStart(6, '0')}`);
   const N = 3000;
   // In shuffled order over several commits, so that leaves sit under branches at every position.
   const order = Array.from({ length: N }, (_, i) => i);
@@ -354,14 +360,7 @@ test('Snapshot.salvage: a damaged leaf anywhere in a three-level tree loses exac
 });
 
 test('Snapshot.salvage: a stale branch whose separator points back to a key already read does not yield that key again', async () => {
-  const file = tmpFile();
-  const s = await Store.open({ path: file });
-  const k = (i: number) => Buffer.from(`k${'.'.repeat(250)}${String(i).padStart(6, '0')}`);
-  const N = 3000;
-  await s.putMany(Array.from({ length: N }, (_, i) => ({ key: k(i), value: Buffer.from(`v${i}`) })));
-  await settle(s);
-  await s.close();
-  const data = fs.readFileSync(file);
+  const { file, data } = await threeLevelTree();
   const pageAt = (id: number) => data.subarray(id * PAGE, (id + 1) * PAGE);
   const txidOf = (id: number) => pageAt(id).readUIntLE(16, 6);
   const node = (id: number) => {
