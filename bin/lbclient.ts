@@ -199,8 +199,9 @@ function clientOptions(g: GlobalOpts): { callTimeoutMs: number | undefined; conn
 }
 
 /** Runs `cmd` on a client of its own: its gRPC failures become the CLI's messages and exit codes.
- *  `body` calls `answered()` once part of the answer has been printed. */
-async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient, answered: () => void) => Promise<T>): Promise<T> {
+ *  `body` calls `answered()` once part of the answer has been printed; it gets the call deadline
+ *  too, for a stream (KvClient applies it to unary calls only). */
+async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient, answered: () => void, callTimeoutMs: number | undefined) => Promise<T>): Promise<T> {
   const { callTimeoutMs, connectTimeoutMs } = clientOptions(g);
   // No message limit of its own (KvClient's default): the server enforces --max-value-bytes.
   const c = new KvClient(g.server, { callTimeoutMs });
@@ -215,7 +216,7 @@ async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient, ans
     }, connectTimeoutMs);
   });
   try {
-    return await Promise.race([body(c, () => { partial = true; }), noConnection]);
+    return await Promise.race([body(c, () => { partial = true; }, callTimeoutMs), noConnection]);
   } catch (e) {
     throw grpcFailure(g.server, e, cmd, g.timeoutMs, c.connected(), partial);
   } finally {
@@ -306,9 +307,9 @@ Examples:
       const prefix = parseKey(prefixArg, g.hex, 'prefix');
       // Past 2^53 a count is beyond any store: no limit (the server reads such a uint64 so too).
       const limit = Math.min(wholeOption(o.limit, '--limit', 0, Infinity), Number.MAX_SAFE_INTEGER);
-      await withServer(g, 'getprefix', async (c, answered) => {
+      await withServer(g, 'getprefix', async (c, answered, timeoutMs) => {
         // --timeout-ms bounds the whole listing, as it bounds each other command.
-        for await (const batch of c.getPrefixMessages(prefix, { limit, timeoutMs: clientOptions(g).callTimeoutMs })) {
+        for await (const batch of c.getPrefixMessages(prefix, { limit, timeoutMs })) {
           answered();
           let text = '';
           for (const e of batch) {

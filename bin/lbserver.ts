@@ -74,7 +74,7 @@ function showBytes(n: number): string {
 }
 
 /** Options that only matter while serving, which --compact does not do. */
-const SERVING_ONLY = ['listen', 'maxInflightSetMb', 'streamBufferMb', 'shutdownTimeoutMs', 'streamStallMs', 'blockingSyncUs'];
+const SERVING_ONLY = ['--listen', '--max-inflight-set-mb', '--stream-buffer-mb', '--shutdown-timeout-ms', '--stream-stall-ms', '--blocking-sync-us'];
 
 function log(msg: string): void {
   process.stderr.write(`lbserver: ${msg}\n`);
@@ -252,8 +252,8 @@ Examples:
   if (o.salvage && !o.compact) fail('--salvage goes with --compact (it says how to copy a damaged store)', EXIT.USAGE);
   if (o.compact) {
     startupExitCode = EXIT.FAILED;
-    const ignored = SERVING_ONLY.filter((k) => program.getOptionValueSource(k) === 'cli');
-    if (ignored.length) log(`note: --compact does not serve, so ${ignored.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} ${ignored.length === 1 ? 'has' : 'have'} no effect`);
+    const ignored = program.options.filter((opt) => SERVING_ONLY.includes(opt.long ?? '') && program.getOptionValueSource(opt.attributeName()) === 'cli').map((opt) => opt.long);
+    if (ignored.length) log(`note: --compact does not serve, so ${ignored.join(', ')} ${ignored.length === 1 ? 'has' : 'have'} no effect`);
   }
 
   let cfg: ServerConfig;
