@@ -8,7 +8,8 @@ import { dirname, join, resolve } from 'node:path';
 import { compactFileOf, isForeignFormat, Store, StoreError, type Loss } from '../btree/index';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, packageVersion, type ServerConfig } from '../lib/config';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
-import { bindServer, createGrpcServer, forceStop, KvService } from '../lib/service';
+import { bindServer, createGrpcServer, forceStop } from '../lib/grpc-server';
+import { KvService } from '../lib/service';
 import { ServiceStats } from '../lib/stats';
 
 /** Exit status, so a supervisor can tell a problem worth a restart from one that is not. */

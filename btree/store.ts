@@ -3,9 +3,8 @@
 // fdatasync holds up the calling thread, readers included, for that one sync). A commit becomes
 // visible only after its last sync.
 import { Mutex } from 'async-mutex';
-import { realpathSync } from 'node:fs';
 import * as nodePath from 'node:path';
-import type { Entry, GetOptions, Loss, OpenOptions, RangeOptions, StoreStats } from './api';
+import type { Entry, GetOptions, OpenOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
 import { isSlotPage, MAX_KEY_BYTES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
@@ -15,12 +14,16 @@ import { Pager } from './pager';
 import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
-import { isSalvageable, prefixEnd, salvageScan, scan } from './cursor';
 import { foreignFormat, leavesNewestFirst, newestValues } from './salvage-file';
 import { ioError, StoreError } from './errors';
-import { encodeNode, type Node, type OverflowRef } from './node';
+import { encodeNode, type Node } from './node';
+import { readValue, requireBuffer, salvageEntries, Snapshot } from './snapshot';
+import { compactFileOf, copyInto, failedCopy, installCopy, type CompactOptions, type CompactResult } from './copy';
+import { claimFile, withDefaults, type StoreOptions } from './options';
 
-const MiB = 1024 * 1024;
+export { Snapshot } from './snapshot';
+export { compactFileOf } from './copy';
+
 const PROBE_EVERY = 32;
 const SYNC_SAMPLES = 16;
 
@@ -29,236 +32,6 @@ interface Queued {
   bytes: number;
   resolve(): void;
   reject(err: unknown): void;
-}
-
-/** The value of a cell lookup or a scan found, if any (Pager.cellValue). */
-function readValue(pager: Pager, cell: Buffer | OverflowRef | undefined, alloc: ((length: number) => Buffer) | undefined, fill: boolean): Promise<Buffer> | Buffer | undefined {
-  return cell === undefined ? undefined : pager.cellValue(cell, alloc, fill);
-}
-
-/** Throws INVALID_ARGUMENT unless `b` is a Buffer (a string or Uint8Array would be measured and
- *  compared differently). */
-function requireBuffer(b: unknown, what: string): asserts b is Buffer {
-  if (!Buffer.isBuffer(b)) throw new StoreError('INVALID_ARGUMENT', `${what} must be a Buffer, not ${b === null ? 'null' : typeof b === 'object' ? b.constructor?.name ?? 'object' : typeof b}`);
-}
-
-function checkRange(opts: RangeOptions): void {
-  for (const f of ['start', 'end', 'prefix'] as const) if (opts[f] !== undefined) requireBuffer(opts[f], `RangeOptions.${f}`);
-}
-
-export class Snapshot {
-  private released = false;
-
-  /** `outlivesClose`: compaction's own snapshot, which close() lets finish (it waits for it). */
-  constructor(private readonly store: Store, readonly meta: Meta, private readonly root: Node | null, private readonly pager: Pager, private readonly outlivesClose = false) {}
-
-  get txid(): number {
-    return this.meta.txid;
-  }
-
-  get keys(): number {
-    return this.meta.keyCount;
-  }
-
-  async get(key: Buffer): Promise<Buffer | undefined> {
-    this.checkOpen();
-    requireBuffer(key, 'key');
-    return readValue(this.pager, lookup(this.pager, this.root, key), undefined, true);
-  }
-
-  /** Entries in ascending bytewise key order; values are read lazily, one at a time. */
-  async *range(opts: RangeOptions = {}): AsyncGenerator<Entry> {
-    this.checkOpen();
-    checkRange(opts);
-    let start = opts.start;
-    let end = opts.end;
-    if (opts.prefix && opts.prefix.length > 0) {
-      if (!start || Buffer.compare(opts.prefix, start) > 0) start = opts.prefix;
-      const pe = prefixEnd(opts.prefix);
-      if (pe && (!end || Buffer.compare(pe, end) < 0)) end = pe;
-    }
-    const limit = opts.limit && opts.limit > 0 ? opts.limit : Infinity;
-    let n = 0;
-    for (const e of scan(this.pager, this.root, start, end)) {
-      if (n++ >= limit) return;
-      this.checkOpen();
-      const value = opts.keysOnly ? Buffer.alloc(0) : await readValue(this.pager, e.cell, undefined, false);
-      // The key lives in a cached leaf: the caller gets a copy (see readValue).
-      yield { key: Buffer.from(e.key), value: value as Buffer };
-    }
-  }
-
-  /** Every entry, in order, reading past damage: a tree page or an overflow value that fails its
-   *  checks is reported to `onLoss` and skipped, instead of ending the iteration with CORRUPTION. */
-  salvage(onLoss: (loss: Loss) => void): AsyncGenerator<Entry> {
-    this.checkOpen();
-    return salvageEntries(this.pager, this.root, onLoss, () => this.checkOpen());
-  }
-
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    this.store.unregister(this.meta.txid, this.pager);
-  }
-
-  private checkOpen(): void {
-    if (this.released) throw new StoreError('CLOSED', 'snapshot was released');
-    // A snapshot from before a compaction reads the old file, which close() leaves open for it.
-    if (this.store.isClosed && !this.outlivesClose) throw new StoreError('CLOSED', 'store is closed');
-    this.pager.checkOpen();
-  }
-}
-
-/** The entries under `root` in order, past damage (Snapshot.salvage, Store.rebuild); `check` runs
- *  before each entry (a released snapshot stops). */
-async function* salvageEntries(pager: Pager, root: Node | null, onLoss: (loss: Loss) => void, check: () => void = () => undefined): AsyncGenerator<Entry> {
-  for (const e of salvageScan(pager, root, onLoss)) {
-    check();
-    let value: Buffer | undefined;
-    try {
-      value = await readValue(pager, e.cell, undefined, false);
-    } catch (err) {
-      if (!isSalvageable(err)) throw err;
-      onLoss({ key: Buffer.from(e.key), page: Buffer.isBuffer(e.cell) ? undefined : e.cell.page, reason: err.message });
-      continue;
-    }
-    yield { key: Buffer.from(e.key), value: value as Buffer };
-  }
-}
-
-/** The file compact() copies the live data of `path` into before renaming it over `path`. */
-export function compactFileOf(path: string): string {
-  return path + '.compact';
-}
-
-/** Copies `entries` into `copy` in large atomic batches, then closes `copy`; returns how many.
- *  `progress` gets the count so far. */
-async function copyInto(entries: AsyncIterable<Entry>, copy: Store, progress?: (copied: number) => void, signal?: AbortSignal): Promise<number> {
-  try {
-    signal?.throwIfAborted();
-    let batch: Entry[] = [];
-    let bytes = 0;
-    let copied = 0;
-    for await (const e of entries) {
-      batch.push(e);
-      bytes += e.key.length + e.value.length;
-      if (batch.length >= 2000 || bytes >= 32 * MiB) {
-        await copy.putMany(batch);
-        copied += batch.length;
-        progress?.(copied);
-        signal?.throwIfAborted();
-        batch = [];
-        bytes = 0;
-      }
-    }
-    if (batch.length) await copy.putMany(batch);
-    copied += batch.length;
-    progress?.(copied);
-    return copied;
-  } finally {
-    await copy.close();
-  }
-}
-
-/** Unlinks a copy being made; whether it is gone. */
-function removeFile(fs: FileSystem, file: string): Promise<boolean> {
-  return fs.unlink(file).then(() => true, () => !fs.exists(file));
-}
-
-/** A copy (compact, rebuild) that failed before it was installed: it goes, whatever stopped it (on
- *  a full disk it holds the space it took). The caller's abort and an exception from the caller's
- *  own callbacks (progress, onLoss) pass through as they are; anything else is an I/O error. */
-async function failedCopy(fs: FileSystem, tmp: string, err: unknown, signal: AbortSignal | undefined, what: string): Promise<never> {
-  const removed = await removeFile(fs, tmp);
-  if (signal?.aborted && err === signal.reason) throw err;
-  if (!(err instanceof StoreError) && typeof (err as NodeJS.ErrnoException)?.code !== 'string') throw err;
-  throw ioError(`${what} (the original is unchanged; ${removed ? 'the partial copy was removed' : 'removing the partial copy failed too'})`, err, { wrapStoreErrors: true });
-}
-
-/** Renames a finished copy over `path`. A rename can fail yet have happened (a network file system
- *  retrying it): then the copy is no longer under its own name and counts as installed. */
-async function installCopy(fs: FileSystem, tmp: string, path: string, what: string): Promise<void> {
-  try {
-    await fs.rename(tmp, path);
-  } catch (err) {
-    if (!fs.exists(tmp)) return;
-    const removed = await removeFile(fs, tmp);
-    throw ioError(`${path}: installing the ${what} file (the original is unchanged; ${removed ? 'the copy was removed' : `removing the copy ${tmp} failed too`})`, err);
-  }
-}
-
-/** OpenOptions with the defaults filled in, checked. */
-function withDefaults(options: OpenOptions): Required<Omit<OpenOptions, 'fs' | 'path'>> {
-  if (typeof options?.path !== 'string' || options.path === '') throw new StoreError('INVALID_ARGUMENT', 'OpenOptions.path must name the data file');
-  const opts = {
-    cacheMB: options.cacheMB ?? 64,
-    syncMode: options.syncMode ?? 'one',
-    maxValueBytes: options.maxValueBytes ?? 64 * MiB,
-    maxKeyBytes: options.maxKeyBytes ?? MAX_KEY_BYTES,
-    maxBatchOps: options.maxBatchOps ?? 4096,
-    maxBatchBytes: options.maxBatchBytes ?? 64 * MiB,
-    growBytes: options.growBytes ?? 64 * MiB,
-    blockingSyncUs: options.blockingSyncUs ?? 0,
-  };
-  checkOptions(opts);
-  return opts;
-}
-
-/** Data files open in this process, per file system: a second Store on one file would commit over
- *  the first one's pages (each keeps its own freelist) and lose acknowledged puts. Across processes
- *  the caller must lock (lbserver's LOCK file does). */
-const openFiles = new WeakMap<FileSystem, Set<string>>();
-
-function claimFile(fs: FileSystem, path: string): () => void {
-  const name = fs === nodeFileSystem ? realName(path) : path;
-  let names = openFiles.get(fs);
-  if (!names) openFiles.set(fs, (names = new Set()));
-  if (names.has(name)) throw new StoreError('LOCKED', `${path} is already open in this process (close that Store first)`);
-  names.add(name);
-  let released = false;
-  return () => {
-    if (!released) names!.delete(name);
-    released = true;
-  };
-}
-
-/** The path with symbolic links resolved (the file's if it exists, else its directory's), so that
- *  two names for one file are one claim. Hard links remain two names. */
-function realName(path: string): string {
-  const abs = nodePath.resolve(path);
-  try {
-    return realpathSync(abs);
-  } catch {
-    try { return nodePath.join(realpathSync(nodePath.dirname(abs)), nodePath.basename(abs)); } catch { return abs; }
-  }
-}
-
-function checkOptions(o: Required<Omit<OpenOptions, 'fs' | 'path'>>): void {
-  const bad = (what: string, want: string, v: unknown) => new StoreError('INVALID_ARGUMENT', `OpenOptions.${what} is ${String(v)}; it must be ${want}`);
-  const whole = (what: keyof typeof o, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    const v = o[what];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(what, `a whole number in ${min}..${max}`, v);
-  };
-  if (typeof o.cacheMB !== 'number' || !(o.cacheMB > 0) || !Number.isFinite(o.cacheMB)) throw bad('cacheMB', 'a positive number', o.cacheMB);
-  if (o.syncMode !== 'one' && o.syncMode !== 'two') throw bad('syncMode', "'one' or 'two'", o.syncMode);
-  whole('maxKeyBytes', 1, MAX_KEY_BYTES);
-  whole('maxValueBytes', 0);
-  whole('maxBatchOps', 1);
-  whole('maxBatchBytes', 1);
-  whole('growBytes', PAGE_SIZE);
-  if (typeof o.blockingSyncUs !== 'number' || !(o.blockingSyncUs >= 0) || !Number.isFinite(o.blockingSyncUs)) throw bad('blockingSyncUs', 'a number >= 0', o.blockingSyncUs);
-}
-
-interface CompactOptions {
-  signal?: AbortSignal;
-  onInstall?: () => void;
-  onLoss?: (loss: Loss) => void;
-}
-
-interface CompactResult {
-  beforeBytes: number;
-  afterBytes: number;
-  keys: number;
 }
 
 export class Store {
@@ -306,7 +79,7 @@ export class Store {
     /** Per slot, what a failed commit into it writes back (Recovered.slotBytes): meta, root page. */
     private slotBytes: Buffer[][],
     private fileBytes: number,
-    private readonly opts: Required<Omit<OpenOptions, 'fs' | 'path'>>,
+    private readonly opts: StoreOptions,
     private readonly openMs: number,
     /** What open found wrong with a meta page it did not use (it took the other one). */
     readonly recoveryNote: string | undefined,
@@ -410,7 +183,7 @@ export class Store {
 
   /** A fresh file at `tmp` for a copy (compact, rebuild), replacing one a crash left there, whose
    *  txids start past `pastTxid` (at an even one: slot 0), so they never go back. */
-  private static async openCopy(tmp: string, fs: FileSystem, opts: Required<Omit<OpenOptions, 'fs' | 'path'>>, pastTxid: number): Promise<Store> {
+  private static async openCopy(tmp: string, fs: FileSystem, opts: StoreOptions, pastTxid: number): Promise<Store> {
     if (fs.exists(tmp)) await fs.unlink(tmp);
     // The copy takes what the file format holds, not this open's limits: data stored under larger
     // ones must still copy. It grows by what each batch needs, not by a quarter of itself, so it
@@ -420,7 +193,7 @@ export class Store {
   }
 
   /** Opens a file its caller has claimed (claimFile); `release` gives the claim back at close. */
-  private static async openClaimed(path: string, fs: FileSystem, opts: Required<Omit<OpenOptions, 'fs' | 'path'>>, release: () => void, started: number, firstTxid = 0): Promise<Store> {
+  private static async openClaimed(path: string, fs: FileSystem, opts: StoreOptions, release: () => void, started: number, firstTxid = 0): Promise<Store> {
     let r: Awaited<ReturnType<typeof recover>>;
     try {
       if (!fs.exists(path)) await createFile(fs, path, firstTxid);

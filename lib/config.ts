@@ -23,7 +23,7 @@ export interface ServerConfig {
   /** GetPrefix: most messages written but not yet handed to the transport, per stream. */
   prefixMaxPendingMessages: number;
   /** GetPrefix: server-wide bound on the bytes of entries read for streams and not yet handed to
-   *  the transport, summed over all streams (--stream-buffer-mb). See StreamBudget in service.ts. */
+   *  the transport, summed over all streams (--stream-buffer-mb). See StreamBudget in stream-budget.ts. */
   streamBufferBytes: number;
   /** On SIGTERM/SIGINT, wait this long for in-flight calls before forcing the shutdown. */
   shutdownTimeoutMs: number;

@@ -4,7 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { constants as http2constants, type Http2Stream } from 'node:http2';
 import { join } from 'node:path';
-import { StoreError, type Entry, type Store } from '../btree/index';
+import type { Entry, Store } from '../btree/index';
 import {
   type GetPrefixRequest,
   type GetPrefixResponse,
@@ -17,130 +17,15 @@ import {
   type StatRequest,
   type StatResponse,
 } from '../generated/kv';
-import { framedValueBuffer, invalidRequestReason, ServerKeyValueStoreService } from './codec';
-import { DATA_FILE_NAME, maxMessageBytes, type ServerConfig } from './config';
+import { framedValueBuffer, invalidRequestReason } from './codec';
+import { DATA_FILE_NAME, type ServerConfig } from './config';
 import { deliveredOk, h2StreamOf, resetStream, sliceWrites, watchStreams } from './h2-call';
 import { ServiceStats } from './stats';
-
-export interface StatusError {
-  code: grpc.status;
-  details: string;
-}
-
-function statusError(code: grpc.status, details: string): grpc.ServiceError {
-  const e = new Error(details) as grpc.ServiceError;
-  e.code = code;
-  e.details = details;
-  e.metadata = new grpc.Metadata();
-  return e;
-}
-
-/** Carries a ready-made gRPC status through a throw. */
-class StatusCarrier extends Error {
-  constructor(readonly se: grpc.ServiceError) { super(se.details); }
-}
-
-/** Maps an engine (or any) error to a gRPC status; the details say what went wrong. */
-export function toServiceError(err: unknown): grpc.ServiceError {
-  if (err instanceof StatusCarrier) return err.se;
-  if (err instanceof StoreError) {
-    switch (err.code) {
-      case 'INVALID_ARGUMENT': return statusError(grpc.status.INVALID_ARGUMENT, err.message);
-      case 'NO_SPACE': return statusError(grpc.status.RESOURCE_EXHAUSTED, `disk full: ${err.message}`);
-      case 'CORRUPTION': return statusError(grpc.status.DATA_LOSS, `data corruption detected: ${err.message}`);
-      case 'CLOSED': return statusError(grpc.status.UNAVAILABLE, `store is closed (server shutting down): ${err.message}`);
-      case 'LOCKED': return statusError(grpc.status.FAILED_PRECONDITION, err.message);
-      case 'IO': return statusError(grpc.status.INTERNAL, `I/O error: ${err.message}`);
-    }
-  }
-  const msg = err instanceof Error ? err.message : String(err);
-  return statusError(grpc.status.INTERNAL, `internal error: ${msg}`);
-}
+import { StatusCarrier, statusError, toServiceError } from './status';
+import { StreamBudget } from './stream-budget';
 
 /** Bytes of protobuf framing per KeyValue entry inside a GetPrefixResponse (tags + lengths), upper bound. */
 const ENTRY_OVERHEAD = 16;
-
-/**
- * A server-wide budget of bytes, shared by all GetPrefix streams: the bytes of entries a stream has
- * read from its snapshot and not yet handed to the transport (assembled, serialized, queued at the
- * HTTP/2 stream). Each stream keeps its own pending messages small; this bounds their sum, so 1,000
- * stalled streams cannot each hold a few MiB.
- *
- * Waiters are served strictly first come, first served (no barging: tryAcquire fails while anyone
- * waits), so a large request is not starved by a stream of small ones. A waiter can give up (its
- * stream was cancelled) and leaves the queue at once. `force` takes bytes even past the bound (see
- * the oversized-entry case in KvService.streamPrefix); later requests then wait until it is repaid.
- */
-export class StreamBudget {
-  private available: number;
-  private readonly waiters: Array<{ n: number; grant: () => void }> = [];
-
-  constructor(readonly capacity: number) {
-    if (!(capacity > 0)) throw new RangeError(`stream budget must be positive, got ${capacity}`);
-    this.available = capacity;
-  }
-
-  /** Bytes currently reserved (may exceed `capacity` after `force`). */
-  get inUse(): number { return this.capacity - this.available; }
-  /** Streams waiting for budget. */
-  get waiting(): number { return this.waiters.length; }
-
-  /** Takes `n` bytes if they are free now and nobody is queued ahead. */
-  tryAcquire(n: number): boolean {
-    if (n <= 0) return true;
-    if (this.waiters.length > 0 || this.available < n) return false;
-    this.available -= n;
-    return true;
-  }
-
-  /** Takes `n` bytes now, even past the bound. */
-  force(n: number): void {
-    if (n > 0) this.available -= n;
-  }
-
-  /**
-   * Waits for `n` (<= capacity) bytes. Resolves true once they are reserved for the caller, false if
-   * `signal` aborted first (nothing reserved, the waiter is gone from the queue).
-   */
-  acquire(n: number, signal: AbortSignal): Promise<boolean> {
-    if (n > this.capacity) throw new RangeError(`cannot wait for ${n} bytes of a ${this.capacity}-byte budget`);
-    if (signal.aborted) return Promise.resolve(false);
-    if (this.tryAcquire(n)) return Promise.resolve(true);
-    return new Promise<boolean>((resolve) => {
-      const w = {
-        n,
-        grant: () => { signal.removeEventListener('abort', onAbort); resolve(true); },
-      };
-      const onAbort = () => {
-        const i = this.waiters.indexOf(w);
-        if (i < 0) return; // already granted: the caller owns the bytes and releases them
-        this.waiters.splice(i, 1);
-        resolve(false);
-        this.grantWaiters(); // the head may have changed: smaller requests behind it may fit now
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(w);
-    });
-  }
-
-  release(n: number): void {
-    if (n <= 0) return;
-    this.available += n;
-    if (this.available > this.capacity) {
-      // A bug in the caller's accounting; never let it raise the bound.
-      this.available = this.capacity;
-    }
-    this.grantWaiters();
-  }
-
-  private grantWaiters(): void {
-    while (this.waiters.length > 0 && this.available >= this.waiters[0]!.n) {
-      const w = this.waiters.shift()!;
-      this.available -= w.n;
-      w.grant();
-    }
-  }
-}
 
 /**
  * Calls `release` once a stalled stream's call is over: when it closes, or after `graceMs` in which
@@ -647,58 +532,4 @@ export class KvService {
   handlers(): KeyValueStoreServer {
     return { set: this.set, get: this.get, getPrefix: this.getPrefix, stat: this.stat };
   }
-}
-
-/** A grpc.Server serving `service`. It receives messages up to twice the size that fits the largest
- *  value, so that a Set of a value up to twice the limit reaches the handler and gets INVALID_ARGUMENT
- *  naming the limit; a larger one is refused by grpc-js from its length prefix, before it is read,
- *  with RESOURCE_EXHAUSTED "Received message larger than max (N vs M)". What it sends has no limit:
- *  values stored under a larger --max-value-bytes must stay readable after a restart with a smaller. */
-export function createGrpcServer(service: KvService, cfg: ServerConfig): grpc.Server {
-  const max = maxMessageBytes(cfg);
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': 2 * max,
-    'grpc.max_send_message_length': -1,
-  });
-  server.addService(ServerKeyValueStoreService, service.handlers());
-  return server;
-}
-
-/** Binds `address`; resolves with the bound port. Rejects with a readable error (e.g. port in use). */
-export function bindServer(server: grpc.Server, address: string): Promise<number> {
-  // grpc-js also logs a failed bind on stderr ("E No address added ..."), before the caller can say
-  // what went wrong in its own words; keep its log quiet for the bind alone.
-  // The level to go back to is grpc-js's own default, or what GRPC_VERBOSITY asked for.
-  const level = grpc.logVerbosity[(process.env.GRPC_VERBOSITY ?? 'ERROR').toUpperCase() as keyof typeof grpc.logVerbosity] ?? grpc.logVerbosity.ERROR;
-  grpc.setLogVerbosity(grpc.logVerbosity.NONE);
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
-      grpc.setLogVerbosity(level);
-      if (err) reject(err);
-      else resolve(port);
-    });
-  });
-}
-
-/** How long clients get to read what is queued for them before their streams are reset (forceStop). */
-export const FORCE_GRACE_MS = 1000;
-
-/**
- * A forced stop that tells the clients of the calls still open why they end: UNAVAILABLE "server is
- * shutting down" after what is queued for them (KvService.endOpenCalls); after `graceMs`, the streams
- * of clients that have not read that far are reset with REFUSED_STREAM (UNAVAILABLE too); shortly
- * after, grpc-js drops whatever is left. `closed` resolves when the server's tryShutdown completes,
- * which ends this early.
- */
-export async function forceStop(server: grpc.Server, service: KvService, closed: Promise<void>, graceMs = FORCE_GRACE_MS): Promise<void> {
-  const closedWithin = (ms: number) => Promise.race([
-    closed.then(() => true),
-    new Promise<boolean>((r) => setTimeout(r, ms, false).unref()),
-  ]);
-  service.endOpenCalls();
-  if (await closedWithin(graceMs)) return;
-  service.resetOpenCalls();
-  // The resets are frames to send: dropping the connections at once could lose them.
-  if (await closedWithin(200)) return;
-  server.forceShutdown();
 }
