@@ -1,4 +1,4 @@
-// The byte budget GetPrefix streams share (see KvService.streamPrefix for how a stream uses it).
+// The byte budget GetPrefix streams share (see streamPrefix in prefix-stream.ts for how a stream uses it).
 
 /**
  * A server-wide budget of bytes, shared by all GetPrefix streams: the bytes of entries a stream has
@@ -9,7 +9,7 @@
  * Waiters are served strictly first come, first served (no barging: tryAcquire fails while anyone
  * waits), so a large request is not starved by a stream of small ones. A waiter can give up (its
  * stream was cancelled) and leaves the queue at once. `force` takes bytes even past the bound (see
- * the oversized-entry case in KvService.streamPrefix); later requests then wait until it is repaid.
+ * the oversized-entry case in streamPrefix in prefix-stream.ts); later requests then wait until it is repaid.
  */
 export class StreamBudget {
   private available: number;
