@@ -206,19 +206,24 @@ async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient, ans
   // No message limit of its own (KvClient's default): the server enforces --max-value-bytes.
   const c = new KvClient(g.server, { callTimeoutMs });
   let partial = false;
+  // Whether a connection ever completed its handshake. The channel's state at the moment of a
+  // failure does not say: a server that is shutting down sends GOAWAY and the channel leaves READY
+  // while the call it already took is still running, so "not sent" would then be false.
+  let connected = false;
   // A peer that takes the TCP connection but never speaks HTTP/2 would hold a call without a
   // deadline for ever: give up when no connection is made in time. Nothing was sent then.
   let timer: NodeJS.Timeout | undefined;
   const noConnection = new Promise<never>((_, reject) => {
+    c.waitForReady(connectTimeoutMs === 0 ? MAX_TIMEOUT_MS : connectTimeoutMs).then(() => { connected = true; }, () => undefined);
     if (connectTimeoutMs === 0) return;
     timer = setTimeout(() => {
-      if (!c.connected()) reject(new CliError(`cannot reach server at ${g.server}: no connection after ${connectTimeoutMs} ms (--connect-timeout-ms); the ${cmd} was not sent`, EXIT.UNREACHABLE));
+      if (!connected && !c.connected()) reject(new CliError(`cannot reach server at ${g.server}: no connection after ${connectTimeoutMs} ms (--connect-timeout-ms); the ${cmd} was not sent`, EXIT.UNREACHABLE));
     }, connectTimeoutMs);
   });
   try {
     return await Promise.race([body(c, () => { partial = true; }, callTimeoutMs), noConnection]);
   } catch (e) {
-    throw grpcFailure(g.server, e, cmd, g.timeoutMs, c.connected(), partial);
+    throw grpcFailure(g.server, e, cmd, g.timeoutMs, connected || c.connected(), partial);
   } finally {
     clearTimeout(timer);
     c.close();
