@@ -1,5 +1,7 @@
 // lbkv storage engine: public surface.
-export { compactFileOf, Store, Snapshot } from './store';
+export { Store } from './store';
+export { Snapshot } from './snapshot';
+export { compactFileOf } from './copy';
 export { StoreError } from './errors';
 export { isForeignFormat } from './salvage-file';
 export type { StoreErrorCode } from './errors';

@@ -21,9 +21,6 @@ import { readValue, requireBuffer, salvageEntries, Snapshot } from './snapshot';
 import { compactFileOf, copyInto, failedCopy, installCopy, type CompactOptions, type CompactResult } from './copy';
 import { claimFile, withDefaults, type StoreOptions } from './options';
 
-export { Snapshot } from './snapshot';
-export { compactFileOf } from './copy';
-
 const PROBE_EVERY = 32;
 const SYNC_SAMPLES = 16;
 
