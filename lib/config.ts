@@ -145,7 +145,7 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
     // grpc-js message lengths are 32-bit signed; keep the largest message under 2 GiB.
     if (cfg.maxValueBytes > 1024 * MiB) throw new ConfigError(`--max-value-bytes: ${cfg.maxValueBytes} is over the 1 GiB maximum`);
   }
-  // 1024: what the file format's cells hold (btree/store.ts refuses more).
+  // 1024: what the file format's cells hold (btree/options.ts refuses more).
   if (o.maxKeyBytes !== undefined) cfg.maxKeyBytes = parseIntArg(o.maxKeyBytes, '--max-key-bytes', 1, 1024);
   if (o.syncMode !== undefined) {
     if (o.syncMode !== 'one' && o.syncMode !== 'two') throw new ConfigError(`--sync-mode: "${o.syncMode}" must be "one" or "two"`);
