@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GrpcStatus, isServiceError, KvClient, statusName } from '../lib/client';
@@ -232,16 +233,26 @@ lock('starters racing for a stale LOCK: exactly one takes it (8 processes, 10 ro
   for (let round = 0; round < 10; round++) {
     const dir = tempDir();
     writeFileSync(join(dir, 'LOCK'), '999999999\n'); // beyond any PID: stale
-    const at = Date.now() + 400;
-    const outs = await Promise.all(Array.from({ length: 8 }, () => new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, [starter, dir, String(at)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      p.stdout.on('data', (d) => { out += d; });
-      p.on('error', reject);
-      p.on('close', () => resolve(out.trim()));
-    })));
-    assert.is(outs.filter((o) => o === 'TAKEN').length, 1, `round ${round}: ${outs.join(', ')}`);
-    assert.is(outs.filter((o) => o === 'REFUSED').length, 7);
+    // The start moment is named once all eight are loaded, and all stay alive (the taker holding the
+    // lock) until all have tried, however slowly the machine runs them: see the starter.
+    const starters = Array.from({ length: 8 }, () => {
+      const p = spawn(process.execPath, [starter, dir], { stdio: ['pipe', 'pipe', 'inherit'] });
+      p.stdin!.on('error', () => undefined); // one that died early shows as its missing line
+      const closed = new Promise((r) => p.on('close', r));
+      const lines = createInterface({ input: p.stdout! })[Symbol.asyncIterator]();
+      return { p, closed, next: async () => ((await lines.next()).value as string | undefined) ?? `exited (${p.exitCode})` };
+    });
+    try {
+      assert.equal(await Promise.all(starters.map((s) => s.next())), Array(8).fill('READY'));
+      const at = Date.now() + 100;
+      for (const s of starters) s.p.stdin!.write(`${at}\n`);
+      const outs = await Promise.all(starters.map((s) => s.next()));
+      assert.is(outs.filter((o) => o === 'TAKEN').length, 1, `round ${round}: ${outs.join(', ')}`);
+      assert.is(outs.filter((o) => o === 'REFUSED').length, 7);
+    } finally {
+      for (const s of starters) s.p.stdin!.end();
+      await Promise.all(starters.map((s) => s.closed));
+    }
   }
 });
 
