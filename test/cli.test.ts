@@ -239,6 +239,18 @@ unreachable('exit 2 with a clear message', async () => {
   assert.not.match(r.stderr, /Resolution note:\s*$/, 'no empty trailer from grpc-js');
 });
 
+unreachable('exits once the call has failed, however long --connect-timeout-ms would wait (0: for ever)', async () => {
+  const port = await freePort();
+  for (const wait of ['0', '60000']) {
+    const started = Date.now();
+    const r = await runClient(`127.0.0.1:${port}`, ['--connect-timeout-ms', wait, 'get', 'x'], { timeoutMs: 30_000 });
+    assert.is(r.code, 2, `--connect-timeout-ms ${wait}: ${r.stderr}`);
+    assert.match(r.stderr, /ECONNREFUSED/);
+    // Generous for a loaded machine; a client kept alive by a connect wait is killed at 30 s.
+    assert.ok(Date.now() - started < 15_000, `--connect-timeout-ms ${wait}: exited after ${Date.now() - started} ms`);
+  }
+});
+
 const timeout = suite('cli: --timeout-ms');
 /**
  * A TCP proxy to `target` that passes everything until the client opens an HTTP/2 stream (its first
@@ -300,6 +312,12 @@ timeout('a server that accepts TCP but never completes the handshake: exit 2, th
     const set = await runClient(s.address, ['--timeout-ms', '300', 'set', 'k', 'v'], { timeoutMs: 20_000 });
     assert.is(set.code, 2, set.stderr);
     assert.match(set.stderr, /^lbclient: cannot reach server at 127\.0\.0\.1:\d+: no connection after 300 ms \(--timeout-ms\); the set was not sent \(DEADLINE_EXCEEDED: /);
+    // With no connect bound, --timeout-ms alone ends it, and nothing keeps the process alive after.
+    const started = Date.now();
+    const get = await runClient(s.address, ['--connect-timeout-ms', '0', '--timeout-ms', '300', 'get', 'k'], { timeoutMs: 30_000 });
+    assert.is(get.code, 2, get.stderr);
+    assert.match(get.stderr, /no connection after 300 ms \(--timeout-ms\); the get was not sent/);
+    assert.ok(Date.now() - started < 15_000, `exited after ${Date.now() - started} ms`);
   } finally {
     process.kill(s.pid, 'SIGCONT');
     assert.is(await s.stop(), 0);
