@@ -177,10 +177,22 @@ export class KvClient {
     return out;
   }
 
-  /** Resolves when the channel is connected; rejects if not ready within `deadlineMs`. */
+  /** Resolves when the channel is connected; rejects if not ready within `deadlineMs`, or UNAVAILABLE
+   *  once close() is called. Not grpc-js's waitForReady: after close() that one asks the shut-down
+   *  channel to connect, which starts it again, and then never settles while its deadline timer
+   *  keeps the process alive. */
   waitForReady(deadlineMs = 5000): Promise<void> {
+    const channel = this.raw.getChannel();
+    const deadline = Date.now() + deadlineMs;
     return new Promise((resolve, reject) => {
-      this.raw.waitForReady(Date.now() + deadlineMs, (err) => (err ? reject(err) : resolve()));
+      const check = (err?: Error): void => {
+        if (this.closed) return reject(clientError(grpc.status.UNAVAILABLE, 'the client is closed (KvClient.close() was called) before it connected'));
+        if (err) return reject(clientError(grpc.status.DEADLINE_EXCEEDED, `no connection to ${this.address} within ${deadlineMs} ms`));
+        const state = channel.getConnectivityState(true);
+        if (state === grpc.connectivityState.READY) return resolve();
+        channel.watchConnectivityState(state, deadline, check);
+      };
+      check();
     });
   }
 

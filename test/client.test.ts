@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GrpcStatus, isServiceError, KvClient, type KvEntry } from '../lib/client';
 import { eventually, expectGrpcError } from './support/client-helpers';
-import { sleep, startServer, type ServerHandle } from './support/server';
+import { freePort, sleep, startServer, type ServerHandle } from './support/server';
 
 const BIG = 30;
 const bigKey = (i: number) => `big/${String(i).padStart(2, '0')}`;
@@ -55,6 +55,25 @@ client('calls on a closed client fail UNAVAILABLE with a ServiceError, not a bar
     assert.match(e.details, /the client is closed/, what);
   }
   assert.equal(await srv.client().get('closed/k'), Buffer.from('v'), 'the Set after close was never sent');
+});
+
+client('waitForReady: resolves against a server; with nothing listening it rejects at its deadline, or UNAVAILABLE at close()', async ({ srv }) => {
+  const up = new KvClient(srv.address);
+  await up.waitForReady(10_000);
+  up.close();
+  const port = await freePort();
+  const never = new KvClient(`127.0.0.1:${port}`);
+  const late = await never.waitForReady(300).then(() => undefined, (err: unknown) => err);
+  assert.ok(isServiceError(late), String(late));
+  assert.is(late.code, GrpcStatus.DEADLINE_EXCEEDED);
+  // grpc-js's own waitForReady, closed under it, restarted the channel and never settled.
+  const waiting = never.waitForReady(60_000).then(() => 'ready', (err: unknown) => err);
+  await sleep(100);
+  never.close();
+  const closed = await Promise.race([waiting, sleep(10_000).then(() => 'still waiting 10 s after close()')]);
+  assert.ok(isServiceError(closed), String(closed));
+  assert.is(closed.code, GrpcStatus.UNAVAILABLE);
+  assert.match(closed.details, /the client is closed/);
 });
 
 client('callTimeoutMs bounds unary calls only; a slow reader of a getPrefix is cut off only by its own timeoutMs', async ({ srv }) => {
