@@ -2,7 +2,6 @@
 // lbclient: command-line client for lbserver (uses the typed client library in lib/client.ts).
 // Exit codes: 0 ok, 1 key not found, 2 server unreachable/unavailable, 3 the server returned an
 // error, 4 usage or local error (bad flag, bad hex, unreadable file), 5 --timeout-ms ran out.
-import { connectivityState } from '@grpc/grpc-js';
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { describeError, GrpcStatus, isServiceError, KvClient, type StatResponse } from '../lib/client';
@@ -154,8 +153,8 @@ const TIMEOUT_OUTCOME: Record<string, string> = {
   getprefix: '; the entries printed, if any, are not the whole listing',
 };
 
-/** `connected`: whether the client had a connection when the call failed; `partial`: whether part
- *  of the answer (entries of a getprefix) had arrived and been printed. */
+/** `connected`: whether a connection of the client ever completed its handshake (KvClient.connected);
+ *  `partial`: whether part of the answer (entries of a getprefix) had arrived and been printed. */
 function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: string | undefined, connected: boolean, partial: boolean): CliError {
   if (isServiceError(e)) {
     if (e.code === GrpcStatus.DEADLINE_EXCEEDED) {
@@ -207,32 +206,19 @@ async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient, ans
   // No message limit of its own (KvClient's default): the server enforces --max-value-bytes.
   const c = new KvClient(g.server, { callTimeoutMs });
   let partial = false;
-  // Whether a connection ever completed its handshake. The channel's state at the moment of a
-  // failure does not say: a server that is shutting down sends GOAWAY and the channel leaves READY
-  // while the call it already took is still running, so "not sent" would then be false.
-  let connected = false;
-  // Watched with no deadline and without asking to connect, not with waitForReady: a waitForReady
-  // still waiting at close() asks the shut-down channel to connect, which starts it again, and its
-  // deadline timer (24.8 days with --connect-timeout-ms 0) then kept the process from exiting.
-  const channel = c.raw.getChannel();
-  const watch = (state: connectivityState): void => {
-    if (state === connectivityState.READY) connected = true;
-    else if (state !== connectivityState.SHUTDOWN) channel.watchConnectivityState(state, Infinity, () => watch(channel.getConnectivityState(false)));
-  };
-  watch(channel.getConnectivityState(false));
   // A peer that takes the TCP connection but never speaks HTTP/2 would hold a call without a
   // deadline for ever: give up when no connection is made in time. Nothing was sent then.
   let timer: NodeJS.Timeout | undefined;
   const noConnection = new Promise<never>((_, reject) => {
     if (connectTimeoutMs === 0) return;
     timer = setTimeout(() => {
-      if (!connected && !c.connected()) reject(new CliError(`cannot reach server at ${g.server}: no connection after ${connectTimeoutMs} ms (--connect-timeout-ms); the ${cmd} was not sent`, EXIT.UNREACHABLE));
+      if (!c.connected()) reject(new CliError(`cannot reach server at ${g.server}: no connection after ${connectTimeoutMs} ms (--connect-timeout-ms); the ${cmd} was not sent`, EXIT.UNREACHABLE));
     }, connectTimeoutMs);
   });
   try {
     return await Promise.race([body(c, () => { partial = true; }, callTimeoutMs), noConnection]);
   } catch (e) {
-    throw grpcFailure(g.server, e, cmd, g.timeoutMs, connected || c.connected(), partial);
+    throw grpcFailure(g.server, e, cmd, g.timeoutMs, c.connected(), partial);
   } finally {
     clearTimeout(timer);
     c.close();

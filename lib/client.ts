@@ -82,6 +82,7 @@ export class KvClient {
   readonly maxMessageBytes: number;
   private readonly callTimeoutMs: number | undefined;
   private closed = false;
+  private handshaken = false;
 
   constructor(address = '127.0.0.1:50051', opts: KvClientOptions = {}) {
     this.address = address;
@@ -92,12 +93,31 @@ export class KvClient {
       'grpc.max_send_message_length': this.maxMessageBytes,
       ...opts.channelOptions,
     });
+    // Watched from the start, without asking to connect (the first call does) and without a timer.
+    this.whenReady(false, Infinity, (outcome) => { if (outcome === 'ready') this.handshaken = true; });
   }
 
-  /** Whether the channel has a connection that completed the HTTP/2 handshake: after a deadline,
-   *  false means no call of this client can have reached the server. */
+  /** Whether a connection of this client ever completed the HTTP/2 handshake: after a deadline,
+   *  false means no call of this client can have reached the server. Not the channel's state now: a
+   *  server shutting down sends GOAWAY, and the channel leaves READY while the calls it took run on. */
   connected(): boolean {
-    return this.raw.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+    return this.handshaken;
+  }
+
+  /** Calls `done` once the channel is READY, or closed, or at `deadline`. `connect`: ask the channel
+   *  to connect, or only watch. Not grpc-js's waitForReady: after close() that one asks the
+   *  shut-down channel to connect, which starts it again, and then never settles while its deadline
+   *  timer keeps the process alive. */
+  private whenReady(connect: boolean, deadline: number, done: (outcome: 'ready' | 'closed' | 'timeout') => void): void {
+    const channel = this.raw.getChannel();
+    const check = (timedOut?: Error): void => {
+      if (this.closed) return done('closed');
+      if (timedOut) return done('timeout');
+      const state = channel.getConnectivityState(connect);
+      if (state === grpc.connectivityState.READY) return done('ready');
+      channel.watchConnectivityState(state, deadline, check);
+    };
+    check();
   }
 
   /** A call on a closed client is never sent: UNAVAILABLE, like a call grpc-js could not start. */
@@ -178,22 +198,13 @@ export class KvClient {
   }
 
   /** Resolves when the channel is connected; rejects if not ready within `deadlineMs`, or UNAVAILABLE
-   *  once close() is called. Not grpc-js's waitForReady: after close() that one asks the shut-down
-   *  channel to connect, which starts it again, and then never settles while its deadline timer
-   *  keeps the process alive. */
+   *  once close() is called. */
   waitForReady(deadlineMs = 5000): Promise<void> {
-    const channel = this.raw.getChannel();
-    const deadline = Date.now() + deadlineMs;
-    return new Promise((resolve, reject) => {
-      const check = (err?: Error): void => {
-        if (this.closed) return reject(clientError(grpc.status.UNAVAILABLE, 'the client is closed (KvClient.close() was called) before it connected'));
-        if (err) return reject(clientError(grpc.status.DEADLINE_EXCEEDED, `no connection to ${this.address} within ${deadlineMs} ms`));
-        const state = channel.getConnectivityState(true);
-        if (state === grpc.connectivityState.READY) return resolve();
-        channel.watchConnectivityState(state, deadline, check);
-      };
-      check();
-    });
+    return new Promise((resolve, reject) => this.whenReady(true, Date.now() + deadlineMs, (outcome) => {
+      if (outcome === 'ready') resolve();
+      else if (outcome === 'closed') reject(clientError(grpc.status.UNAVAILABLE, 'the client is closed (KvClient.close() was called) before it connected'));
+      else reject(clientError(grpc.status.DEADLINE_EXCEEDED, `no connection to ${this.address} within ${deadlineMs} ms`));
+    }));
   }
 
   /** Closes the channel. Calls that already started run to their end; calls not yet started,
