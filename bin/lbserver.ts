@@ -115,6 +115,23 @@ function keepDamaged(dataFile: string): string {
   return kept;
 }
 
+/** Removes the partial copy an interrupted compaction left (see its call); the caller holds the LOCK. */
+function removeLeftoverCopy(dataFile: string): void {
+  const tmp = compactFileOf(dataFile);
+  let bytes: number;
+  try {
+    bytes = statSync(tmp).size;
+  } catch {
+    return; // none (the usual case)
+  }
+  try {
+    rmSync(tmp, { force: true });
+    log(`note: removed ${tmp} (${(bytes / (1024 * 1024)).toFixed(1)} MiB), the partial copy of a compaction that was interrupted; ${dataFile} is as it was`);
+  } catch (e) {
+    log(`warning: cannot remove ${tmp}, the partial copy of an interrupted compaction: ${(e as Error).message}`);
+  }
+}
+
 function describeLoss(l: Loss): string {
   const where = l.page !== undefined ? ` (page ${l.page})` : '';
   if (l.keysUnknown) return `page ${l.page}: ${l.reason}`;
@@ -287,6 +304,13 @@ Examples:
     if (e instanceof LockError) fail(`refusing to start: ${e.message}`, e.holderPid !== undefined ? EXIT.LOCKED : EXIT.DATA);
     throw e;
   }
+
+  // A --compact (or --compact --salvage) killed before it installed its copy (kill -9, OOM, power
+  // cut) leaves the partial copy behind, as large as the live data it had copied: nothing else ever
+  // removes it but the next --compact, so a server would run beside it without a word while it
+  // holds the disk. We hold the LOCK, so no compaction is using it: the data file is whole without
+  // it (the copy only ever replaces it by a rename), so remove it and say so.
+  removeLeftoverCopy(dataFile);
 
   const fresh = !existsSync(dataFile);
   const openOptions = {
