@@ -209,14 +209,29 @@ async function withServer<T>(g: GlobalOpts, cmd: string, body: (c: KvClient, ans
   // A peer that takes the TCP connection but never speaks HTTP/2 would hold a call without a
   // deadline for ever: give up when no connection is made in time. Nothing was sent then.
   let timer: NodeJS.Timeout | undefined;
-  const noConnection = new Promise<never>((_, reject) => {
-    if (connectTimeoutMs === 0) return;
-    timer = setTimeout(() => {
-      if (!c.connected()) reject(new CliError(`cannot reach server at ${g.server}: no connection after ${connectTimeoutMs} ms (--connect-timeout-ms); the ${cmd} was not sent`, EXIT.UNREACHABLE));
-    }, connectTimeoutMs);
-  });
   try {
-    return await Promise.race([body(c, () => { partial = true; }, callTimeoutMs), noConnection]);
+    // The bound is for the server, not for this process: grpc-js encodes a request when the call
+    // starts (synchronously) and frames it (a copy) before the connection is up, and for a large
+    // value each takes a while (about 0.5 s each for 200 MiB here, seconds for 1 GiB) in which no
+    // connection can make progress. Counted against --connect-timeout-ms, that made a `set` of a
+    // large value to a healthy server fail as "no connection ... not sent". So the bound counts the
+    // time the event loop waited (idle), when the connection could have come: a timer that finds
+    // the loop was busy for part of it waits out the rest before giving up.
+    const call = body(c, () => { partial = true; }, callTimeoutMs);
+    const noConnection = new Promise<never>((_, reject) => {
+      if (connectTimeoutMs === 0) return;
+      const arm = (ms: number) => {
+        const idleBefore = performance.eventLoopUtilization().idle;
+        timer = setTimeout(() => {
+          if (c.connected()) return;
+          const short = ms - (performance.eventLoopUtilization().idle - idleBefore);
+          if (short >= 1) return arm(short);
+          reject(new CliError(`cannot reach server at ${g.server}: no connection after ${connectTimeoutMs} ms (--connect-timeout-ms); the ${cmd} was not sent`, EXIT.UNREACHABLE));
+        }, ms);
+      };
+      arm(connectTimeoutMs);
+    });
+    return await Promise.race([call, noConnection]);
   } catch (e) {
     throw grpcFailure(g.server, e, cmd, g.timeoutMs, c.connected(), partial);
   } finally {

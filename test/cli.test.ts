@@ -5,6 +5,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { SetRequest } from '../generated/kv';
 import { KvClient } from '../lib/client';
 import { pseudoRandomBytes, setMany } from './support/client-helpers';
 import { freePort, LBCLIENT_JS, LBSERVER_JS, runClient, runNode, startServer, tempDir, type ServerHandle } from './support/server';
@@ -386,6 +387,30 @@ timeout('getprefix that a graceful shutdown lets finish: exit 0, the whole listi
   assert.is(r.stderr, '');
   assert.is(r.lines, 60);
   assert.is(r.serverExit, 0);
+});
+
+timeout('set of a large value to a healthy server: the time this process spends encoding it does not count against --connect-timeout-ms', async () => {
+  // grpc-js encodes a request (and frames it, a copy) before the connection can make progress. A
+  // 1 GiB set (--max-value-bytes allows 1 GiB) took 11 s to encode on the 2-core VM and failed with
+  // the default 10 s bound as "cannot reach server ... the set was not sent". Here: 200 MiB with a
+  // bound a third of what encoding it takes in this process, so this machine's speed decides
+  // neither outcome; before the fix, exit 2 "no connection after N ms".
+  const s = await startServer({ args: ['--max-value-bytes', '256MiB'] });
+  try {
+    const value = pseudoRandomBytes(200 * 1024 * 1024, 11);
+    const f = join(tempDir(), 'big.bin');
+    writeFileSync(f, value);
+    const t0 = performance.now();
+    Buffer.from(SetRequest.encode({ key: Buffer.from('big'), value }).finish());
+    const encodeMs = performance.now() - t0;
+    const boundMs = Math.max(1, Math.floor(encodeMs / 3));
+    const r = await runClient(s.address, ['--connect-timeout-ms', String(boundMs), 'set', 'big', '--file', f], { timeoutMs: 120_000 });
+    assert.is(r.code, 0, `--connect-timeout-ms ${boundMs}, encoding took ${encodeMs.toFixed(0)} ms here: ${r.stderr}`);
+    assert.is(r.stderr, '');
+    assert.ok((await s.client().get('big'))?.equals(value), 'the value was stored whole');
+  } finally {
+    assert.is(await s.stop(), 0);
+  }
 });
 
 const server = suite('cli: lbserver');
