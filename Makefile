@@ -24,7 +24,16 @@ gen: $(GEN)
 lint: $(NODE_STAMP)
 	npx buf lint
 
-dist/.build-stamp: $(GEN) $(TS_SOURCES) tsconfig.json $(NODE_STAMP)
+# The list of sources, rewritten only when it changes (a file added, removed or renamed): a
+# source removed or renamed leaves every other one older than the stamp, and would rebuild nothing.
+TS_LIST := dist/.ts-sources
+$(shell mkdir -p dist && echo '$(sort $(TS_SOURCES))' | cmp -s - $(TS_LIST) || echo '$(sort $(TS_SOURCES))' > $(TS_LIST))
+
+# Built into an emptied dist/: tsc never removes the output of a source that is gone, and
+# scripts/run-tests.mjs runs every dist/test/**/*.test.js, so a renamed test ran twice, its old
+# copy against the new code.
+dist/.build-stamp: $(GEN) $(TS_SOURCES) $(TS_LIST) tsconfig.json $(NODE_STAMP)
+	find dist -mindepth 1 -maxdepth 1 ! -name .ts-sources -exec rm -rf {} +
 	npx tsc -p tsconfig.json
 	@touch $@
 
