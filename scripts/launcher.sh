@@ -1,4 +1,14 @@
 #!/bin/sh
-# Thin launcher: ./lbserver and ./lbclient run the compiled CLI of the same name.
-here=$(cd "$(dirname "$0")" && pwd)
-exec node "$here/dist/bin/$(basename "$0").js" "$@"
+# Thin launcher: ./lbserver and ./lbclient run the compiled CLI of the same name. Symbolic links
+# to them (e.g. from a directory on PATH) are followed to the checkout, one link at a time (no
+# readlink -f, which not every system has).
+self=$0
+while [ -L "$self" ]; do
+  link=$(readlink "$self")
+  case $link in
+    /*) self=$link ;;
+    *) self=$(dirname "$self")/$link ;;
+  esac
+done
+here=$(cd "$(dirname "$self")" && pwd)
+exec node "$here/dist/bin/$(basename "$self").js" "$@"

@@ -1,8 +1,8 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SetRequest } from '../generated/kv';
@@ -593,6 +593,32 @@ programs('--help: exit 0 with usage; the demo and its client reject bad argument
   const client = await runNode(resolve(__dirname, '../bin/demo-client.js'), ['--ops', '0']);
   assert.is(client.code, 2);
   assert.match(client.stderr, /--ops: 0 is out of range/);
+});
+
+programs('./lbserver and ./lbclient run through symbolic links to them (a directory on PATH, a relative link, a chain of links)', async () => {
+  // The launcher looked for dist/ beside the link, not beside the file it names: a link from a
+  // directory on PATH failed with MODULE_NOT_FOUND (exit 1, which for lbserver means "failed while
+  // running").
+  const root = resolve(__dirname, '../..');
+  const binDir = tempDir('lbkv-path-');
+  const other = tempDir('lbkv-links-');
+  symlinkSync(join(root, 'lbserver'), join(binDir, 'lbserver'));
+  symlinkSync(join(root, 'lbclient'), join(other, 'lbclient-abs'));
+  symlinkSync(relative(binDir, join(other, 'lbclient-abs')), join(binDir, 'lbclient')); // relative, to a link
+  const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version as string;
+  const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { cwd: tempDir(), encoding: 'utf8', timeout: 30_000, env: { ...process.env, PATH: `${binDir}:${process.env.PATH}` } });
+  for (const cmd of ['lbserver', 'lbclient', join(binDir, 'lbclient')]) {
+    const r = run(cmd, ['--version']);
+    assert.is(r.status, 0, `${cmd} --version: ${r.stderr}`);
+    assert.is(r.stdout.trim(), version, cmd);
+  }
+  const srv = await startServer();
+  try {
+    assert.is(run('lbclient', ['--server', srv.address, 'set', 'via-link', 'yes']).status, 0);
+    assert.is(run('lbclient', ['--server', srv.address, 'get', 'via-link']).stdout, 'yes');
+  } finally {
+    assert.is(await srv.stop(), 0);
+  }
 });
 
 programs('the demo (make demo) runs against a real lbserver, stops it cleanly and removes its data directory', async () => {
