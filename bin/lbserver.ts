@@ -124,6 +124,12 @@ function removeLeftoverCopy(dataFile: string): void {
   } catch {
     return; // none (the usual case)
   }
+  if (!existsSync(dataFile)) {
+    // Not what a compaction leaves (it renames its copy over a data file that exists): someone moved
+    // the data file away. The copy may be all there is; leave it to them.
+    log(`warning: ${tmp} is there but ${dataFile} is not; left as it is (a new, empty store is created beside it)`);
+    return;
+  }
   try {
     rmSync(tmp, { force: true });
     log(`note: removed ${tmp} (${(bytes / (1024 * 1024)).toFixed(1)} MiB), the partial copy of a compaction that was interrupted; ${dataFile} is as it was`);

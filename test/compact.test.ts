@@ -1,7 +1,7 @@
 // lbserver --compact: offline compaction of a real data directory, and a kill -9 in the middle of it.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -144,6 +144,18 @@ test('a compaction killed before it installed its copy: the next server start re
     const c = srv.client();
     assert.is((await c.stat()).keys, 100_000);
     for (const i of [0, 4999, 50_000, 99_999]) assert.equal(await c.get(keyOf(i)), valueOf(i), keyOf(i));
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('a lbkv.db.compact with no lbkv.db beside it (the data file moved away by hand) is left alone, with a warning', async () => {
+  const dir = tempDir('lbkv-data-');
+  writeFileSync(join(dir, 'lbkv.db.compact'), 'maybe all there is');
+  const srv = await startServer({ dataDir: dir });
+  try {
+    assert.is(readFileSync(join(dir, 'lbkv.db.compact'), 'utf8'), 'maybe all there is');
+    assert.match(srv.stderr, /warning: .*lbkv\.db\.compact is there but .*lbkv\.db is not; left as it is/);
   } finally {
     await srv.stop();
   }
