@@ -250,7 +250,7 @@ async function main(): Promise<void> {
     .addHelpText('after', `
 Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
-Only one lbserver may use a data directory at a time (LOCK file holding its PID).
+Only one lbserver may use a data directory at a time (LOCK file holding its PID, boot ID and start time).
 
 Exit status: 0 stopped cleanly (SIGTERM/SIGINT) or --compact done; 1 failed while running, or
 --compact stopped by SIGTERM/SIGINT (the data file is left as it was); 2 bad usage or option

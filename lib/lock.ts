@@ -1,8 +1,8 @@
-// The data directory's LOCK file: holds the owning lbserver's PID. Taken atomically: the PID is
-// written and fsynced to a private temporary file (opened 'wx'), which is then hard-linked to LOCK;
+// The data directory's LOCK file: holds the owning lbserver's PID (first line), the boot it runs in
+// and its start time (see Holder). Taken atomically: the text is written and fsynced to a private temporary file (opened 'wx'), which is then hard-linked to LOCK;
 // link() fails with EEXIST if LOCK exists, and a LOCK never exists without its PID in it (no window
 // where a concurrent starter could see an empty lock and think it stale). A lock left by a dead
-// process (or by a PID now reused by a process that is not lbserver) is stale and replaced, under a
+// process (or by a PID now reused by another process) is stale and replaced, under a
 // second file, LOCK.break, taken with O_EXCL: between reading a stale PID and removing the file, a
 // starter without it could remove the lock another starter had just taken in its place (two of eight
 // simultaneous starters on a stale lock both got it in a review's run), and only breakers remove
@@ -33,26 +33,71 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** True if `pid` is alive and (where /proc tells us) runs lbserver. */
-function pidHoldsLock(pid: number): boolean {
-  if (pid === process.pid) return false;
-  if (!pidAlive(pid)) return false;
+/** What tells a holder apart from a later process under the same PID: the boot it ran in and its
+ *  start time (clock ticks since boot, /proc/PID/stat field 22). A PID alone was not enough: after a
+ *  reboot (or a crash and enough process churn) the PID in a stale LOCK can belong to any process, and
+ *  one whose command line merely contains "lbserver" (`tail -f lbserver.log`, another data
+ *  directory's server) kept the server from starting. */
+interface Holder { pid: number; boot?: string; start?: string }
+
+function bootId(): string | undefined {
+  try { return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined; } catch { return undefined; }
+}
+
+function startTicks(pid: number | 'self'): string | undefined {
   try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces or ')': count after the last.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process as a LOCK records it: the PID on the first line (all that older LOCKs hold). */
+function holderText(): string {
+  const boot = bootId();
+  const start = startTicks('self');
+  return `${process.pid}\n${boot ? `boot=${boot}\n` : ''}${start ? `start=${start}\n` : ''}`;
+}
+
+/** True if the process that wrote `h` is still alive (where /proc tells us). Without the boot and start
+ *  time (a LOCK written before they were recorded, or no /proc) a live PID counts when it runs lbserver. */
+function holderAlive(h: Holder): boolean {
+  if (h.pid === process.pid) return false;
+  const boot = h.boot !== undefined ? bootId() : undefined;
+  if (boot !== undefined && boot !== h.boot) return false; // written in an earlier boot
+  if (!pidAlive(h.pid)) return false;
+  const start = h.start !== undefined ? startTicks(h.pid) : undefined;
+  if (start !== undefined) return start === h.start;
+  try {
+    const cmd = readFileSync(`/proc/${h.pid}/cmdline`, 'utf8');
     return /lbserver/.test(cmd);
   } catch {
     return true; // no /proc: trust the PID
   }
 }
 
-function readPid(path: string): number | undefined {
+function readHolder(path: string): Holder | undefined {
   try {
-    const text = (lstatSync(path).isSymbolicLink() ? readlinkSync(path) : readFileSync(path, 'utf8')).trim();
-    const n = Number.parseInt(text, 10);
-    return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+    const text = lstatSync(path).isSymbolicLink() ? readlinkSync(path) : readFileSync(path, 'utf8');
+    const [first, ...rest] = text.split('\n');
+    const pid = Number.parseInt(first.trim(), 10);
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    const h: Holder = { pid };
+    for (const line of rest) {
+      const eq = line.indexOf('=');
+      const name = line.slice(0, eq);
+      if (eq > 0 && (name === 'boot' || name === 'start')) h[name] = line.slice(eq + 1).trim();
+    }
+    return h;
   } catch {
     return undefined;
   }
+}
+
+function readPid(path: string): number | undefined {
+  return readHolder(path)?.pid;
 }
 
 /** A LOCK.break whose PID cannot be read (a power cut before its write reached the disk) is taken to
@@ -72,7 +117,7 @@ function breakStaleLock(path: string, stalePid: number | undefined): boolean {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new LockError(`cannot create ${breaker}: ${(e as Error).message}`);
     try {
       const breakerPid = readPid(breaker);
-      const dead = breakerPid !== undefined && !pidHoldsLock(breakerPid);
+      const dead = breakerPid !== undefined && !holderAlive({ pid: breakerPid });
       if (dead || Date.now() - statSync(breaker).mtimeMs > BREAK_STALE_MS) unlinkSync(breaker);
     } catch { /* gone meanwhile */ }
     sleepMs(20);
@@ -108,8 +153,9 @@ export function acquireDirLock(dataDir: string): DirLock {
     throw new LockError(`cannot create lock file in ${dataDir}: ${(e as Error).message}`);
   }
   let full = false;
+  const text = holderText();
   try {
-    writeSync(fd, `${process.pid}\n`);
+    writeSync(fd, text);
     fsyncSync(fd);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -120,7 +166,7 @@ export function acquireDirLock(dataDir: string): DirLock {
   } finally {
     closeSync(fd);
   }
-  const take = full ? () => symlinkSync(String(process.pid), path) : () => linkSync(tmp, path);
+  const take = full ? () => symlinkSync(text, path) : () => linkSync(tmp, path);
   let taken = false;
   let replaced: string | undefined;
   const started = Date.now();
@@ -135,13 +181,14 @@ export function acquireDirLock(dataDir: string): DirLock {
           throw new LockError(`cannot create lock file ${path}: ${(e as Error).message}`);
         }
       }
-      const pid = readPid(path);
-      if (pid !== undefined && pidHoldsLock(pid)) {
+      const holder = readHolder(path);
+      const pid = holder?.pid;
+      if (holder !== undefined && holderAlive(holder)) {
         throw new LockError(`data directory ${dataDir} is in use by another lbserver (pid ${pid}); lock file ${path}`, pid);
       }
       if (breakStaleLock(path, pid)) {
         replaced = pid === undefined ? 'an unreadable LOCK'
-          : `a stale LOCK of pid ${pid} (${pid === process.pid ? 'this process: left by an earlier run under the same pid' : 'no lbserver runs as that pid'})`;
+          : `a stale LOCK of pid ${pid} (${pid === process.pid ? 'this process: left by an earlier run under the same pid' : 'the lbserver that wrote it no longer runs'})`;
       }
     }
   } finally {

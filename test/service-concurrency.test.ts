@@ -155,7 +155,7 @@ const lock = suite('service: the LOCK file');
 lock('a second server on the same data directory is refused with a clear message', async () => {
   const srv = await startServer();
   const lockText = readFileSync(join(srv.dataDir, 'LOCK'), 'utf8');
-  assert.is(lockText.trim(), String(srv.pid), 'LOCK holds the PID');
+  assert.is(lockText.split('\n')[0], String(srv.pid), 'LOCK holds the PID on its first line');
   const port = await freePort();
   const r = await runServerExpectingFailure(['--listen', `127.0.0.1:${port}`, '--data', srv.dataDir]);
   assert.is(r.code, 3, 'exit 3: the data directory is in use');
@@ -181,8 +181,8 @@ lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', 
   const pid = await deadPid();
   writeFileSync(join(dir, 'LOCK'), `${pid}\n`);
   const srv = await startServer({ dataDir: dir });
-  assert.is(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(srv.pid));
-  assert.ok(await logs(srv, `note: replaced a stale LOCK of pid ${pid} (no lbserver runs as that pid) in ${dir}`), srv.stderr);
+  assert.is(readFileSync(join(dir, 'LOCK'), 'utf8').split('\n')[0], String(srv.pid));
+  assert.ok(await logs(srv, `note: replaced a stale LOCK of pid ${pid} (the lbserver that wrote it no longer runs) in ${dir}`), srv.stderr);
   await srv.client().set('k', 'v');
   await srv.kill9();
   assert.ok(existsSync(join(dir, 'LOCK')), 'kill -9 leaves the LOCK behind');
@@ -198,6 +198,36 @@ lock('a stale LOCK (dead PID, or a live PID that is not lbserver) is replaced', 
   const srv4 = await startServer({ dataDir: dir });
   assert.is(await srv4.stop(), 0);
   assert.not.match(srv4.stderr, /replaced/, 'a LOCK removed at a clean stop leaves nothing to replace');
+});
+
+lock('a LOCK whose PID now runs another process named like lbserver (a reboot, PID reuse) is replaced; one of a running lbserver is not', async () => {
+  // Alive, with "lbserver" in its command line, as `tail -f lbserver.log` or another data
+  // directory's server would be: a PID-only LOCK naming it is (still) taken as held.
+  const imposter = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)', 'lbserver.log']);
+  try {
+    assert.ok(await eventually(() => readFileSync(`/proc/${imposter.pid}/cmdline`, 'utf8').includes('lbserver.log')), 'the imposter has started');
+    const dir = tempDir();
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const stat = readFileSync(`/proc/${imposter.pid}/stat`, 'utf8');
+    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const port = await freePort();
+    const args = ['--listen', `127.0.0.1:${port}`, '--data', dir];
+    writeFileSync(join(dir, 'LOCK'), `${imposter.pid}\n`);
+    const r = await runServerExpectingFailure(args);
+    assert.is(r.code, 3, `a PID-only LOCK of a live process running "lbserver": ${r.stderr}`);
+    for (const [what, text] of [['written in an earlier boot', `${imposter.pid}\nboot=00000000-0000-0000-0000-000000000000\nstart=${start}\n`],
+      ['written by a process that started at another time', `${imposter.pid}\nboot=${boot}\nstart=${start + 1}\n`]]) {
+      writeFileSync(join(dir, 'LOCK'), text);
+      const srv = await startServer({ dataDir: dir });
+      assert.ok(await logs(srv, `replaced a stale LOCK of pid ${imposter.pid}`), `${what}: ${srv.stderr}`);
+      // The LOCK it wrote names it exactly: a second server is refused.
+      const again = await runServerExpectingFailure(args);
+      assert.is(again.code, 3, `${what}: the new LOCK holds: ${again.stderr}`);
+      assert.is(await srv.stop(), 0);
+    }
+  } finally {
+    imposter.kill('SIGKILL');
+  }
 });
 
 lock('a server whose LOCK another process has taken meanwhile leaves that LOCK alone when it stops', async () => {
@@ -221,7 +251,7 @@ lock('a LOCK.break left by a breaker that died (kill -9 or power cut during star
   const srv = await startServer({ dataDir: dir });
   try {
     assert.ok(Date.now() - t0 < 8_000, `started without waiting out the leftover's age (${Date.now() - t0} ms)`);
-    assert.is(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(srv.pid));
+    assert.is(readFileSync(join(dir, 'LOCK'), 'utf8').split('\n')[0], String(srv.pid));
     assert.not.ok(existsSync(join(dir, 'LOCK.break')), 'the leftover is gone');
   } finally {
     assert.is(await srv.stop(), 0);
