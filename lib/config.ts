@@ -33,6 +33,9 @@ export interface ServerConfig {
   /** Key + value bytes of Sets waiting for their commit, server-wide, above which a further Set
    *  gets RESOURCE_EXHAUSTED (--max-inflight-set-mb). */
   maxSetBytesInFlight: number;
+  /** Value bytes of Get responses read and not yet taken by their clients, server-wide, above which
+   *  a further Get of a value gets RESOURCE_EXHAUSTED (--max-inflight-get-mb). */
+  maxGetBytesInFlight: number;
 }
 
 export const MiB = 1024 * 1024;
@@ -61,6 +64,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   streamStallMs: 60_000,
   // Sixteen of the largest values by default; a Set is held in memory until its commit.
   maxSetBytesInFlight: 1024 * MiB,
+  // The same for Get responses: a client that sends Gets of large values and never reads the answers
+  // would otherwise make the server hold every one of them.
+  maxGetBytesInFlight: 1024 * MiB,
 };
 
 export const DATA_FILE_NAME = 'lbkv.db';
@@ -127,6 +133,7 @@ export interface RawServerOptions {
   shutdownTimeoutMs?: string;
   streamStallMs?: string;
   maxInflightSetMb?: string;
+  maxInflightGetMb?: string;
   streamBufferMb?: string;
 }
 
@@ -158,6 +165,7 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
     cfg.streamBufferBytes = parseIntArg(o.streamBufferMb, '--stream-buffer-mb', min, 64 * 1024) * MiB;
   }
   if (o.maxInflightSetMb !== undefined) cfg.maxSetBytesInFlight = parseIntArg(o.maxInflightSetMb, '--max-inflight-set-mb', 1, 1024 * 1024) * MiB;
+  if (o.maxInflightGetMb !== undefined) cfg.maxGetBytesInFlight = parseIntArg(o.maxInflightGetMb, '--max-inflight-get-mb', 1, 1024 * 1024) * MiB;
   if (o.shutdownTimeoutMs !== undefined) cfg.shutdownTimeoutMs = parseIntArg(o.shutdownTimeoutMs, '--shutdown-timeout-ms', 0, 3_600_000);
   if (o.streamStallMs !== undefined) cfg.streamStallMs = parseIntArg(o.streamStallMs, '--stream-stall-ms', 0, 86_400_000);
   return cfg;

@@ -20,7 +20,7 @@ import { framedValueBuffer, invalidRequestReason } from './codec';
 import { DATA_FILE_NAME, type ServerConfig } from './config';
 import { deliveredOk, h2StreamOf, resetStream, watchStreams } from './h2-call';
 import { ServiceStats } from './stats';
-import { statusError, toServiceError } from './status';
+import { StatusCarrier, statusError, toServiceError } from './status';
 import { StreamBudget } from './stream-budget';
 import { streamPrefix, type Ending } from './prefix-stream';
 
@@ -196,7 +196,23 @@ export class KvService {
       const { key } = call.request;
       const bad = this.checkKey(key);
       if (bad) return answer(bad);
-      const pending = this.store.get(key, { alloc: framedValueBuffer });
+      // The value read stays in memory until the client has taken the response (its stream closes):
+      // a server-wide bound keeps clients that send Gets of large values and do not read the answers
+      // from making the server hold all of them. One Get alone always goes through.
+      let charged = 0;
+      const h2 = h2StreamOf(call);
+      const release = () => { this.stats.getBytesInFlight -= charged; charged = 0; };
+      const alloc = (length: number): Buffer => {
+        const held = this.stats.getBytesInFlight;
+        if (held > 0 && held + length > this.cfg.maxGetBytesInFlight) {
+          throw new StatusCarrier(statusError(grpc.status.RESOURCE_EXHAUSTED, `server busy: ${held} bytes of Get responses are waiting for their clients to take them and this value adds ${length}, ` +
+            `over the bound of ${this.cfg.maxGetBytesInFlight} (--max-inflight-get-mb); retry later`));
+        }
+        this.stats.getBytesInFlight += length;
+        charged += length;
+        return framedValueBuffer(length);
+      };
+      const pending = this.store.get(key, { alloc });
       this.inFlight++;
       pending.then(
         (value) => {
@@ -204,8 +220,12 @@ export class KvService {
           // Counted once the response and its OK status are sent: not if the client goes away first.
           tracked.whenDelivered(() => { this.stats.totalGets++; });
           answer(null, value === undefined ? { found: false, value: Buffer.alloc(0) } : { found: true, value });
+          if (charged > 0) {
+            if (h2 && !h2.closed && !h2.destroyed) h2.once('close', release);
+            else release();
+          }
         },
-        (err) => { this.inFlight--; this.stats.failedGets++; answer(toServiceError(err)); },
+        (err) => { this.inFlight--; release(); this.stats.failedGets++; answer(toServiceError(err)); },
       );
     } catch (err) {
       this.stats.failedGets++;

@@ -22,6 +22,8 @@ export class ServiceStats {
   prefixMessagesSent = 0;
   /** Key + value bytes of the Sets received and not yet answered (each is held until its commit). */
   setBytesInFlight = 0;
+  /** Value bytes of Get responses read and not yet taken by their clients (their streams still open). */
+  getBytesInFlight = 0;
 
   constructor(startTimeUnixMs = Math.round(Date.now() - performance.now())) {
     this.startTimeUnixMs = startTimeUnixMs;

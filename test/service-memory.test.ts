@@ -1,0 +1,84 @@
+// Server memory against clients that hold what the server gives them or send without end: Gets of
+// large values whose answers are never read, and requests that keep arriving. A real lbserver, raw
+// HTTP/2 clients with a 64 KiB window.
+import * as http2 from 'node:http2';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GetRequest } from '../generated/kv';
+import { GrpcStatus } from '../lib/client';
+import { eventually, expectGrpcError, pseudoRandomBytes, rssBytes } from './support/client-helpers';
+import { grpcFrame, SERVICE, takeGrpcStatus } from './support/raw-grpc';
+import { sleep, startServer, type ServerHandle } from './support/server';
+
+const MiB = 1024 * 1024;
+
+/** `n` calls of `method` with `request` spread over `sessions` HTTP/2 connections whose client never
+ *  reads a byte of response data; what status each got in its headers (a refusal is trailers-only). */
+function nonReaders(address: string, method: string, request: Uint8Array, n: number, sessions: number) {
+  const conns = Array.from({ length: sessions }, () => {
+    const s = http2.connect(`http://${address}`, { settings: { initialWindowSize: 65535 } });
+    s.on('error', () => undefined);
+    return s;
+  });
+  const statuses: Array<{ status?: number; message: string }> = [];
+  for (let i = 0; i < n; i++) {
+    const req = conns[i % sessions]!.request({ ':method': 'POST', ':path': `${SERVICE}/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
+    req.on('error', () => undefined);
+    req.pause();
+    const got: { status?: number; message: string } = { message: '' };
+    statuses.push(got);
+    req.on('response', (h) => takeGrpcStatus(h, got));
+    req.end(grpcFrame(request));
+  }
+  return { statuses, close: () => { for (const s of conns) s.destroy(); } };
+}
+
+const mem = suite('service: memory stays bounded against clients that do not read');
+
+mem('Gets of a large value whose answers are never read: the server holds at most --max-inflight-get-mb of them; the rest get RESOURCE_EXHAUSTED naming it; all served again once the readers go', async () => {
+  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-get-mb', '16', '--cache-mb', '4'] });
+  try {
+    await unreadGets(srv);
+    assert.is(await srv.stop(), 0);
+  } finally {
+    await srv.kill9();
+  }
+});
+
+async function unreadGets(srv: ServerHandle): Promise<void> {
+  const c = srv.client();
+  await c.set('big', pseudoRandomBytes(MiB, 1));
+  await c.set('small', 'x');
+  await c.get('big');
+  await sleep(200);
+  const before = rssBytes(srv.pid);
+  // 200 Gets of the 1 MiB value: without a bound the server holds 200 MiB for them (measured: RSS
+  // +240 MiB), for as long as their connections live.
+  const flood = nonReaders(srv.address, 'Get', GetRequest.encode({ key: Buffer.from('big') }).finish(), 200, 4);
+  try {
+    assert.ok(await eventually(() => flood.statuses.filter((s) => s.status !== undefined).length >= 150, 20_000, 50), 'the Gets over the bound are answered');
+    await sleep(500);
+    const peak = rssBytes(srv.pid);
+    if (before !== undefined && peak !== undefined) {
+      const growth = peak - before;
+      assert.ok(growth < 80 * MiB, `server RSS grew by ${(growth / MiB).toFixed(1)} MiB for 200 unread Gets of a 1 MiB value`);
+    }
+    const refused = flood.statuses.filter((s) => s.status === GrpcStatus.RESOURCE_EXHAUSTED);
+    assert.ok(refused.length >= 180, `${refused.length} of 200 refused`);
+    assert.match(refused[0]!.message, /server busy: \d+ bytes of Get responses are waiting .* over the bound of 16777216 \(--max-inflight-get-mb\); retry later/);
+    // Another client meanwhile: a large Get is refused with the same clear status; Set and Stat are served.
+    await expectGrpcError(c.get('big'), GrpcStatus.RESOURCE_EXHAUSTED, /--max-inflight-get-mb/);
+    await c.set('during', 'ok');
+    assert.ok((await c.stat()).keys >= 3);
+  } finally {
+    flood.close();
+  }
+  // Their connections gone, everything they held is released.
+  let last: unknown;
+  assert.ok(await eventually(async () => {
+    try { return (await c.get('big'))?.equals(pseudoRandomBytes(MiB, 1)) === true; } catch (e) { last = e; return false; }
+  }, 10_000, 100), `the large Get is served again (last error: ${String((last as Error)?.message)})`);
+  assert.is((await c.get('during'))?.toString(), 'ok');
+}
+
+mem.run();
