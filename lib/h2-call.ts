@@ -3,7 +3,7 @@
 // message leave in parts. grpc-js 1.14 with no server interceptors (as here) keeps that stream as
 // `call.call.stream`; test/service-slow-clients.test.ts and service-concurrency.test.ts fail if that
 // changes (each helper then does what the service did before it had the stream).
-import { constants, type Http2Stream } from 'node:http2';
+import { constants, type Http2Stream, type ServerHttp2Stream } from 'node:http2';
 
 export function h2StreamOf(call: object): Http2Stream | undefined {
   const s = (call as { call?: { stream?: Http2Stream } }).call?.stream;
@@ -25,6 +25,22 @@ export function watchStreams(server: object, onStream: (stream: Http2Stream) => 
 export function resetStream(call: object, code: number = constants.NGHTTP2_CANCEL): void {
   const h2 = h2StreamOf(call);
   if (h2 && !h2.destroyed && !h2.closed) h2.close(code);
+}
+
+/** Ends a stream whose handler has not run with gRPC status `code` and `details`, as a trailers-only
+ *  response (or a reset alone, if headers were sent), then resets it (CANCEL), which stops the
+ *  client's upload: gRPC clients report the status they got (a reset with NO_ERROR would wait for the
+ *  request's end, and the client would send all of it for nothing). */
+export function refuseStream(st: Http2Stream, code: number, details: string): void {
+  if (st.closed || st.destroyed) return;
+  const server = st as ServerHttp2Stream;
+  if (server.headersSent) {
+    st.close(constants.NGHTTP2_CANCEL);
+    return;
+  }
+  server.respond(
+    { ':status': '200', 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true });
+  st.close(constants.NGHTTP2_CANCEL);
 }
 
 /** Whether a closed stream sent status OK and ended cleanly: not when the client went away first,

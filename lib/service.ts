@@ -18,7 +18,7 @@ import {
 } from '../generated/kv';
 import { framedValueBuffer, invalidRequestReason } from './codec';
 import { DATA_FILE_NAME, type ServerConfig } from './config';
-import { deliveredOk, h2StreamOf, resetStream, watchStreams } from './h2-call';
+import { deliveredOk, h2StreamOf, refuseStream, resetStream, watchStreams } from './h2-call';
 import { ServiceStats } from './stats';
 import { StatusCarrier, statusError, toServiceError } from './status';
 import { StreamBudget } from './stream-budget';
@@ -46,12 +46,19 @@ interface Tracked {
 
 const noop = () => undefined;
 
+/** Request bytes a stream may receive before its handler runs without being weighed against
+ *  --max-inflight-set-mb: every request but a Set's is smaller (a key or prefix of at most 1 KiB). */
+const SMALL_REQUEST_BYTES = 64 * 1024;
+
 export class KvService {
   readonly stats: ServiceStats;
   private shuttingDown = false;
   /** Unary calls waiting for the engine, and GetPrefix streams being served. */
   private inFlight = 0;
   private readonly open = new Set<OpenCall>();
+  /** Request bytes received by streams whose handler has not run yet (meterArrival). */
+  private arriving = 0;
+  private readonly arrivals = new WeakMap<Http2Stream, () => void>();
   /** Every HTTP/2 stream open at the transport, handler run or not (watch()); undefined if unknown. */
   private streams: Set<Http2Stream> | undefined;
   private readonly dataFile: string;
@@ -81,8 +88,48 @@ export class KvService {
    *  reaches calls whose request is still arriving too (endOpenCalls). */
   watch(server: grpc.Server): void {
     const streams = new Set<Http2Stream>();
-    if (!watchStreams(server, (st) => { streams.add(st); st.once('close', () => streams.delete(st)); })) return;
+    if (!watchStreams(server, (st) => { streams.add(st); st.once('close', () => streams.delete(st)); this.meterArrival(st); })) return;
     this.streams = streams;
+  }
+
+  /**
+   * Counts the request bytes `st` receives until its handler runs (arrived()) or it closes. grpc-js
+   * reads a request as fast as it comes and holds it whole before it runs a handler (up to twice the
+   * largest Set message each), so without this, clients uploading large requests on many streams at
+   * once, or starting them and never finishing, would make the server hold all of them. Requests
+   * arriving and Sets waiting for their commit share --max-inflight-set-mb: a stream past
+   * SMALL_REQUEST_BYTES that takes the sum over it while anything else is held is refused with
+   * RESOURCE_EXHAUSTED (trailers-only, then RST_STREAM, which stops its upload); nothing of
+   * it was processed. One request alone always goes through (grpc-js bounds its size).
+   */
+  private meterArrival(st: Http2Stream): void {
+    let held = 0;
+    const release = () => {
+      this.arriving -= held;
+      held = 0;
+      st.off('data', onData);
+      this.arrivals.delete(st);
+    };
+    const onData = (chunk: Buffer) => {
+      held += chunk.length;
+      this.arriving += chunk.length;
+      if (held <= SMALL_REQUEST_BYTES) return;
+      const load = this.arriving + this.stats.setBytesInFlight;
+      if (load <= this.cfg.maxSetBytesInFlight || load === held) return;
+      const mine = held;
+      release();
+      refuseStream(st, grpc.status.RESOURCE_EXHAUSTED, `server busy: ${load - mine} bytes of requests are arriving or waiting for their commit and this one has ${mine} so far, ` +
+        `over the bound of ${this.cfg.maxSetBytesInFlight} (--max-inflight-set-mb); nothing was written, retry later`);
+    };
+    st.on('data', onData);
+    st.once('close', release);
+    this.arrivals.set(st, release);
+  }
+
+  /** The handler of `call` runs: its request has arrived whole, and is no longer counted as arriving. */
+  private arrived(call: object): void {
+    const h2 = h2StreamOf(call);
+    if (h2) this.arrivals.get(h2)?.();
   }
 
   /**
@@ -149,6 +196,7 @@ export class KvService {
   readonly set = (call: grpc.ServerUnaryCall<SetRequest, SetResponse>, cb: grpc.sendUnaryData<SetResponse>): void => {
     // A client gone (or a stream refused) before its request was handled gets no answer: nothing of
     // its Set is applied.
+    this.arrived(call);
     if (call.cancelled) return;
     const { answer, tracked } = this.answerOnce(call, cb, (se) => statusError(se.code, `${se.details} (the Set was not acknowledged: it may or may not be applied)`));
     const fail = (e: grpc.ServiceError) => { this.stats.failedSets++; answer(e); };
@@ -189,6 +237,7 @@ export class KvService {
   };
 
   readonly get = (call: grpc.ServerUnaryCall<GetRequest, GetResponse>, cb: grpc.sendUnaryData<GetResponse>): void => {
+    this.arrived(call);
     const { answer, tracked } = this.answerOnce(call, cb);
     try {
       const invalid = invalidRequestReason(call.request);
@@ -234,6 +283,7 @@ export class KvService {
   };
 
   readonly stat = (call: grpc.ServerUnaryCall<StatRequest, StatResponse>, cb: grpc.sendUnaryData<StatResponse>): void => {
+    this.arrived(call);
     try {
       const invalid = invalidRequestReason(call.request);
       if (invalid) return cb(statusError(grpc.status.INVALID_ARGUMENT, invalid));
@@ -244,6 +294,7 @@ export class KvService {
   };
 
   readonly getPrefix = (call: grpc.ServerWritableStream<GetPrefixRequest, GetPrefixResponse>): void => {
+    this.arrived(call);
     this.inFlight++;
     const ending: Ending = {};
     const tracked = this.track(call, (se) => { ending.endedWith ??= se; ending.stop?.(); });
