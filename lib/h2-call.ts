@@ -3,19 +3,19 @@
 // message leave in parts. grpc-js 1.14 with no server interceptors (as here) keeps that stream as
 // `call.call.stream`; test/service-slow-clients.test.ts and service-concurrency.test.ts fail if that
 // changes (each helper then does what the service did before it had the stream).
-import { constants, type Http2Stream, type ServerHttp2Stream } from 'node:http2';
+import { constants, type Http2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 
 export function h2StreamOf(call: object): Http2Stream | undefined {
   const s = (call as { call?: { stream?: Http2Stream } }).call?.stream;
   return s && typeof s.close === 'function' && 'rstCode' in s ? s : undefined;
 }
 
-/** Calls `onStream` with every HTTP/2 stream `server` accepts from now on, whether or not its
+/** Calls `onStream` with every HTTP/2 stream `server` accepts (and its request headers) from now on, whether or not its
  *  handler has run yet: grpc-js runs a unary handler only once the whole request has arrived, so a
  *  large Set still uploading has a stream and no call. The http2 servers are grpc-js 1.14's private
  *  `http2Servers` (bound ones); false if they are not found, and nothing is watched. */
-export function watchStreams(server: object, onStream: (stream: Http2Stream) => void): boolean {
-  const servers = (server as { http2Servers?: Map<{ on: (e: 'stream', l: (s: Http2Stream) => void) => void }, unknown> }).http2Servers;
+export function watchStreams(server: object, onStream: (stream: Http2Stream, headers: IncomingHttpHeaders) => void): boolean {
+  const servers = (server as { http2Servers?: Map<{ on: (e: 'stream', l: (s: Http2Stream, h: IncomingHttpHeaders) => void) => void }, unknown> }).http2Servers;
   if (!(servers instanceof Map) || servers.size === 0) return false;
   for (const h2server of servers.keys()) h2server.on('stream', onStream);
   return true;
@@ -28,9 +28,11 @@ export function resetStream(call: object, code: number = constants.NGHTTP2_CANCE
 }
 
 /** Ends a stream whose handler has not run with gRPC status `code` and `details`, as a trailers-only
- *  response (or a reset alone, if headers were sent), then resets it (CANCEL), which stops the
- *  client's upload: gRPC clients report the status they got (a reset with NO_ERROR would wait for the
- *  request's end, and the client would send all of it for nothing). */
+ *  response (or a reset alone, if headers were sent), and closes it at once for grpc-js, which then
+ *  drops whatever more of the request arrives. The reset that follows is NO_ERROR, sent once the
+ *  response is: a CANCEL right behind a response can make the client lose the response (seen with
+ *  many streams refused at once: RST_STREAM CANCEL and no status). A client that goes on sending
+ *  gets its data read and dropped until its request ends. */
 export function refuseStream(st: Http2Stream, code: number, details: string): void {
   if (st.closed || st.destroyed) return;
   const server = st as ServerHttp2Stream;
@@ -38,9 +40,8 @@ export function refuseStream(st: Http2Stream, code: number, details: string): vo
     st.close(constants.NGHTTP2_CANCEL);
     return;
   }
-  server.respond(
-    { ':status': '200', 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true });
-  st.close(constants.NGHTTP2_CANCEL);
+  server.respond({ ':status': '200', 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURI(details) }, { endStream: true });
+  st.close(constants.NGHTTP2_NO_ERROR);
 }
 
 /** Whether a closed stream sent status OK and ended cleanly: not when the client went away first,

@@ -2,7 +2,7 @@
 // Validates every request, maps engine errors to gRPC status codes, and never lets a bad request
 // take the server down.
 import * as grpc from '@grpc/grpc-js';
-import { constants as http2constants, type Http2Stream } from 'node:http2';
+import { constants as http2constants, type Http2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { join } from 'node:path';
 import type { Store } from '../btree/index';
 import {
@@ -17,7 +17,7 @@ import {
   type StatResponse,
 } from '../generated/kv';
 import { framedValueBuffer, invalidRequestReason } from './codec';
-import { DATA_FILE_NAME, type ServerConfig } from './config';
+import { DATA_FILE_NAME, maxMessageBytes, type ServerConfig } from './config';
 import { deliveredOk, h2StreamOf, refuseStream, resetStream, watchStreams } from './h2-call';
 import { ServiceStats } from './stats';
 import { StatusCarrier, statusError, toServiceError } from './status';
@@ -49,6 +49,10 @@ const noop = () => undefined;
 /** Request bytes a stream may receive before its handler runs without being weighed against
  *  --max-inflight-set-mb: every request but a Set's is smaller (a key or prefix of at most 1 KiB). */
 const SMALL_REQUEST_BYTES = 64 * 1024;
+
+/** The most a deflate stream (gzip or deflate encoding) expands: 258 bytes for a 2-bit symbol, about
+ *  1032 to 1, rounded up. */
+const DEFLATE_MAX_RATIO = 1040;
 
 export class KvService {
   readonly stats: ServiceStats;
@@ -88,7 +92,7 @@ export class KvService {
    *  reaches calls whose request is still arriving too (endOpenCalls). */
   watch(server: grpc.Server): void {
     const streams = new Set<Http2Stream>();
-    if (!watchStreams(server, (st) => { streams.add(st); st.once('close', () => streams.delete(st)); this.meterArrival(st); })) return;
+    if (!watchStreams(server, (st, headers) => { streams.add(st); st.once('close', () => streams.delete(st)); this.meterArrival(st, headers); })) return;
     this.streams = streams;
   }
 
@@ -99,10 +103,20 @@ export class KvService {
    * once, or starting them and never finishing, would make the server hold all of them. Requests
    * arriving and Sets waiting for their commit share --max-inflight-set-mb: a stream past
    * SMALL_REQUEST_BYTES that takes the sum over it while anything else is held is refused with
-   * RESOURCE_EXHAUSTED (trailers-only, then RST_STREAM, which stops its upload); nothing of
+   * RESOURCE_EXHAUSTED (trailers-only; grpc-js drops the rest of it: refuseStream); nothing of
    * it was processed. One request alone always goes through (grpc-js bounds its size).
+   *
+   * A compressed request (grpc-encoding gzip or deflate) is decompressed whole before its handler
+   * runs, into up to the receive limit, however few bytes it came in: 200 requests of 4 KB of gzip
+   * each took the server to 1 GiB. So each is counted as what it can decompress to: its bytes times
+   * deflate's largest ratio (about 1032:1), up to the receive limit.
    */
-  private meterArrival(st: Http2Stream): void {
+  private meterArrival(st: Http2Stream, headers: IncomingHttpHeaders): void {
+    const encoding = String(headers['grpc-encoding'] ?? 'identity').toLowerCase();
+    const compressed = encoding !== 'identity';
+    const receiveLimit = 2 * maxMessageBytes(this.cfg);
+    const weigh = (bytes: number) => (compressed ? Math.min(receiveLimit, bytes * DEFLATE_MAX_RATIO) : bytes);
+    let wire = 0;
     let held = 0;
     const release = () => {
       this.arriving -= held;
@@ -111,17 +125,22 @@ export class KvService {
       this.arrivals.delete(st);
     };
     const onData = (chunk: Buffer) => {
-      held += chunk.length;
-      this.arriving += chunk.length;
+      wire += chunk.length;
+      const weight = Math.max(held, weigh(wire));
+      this.arriving += weight - held;
+      held = weight;
       if (held <= SMALL_REQUEST_BYTES) return;
       const load = this.arriving + this.stats.setBytesInFlight;
       if (load <= this.cfg.maxSetBytesInFlight || load === held) return;
       const mine = held;
       release();
-      refuseStream(st, grpc.status.RESOURCE_EXHAUSTED, `server busy: ${load - mine} bytes of requests are arriving or waiting for their commit and this one has ${mine} so far, ` +
+      const what = compressed ? `can decompress to ${mine} (${wire} bytes of ${encoding})` : `has ${mine} so far`;
+      refuseStream(st, grpc.status.RESOURCE_EXHAUSTED, `server busy: ${load - mine} bytes of requests are arriving or waiting for their commit and this one ${what}, ` +
         `over the bound of ${this.cfg.maxSetBytesInFlight} (--max-inflight-set-mb); nothing was written, retry later`);
     };
-    st.on('data', onData);
+    // Ahead of grpc-js's own listener: a chunk that gets the stream refused never reaches it (it sees
+    // the stream closed and drops it), so no decompression starts for it.
+    st.prependListener('data', onData);
     st.once('close', release);
     this.arrivals.set(st, release);
   }

@@ -2,9 +2,10 @@
 // large values whose answers are never read, and requests that keep arriving. A real lbserver, raw
 // HTTP/2 clients with a 64 KiB window.
 import * as http2 from 'node:http2';
+import { gzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GetRequest } from '../generated/kv';
+import { GetRequest, SetRequest } from '../generated/kv';
 import { GrpcStatus } from '../lib/client';
 import { eventually, expectGrpcError, pseudoRandomBytes, rssBytes } from './support/client-helpers';
 import { grpcFrame, SERVICE, takeGrpcStatus } from './support/raw-grpc';
@@ -145,6 +146,65 @@ async function unfinishedUploads(srv: ServerHandle): Promise<void> {
   }, 10_000, 100), `a large Set is served again (last error: ${String((last as Error)?.message)})`);
   assert.ok((await c.get('large'))?.equals(pseudoRandomBytes(1_000_000, 2)));
   assert.is((await c.stat()).keys, 3, 'nothing of the refused uploads was stored');
+}
+
+mem('gzip-compressed requests that decompress to far more than they send (4 KB to 4 MB each, 200 at once) are counted as what they can decompress to: the server stays near --max-inflight-set-mb; every one gets a status; compressed calls within the bounds work', async () => {
+  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '64', '--cache-mb', '4'] });
+  try {
+    await gzipBombs(srv);
+    assert.is(await srv.stop(), 0);
+  } finally {
+    await srv.kill9();
+  }
+});
+
+async function gzipBombs(srv: ServerHandle): Promise<void> {
+  const c = srv.client();
+  await c.set('small', 'x');
+  await sleep(200);
+  const before = rssBytes(srv.pid);
+  // A Set of a 4,189,980-byte value of zeros (under the receive limit, over --max-value-bytes, so
+  // each is refused by the handler at best): 4 KB of gzip.
+  const message = SetRequest.encode({ key: Buffer.from('k'), value: Buffer.alloc(4_189_980) }).finish();
+  const gz = gzipSync(message, { level: 9 });
+  assert.ok(gz.length < 8192, `${gz.length} bytes of gzip`);
+  const session = http2.connect(`http://${srv.address}`);
+  session.on('error', () => undefined);
+  let peak = 0;
+  const sampler = setInterval(() => { peak = Math.max(peak, rssBytes(srv.pid) ?? 0); }, 20);
+  const results = await Promise.all(Array.from({ length: 200 }, () => new Promise<{ status?: number; message: string }>((resolve) => {
+    const req = session.request({ ':method': 'POST', ':path': `${SERVICE}/Set`, 'content-type': 'application/grpc', te: 'trailers', 'grpc-encoding': 'gzip' });
+    const got: { status?: number; message: string } = { message: '' };
+    req.on('error', () => undefined);
+    req.on('response', (h) => takeGrpcStatus(h, got));
+    req.on('trailers', (h) => takeGrpcStatus(h, got));
+    req.on('close', () => resolve(got));
+    req.resume();
+    req.end(grpcFrame(gz, { compressed: true }));
+  })));
+  await sleep(200);
+  clearInterval(sampler);
+  session.destroy();
+  if (before !== undefined && peak > 0) {
+    // Without counting them so, the server decompressed all 200 at once: peak RSS +950 MiB.
+    const growth = peak - before;
+    assert.ok(growth < 320 * MiB, `server RSS grew by ${(growth / MiB).toFixed(1)} MiB for 200 gzip requests of 4 MB`);
+  }
+  const missing = results.filter((r) => r.status === undefined).length;
+  assert.is(missing, 0, `${missing} of 200 got no status`);
+  const refused = results.filter((r) => r.status === GrpcStatus.RESOURCE_EXHAUSTED);
+  const tooLarge = results.filter((r) => r.status === GrpcStatus.INVALID_ARGUMENT);
+  assert.is(refused.length + tooLarge.length, 200, `every one refused: ${results.map((r) => r.status).join(',')}`);
+  assert.ok(refused.length >= 150, `${refused.length} refused as busy`);
+  assert.match(refused[0]!.message, /server busy: \d+ bytes of requests are arriving or waiting for their commit and this one can decompress to \d+ \(\d+ bytes of gzip\), over the bound of 67108864 \(--max-inflight-set-mb\); nothing was written, retry later/);
+  assert.match(tooLarge[0]!.message, /value is 4189980 bytes; over the value limit of 1048576 bytes/);
+  // Compressed calls within the bounds are served, and the server goes on serving.
+  const gzClient = srv.client({ channelOptions: { 'grpc.default_compression_algorithm': 2, 'grpc.use_local_subchannel_pool': 1 } });
+  const value = pseudoRandomBytes(300_000, 3);
+  await gzClient.set('gz', value);
+  assert.ok((await gzClient.get('gz'))?.equals(value));
+  assert.is((await c.get('small'))?.toString(), 'x');
+  assert.is((await c.stat()).keys, 2);
 }
 
 mem.run();
