@@ -75,7 +75,7 @@ function showBytes(n: number): string {
 }
 
 /** Options that only matter while serving, which --compact does not do. */
-const SERVING_ONLY = ['--listen', '--max-inflight-set-mb', '--max-inflight-get-mb', '--stream-buffer-mb', '--shutdown-timeout-ms', '--stream-stall-ms', '--blocking-sync-us'];
+const SERVING_ONLY = ['--listen', '--max-inflight-set-mb', '--max-inflight-get-mb', '--max-open-calls', '--stream-buffer-mb', '--shutdown-timeout-ms', '--stream-stall-ms', '--blocking-sync-us'];
 
 function log(msg: string): void {
   process.stderr.write(`lbserver: ${msg}\n`);
@@ -242,6 +242,7 @@ async function main(): Promise<void> {
     .option('--blocking-sync-us <n>', 'while the median recent fdatasync is at most this many microseconds, small commits sync on the event loop (saves two thread hand-offs; stalls other calls for one sync; helps a lone writer only); 0: always on the thread pool', String(DEFAULT_CONFIG.blockingSyncUs))
     .option('--max-inflight-set-mb <n>', 'server-wide bound, in MiB, on the bytes of Sets waiting for their commit; a Set over it gets RESOURCE_EXHAUSTED (one Set alone always goes through)', String(DEFAULT_CONFIG.maxSetBytesInFlight / (1024 * 1024)))
     .option('--max-inflight-get-mb <n>', 'server-wide bound, in MiB, on the value bytes of Get responses read and not yet taken by their clients; a Get over it gets RESOURCE_EXHAUSTED (one Get alone always goes through)', String(DEFAULT_CONFIG.maxGetBytesInFlight / (1024 * 1024)))
+    .option('--max-open-calls <n>', 'server-wide bound on the calls (HTTP/2 streams) open at once; a call over it gets RESOURCE_EXHAUSTED', String(DEFAULT_CONFIG.maxOpenCalls))
     .option('--stream-buffer-mb <n>', 'server-wide bound, in MiB, on GetPrefix data read and not yet sent, summed over all streams', String(DEFAULT_CONFIG.streamBufferBytes / (1024 * 1024)))
     .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls, then end those left with UNAVAILABLE (a Set so ended may or may not be applied)', String(DEFAULT_CONFIG.shutdownTimeoutMs))
     .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse); 0: never', String(DEFAULT_CONFIG.streamStallMs))

@@ -36,6 +36,9 @@ export interface ServerConfig {
   /** Value bytes of Get responses read and not yet taken by their clients, server-wide, above which
    *  a further Get of a value gets RESOURCE_EXHAUSTED (--max-inflight-get-mb). */
   maxGetBytesInFlight: number;
+  /** Calls (HTTP/2 streams) open at once, server-wide, above which a new one gets RESOURCE_EXHAUSTED
+   *  (--max-open-calls). */
+  maxOpenCalls: number;
 }
 
 export const MiB = 1024 * 1024;
@@ -67,6 +70,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   // The same for Get responses: a client that sends Gets of large values and never reads the answers
   // would otherwise make the server hold every one of them.
   maxGetBytesInFlight: 1024 * MiB,
+  // Each open call costs the server about 10 KB (grpc-js and HTTP/2 state) plus what its request
+  // holds, and HTTP/2 lets a client open any number on one connection: 10,000 is about 100 MB.
+  maxOpenCalls: 10_000,
 };
 
 export const DATA_FILE_NAME = 'lbkv.db';
@@ -134,6 +140,7 @@ export interface RawServerOptions {
   streamStallMs?: string;
   maxInflightSetMb?: string;
   maxInflightGetMb?: string;
+  maxOpenCalls?: string;
   streamBufferMb?: string;
 }
 
@@ -166,6 +173,7 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
   }
   if (o.maxInflightSetMb !== undefined) cfg.maxSetBytesInFlight = parseIntArg(o.maxInflightSetMb, '--max-inflight-set-mb', 1, 1024 * 1024) * MiB;
   if (o.maxInflightGetMb !== undefined) cfg.maxGetBytesInFlight = parseIntArg(o.maxInflightGetMb, '--max-inflight-get-mb', 1, 1024 * 1024) * MiB;
+  if (o.maxOpenCalls !== undefined) cfg.maxOpenCalls = parseIntArg(o.maxOpenCalls, '--max-open-calls', 1, 1_000_000);
   if (o.shutdownTimeoutMs !== undefined) cfg.shutdownTimeoutMs = parseIntArg(o.shutdownTimeoutMs, '--shutdown-timeout-ms', 0, 3_600_000);
   if (o.streamStallMs !== undefined) cfg.streamStallMs = parseIntArg(o.streamStallMs, '--stream-stall-ms', 0, 86_400_000);
   return cfg;

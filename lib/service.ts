@@ -48,7 +48,7 @@ const noop = () => undefined;
 
 /** Request bytes a stream may receive before its handler runs without being weighed against
  *  --max-inflight-set-mb: every request but a Set's is smaller (a key or prefix of at most 1 KiB). */
-const SMALL_REQUEST_BYTES = 64 * 1024;
+const SMALL_REQUEST_BYTES = 4 * 1024;
 
 /** The most a deflate stream (gzip or deflate encoding) expands: 258 bytes for a 2-bit symbol, about
  *  1032 to 1, rounded up. */
@@ -92,7 +92,18 @@ export class KvService {
    *  reaches calls whose request is still arriving too (endOpenCalls). */
   watch(server: grpc.Server): void {
     const streams = new Set<Http2Stream>();
-    if (!watchStreams(server, (st, headers) => { streams.add(st); st.once('close', () => streams.delete(st)); this.meterArrival(st, headers); })) return;
+    const onStream = (st: Http2Stream, headers: IncomingHttpHeaders) => {
+      // HTTP/2 lets a client open any number of streams, on one connection or many, and each costs
+      // memory however little it sends: past the bound, new ones are refused.
+      if (streams.size >= this.cfg.maxOpenCalls) {
+        refuseStream(st, grpc.status.RESOURCE_EXHAUSTED, `server busy: ${streams.size} calls are open, the most it serves at once (--max-open-calls ${this.cfg.maxOpenCalls}); nothing was done, retry later`);
+        return;
+      }
+      streams.add(st);
+      st.once('close', () => streams.delete(st));
+      this.meterArrival(st, headers);
+    };
+    if (!watchStreams(server, onStream)) return;
     this.streams = streams;
   }
 

@@ -207,4 +207,54 @@ async function gzipBombs(srv: ServerHandle): Promise<void> {
   assert.is((await c.stat()).keys, 2);
 }
 
+mem('a client that opens streams without end (11,000 calls that never finish their request, by default): past --max-open-calls new ones get RESOURCE_EXHAUSTED naming it; once they go, calls are served', async () => {
+  const srv = await startServer({ args: ['--cache-mb', '4'] });
+  try {
+    await manyStreams(srv);
+    assert.is(await srv.stop(), 0);
+  } finally {
+    await srv.kill9();
+  }
+});
+
+async function manyStreams(srv: ServerHandle): Promise<void> {
+  const c = srv.client();
+  await c.set('small', 'x');
+  // Each open call costs the server about 10 KB, and HTTP/2 bounds nothing by default: without a
+  // bound 100,000 such calls on one connection would hold a gigabyte (20,000: RSS +183 MiB).
+  const request = grpcFrame(GetRequest.encode({ key: Buffer.from('small') }).finish());
+  const conns = Array.from({ length: 2 }, () => {
+    const s = http2.connect(`http://${srv.address}`);
+    s.on('error', () => undefined);
+    return s;
+  });
+  const statuses: Array<{ status?: number; message: string }> = [];
+  for (let i = 0; i < 11_000; i++) {
+    const req = conns[i % 2]!.request({ ':method': 'POST', ':path': `${SERVICE}/Get`, 'content-type': 'application/grpc', te: 'trailers' });
+    req.on('error', () => undefined);
+    const got: { status?: number; message: string } = { message: '' };
+    statuses.push(got);
+    req.on('response', (h) => takeGrpcStatus(h, got));
+    req.write(request); // and never ended: the call stays open, waiting for the end of its request
+  }
+  try {
+    const answered = () => statuses.filter((s) => s.status !== undefined).length;
+    assert.ok(await eventually(() => answered() >= 1000, 30_000, 50), `the calls over the bound are refused (${answered()} answered)`);
+    await sleep(300);
+    const refused = statuses.filter((s) => s.status === GrpcStatus.RESOURCE_EXHAUSTED);
+    assert.is(refused.length, 1000, `${refused.length} of 11,000 refused`);
+    assert.is(answered(), 1000, 'the others are still open');
+    assert.match(refused[0]!.message, /server busy: 10000 calls are open, the most it serves at once \(--max-open-calls 10000\); nothing was done, retry later/);
+    await expectGrpcError(c.get('small'), GrpcStatus.RESOURCE_EXHAUSTED, /--max-open-calls/);
+  } finally {
+    for (const s of conns) s.destroy();
+  }
+  let last: unknown;
+  assert.ok(await eventually(async () => {
+    try { return (await c.get('small'))?.toString() === 'x'; } catch (e) { last = e; return false; }
+  }, 10_000, 100), `calls are served again (last error: ${String((last as Error)?.message)})`);
+  await c.set('after', 'ok');
+  assert.is((await c.stat()).keys, 2);
+}
+
 mem.run();
