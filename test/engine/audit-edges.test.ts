@@ -1,0 +1,133 @@
+// Edge cases from an audit of btree/: values at the largest size allowed, cells of the largest key
+// at the inline/overflow boundary, failures of reads, growth and rollbacks in the middle of commits.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as path from 'node:path';
+import { Store, StoreError } from '../../btree';
+import { tempDir } from '../support/tmp';
+import { FaultFS, mulberry32, POLICY_DROP_ALL, POLICY_KEEP_ALL } from '../support/fault-fs';
+import { MAX_CELL, PAGE_SIZE } from '../../btree/layout';
+
+const MiB = 1024 * 1024;
+const DB = '/edges/lbkv.db';
+const fill = (n: number, seed: number) => {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i += 4093) b[i] = (seed + i) & 0xff;
+  if (n >= 4) b.writeUInt32LE(seed, n - 4);
+  return b;
+};
+const key = (i: number, len = 12) => {
+  const k = Buffer.alloc(len, 0x6b);
+  k.write(String(i).padStart(8, '0'), len - 8);
+  return k;
+};
+const failure = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e);
+
+test('64 MiB values (the default limit): put, overwrite with one a byte shorter, read back after a reopen; one byte more is refused', async () => {
+  const file = path.join(tempDir('edges-big'), 'lbkv.db');
+  let s = await Store.open({ path: file });
+  const a = fill(64 * MiB, 1);
+  await s.put(key(1), a);
+  await s.put(key(2), Buffer.alloc(0));
+  assert.ok((await s.get(key(1)))!.equals(a));
+  const b = fill(64 * MiB - 1, 2);
+  await s.put(key(1), b);
+  const e = await failure(s.put(key(3), Buffer.alloc(64 * MiB + 1)));
+  assert.ok(e instanceof StoreError && e.code === 'INVALID_ARGUMENT');
+  await s.close();
+  s = await Store.open({ path: file });
+  assert.ok((await s.get(key(1)))!.equals(b));
+  assert.equal(await s.get(key(2)), Buffer.alloc(0));
+  // The first value's run is free again: a third one of the same size does not grow the file past three runs.
+  await s.put(key(1), fill(64 * MiB, 3));
+  await s.put(key(4), Buffer.from('x'));
+  await s.put(key(1), fill(64 * MiB, 4));
+  assert.ok(s.stats().pageCount * PAGE_SIZE < 3.2 * 64 * MiB, `${s.stats().pageCount} pages`);
+  assert.ok((await s.get(key(1)))!.equals(fill(64 * MiB, 4)));
+  await s.close();
+});
+
+test('1024-byte keys with values at the inline/overflow boundary: leaves of two full cells split and read back', async () => {
+  const file = path.join(tempDir('edges-keys'), 'lbkv.db');
+  let s = await Store.open({ path: file, cacheMB: 1 });
+  const inlineMax = MAX_CELL - 5 - 1024;
+  const want = new Map<number, Buffer>();
+  for (let round = 0; round < 4; round++) {
+    const batch = Array.from({ length: 120 }, (_, j) => {
+      const i = (j * 37 + round * 11) % 200;
+      const n = [0, inlineMax - 1, inlineMax, inlineMax + 1, PAGE_SIZE - 1, PAGE_SIZE, PAGE_SIZE + 1][(i + round) % 7]!;
+      return { i, value: fill(n, round * 1000 + i) };
+    });
+    await s.putMany(batch.map((x) => ({ key: key(x.i, 1024), value: x.value })));
+    for (const x of batch) want.set(x.i, x.value);
+    await s.close();
+    s = await Store.open({ path: file, cacheMB: 1 });
+    for (const [i, v] of want) assert.ok((await s.get(key(i, 1024)))?.equals(v), `round ${round} key ${i}`);
+    const snap = s.snapshot();
+    let n = 0;
+    let last: Buffer | undefined;
+    for await (const e of snap.range({})) {
+      assert.ok(!last || Buffer.compare(last, e.key) < 0);
+      last = e.key;
+      n++;
+    }
+    snap.release();
+    assert.is(n, want.size);
+  }
+  await s.close();
+});
+
+test('EIO reading a tree page while a commit applies its batch: the batch fails, nothing of it is applied, the next commit works', async () => {
+  const ffs = new FaultFS();
+  let s = await Store.open({ path: DB, fs: ffs, cacheMB: 0.01 });
+  await s.putMany(Array.from({ length: 2000 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
+  await s.close();
+  s = await Store.open({ path: DB, fs: ffs, cacheMB: 0.01 });
+  ffs.failReads((_f, pos) => pos >= 4 * PAGE_SIZE, 'EIO', 1);
+  const e = await failure(s.putMany([{ key: key(5), value: fill(10, 5) }, { key: key(1500), value: fill(10, 1500) }]));
+  assert.ok(e instanceof StoreError && e.code === 'IO', String(e));
+  for (let i = 0; i < 2000; i += 50) assert.ok((await s.get(key(i)))?.equals(fill(100, i)), `key ${i}`);
+  await s.put(key(5), fill(10, 6));
+  assert.ok((await s.get(key(5)))?.equals(fill(10, 6)));
+  assert.ok((await s.get(key(1500)))?.equals(fill(100, 1500)));
+  await s.close();
+});
+
+test('ENOSPC on growth, then on the fallback growth too: the commit fails whole, the store keeps committing once there is room', async () => {
+  const ffs = new FaultFS();
+  const s = await Store.open({ path: DB, fs: ffs, growBytes: 4 * MiB });
+  await s.put(key(1), fill(100, 1));
+  ffs.failWhen({ match: (op) => op.kind === 'truncate', code: 'ENOSPC', times: 2 });
+  const e = await failure(s.put(key(2), fill(100_000, 2)));
+  assert.ok(e instanceof StoreError && e.code === 'NO_SPACE', String(e));
+  assert.is(await s.get(key(2)), undefined);
+  await s.put(key(2), fill(100_000, 3));
+  assert.ok((await s.get(key(2)))?.equals(fill(100_000, 3)));
+  await s.close();
+  const r = await Store.open({ path: DB, fs: ffs.powerCut(mulberry32(1), POLICY_DROP_ALL).fs });
+  assert.ok((await r.get(key(2)))?.equals(fill(100_000, 3)));
+  assert.ok((await r.get(key(1)))?.equals(fill(100, 1)));
+  await r.close();
+});
+
+test('a commit whose sync and rollback both fail (outcome unknown): the next commit restores the slot first, and after a power cut the store holds the acknowledged data', async () => {
+  for (const policy of [POLICY_DROP_ALL, POLICY_KEEP_ALL]) {
+    const ffs = new FaultFS();
+    const s = await Store.open({ path: DB, fs: ffs });
+    for (let i = 0; i < 50; i++) await s.put(key(i), fill(3000 + i * 100, i));
+    const snap = s.snapshot();
+    ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO', times: 2 });
+    const e = await failure(s.put(key(7), fill(5000, 777)));
+    assert.ok(e instanceof StoreError && e.outcomeUnknown, String(e));
+    // The next commits reuse pages; neither the snapshot nor the previous commit may lose any.
+    for (let r = 0; r < 6; r++) await s.putMany(Array.from({ length: 10 }, (_, j) => ({ key: key(j * 5), value: fill(4096 + r, r * 100 + j) })));
+    for (let i = 0; i < 50; i++) assert.ok((await snap.get(key(i)))?.equals(fill(3000 + i * 100, i)), `snapshot key ${i}`);
+    snap.release();
+    const want = (i: number) => (i % 5 === 0 && i < 50 ? fill(4096 + 5, 500 + i / 5) : fill(3000 + i * 100, i));
+    const r = await Store.open({ path: DB, fs: ffs.powerCut(mulberry32(3), policy).fs });
+    for (let i = 0; i < 50; i++) assert.ok((await r.get(key(i)))?.equals(want(i)), `after a cut, key ${i}`);
+    await r.close();
+  }
+});
+
+test.run();
