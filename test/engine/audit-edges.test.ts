@@ -7,6 +7,7 @@ import { Store, StoreError } from '../../btree';
 import { tempDir } from '../support/tmp';
 import { FaultFS, mulberry32, POLICY_DROP_ALL, POLICY_KEEP_ALL } from '../support/fault-fs';
 import { MAX_CELL, PAGE_SIZE } from '../../btree/layout';
+import { segmentTuning } from '../../btree/freelist';
 
 const MiB = 1024 * 1024;
 const DB = '/edges/lbkv.db';
@@ -223,6 +224,48 @@ test('snapshots taken and puts made while compact() copies: the snapshots read t
   assert.is(s.stats().keys, model.size);
   for (const [i, v] of model) assert.ok((await s.get(key(i)))?.equals(v), `after reopen, key ${i}`);
   await s.close();
+});
+
+test('EIO reading a freelist segment that a commit loads: the commit fails whole, the next one loads it and no page is handed out twice', async () => {
+  const saved = { ...segmentTuning };
+  Object.assign(segmentTuning, { freezeEntries: 4, fanout: 2 });
+  try {
+    const ffs = new FaultFS();
+    let s = await Store.open({ path: DB, fs: ffs });
+    const want = new Map<number, Buffer>();
+    const put = async (i: number, v: Buffer) => { await s.put(key(i), v); want.set(i, v); };
+    for (let i = 0; i < 40; i++) await put(i, fill(5000, i));
+    const snap = s.snapshot();
+    for (let n = 0; n < 120; n++) await put(n % 40, fill(5000, 1000 + n));
+    snap.release();
+    // Reopened, no segment is in memory: the next commits that need pages read them.
+    await s.close();
+    s = await Store.open({ path: DB, fs: ffs });
+    assert.ok(s.stats().freelistSegments > 0, 'segments exist');
+    for (const i of want.keys()) await s.get(key(i)); // tree pages cached: the reads below are the segments'
+    const segmentPages = s.stats().freelistSegmentPages;
+    const segments = (s as unknown as { freelist: { segments: { start: number; count: number }[] } }).freelist.segments.map((g) => ({ ...g }));
+    const inSegment = (pos: number) => segments.some((g) => pos >= g.start * PAGE_SIZE && pos < (g.start + g.count) * PAGE_SIZE);
+    let failed = 0;
+    ffs.failReads((_f, pos) => inSegment(pos), 'EIO', 1);
+    for (let n = 0; n < 40 && s.stats().freelistSegmentPages === segmentPages; n++) {
+      const v = fill(200_000, 5000 + n);
+      const e = await failure(s.put(key(n % 40), v));
+      if (e === null) want.set(n % 40, v);
+      else { assert.ok(e instanceof StoreError && e.code === 'IO', String(e)); failed++; }
+      for (const [i, w] of want) assert.ok((await s.get(key(i)))?.equals(w), `n ${n}: key ${i}`);
+    }
+    assert.is(failed, 1, 'the first commit that read a segment failed, and only it');
+    assert.ok(s.stats().freelistSegmentPages < segmentPages, `segments listed ${segmentPages} pages, now ${s.stats().freelistSegmentPages}: none was loaded`);
+    for (let n = 0; n < 30; n++) await put(n % 40, fill(200_000, 9000 + n));
+    for (const [i, w] of want) assert.ok((await s.get(key(i)))?.equals(w), `key ${i}`);
+    await s.close();
+    s = await Store.open({ path: DB, fs: ffs.powerCut(mulberry32(4), POLICY_DROP_ALL).fs });
+    for (const [i, w] of want) assert.ok((await s.get(key(i)))?.equals(w), `after a reopen: key ${i}`);
+    await s.close();
+  } finally {
+    Object.assign(segmentTuning, saved);
+  }
 });
 
 test.run();
