@@ -285,6 +285,13 @@ async function auditRun(seed: number, steps: number, syncMode: 'one' | 'two'): P
     checker.snapshots.delete(snap);
     snap.release();
   };
+  // AUDIT_DEBUG=<hex prefix>: print every put of a matching key, to replay a failing seed.
+  const trace = (step: number, what: string, g: { key: Buffer; value: Buffer }[]) => {
+    if (!process.env.AUDIT_DEBUG) return;
+    const hit = g.filter((x) => hex(x.key).startsWith(process.env.AUDIT_DEBUG!));
+    const st = store as unknown as { meta: Meta } | undefined;
+    if (hit.length) console.log(`  step ${step} ${what} txid ${st?.meta.txid}: ${hit.map((x) => `${hex(x.key)}=${x.value.length}`).join(' ')}`);
+  };
   const pick = () => (rng() < 0.4 && model.size > 0 ? Buffer.from([...model.keys()][randInt(rng, 0, model.size - 1)]!, 'hex') : keyOf(rng));
   const batch = () => Array.from({ length: randInt(rng, 1, 6) }, () => {
     const k = pick();
@@ -301,12 +308,14 @@ async function auditRun(seed: number, steps: number, syncMode: 'one' | 'two'): P
       const before = s.stats();
       await s.putMany(big);
       for (const e of big) model.set(hex(e.key), e.value);
+      trace(step, 'big', big);
       const after = s.stats();
       counts.maxRuns = Math.max(counts.maxRuns, after.commitRuns - before.commitRuns);
     } else if (r < 0.55) {
       // Concurrent puts: one or more group commits.
       const groups = Array.from({ length: randInt(rng, 1, 4) }, batch);
       await Promise.all(groups.map((g) => s.putMany(g)));
+      for (const g of groups) trace(step, 'put', g);
       for (const g of groups) for (const e of g) model.set(hex(e.key), e.value);
       counts.puts += groups.length;
     } else if (r < 0.65) {
@@ -325,6 +334,7 @@ async function auditRun(seed: number, steps: number, syncMode: 'one' | 'two'): P
       const g = batch();
       const e = await s.putMany(g).then(() => null, (x: unknown) => x);
       fs.clearFailures();
+      trace(step, e === null ? 'put despite failure' : `failed ${(e as Error).message.slice(0, 80)}`, g);
       if (e === null) for (const x of g) model.set(hex(x.key), x.value);
       else {
         assert.ok(e instanceof StoreError && !e.outcomeUnknown, `step ${step}: ${String(e)}`);
@@ -341,6 +351,7 @@ async function auditRun(seed: number, steps: number, syncMode: 'one' | 'two'): P
         await scanEquals(snap, model, `step ${step}: scan`, prefix.length ? prefix : undefined);
         await concurrent;
         for (const e of extra) model.set(hex(e.key), e.value);
+        trace(step, 'put during scan', extra);
       } finally {
         snap.release();
       }
@@ -356,6 +367,8 @@ async function auditRun(seed: number, steps: number, syncMode: 'one' | 'two'): P
       put.catch(() => undefined);
       const outcome = await Promise.race([fs.cutReached.then(() => 'cut'), put.then(() => 'done', () => 'failed')]);
       if (outcome === 'done') for (const x of g) model.set(hex(x.key), x.value);
+      trace(step, `cut step: ${outcome}`, g);
+      if (process.env.AUDIT_DEBUG) console.log(`step ${step}: outcome ${outcome}, cut ${JSON.stringify(fs.cutOp)}, batch ${g.map((x) => `${hex(x.key).slice(0, 12)}:${x.value.length}`).join(' ')}, model had ${g.map((x) => model.get(hex(x.key))?.length).join(' ')}`);
       if (outcome !== 'cut') fs.freezeNow();
       const policy = () => CUT_POLICIES[['random', 'tear', 'keepAll', 'dropAll'][randInt(rng, 0, 3)]!]!;
       let crashed = fs.powerCut(mulberry32(mixSeed(seed, step)), policy()).fs;
@@ -377,9 +390,11 @@ async function auditRun(seed: number, steps: number, syncMode: 'one' | 'two'): P
       const withBatch = new Map(model);
       for (const x of g) withBatch.set(hex(x.key), x.value);
       const st = store!;
-      const probe = g[g.length - 1]!;
-      const got = await st.get(probe.key);
-      if (outcome === 'cut' && got?.equals(probe.value)) model = withBatch;
+      // The batch is atomic: the store holds all of it or none. A key whose new value equals its
+      // old one (two empty values) tells nothing, so look at one whose value changed.
+      const probe = [...withBatch].find(([k, v]) => { const old = model.get(k); return g.some((x) => hex(x.key) === k) && !(old && old.equals(v)); });
+      const got = probe && await st.get(Buffer.from(probe[0], 'hex'));
+      if (outcome === 'cut' && probe && got?.equals(probe[1])) model = withBatch;
       await expectContents((key) => st.get(key), model, `step ${step}: after a power cut at op ${fs.opCount}`);
       assert.is(st.stats().keys, model.size, `step ${step}: key count after a power cut`);
     } else if (r < 0.96) {
