@@ -393,6 +393,9 @@ export class Store {
       // pages alone (Store.rebuild) tells versions apart by txid, and a tie could prefer a leaf of
       // this failed commit over the acknowledged retry's.
       this.nextTxid = txid + 2;
+      // Its growth of the file may have happened (and stays): without this, Stat's file bytes and
+      // compact()'s beforeBytes would show the size from before it until the file grows again.
+      try { this.fileBytes = Math.max(this.fileBytes, this.file.size()); } catch { /* keep the last known size */ }
       // Once its meta page was written, the commit may reach the disk whatever its fdatasync said:
       // only a durable rollback of the slot makes "not applied" true across a crash.
       const rolledBack = !metaTouched || await this.restoreMetaSlot(slot).then(() => true, () => false);

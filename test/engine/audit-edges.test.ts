@@ -268,4 +268,19 @@ test('EIO reading a freelist segment that a commit loads: the commit fails whole
   }
 });
 
+test('stats().fileBytes after a commit that grew the file and then failed is the size of the file', async () => {
+  const ffs = new FaultFS();
+  const s = await Store.open({ path: DB, fs: ffs });
+  await s.put(key(1), fill(10, 1));
+  assert.is(s.stats().fileBytes, ffs.readVolatile(DB)!.length);
+  ffs.failNth('writev', 1, 'EIO'); // the page write after the growth
+  const e = await failure(s.put(key(2), fill(3 * MiB, 2)));
+  assert.ok(e instanceof StoreError && e.code === 'IO', String(e));
+  assert.ok(ffs.readVolatile(DB)!.length > 3 * MiB, 'the failed commit grew the file');
+  assert.is(s.stats().fileBytes, ffs.readVolatile(DB)!.length, 'Stat reports the file as it is');
+  await s.put(key(3), fill(100, 3));
+  assert.is(s.stats().fileBytes, ffs.readVolatile(DB)!.length);
+  await s.close();
+});
+
 test.run();
