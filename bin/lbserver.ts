@@ -245,7 +245,7 @@ async function main(): Promise<void> {
     .option('--max-open-calls <n>', 'server-wide bound on the calls (HTTP/2 streams) open at once; a call over it gets RESOURCE_EXHAUSTED', String(DEFAULT_CONFIG.maxOpenCalls))
     .option('--stream-buffer-mb <n>', 'server-wide bound, in MiB, on GetPrefix data read and not yet sent, summed over all streams', String(DEFAULT_CONFIG.streamBufferBytes / (1024 * 1024)))
     .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls, then end those left with UNAVAILABLE (a Set so ended may or may not be applied)', String(DEFAULT_CONFIG.shutdownTimeoutMs))
-    .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse); 0: never', String(DEFAULT_CONFIG.streamStallMs))
+    .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse), and a call whose request sends nothing more for this long; 0: never', String(DEFAULT_CONFIG.streamStallMs))
     .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')
     .option('--salvage', 'with --compact: copy what can still be read of a damaged store, listing each damaged page or value left out (with the keys it held) on stderr, instead of refusing; a store that will not open at all (both meta pages damaged) is rebuilt from its leaf pages, each key with the newest value found; the damaged original is kept as lbkv.db.damaged-<time>')
     .version(packageVersion(), '--version', 'print the version and exit')

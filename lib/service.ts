@@ -62,7 +62,8 @@ export class KvService {
   private readonly open = new Set<OpenCall>();
   /** Request bytes received by streams whose handler has not run yet (meterArrival). */
   private arriving = 0;
-  private readonly arrivals = new WeakMap<Http2Stream, () => void>();
+  /** Streams whose handler has not run yet: how to stop counting them, and when their last bytes came. */
+  private readonly arrivals = new Map<Http2Stream, { release: () => void; lastAt: number }>();
   /** Every HTTP/2 stream open at the transport, handler run or not (watch()); undefined if unknown. */
   private streams: Set<Http2Stream> | undefined;
   private readonly dataFile: string;
@@ -105,6 +106,25 @@ export class KvService {
     };
     if (!watchStreams(server, onStream)) return;
     this.streams = streams;
+    const stallMs = this.cfg.streamStallMs;
+    if (stallMs > 0) {
+      setInterval(() => this.endStalledArrivals(stallMs), Math.max(50, Math.min(1000, stallMs / 4))).unref();
+    }
+  }
+
+  /**
+   * Ends the calls whose request has sent nothing for `stallMs` (--stream-stall-ms, as for a
+   * GetPrefix client that takes nothing): a client that starts uploads and stops would otherwise keep
+   * its share of --max-inflight-set-mb, and its places among --max-open-calls, for as long as its
+   * connection lives, and the server would refuse everyone else's large Sets meanwhile.
+   */
+  private endStalledArrivals(stallMs: number): void {
+    const before = Date.now() - stallMs;
+    for (const [st, a] of this.arrivals) {
+      if (a.lastAt > before) continue;
+      a.release();
+      refuseStream(st, grpc.status.ABORTED, `the client sent nothing of its request for ${stallMs} ms (--stream-stall-ms), so the server ended the call; nothing of it was done`);
+    }
   }
 
   /**
@@ -129,6 +149,7 @@ export class KvService {
     const weigh = (bytes: number) => (compressed ? Math.min(receiveLimit, bytes * DEFLATE_MAX_RATIO) : bytes);
     let wire = 0;
     let held = 0;
+    const entry = { release: () => {}, lastAt: Date.now() };
     const release = () => {
       this.arriving -= held;
       held = 0;
@@ -136,6 +157,7 @@ export class KvService {
       this.arrivals.delete(st);
     };
     const onData = (chunk: Buffer) => {
+      entry.lastAt = Date.now();
       wire += chunk.length;
       const weight = Math.max(held, weigh(wire));
       this.arriving += weight - held;
@@ -153,13 +175,14 @@ export class KvService {
     // the stream closed and drops it), so no decompression starts for it.
     st.prependListener('data', onData);
     st.once('close', release);
-    this.arrivals.set(st, release);
+    entry.release = release;
+    this.arrivals.set(st, entry);
   }
 
   /** The handler of `call` runs: its request has arrived whole, and is no longer counted as arriving. */
   private arrived(call: object): void {
     const h2 = h2StreamOf(call);
-    if (h2) this.arrivals.get(h2)?.();
+    if (h2) this.arrivals.get(h2)?.release();
   }
 
   /**

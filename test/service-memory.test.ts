@@ -257,4 +257,41 @@ async function manyStreams(srv: ServerHandle): Promise<void> {
   assert.is((await c.stat()).keys, 2);
 }
 
+
+mem('uploads that stop sending: after --stream-stall-ms of nothing they end with ABORTED naming it, and what they held goes back (a large Set is served again while their connection stays open)', async () => {
+  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '4', '--stream-stall-ms', '1500'] });
+  const conn = http2.connect(`http://${srv.address}`);
+  conn.on('error', () => undefined);
+  try {
+    const c = srv.client();
+    // Four Sets that send 1.9 MB of their 2 MB message and then nothing, on a connection that stays
+    // open: the two that fit hold 3.8 MB of the 4 MiB bound, so a large Set from anyone else is refused.
+    const statuses = Array.from({ length: 4 }, () => {
+      const req = conn.request({ ':method': 'POST', ':path': `${SERVICE}/Set`, 'content-type': 'application/grpc', te: 'trailers' });
+      req.on('error', () => undefined);
+      const got: { status?: number; message: string } = { message: '' };
+      req.on('response', (h) => takeGrpcStatus(h, got));
+      req.write(grpcFrame(Buffer.alloc(1_900_000, 0x62), { declaredLength: 2_000_000 }));
+      return got;
+    });
+    assert.ok(await eventually(() => statuses.filter((s) => s.status === GrpcStatus.RESOURCE_EXHAUSTED).length === 2, 10_000, 20), `the two uploads past the bound are refused: ${JSON.stringify(statuses)}`);
+    await sleep(500); // the two held ones finish sending their 1.9 MB (over loopback)
+    await expectGrpcError(c.set('large', pseudoRandomBytes(1_000_000, 3)), GrpcStatus.RESOURCE_EXHAUSTED, /--max-inflight-set-mb/);
+    // The ones still held end once they have sent nothing for the stall time.
+    assert.ok(await eventually(() => statuses.every((s) => s.status !== undefined), 10_000, 50), `every stalled upload is ended: ${JSON.stringify(statuses)}`);
+    const aborted = statuses.filter((s) => s.status === GrpcStatus.ABORTED);
+    assert.ok(aborted.length >= 1, JSON.stringify(statuses));
+    assert.match(aborted[0]!.message, /sent nothing of its request for 1500 ms \(--stream-stall-ms\), so the server ended the call; nothing of it was done/);
+    assert.not.ok(conn.closed || conn.destroyed, 'their connection is still open');
+    await c.set('large', pseudoRandomBytes(1_000_000, 3));
+    assert.ok((await c.get('large'))?.equals(pseudoRandomBytes(1_000_000, 3)));
+    assert.is((await c.stat()).keys, 1, 'nothing of the stalled uploads was stored');
+    conn.destroy();
+    assert.is(await srv.stop(), 0);
+  } finally {
+    conn.destroy();
+    await srv.kill9();
+  }
+});
+
 mem.run();
