@@ -214,7 +214,14 @@ async function compactAndExit(job: CopyJob, lock: DirLock, dataFile: string, sal
     const mib = (n: number) => (n / (1024 * 1024)).toFixed(1);
     const of = job.keys === undefined ? '' : ` of ${job.keys}`;
     const kept = salvage ? `${r.keys}${of} keys kept (${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'} left out)` : `${r.keys} keys`;
-    if (r.from) log(r.from === 'tree' ? 'salvage: rebuilt from the tree of the last commit a meta page verifies (exact; its freelist was what failed)' : 'salvage: rebuilt from the leaf pages (no meta page verifies): each key has the newest value found');
+    if (r.from === 'tree') {
+      // The tree of a commit whose meta verifies is copied exactly only if none of its pages failed:
+      // a file cut short loses its freelist and tree pages alike.
+      const left = losses === 0 ? 'every key of that commit is kept' : `${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'} of its tree left out (listed above), the keys ${losses === 1 ? 'it' : 'they'} held lost`;
+      log(`salvage: rebuilt from the tree of the last commit a meta page verifies (its freelist could not be read): ${left}`);
+    } else if (r.from) {
+      log('salvage: rebuilt from the leaf pages (no meta page verifies): each key has the newest value found');
+    }
     process.stdout.write(`lbserver: compacted ${dataFile}: ${kept}, ${mib(r.beforeBytes)} MiB -> ${mib(r.afterBytes)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     process.exit(0);
   } catch (e) {

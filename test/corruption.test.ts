@@ -17,6 +17,7 @@ import * as crypto from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { Store, StoreError, type Loss } from '../btree';
 import { decodeNode, encodeNode, Node } from '../btree/node';
+import { decodeMeta, type Meta } from '../btree/meta';
 import { mulberry32, randomBytes } from './support/fault-fs';
 import { LBSERVER_JS, logs, runClient, runNode, runServerExpectingFailure, startServer, tempDir } from './support/server';
 import { GrpcStatus, isServiceError } from '../lib/client';
@@ -943,6 +944,51 @@ test('Store.rebuild refuses, changing nothing, a file that is not lbkv data or i
   assert.match(e.message, /not rebuilt: meta page 2: format version 2, this build reads versions/);
   assert.is(sha(file), before);
   assert.not.ok(fs.existsSync(`${file}.compact`));
+});
+
+/** A closed store whose newest meta (close()'s seal: no pages of its own) names a freelist in pages
+ *  right after the last commit's leaf: 3,000 one-page values, every other one then overwritten
+ *  small (1,500 scattered free pages). Returns the file and that meta's freelist page. */
+async function storeWithFreelistPages(dir: string): Promise<{ file: string; freelistPage: number; keys: number }> {
+  const file = path.join(dir, DATA_FILE_NAME);
+  const s = await Store.open({ path: file });
+  await s.putMany(Array.from({ length: 3000 }, (_, i) => ({ key: key(i), value: Buffer.alloc(3000, i) })));
+  await s.putMany(Array.from({ length: 1500 }, (_, i) => ({ key: key(2 * i), value: Buffer.from('x') })));
+  await s.put(Buffer.from('zzz-last'), Buffer.from('y'));
+  await s.close();
+  const data = fs.readFileSync(file);
+  const metas = [0, 1].map((slot) => decodeMeta(data.subarray(metaAt(slot), metaAt(slot) + PAGE), slot)).filter((m): m is Meta => typeof m !== 'string');
+  const newest = metas.sort((a, b) => b.txid - a.txid)[0]!;
+  assert.ok(newest.freelistPages > 0 && newest.commitExtents.length === 0, 'the seal names a freelist in pages and writes none');
+  return { file, freelistPage: newest.freelistPage, keys: 3001 };
+}
+
+test('server: lbserver --compact --salvage of a file cut short in its tree and freelist does not call the tree copy exact; with only the freelist damaged it does', async () => {
+  // Cut just before the freelist: the freelist pages and the leaf the last commit wrote are gone;
+  // the meta and root still verify, so the store is rebuilt from that commit's tree, less that leaf.
+  const cutDir = tempDir('lbkv-corrupt-srv-');
+  const cut = await storeWithFreelistPages(cutDir);
+  fs.truncateSync(cut.file, (cut.freelistPage - 1) * PAGE);
+  const r = await runNode(LBSERVER_JS, ['--data', cutDir, '--compact', '--salvage'], { timeoutMs: 60_000 });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /salvage: cannot open .*short page/);
+  assert.match(r.stderr, /salvage: left out a damaged tree page \(page \d+\)/);
+  const lost = (r.stderr.match(/salvage: left out /g) ?? []).length;
+  assert.ok(lost >= 1, r.stderr);
+  assert.not.match(r.stderr, /exact/, 'a copy that left pages out is not exact');
+  assert.match(r.stderr, new RegExp(`salvage: rebuilt from the tree of the last commit a meta page verifies \\(its freelist could not be read\\): ${lost} damaged pages? or values? of its tree left out \\(listed above\\)`));
+  const m = /compacted .*: (\d+) keys kept/.exec(r.stdout);
+  assert.ok(m && Number(m[1]) < cut.keys, r.stdout);
+
+  // The freelist alone damaged: every key of the commit comes back, and the message says so.
+  const flDir = tempDir('lbkv-corrupt-srv-');
+  const fl = await storeWithFreelistPages(flDir);
+  patch(fl.file, fl.freelistPage * PAGE + 100, Buffer.from([0xff, 0xfe]));
+  const r2 = await runNode(LBSERVER_JS, ['--data', flDir, '--compact', '--salvage'], { timeoutMs: 60_000 });
+  assert.is(r2.code, 0, r2.stderr);
+  assert.not.match(r2.stderr, /left out a/);
+  assert.match(r2.stderr, /salvage: rebuilt from the tree of the last commit a meta page verifies \(its freelist could not be read\): every key of that commit is kept/);
+  assert.match(r2.stdout, new RegExp(`compacted .*: ${fl.keys} keys kept \\(0 damaged pages or values left out\\)`));
 });
 
 test('server: lbserver --compact --salvage rebuilds a store whose meta pages are both damaged; without --salvage the refusal says so', async () => {
