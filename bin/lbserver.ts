@@ -60,9 +60,17 @@ function makeDir(abs: string): boolean {
 }
 
 /** A start that failed after making a fresh store takes it away again, and the directories it made:
- *  a mistyped --listen must not leave an empty store behind. Only empty directories go. */
-function unmake(dataFile: string | undefined, dirs: string[]): void {
-  if (dataFile) rmSync(dataFile, { force: true });
+ *  a mistyped --listen must not leave an empty store behind. Only empty directories go. The store
+ *  goes while we still hold the LOCK, which is released only then: a starter that took the LOCK
+ *  the moment it was free could otherwise have its new store removed under it. The directories go
+ *  after (the LOCK is in the innermost; rmdir removes only empty ones, so not one another starter
+ *  has put its LOCK or store in). */
+function unmake(dataFile: string | undefined, dirs: string[], lock: DirLock): void {
+  try {
+    if (dataFile) rmSync(dataFile, { force: true });
+  } finally {
+    lock.release();
+  }
   for (const d of [...dirs].reverse()) {
     try { rmdirSync(d); } catch { break; }
   }
@@ -375,8 +383,7 @@ Examples:
     service.watch(server);
   } catch (e) {
     await store.close().catch(() => {});
-    lock.release();
-    unmake(fresh ? dataFile : undefined, madeDirs);
+    unmake(fresh ? dataFile : undefined, madeDirs, lock);
     const msg = (e as Error).message;
     const hint = /EADDRINUSE|address already in use/i.test(msg) ? ' (address already in use: is another server listening there?)' : '';
     fail(`cannot listen on ${cfg.listen}${hint}: ${msg}`, EXIT.LISTEN);

@@ -472,6 +472,21 @@ server('a start that cannot listen removes the store it created and the director
   assert.equal(readdirSync(base), ['kept']);
 });
 
+server('a start that cannot listen removes the store it created before it releases the LOCK', async () => {
+  // Deterministic without a second starter: a preloaded spy notes, at the moment lbserver removes
+  // its LOCK, whether the fresh store is still there. Before the fix the LOCK went first, so a
+  // starter that took it in the gap could have the store it had just created removed.
+  const a = await startServer();
+  const dataDir = join(tempDir(), 'data');
+  const spy = resolve(__dirname, 'support/lock-release-spy.js');
+  const r = await runNode(LBSERVER_JS, ['--data', dataDir, '--listen', a.address], { env: { NODE_OPTIONS: `--require ${spy}` } });
+  assert.is(r.code, 5, r.stderr);
+  assert.match(r.stderr, /lock-release-spy: LOCK removed, lbkv\.db absent/, r.stderr);
+  assert.not.match(r.stderr, /lbkv\.db present/, r.stderr);
+  assert.not.ok(existsSync(dataDir), 'the directory it made is gone too');
+  assert.is(await a.stop(), 0);
+});
+
 server('--version: the package version, exit 0 (lbserver and lbclient)', async () => {
   const version = (JSON.parse(readFileSync(resolve(__dirname, '../../package.json'), 'utf8')) as { version: string }).version;
   for (const js of [LBSERVER_JS, LBCLIENT_JS]) {
