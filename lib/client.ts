@@ -3,9 +3,11 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   KeyValueStoreClient,
+  KeyValueStoreService,
   type GetPrefixResponse,
   type StatResponse,
 } from '../generated/kv';
+import { encodeSetRequest } from './codec';
 
 export type { StatResponse } from '../generated/kv';
 export { status as GrpcStatus } from '@grpc/grpc-js';
@@ -75,6 +77,14 @@ export function describeError(e: unknown): string {
   return isServiceError(e) ? `${statusName(e.code)}: ${e.details.replace(/\s*Resolution note:\s*$/, '')}` : String((e as Error)?.message ?? e);
 }
 
+/** The generated stub, but a Set request is encoded by encodeSetRequest: key and value copied once
+ *  into the message (the generated encoder copies a value three times; grpc-js adds one more copy
+ *  to frame the message whichever encoder made it). Same bytes on the wire. */
+const KvStub = grpc.makeGenericClientConstructor(
+  { ...KeyValueStoreService, set: { ...KeyValueStoreService.set, requestSerialize: encodeSetRequest } },
+  'lbkv.v1.KeyValueStore',
+) as unknown as typeof KeyValueStoreClient;
+
 export class KvClient {
   /** The generated grpc-js stub, for callers that need raw access. */
   readonly raw: KeyValueStoreClient;
@@ -88,7 +98,7 @@ export class KvClient {
     this.address = address;
     this.maxMessageBytes = opts.maxMessageBytes ?? -1;
     this.callTimeoutMs = opts.callTimeoutMs;
-    this.raw = new KeyValueStoreClient(address, grpc.credentials.createInsecure(), {
+    this.raw = new KvStub(address, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': this.maxMessageBytes,
       'grpc.max_send_message_length': this.maxMessageBytes,
       ...opts.channelOptions,

@@ -7,9 +7,10 @@
 //    output buffer (the generated encoder copies each value three times: into the writer, when
 //    finishing, and in Buffer.from), which matters for multi-MiB values; and none at all for a value
 //    the engine read into the tail of a buffer from framedValueBuffer().
+// And, for the client, a SetRequest encoder that writes key and value once (encodeSetRequest).
 // The bytes on the wire are the same protobuf encoding either way.
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { KeyValueStoreService, type GetPrefixRequest, type GetPrefixResponse, type GetResponse } from '../generated/kv';
+import { KeyValueStoreService, type GetPrefixRequest, type GetPrefixResponse, type GetResponse, type SetRequest } from '../generated/kv';
 
 export const INVALID_REQUEST = Symbol('lbkv.invalidRequest');
 
@@ -117,6 +118,28 @@ export function encodeGetPrefixResponse(m: GetPrefixResponse): Buffer {
   });
   return out;
 }
+
+/** SetRequest { bytes key = 1; bytes value = 2; }, for the client (lib/client.ts): key and value
+ *  written once, into one buffer of the message's size. The generated encoder copies the value
+ *  three times (into its writer, when finishing, and in Buffer.from): for a 256 MiB Set the client
+ *  peaked at about 4 times the value. The same bytes as the generated encoder: an empty field is
+ *  left out (proto3), key before value. */
+export function encodeSetRequest(m: SetRequest): Buffer {
+  const key = m.key ?? EMPTY;
+  const value = m.value ?? EMPTY;
+  const out = Buffer.allocUnsafe((key.length > 0 ? fieldLength(key.length) : 0) + (value.length > 0 ? fieldLength(value.length) : 0));
+  let pos = 0;
+  for (const [tag, bytes] of [[0x0a, key], [0x12, value]] as const) {
+    if (bytes.length === 0) continue;
+    out[pos++] = tag;
+    pos = writeVarint(out, pos, bytes.length);
+    out.set(bytes, pos); // a Uint8Array too (a caller of the raw stub may pass one)
+    pos += bytes.length;
+  }
+  return out;
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /** GetPrefixRequest { bytes prefix = 1; uint64 limit = 2; }, as the generated decoder reads it, but a
  *  limit past Number.MAX_SAFE_INTEGER (more entries than any store holds) becomes that number, which
