@@ -88,13 +88,18 @@ export function maxMessageBytes(cfg: Pick<ServerConfig, 'maxValueBytes' | 'maxKe
 
 export class ConfigError extends Error {}
 
-/** Parses a byte size: "1048576", "64MiB", "64M", "4k", "4KiB", "1g". */
+/** Parses a byte size: "1048576", "64MiB", "64M", "4k", "4KiB", "1g", "1.5KiB" (1536). A size that
+ *  is not a whole number of bytes ("0.5", "0.1KiB") is refused, not rounded: parsing "0.5" as 0
+ *  bytes turned a typo into a server that takes only empty values. */
 export function parseSize(text: string, what: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$/i.exec(text);
   if (!m) throw new ConfigError(`${what}: "${text}" is not a size (examples: 1048576, 4KiB, 64MiB)`);
   const mult = { '': 1, k: 1024, m: MiB, g: 1024 * MiB, t: 1024 * 1024 * MiB }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  const n = Math.floor(Number(m[1]) * mult);
-  if (!Number.isSafeInteger(n)) throw new ConfigError(`${what}: "${text}" is too large`);
+  // A decimal whose product with a power of two is whole is a multiple of a power of two's inverse,
+  // which a double holds exactly: no rounding error turns a whole size into a fraction.
+  const n = Number(m[1]) * mult;
+  if (!Number.isSafeInteger(Math.floor(n))) throw new ConfigError(`${what}: "${text}" is too large`);
+  if (!Number.isInteger(n)) throw new ConfigError(`${what}: "${text}" is not a whole number of bytes (${n}; examples: 1048576, 1536, 1.5KiB, 64MiB)`);
   return n;
 }
 

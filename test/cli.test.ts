@@ -7,6 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SetRequest } from '../generated/kv';
 import { KvClient } from '../lib/client';
+import { configFromOptions } from '../lib/config';
 import { pseudoRandomBytes, setMany } from './support/client-helpers';
 import { freePort, LBCLIENT_JS, LBSERVER_JS, runClient, runNode, startServer, tempDir, type ServerHandle } from './support/server';
 
@@ -432,11 +433,42 @@ server('bad flags: exit 2 with a clear message, no ready line', async () => {
     [['--max-key-bytes', '2000'], /--max-key-bytes: 2000 is out of range 1\.\.1024/],
     [['--max-key-bytes', '1025'], /--max-key-bytes: 1025 is out of range 1\.\.1024/],
     [['--cache-mb', '1048577'], /--cache-mb: 1048577 is out of range 1\.\.1048576/],
+    // Every whole-number option refuses a fraction, naming itself (--max-value-bytes read "0.5" as 0).
+    [['--max-value-bytes', '0.5'], /--max-value-bytes: "0\.5" is not a whole number of bytes/],
+    [['--max-value-bytes', '0.1KiB'], /--max-value-bytes: "0\.1KiB" is not a whole number of bytes/],
+    [['--cache-mb', '1.5'], /--cache-mb: "1\.5" is not a whole number/],
+    [['--max-key-bytes', '1.5'], /--max-key-bytes: "1\.5" is not a whole number/],
+    [['--blocking-sync-us', '2.5'], /--blocking-sync-us: "2\.5" is not a whole number/],
+    [['--max-inflight-set-mb', '1.5'], /--max-inflight-set-mb: "1\.5" is not a whole number/],
+    [['--max-inflight-get-mb', '1.5'], /--max-inflight-get-mb: "1\.5" is not a whole number/],
+    [['--max-open-calls', '1.5'], /--max-open-calls: "1\.5" is not a whole number/],
+    [['--stream-buffer-mb', '64.5'], /--stream-buffer-mb: "64\.5" is not a whole number/],
+    [['--shutdown-timeout-ms', '1.5'], /--shutdown-timeout-ms: "1\.5" is not a whole number/],
+    [['--stream-stall-ms', '1.5'], /--stream-stall-ms: "1\.5" is not a whole number/],
   ] as Array<[string[], RegExp]>) {
     const r = await runNode(LBSERVER_JS, ['--data', tempDir(), ...args]);
     assert.is(r.code, 2, `${args.join(' ')}: exit 2, bad usage`);
     assert.match(r.stderr, re);
     assert.is(r.stdout, '');
+  }
+});
+
+server('--max-value-bytes: a fraction of a KiB that is whole bytes is taken; 0 takes only empty values', async () => {
+  assert.is(configFromOptions({ maxValueBytes: '1.5KiB' }).maxValueBytes, 1536);
+  assert.is(configFromOptions({ maxValueBytes: '0.25MiB' }).maxValueBytes, 256 * 1024);
+  assert.is(configFromOptions({ maxValueBytes: '0' }).maxValueBytes, 0);
+  const srv = await startServer({ args: ['--max-value-bytes', '0'] });
+  try {
+    const empty = await runClient(srv.address, ['set', 'present', '']);
+    assert.is(empty.code, 0, empty.stderr);
+    const one = await runClient(srv.address, ['set', 'x', 'y']);
+    assert.is(one.code, 3, one.stderr);
+    assert.match(one.stderr, /over the value limit of 0 bytes \(--max-value-bytes\)/);
+    const g = await runClient(srv.address, ['get', 'present']);
+    assert.is(g.code, 0, g.stderr);
+    assert.is(g.stdout, '');
+  } finally {
+    await srv.stop();
   }
 });
 
