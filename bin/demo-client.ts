@@ -3,7 +3,7 @@
 // to the parent over IPC, and exits non-zero on any failure.
 import { Command } from 'commander';
 import { KvClient } from '../lib/client';
-import { argsOrExit, parseIntArg } from '../lib/config';
+import { argsOrExit, CLIENT_USAGE_EXIT, parseIntArg } from '../lib/config';
 
 interface Args { server: string; id: number; ops: number; concurrency: number; keys: number }
 
@@ -11,12 +11,14 @@ function parseArgs(): Args {
   const o = new Command()
     .name('demo-client')
     .description('One client of the demo (bin/demo.ts starts ten of them): a mix of Set / Get / GetPrefix on its own ' +
-      'keys, checking that every Get returns the value it last set; exits non-zero on a wrong read or an error.')
+      'keys, checking that every Get returns the value it last set. Exit status: 0 OK; 1 a wrong read or an error; ' +
+      '4 bad usage (an unknown option or a bad value), as lbclient.')
     .option('--server <addr>', 'lbserver address', '127.0.0.1:50051')
     .option('--id <n>', 'client number (names its keys)', '0')
     .option('--ops <n>', 'operations to run', '10000')
     .option('--concurrency <n>', 'calls in flight (env LBKV_DEMO_CONCURRENCY)', process.env.LBKV_DEMO_CONCURRENCY ?? '24')
     .option('--keys <n>', 'distinct keys', '500')
+    .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : CLIENT_USAGE_EXIT))
     .parse()
     .opts<Record<'server' | 'id' | 'ops' | 'concurrency' | 'keys', string>>();
   return argsOrExit('demo-client', () => ({
@@ -25,7 +27,7 @@ function parseArgs(): Args {
     ops: parseIntArg(o.ops, '--ops', 1, 100_000_000),
     concurrency: parseIntArg(o.concurrency, '--concurrency', 1, 10_000),
     keys: parseIntArg(o.keys, '--keys', 1, 1_000_000),
-  }));
+  }), CLIENT_USAGE_EXIT);
 }
 
 /** A ~128-byte key: a readable head padded with a deterministic tail. */

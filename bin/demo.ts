@@ -10,24 +10,28 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KvClient } from '../lib/client';
 import { freePort } from '../lib/ports';
-import { argsOrExit, parseIntArg } from '../lib/config';
+import { argsOrExit, CLIENT_USAGE_EXIT, parseIntArg } from '../lib/config';
 
 const opts = new Command()
   .name('demo')
   .description('lbkv demo (`make demo`): lbserver on a fresh temporary data directory and a free port on 127.0.0.1, ' +
     'client processes doing a mix of Set / Get / GetPrefix, a progress line, the server\'s Stat (start time, ' +
     'total_sets, total_gets, total_getprefixes), then SIGTERM to the server and the data directory removed. ' +
-    'Exits non-zero if a client read a wrong value, a counter disagrees, or anything fails.')
+    'Exit status (as lbclient\'s where they overlap): 0 OK; 1 a client read a wrong value, a counter disagrees, or anything ' +
+    'else failed; 4 bad usage (an unknown option or a bad value); 130/143 stopped by SIGINT/SIGTERM.')
   .option('--clients <n>', 'client processes (env LBKV_DEMO_CLIENTS)', process.env.LBKV_DEMO_CLIENTS ?? '10')
   .option('--ops <n>', 'operations per client (env LBKV_DEMO_OPS)', process.env.LBKV_DEMO_OPS ?? '10000')
   .option('--timeout-ms <n>', 'give up (and stop everything) after this long (env LBKV_DEMO_TIMEOUT_MS)', process.env.LBKV_DEMO_TIMEOUT_MS ?? '300000')
+  // Commander's own errors (an unknown option, a missing value) exit 1 by default: the status of a
+  // failed run. Bad usage is 4, whichever part of it is bad; --help is 0.
+  .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : CLIENT_USAGE_EXIT))
   .parse()
   .opts<{ clients: string; ops: string; timeoutMs: string }>();
 const { CLIENTS, OPS, DEADLINE_MS } = argsOrExit('demo', () => ({
   CLIENTS: parseIntArg(opts.clients, '--clients', 1, 256),
   OPS: parseIntArg(opts.ops, '--ops', 1, 100_000_000),
   DEADLINE_MS: parseIntArg(opts.timeoutMs, '--timeout-ms', 1000, 24 * 3_600_000),
-}));
+}), CLIENT_USAGE_EXIT);
 
 const children = new Set<ChildProcess>();
 let dataDir: string | undefined;

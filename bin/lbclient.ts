@@ -52,6 +52,21 @@ function wholeOption(text: string, what: string, min: number, max: number): numb
   return n;
 }
 
+const COMMANDS = new Set(['set', 'get', 'getprefix', 'stat', 'help']);
+
+/** What to add to commander's "unknown option '-x'". After a command, a short "option" may be a
+ *  KEY, VALUE or PREFIX that starts with '-' (lbclient set k -5): say how to pass one. Before any
+ *  command it can only be an option: -V and -v, the version flag of many programs, get the one
+ *  lbclient has; others nothing more (commander names them and points to --help). */
+export function unknownOptionHint(args: string[], option: string | undefined): string | undefined {
+  if (option === undefined || option.startsWith('--')) return undefined;
+  const at = args.indexOf(option);
+  const afterCommand = args.slice(0, at < 0 ? args.length : at).some((a) => COMMANDS.has(a));
+  if (afterCommand) return "an argument that starts with '-' goes after '--', e.g. lbclient set k -- -5";
+  if (option === '-V' || option === '-v') return 'there is no -V or -v; lbclient --version prints the version';
+  return undefined;
+}
+
 /** Longest --timeout-ms: what a timer can wait (2^31 - 1 ms, about 24.8 days). */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -353,8 +368,10 @@ Examples:
       // --help and `help [command]` are success; help shown because no command was given (exit
       // code 1 from commander) is a usage error.
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) return EXIT.OK;
-      // A value such as -5 reads as an option: say how to pass it.
-      if (e.code === 'commander.unknownOption' && /'-(?!-)/.test(e.message)) process.stderr.write("lbclient: an argument that starts with '-' goes after '--', e.g. lbclient set k -- -5\n");
+      if (e.code === 'commander.unknownOption') {
+        const hint = unknownOptionHint(argv.slice(2), /unknown option '([^']*)'/.exec(e.message)?.[1]);
+        if (hint) process.stderr.write(`lbclient: ${hint}\n`);
+      }
       return EXIT.USAGE; // commander already printed the message
     }
     const ce = localFailure(e); // withServer() has turned gRPC failures into CliErrors

@@ -103,15 +103,19 @@ export function parseSize(text: string, what: string): number {
   return n;
 }
 
+/** The demo's and its client's exit status for bad usage (an unknown option or a bad value): 4,
+ *  lbclient's, since they are clients too (lbclient's 2 means the server is unreachable). */
+export const CLIENT_USAGE_EXIT = 4;
+
 /** Runs `parse`, which throws ConfigError for a bad argument; then prints `program: message` and
- *  exits with status 2 (a usage error). */
-export function argsOrExit<T>(program: string, parse: () => T): T {
+ *  exits with status `code` (a usage error). */
+export function argsOrExit<T>(program: string, parse: () => T, code: number): T {
   try {
     return parse();
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     process.stderr.write(`${program}: ${e.message}\n`);
-    process.exit(2);
+    process.exit(code);
   }
 }
 

@@ -191,10 +191,20 @@ cli('usage errors: exit 4 with a message', async ({ addr }) => {
     [['--hex', 'get', 'abc'], /--hex: key "abc" has an odd number of hex digits/],
     [['getprefix', 'x', '--limit', '-1'], /--limit: -1 is out of range \(0 or more\)/],
     [['set', 'k', '-5'], /unknown option '-5'[\s\S]*goes after '--', e\.g\. lbclient set k -- -5/],
+    [['get', '-V'], /unknown option '-V'[\s\S]*goes after '--'/],
+    // Before any command an unknown short option is no KEY or VALUE: no '--' hint. -V (many
+    // programs' version flag) was told to go after '--'; it gets the flag lbclient has.
+    [['-V'], /unknown option '-V'[\s\S]*there is no -V or -v; lbclient --version prints the version/],
+    [['--hex', '-v'], /unknown option '-v'[\s\S]*lbclient --version prints the version/],
   ] as const) {
     const r = await runNode(LBCLIENT_JS, [...args], { timeoutMs: 10_000 });
     assert.is(r.code, 4, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message);
+  }
+  for (const args of [['-V'], ['-x'], ['--hex', '-x']]) {
+    const r = await runNode(LBCLIENT_JS, args, { timeoutMs: 10_000 });
+    assert.is(r.code, 4, `${args.join(' ')}: ${r.stderr}`);
+    assert.not.match(r.stderr, /goes after '--'/, `${args.join(' ')}: no '--' hint before a command`);
   }
   const dash = await runClient(addr, ['set', 'dash-value', '--', '-5']);
   assert.is(dash.code, 0, dash.stderr);
@@ -635,12 +645,19 @@ programs('--help: exit 0 with usage; the demo and its client reject bad argument
   const worker = await runNode(resolve(__dirname, '../experiments/worker.js'), []);
   assert.is(worker.code, 2);
   assert.match(worker.stderr, /not run by hand/);
-  const demo = await runNode(resolve(__dirname, '../bin/demo.js'), ['--clients', 'ten']);
-  assert.is(demo.code, 2);
-  assert.match(demo.stderr, /--clients: "ten" is not a whole number/);
-  const client = await runNode(resolve(__dirname, '../bin/demo-client.js'), ['--ops', '0']);
-  assert.is(client.code, 2);
-  assert.match(client.stderr, /--ops: 0 is out of range/);
+  // Bad usage is exit 4 for the demo and its client, as for lbclient, whether commander or the value
+  // check finds it (an unknown option was 1, the status of a failed run; a bad value 2).
+  for (const [js, args, message] of [
+    ['demo.js', ['--clients', 'ten'], /--clients: "ten" is not a whole number/],
+    ['demo.js', ['--bogus'], /unknown option '--bogus'/],
+    ['demo.js', ['--ops'], /option '--ops <n>' argument missing/],
+    ['demo-client.js', ['--ops', '0'], /--ops: 0 is out of range/],
+    ['demo-client.js', ['--bogus'], /unknown option '--bogus'/],
+  ] as const) {
+    const r = await runNode(resolve(__dirname, '../bin', js), [...args]);
+    assert.is(r.code, 4, `${js} ${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
 });
 
 programs('./lbserver and ./lbclient run through symbolic links to them (a directory on PATH, a relative link, a chain of links)', async () => {
