@@ -252,7 +252,7 @@ async function main(): Promise<void> {
     .option('--data <dir>', `data directory (holds ${DATA_FILE_NAME} and LOCK; created if missing)`, DEFAULT_CONFIG.dataDir)
     .option('--cache-mb <n>', 'memory for the page and value caches, MiB', String(DEFAULT_CONFIG.cacheMB))
     .option('--max-value-bytes <n>', 'largest value accepted (bytes; suffixes KiB/MiB/GiB allowed)', showBytes(DEFAULT_CONFIG.maxValueBytes))
-    .option('--max-key-bytes <n>', 'largest key accepted (bytes, 1..1024: what the file format holds)', String(DEFAULT_CONFIG.maxKeyBytes))
+    .option('--max-key-bytes <n>', 'largest key Set accepts (bytes, 1..1024: what the file format holds); Get and GetPrefix take up to 1024 whatever it is', String(DEFAULT_CONFIG.maxKeyBytes))
     .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)
     .option('--blocking-sync-us <n>', 'while the median recent fdatasync is at most this many microseconds, small commits sync on the event loop (saves two thread hand-offs; stalls other calls for one sync; helps a lone writer only); 0: always on the thread pool', String(DEFAULT_CONFIG.blockingSyncUs))
     .option('--max-inflight-set-mb <n>', 'server-wide bound, in MiB, on the bytes of Sets waiting for their commit; a Set over it gets RESOURCE_EXHAUSTED (one Set alone always goes through)', String(DEFAULT_CONFIG.maxSetBytesInFlight / (1024 * 1024)))
@@ -342,7 +342,8 @@ Examples:
     syncMode: cfg.syncMode,
     blockingSyncUs: cfg.blockingSyncUs,
     maxValueBytes: cfg.maxValueBytes,
-    maxKeyBytes: cfg.maxKeyBytes,
+    // Not --max-key-bytes: the service holds Sets to it, and Gets only to what the format holds
+    // (keys stored under a larger --max-key-bytes stay readable); the engine's default is that.
   };
   let store: Store;
   try {

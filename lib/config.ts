@@ -78,6 +78,11 @@ export const DEFAULT_CONFIG: ServerConfig = {
 export const DATA_FILE_NAME = 'lbkv.db';
 export const LOCK_FILE_NAME = 'LOCK';
 
+/** The largest key the file format holds (btree/layout.ts MAX_KEY_BYTES). --max-key-bytes bounds
+ *  what Set takes; Get and GetPrefix take keys and prefixes up to this, so keys stored under a
+ *  larger --max-key-bytes stay readable after a restart with a smaller one. */
+export const FORMAT_MAX_KEY_BYTES = 1024;
+
 /** Room for the key and protobuf/gRPC framing above the largest value. */
 export const MESSAGE_SLACK_BYTES = 1 * MiB;
 
@@ -168,8 +173,8 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
     // grpc-js message lengths are 32-bit signed; keep the largest message under 2 GiB.
     if (cfg.maxValueBytes > 1024 * MiB) throw new ConfigError(`--max-value-bytes: ${cfg.maxValueBytes} is over the 1 GiB maximum`);
   }
-  // 1024: what the file format's cells hold (btree/options.ts refuses more).
-  if (o.maxKeyBytes !== undefined) cfg.maxKeyBytes = parseIntArg(o.maxKeyBytes, '--max-key-bytes', 1, 1024);
+  // What the file format's cells hold (btree/options.ts refuses more).
+  if (o.maxKeyBytes !== undefined) cfg.maxKeyBytes = parseIntArg(o.maxKeyBytes, '--max-key-bytes', 1, FORMAT_MAX_KEY_BYTES);
   if (o.syncMode !== undefined) {
     if (o.syncMode !== 'one' && o.syncMode !== 'two') throw new ConfigError(`--sync-mode: "${o.syncMode}" must be "one" or "two"`);
     cfg.syncMode = o.syncMode;

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Entry, Store } from '../btree/index';
 import type { GetPrefixRequest, GetPrefixResponse, KeyValue } from '../generated/kv';
 import { invalidRequestReason } from './codec';
-import type { ServerConfig } from './config';
+import { FORMAT_MAX_KEY_BYTES, type ServerConfig } from './config';
 import { resetStream, sliceWrites } from './h2-call';
 import type { ServiceStats } from './stats';
 import { StatusCarrier, statusError } from './status';
@@ -101,9 +101,10 @@ export async function streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequ
   if (invalid) throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT, invalid));
   const prefix = call.request.prefix ?? Buffer.alloc(0);
   const limit = call.request.limit ?? 0;
-  if (prefix.length > cfg.maxKeyBytes) {
+  // Up to the file format's key limit, not --max-key-bytes: keys stored under a larger one are listed.
+  if (prefix.length > FORMAT_MAX_KEY_BYTES) {
     throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT,
-      `prefix is ${prefix.length} bytes; over the key limit of ${cfg.maxKeyBytes} bytes`));
+      `prefix is ${prefix.length} bytes; over the largest key the file format holds (${FORMAT_MAX_KEY_BYTES} bytes)`));
   }
   if (!Number.isSafeInteger(limit) || limit < 0) {
     throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT, `limit ${limit} is not a valid count`));

@@ -17,7 +17,7 @@ import {
   type StatResponse,
 } from '../generated/kv';
 import { framedValueBuffer, invalidRequestReason } from './codec';
-import { DATA_FILE_NAME, maxMessageBytes, type ServerConfig } from './config';
+import { DATA_FILE_NAME, FORMAT_MAX_KEY_BYTES, maxMessageBytes, type ServerConfig } from './config';
 import { deliveredOk, h2StreamOf, refuseStream, resetStream, watchStreams } from './h2-call';
 import { ServiceStats } from './stats';
 import { StatusCarrier, statusError, toServiceError } from './status';
@@ -238,10 +238,16 @@ export class KvService {
     return { answer, tracked };
   }
 
-  private checkKey(key: Buffer | undefined, what = 'key'): grpc.ServiceError | undefined {
-    if (!key || key.length === 0) return statusError(grpc.status.INVALID_ARGUMENT, `${what} is missing or empty; keys must be 1..${this.cfg.maxKeyBytes} bytes`);
-    if (key.length > this.cfg.maxKeyBytes) {
-      return statusError(grpc.status.INVALID_ARGUMENT, `${what} is ${key.length} bytes; over the key limit of ${this.cfg.maxKeyBytes} bytes (keys must be 1..${this.cfg.maxKeyBytes} bytes)`);
+  /** A Set's key must be within --max-key-bytes; a Get's only within what the file format holds: a
+   *  key stored under a larger --max-key-bytes stays readable after a restart with a smaller one (as
+   *  GetPrefix lists it), as values stored under a larger --max-value-bytes do. */
+  private checkKey(key: Buffer | undefined, forSet: boolean): grpc.ServiceError | undefined {
+    const limit = forSet ? this.cfg.maxKeyBytes : FORMAT_MAX_KEY_BYTES;
+    if (!key || key.length === 0) return statusError(grpc.status.INVALID_ARGUMENT, `key is missing or empty; keys must be 1..${limit} bytes`);
+    if (key.length > limit) {
+      return statusError(grpc.status.INVALID_ARGUMENT, forSet
+        ? `key is ${key.length} bytes; over the key limit of ${limit} bytes (--max-key-bytes; keys must be 1..${limit} bytes)`
+        : `key is ${key.length} bytes; over the largest key the file format holds (${limit} bytes), so no such key is stored`);
     }
     return undefined;
   }
@@ -257,7 +263,7 @@ export class KvService {
       const invalid = invalidRequestReason(call.request);
       if (invalid) return fail(statusError(grpc.status.INVALID_ARGUMENT, invalid));
       const { key, value } = call.request;
-      const bad = this.checkKey(key);
+      const bad = this.checkKey(key, true);
       if (bad) return fail(bad);
       const v = value ?? Buffer.alloc(0);
       if (v.length > this.cfg.maxValueBytes) {
@@ -296,7 +302,7 @@ export class KvService {
       const invalid = invalidRequestReason(call.request);
       if (invalid) return answer(statusError(grpc.status.INVALID_ARGUMENT, invalid));
       const { key } = call.request;
-      const bad = this.checkKey(key);
+      const bad = this.checkKey(key, false);
       if (bad) return answer(bad);
       // The value read stays in memory until the client has taken the response (its stream closes):
       // a server-wide bound keeps clients that send Gets of large values and do not read the answers

@@ -347,6 +347,34 @@ restart('values stored under a larger --max-value-bytes stay readable after a re
   assert.is(await srv2.stop(), 0);
 });
 
+restart('keys stored under a larger --max-key-bytes stay readable after a restart with a smaller one; only Set is held to it', async () => {
+  // Before, Get refused such a key (INVALID_ARGUMENT "over the key limit") while GetPrefix listed it.
+  const srv = await startServer();
+  const long = Buffer.concat([Buffer.from('klim/'), pseudoRandomBytes(600, 32)]);
+  await srv.client().set(long, 'stored under 1024');
+  await srv.client().set('klim/short', 'short');
+  assert.is(await srv.stop(), 0);
+  const srv2 = await startServer({ dataDir: srv.dataDir, args: ['--max-key-bytes', '100'] });
+  const c = srv2.client();
+  try {
+    assert.equal((await c.get(long))?.toString(), 'stored under 1024', 'Get of a key longer than --max-key-bytes');
+    assert.is(await c.get(Buffer.alloc(1024, 0x61)), undefined, 'a 1024-byte key that is not there: absent, not refused');
+    const all = await c.getPrefixAll('klim/');
+    assert.equal(all.map((e) => e.key.length).sort((a, b) => a - b), [10, long.length], 'GetPrefix lists both');
+    const exact = await c.getPrefixAll(long);
+    assert.is(exact.length, 1, 'the whole long key as a prefix (over --max-key-bytes) lists it');
+    await expectGrpcError(c.set(long, 'new'), GrpcStatus.INVALID_ARGUMENT, /key is 605 bytes; over the key limit of 100 bytes \(--max-key-bytes/);
+    await expectGrpcError(c.set(Buffer.alloc(101, 0x61), 'x'), GrpcStatus.INVALID_ARGUMENT, /over the key limit of 100 bytes/);
+    await c.set(Buffer.alloc(100, 0x62), 'at the limit');
+    // Past what the file format holds, Get and GetPrefix still refuse: no such key can be stored.
+    await expectGrpcError(c.get(Buffer.alloc(1025, 0x61)), GrpcStatus.INVALID_ARGUMENT, /key is 1025 bytes; over the largest key the file format holds \(1024 bytes\)/);
+    await expectGrpcError(c.getPrefixAll(Buffer.alloc(1025, 0x61)), GrpcStatus.INVALID_ARGUMENT, /prefix is 1025 bytes; over the largest key the file format holds/);
+    assert.equal((await c.get(long))?.toString(), 'stored under 1024', 'the refused Set changed nothing');
+  } finally {
+    assert.is(await srv2.stop(), 0);
+  }
+});
+
 basic.run();
 counters.run();
 restart.run();
