@@ -72,16 +72,22 @@ test('kill -9 during compaction leaves the original data intact', async () => {
   }
 });
 
-test('SIGTERM during lbserver --compact aborts it: exit 1, no .compact file left, the data file unchanged and whole', async () => {
-  // 100,000 keys copy in 50 batches (2,000 keys each), a second or more: the signal lands mid-copy.
+const keyOf = (i: number) => `k-${String(i).padStart(7, '0')}`;
+const valueOf = (i: number) => Buffer.alloc(600, i & 0xff);
+
+/** A store of 100,000 keys of 600-byte values: its compaction copies in 50 batches (2,000 keys each),
+ *  a second or more here, so a signal sent once the copy file exists lands mid-copy. */
+async function storeOf100kKeys(): Promise<{ dir: string; file: string; digest: () => string }> {
   const dir = tempDir('lbkv-data-');
   const file = join(dir, 'lbkv.db');
-  const keyOf = (i: number) => `k-${String(i).padStart(7, '0')}`;
-  const valueOf = (i: number) => Buffer.alloc(600, i & 0xff);
   const store = await Store.open({ path: file });
   for (let b = 0; b < 20; b++) await store.putMany(Array.from({ length: 5000 }, (_, j) => ({ key: Buffer.from(keyOf(b * 5000 + j)), value: valueOf(b * 5000 + j) })));
   await store.close();
-  const digest = () => createHash('sha256').update(readFileSync(file)).digest('hex');
+  return { dir, file, digest: () => createHash('sha256').update(readFileSync(file)).digest('hex') };
+}
+
+test('SIGTERM during lbserver --compact aborts it: exit 1, no .compact file left, the data file unchanged and whole', async () => {
+  const { dir, file, digest } = await storeOf100kKeys();
   const before = digest();
 
   const child = spawn(process.execPath, [LBSERVER_JS, '--data', dir, '--compact'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -113,17 +119,9 @@ test('SIGTERM during lbserver --compact aborts it: exit 1, no .compact file left
 });
 
 test('a compaction killed before it installed its copy: the next server start removes the partial lbkv.db.compact, says so, and serves every key', async () => {
-  // 100,000 keys copy in 50 batches, a second or more: the kill lands mid-copy, after the copy file
-  // exists. Before the fix, the partial copy stayed beside the data file for good (a server start
+  // The kill lands mid-copy, after the copy file exists (storeOf100kKeys). Before the fix, the partial copy stayed beside the data file for good (a server start
   // said nothing; only a later --compact removed it), holding as much disk as it had copied.
-  const dir = tempDir('lbkv-data-');
-  const file = join(dir, 'lbkv.db');
-  const keyOf = (i: number) => `k-${String(i).padStart(7, '0')}`;
-  const valueOf = (i: number) => Buffer.alloc(600, i & 0xff);
-  const store = await Store.open({ path: file });
-  for (let b = 0; b < 20; b++) await store.putMany(Array.from({ length: 5000 }, (_, j) => ({ key: Buffer.from(keyOf(b * 5000 + j)), value: valueOf(b * 5000 + j) })));
-  await store.close();
-  const digest = () => createHash('sha256').update(readFileSync(file)).digest('hex');
+  const { dir, file, digest } = await storeOf100kKeys();
   const before = digest();
 
   const child = spawn(process.execPath, [LBSERVER_JS, '--data', dir, '--compact'], { stdio: 'ignore' });
