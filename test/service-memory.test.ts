@@ -34,17 +34,20 @@ function nonReaders(address: string, method: string, request: Uint8Array, n: num
   return { statuses, close: () => { for (const s of conns) s.destroy(); } };
 }
 
-const mem = suite('service: memory stays bounded against clients that do not read');
-
-mem('Gets of a large value whose answers are never read: the server holds at most --max-inflight-get-mb of them; the rest get RESOURCE_EXHAUSTED naming it; all served again once the readers go', async () => {
-  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-get-mb', '16', '--cache-mb', '4'] });
+/** Runs `body` against a real lbserver started with `args`, which must then stop cleanly (exit 0). */
+async function onServer(args: string[], body: (srv: ServerHandle) => Promise<void>): Promise<void> {
+  const srv = await startServer({ args });
   try {
-    await unreadGets(srv);
+    await body(srv);
     assert.is(await srv.stop(), 0);
   } finally {
     await srv.kill9();
   }
-});
+}
+
+const mem = suite('service: memory stays bounded against clients that do not read');
+
+mem('Gets of a large value whose answers are never read: the server holds at most --max-inflight-get-mb of them; the rest get RESOURCE_EXHAUSTED naming it; all served again once the readers go', () => onServer(['--max-value-bytes', '1MiB', '--max-inflight-get-mb', '16', '--cache-mb', '4'], unreadGets));
 
 async function unreadGets(srv: ServerHandle): Promise<void> {
   const c = srv.client();
@@ -82,15 +85,7 @@ async function unreadGets(srv: ServerHandle): Promise<void> {
   assert.is((await c.get('during'))?.toString(), 'ok');
 }
 
-mem('Set requests that start arriving and never finish: the server holds at most --max-inflight-set-mb of them; the rest are refused with RESOURCE_EXHAUSTED naming it; small calls and, once they go, large Sets are served', async () => {
-  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '16', '--cache-mb', '4'] });
-  try {
-    await unfinishedUploads(srv);
-    assert.is(await srv.stop(), 0);
-  } finally {
-    await srv.kill9();
-  }
-});
+mem('Set requests that start arriving and never finish: the server holds at most --max-inflight-set-mb of them; the rest are refused with RESOURCE_EXHAUSTED naming it; small calls and, once they go, large Sets are served', () => onServer(['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '16', '--cache-mb', '4'], unfinishedUploads));
 
 async function unfinishedUploads(srv: ServerHandle): Promise<void> {
   const c = srv.client();
@@ -148,15 +143,7 @@ async function unfinishedUploads(srv: ServerHandle): Promise<void> {
   assert.is((await c.stat()).keys, 3, 'nothing of the refused uploads was stored');
 }
 
-mem('gzip-compressed requests that decompress to far more than they send (4 KB to 4 MB each, 200 at once) are counted as what they can decompress to: the server stays near --max-inflight-set-mb; every one gets a status; compressed calls within the bounds work', async () => {
-  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '64', '--cache-mb', '4'] });
-  try {
-    await gzipBombs(srv);
-    assert.is(await srv.stop(), 0);
-  } finally {
-    await srv.kill9();
-  }
-});
+mem('gzip-compressed requests that decompress to far more than they send (4 KB to 4 MB each, 200 at once) are counted as what they can decompress to: the server stays near --max-inflight-set-mb; every one gets a status; compressed calls within the bounds work', () => onServer(['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '64', '--cache-mb', '4'], gzipBombs));
 
 async function gzipBombs(srv: ServerHandle): Promise<void> {
   const c = srv.client();
@@ -207,15 +194,7 @@ async function gzipBombs(srv: ServerHandle): Promise<void> {
   assert.is((await c.stat()).keys, 2);
 }
 
-mem('a client that opens streams without end (11,000 calls that never finish their request, by default): past --max-open-calls new ones get RESOURCE_EXHAUSTED naming it; once they go, calls are served', async () => {
-  const srv = await startServer({ args: ['--cache-mb', '4'] });
-  try {
-    await manyStreams(srv);
-    assert.is(await srv.stop(), 0);
-  } finally {
-    await srv.kill9();
-  }
-});
+mem('a client that opens streams without end (11,000 calls that never finish their request, by default): past --max-open-calls new ones get RESOURCE_EXHAUSTED naming it; once they go, calls are served', () => onServer(['--cache-mb', '4'], manyStreams));
 
 async function manyStreams(srv: ServerHandle): Promise<void> {
   const c = srv.client();
