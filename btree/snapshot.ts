@@ -27,6 +27,12 @@ export function requireBuffer(b: unknown, what: string): asserts b is Buffer {
 
 function checkRange(opts: RangeOptions): void {
   for (const f of ['start', 'end', 'prefix'] as const) if (opts[f] !== undefined) requireBuffer(opts[f], `RangeOptions.${f}`);
+  // A count: a negative or fractional limit is a caller's bug, which "no limit" (what -1 gave) or a
+  // rounding would hide.
+  const { limit } = opts;
+  if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 0)) {
+    throw new StoreError('INVALID_ARGUMENT', `RangeOptions.limit must be a whole number >= 0 (0: no limit), not ${String(limit)}`);
+  }
 }
 
 export class Snapshot {

@@ -832,6 +832,9 @@ test('misuse gets StoreError: closed store (empty putMany too), bad arguments, b
   await code(() => store.putMany([null as unknown as { key: Buffer; value: Buffer }]), 'INVALID_ARGUMENT', /array of \{ key, value \}/);
   await code(() => store.snapshot().get('k' as unknown as Buffer), 'INVALID_ARGUMENT', /key must be a Buffer/);
   await code(async () => { for await (const _ of store.snapshot().range({ start: 'a' as unknown as Buffer })) break; }, 'INVALID_ARGUMENT', /RangeOptions.start must be a Buffer/);
+  for (const limit of [-1, 0.5, Number.NaN, Infinity]) {
+    await code(async () => { for await (const _ of store.snapshot().range({ limit })) break; }, 'INVALID_ARGUMENT', /RangeOptions.limit must be a whole number >= 0/);
+  }
   const txid = store.stats().txid;
   await store.putMany([]);
   assert.is(store.stats().txid, txid, 'an empty putMany commits nothing');
