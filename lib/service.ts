@@ -18,7 +18,7 @@ import {
 } from '../generated/kv';
 import { framedValueBuffer, invalidRequestReason } from './codec';
 import { DATA_FILE_NAME, FORMAT_MAX_KEY_BYTES, maxMessageBytes, type ServerConfig } from './config';
-import { deliveredOk, h2StreamOf, refuseStream, resetStream, watchStreams } from './h2-call';
+import { deliveredOk, h2StreamOf, refuseStream, resetStream, sliceWrites, watchStreams } from './h2-call';
 import { ServiceStats } from './stats';
 import { StatusCarrier, statusError, toServiceError } from './status';
 import { StreamBudget } from './stream-budget';
@@ -54,6 +54,10 @@ const SMALL_REQUEST_BYTES = 4 * 1024;
  *  1032 to 1, rounded up. */
 const DEFLATE_MAX_RATIO = 1040;
 
+/** A Get's value is handed to HTTP/2 in slices of this size, so that a client reading it is seen to
+ *  (endStalledArrivals); as GetPrefix's. */
+const GET_SLICE_BYTES = 64 * 1024;
+
 export class KvService {
   readonly stats: ServiceStats;
   private shuttingDown = false;
@@ -64,6 +68,9 @@ export class KvService {
   private arriving = 0;
   /** Streams whose handler has not run yet: how to stop counting them, and when their last bytes came. */
   private readonly arrivals = new Map<Http2Stream, { release: () => void; lastAt: number }>();
+  /** Streams of Get responses being sent (--max-inflight-get-mb holds their values): when their
+   *  client last took a slice of one. */
+  private readonly unread = new Map<Http2Stream, { lastAt: number }>();
   /** Every HTTP/2 stream open at the transport, handler run or not (watch()); undefined if unknown. */
   private streams: Set<Http2Stream> | undefined;
   private readonly dataFile: string;
@@ -125,6 +132,24 @@ export class KvService {
       a.release();
       refuseStream(st, grpc.status.ABORTED, `the client sent nothing of its request for ${stallMs} ms (--stream-stall-ms), so the server ended the call; nothing of it was done`);
     }
+    // A Get answered with a value its client takes none of: the value is held for it until its
+    // stream closes, and others' Gets meet --max-inflight-get-mb meanwhile. Its status is queued
+    // behind the value, so all that reaches such a client is a reset.
+    for (const [st, u] of this.unread) {
+      if (u.lastAt > before) continue;
+      this.unread.delete(st);
+      if (!st.closed && !st.destroyed) st.close(http2constants.NGHTTP2_CANCEL);
+    }
+  }
+
+  /** Watches the response to a Get on `h2` as its client takes it, slice by slice (sliceWrites: a
+   *  slow reader that keeps reading is not taken for a stalled one), for endStalledArrivals. */
+  private watchUnread(call: object, h2: Http2Stream): void {
+    if (this.cfg.streamStallMs <= 0 || !this.streams) return;
+    const u = { lastAt: Date.now() };
+    if (!sliceWrites(call, GET_SLICE_BYTES, () => { u.lastAt = Date.now(); })) return;
+    this.unread.set(h2, u);
+    h2.once('close', () => this.unread.delete(h2));
   }
 
   /**
@@ -327,11 +352,11 @@ export class KvService {
           this.inFlight--;
           // Counted once the response and its OK status are sent: not if the client goes away first.
           tracked.whenDelivered(() => { this.stats.totalGets++; });
+          const held = charged > 0 && h2 !== undefined && !h2.closed && !h2.destroyed;
+          if (held) this.watchUnread(call, h2);
           answer(null, value === undefined ? { found: false, value: Buffer.alloc(0) } : { found: true, value });
-          if (charged > 0) {
-            if (h2 && !h2.closed && !h2.destroyed) h2.once('close', release);
-            else release();
-          }
+          if (held) h2.once('close', release);
+          else release();
         },
         (err) => { this.inFlight--; release(); this.stats.failedGets++; answer(toServiceError(err)); },
       );

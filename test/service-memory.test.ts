@@ -273,4 +273,48 @@ mem('uploads that stop sending: after --stream-stall-ms of nothing they end with
   }
 });
 
+mem('Get answers nobody reads: after --stream-stall-ms of nothing taken they are reset and their share of --max-inflight-get-mb goes back while their connections stay open; a slow reader that keeps reading gets its whole value', async () => {
+  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-get-mb', '8', '--stream-stall-ms', '1500'] });
+  const value = pseudoRandomBytes(MiB, 4);
+  const c = srv.client();
+  await c.set('big', value);
+  // 20 Gets of the 1 MiB value whose answers nobody reads: 8 of them take the bound.
+  const flood = nonReaders(srv.address, 'Get', GetRequest.encode({ key: Buffer.from('big') }).finish(), 20, 2);
+  const slow = http2.connect(`http://${srv.address}`, { settings: { initialWindowSize: 65535 } });
+  slow.on('error', () => undefined);
+  try {
+    assert.ok(await eventually(() => flood.statuses.filter((s) => s.status === GrpcStatus.RESOURCE_EXHAUSTED).length >= 10, 10_000, 20), `the bound is taken: ${JSON.stringify(flood.statuses)}`);
+    await expectGrpcError(c.get('big'), GrpcStatus.RESOURCE_EXHAUSTED, /--max-inflight-get-mb/);
+    // The unread answers are reset after the stall time, and the bound is free again.
+    let last: unknown;
+    assert.ok(await eventually(async () => {
+      try { return (await c.get('big'))?.equals(value) === true; } catch (e) { last = e; return false; }
+    }, 10_000, 100), `a Get is served again while the non-readers stay connected (last error: ${String((last as Error)?.message)})`);
+    // A reader that takes one DATA frame (16 KiB) every 100 ms: about 6 s for the value, a 64 KiB
+    // slice every 0.4 s, well within the stall time: it is not taken for a stalled one.
+    const req = slow.request({ ':method': 'POST', ':path': `${SERVICE}/Get`, 'content-type': 'application/grpc', te: 'trailers' });
+    const got: { status?: number; message: string } = { message: '' };
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => takeGrpcStatus(h, got));
+    req.on('trailers', (h) => takeGrpcStatus(h, got));
+    req.on('data', (d: Buffer) => { chunks.push(d); req.pause(); });
+    req.on('error', () => undefined);
+    const ended = new Promise<void>((r) => req.on('close', () => r()));
+    req.end(grpcFrame(GetRequest.encode({ key: Buffer.from('big') }).finish()));
+    const pacer = setInterval(() => req.resume(), 100);
+    await ended;
+    clearInterval(pacer);
+    assert.is(got.status, 0, `the slow reader got OK: ${JSON.stringify(got)}`);
+    const body = Buffer.concat(chunks);
+    assert.ok(body.length > MiB && body.subarray(body.length - MiB).equals(value), `the slow reader got the whole value (${body.length} bytes)`);
+    flood.close();
+    slow.destroy();
+    assert.is(await srv.stop(), 0);
+  } finally {
+    flood.close();
+    slow.destroy();
+    await srv.kill9();
+  }
+});
+
 mem.run();
