@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { GetRequest, SetRequest } from '../generated/kv';
 import { GrpcStatus } from '../lib/client';
 import { eventually, expectGrpcError, pseudoRandomBytes, rssBytes } from './support/client-helpers';
-import { grpcFrame, SERVICE, takeGrpcStatus } from './support/raw-grpc';
+import { grpcFrame, openCall } from './support/raw-grpc';
 import { sleep, startServer, type ServerHandle } from './support/server';
 
 const MiB = 1024 * 1024;
@@ -23,12 +23,9 @@ function nonReaders(address: string, method: string, request: Uint8Array, n: num
   });
   const statuses: Array<{ status?: number; message: string }> = [];
   for (let i = 0; i < n; i++) {
-    const req = conns[i % sessions]!.request({ ':method': 'POST', ':path': `${SERVICE}/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
-    req.on('error', () => undefined);
+    const { req, got } = openCall(conns[i % sessions]!, method);
     req.pause();
-    const got: { status?: number; message: string } = { message: '' };
     statuses.push(got);
-    req.on('response', (h) => takeGrpcStatus(h, got));
     req.end(grpcFrame(request));
   }
   return { statuses, close: () => { for (const s of conns) s.destroy(); } };
@@ -106,11 +103,8 @@ async function unfinishedUploads(srv: ServerHandle): Promise<void> {
   });
   const statuses: Array<{ status?: number; message: string }> = [];
   for (let i = 0; i < 100; i++) {
-    const req = conns[i % 2]!.request({ ':method': 'POST', ':path': `${SERVICE}/Set`, 'content-type': 'application/grpc', te: 'trailers' });
-    req.on('error', () => undefined);
-    const got: { status?: number; message: string } = { message: '' };
+    const { req, got } = openCall(conns[i % 2]!, 'Set');
     statuses.push(got);
-    req.on('response', (h) => takeGrpcStatus(h, got));
     req.write(grpcFrame(body, { declaredLength: length }));
   }
   try {
@@ -160,11 +154,7 @@ async function gzipBombs(srv: ServerHandle): Promise<void> {
   let peak = 0;
   const sampler = setInterval(() => { peak = Math.max(peak, rssBytes(srv.pid) ?? 0); }, 20);
   const results = await Promise.all(Array.from({ length: 200 }, () => new Promise<{ status?: number; message: string }>((resolve) => {
-    const req = session.request({ ':method': 'POST', ':path': `${SERVICE}/Set`, 'content-type': 'application/grpc', te: 'trailers', 'grpc-encoding': 'gzip' });
-    const got: { status?: number; message: string } = { message: '' };
-    req.on('error', () => undefined);
-    req.on('response', (h) => takeGrpcStatus(h, got));
-    req.on('trailers', (h) => takeGrpcStatus(h, got));
+    const { req, got } = openCall(session, 'Set', { 'grpc-encoding': 'gzip' });
     req.on('close', () => resolve(got));
     req.resume();
     req.end(grpcFrame(gz, { compressed: true }));
@@ -209,11 +199,8 @@ async function manyStreams(srv: ServerHandle): Promise<void> {
   });
   const statuses: Array<{ status?: number; message: string }> = [];
   for (let i = 0; i < 11_000; i++) {
-    const req = conns[i % 2]!.request({ ':method': 'POST', ':path': `${SERVICE}/Get`, 'content-type': 'application/grpc', te: 'trailers' });
-    req.on('error', () => undefined);
-    const got: { status?: number; message: string } = { message: '' };
+    const { req, got } = openCall(conns[i % 2]!, 'Get');
     statuses.push(got);
-    req.on('response', (h) => takeGrpcStatus(h, got));
     req.write(request); // and never ended: the call stays open, waiting for the end of its request
   }
   try {
@@ -246,10 +233,7 @@ mem('uploads that stop sending: after --stream-stall-ms of nothing they end with
     // Four Sets that send 1.9 MB of their 2 MB message and then nothing, on a connection that stays
     // open: the two that fit hold 3.8 MB of the 4 MiB bound, so a large Set from anyone else is refused.
     const statuses = Array.from({ length: 4 }, () => {
-      const req = conn.request({ ':method': 'POST', ':path': `${SERVICE}/Set`, 'content-type': 'application/grpc', te: 'trailers' });
-      req.on('error', () => undefined);
-      const got: { status?: number; message: string } = { message: '' };
-      req.on('response', (h) => takeGrpcStatus(h, got));
+      const { req, got } = openCall(conn, 'Set');
       req.write(grpcFrame(Buffer.alloc(1_900_000, 0x62), { declaredLength: 2_000_000 }));
       return got;
     });
@@ -292,13 +276,9 @@ mem('Get answers nobody reads: after --stream-stall-ms of nothing taken they are
     }, 10_000, 100), `a Get is served again while the non-readers stay connected (last error: ${String((last as Error)?.message)})`);
     // A reader that takes one DATA frame (16 KiB) every 100 ms: about 6 s for the value, a 64 KiB
     // slice every 0.4 s, well within the stall time: it is not taken for a stalled one.
-    const req = slow.request({ ':method': 'POST', ':path': `${SERVICE}/Get`, 'content-type': 'application/grpc', te: 'trailers' });
-    const got: { status?: number; message: string } = { message: '' };
+    const { req, got } = openCall(slow, 'Get');
     const chunks: Buffer[] = [];
-    req.on('response', (h) => takeGrpcStatus(h, got));
-    req.on('trailers', (h) => takeGrpcStatus(h, got));
     req.on('data', (d: Buffer) => { chunks.push(d); req.pause(); });
-    req.on('error', () => undefined);
     const ended = new Promise<void>((r) => req.on('close', () => r()));
     req.end(grpcFrame(GetRequest.encode({ key: Buffer.from('big') }).finish()));
     const pacer = setInterval(() => req.resume(), 100);

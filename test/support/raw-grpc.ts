@@ -20,6 +20,18 @@ export function takeGrpcStatus(h: http2.IncomingHttpHeaders, into: { status?: nu
   if (h['grpc-message'] !== undefined) into.message = decodeURIComponent(String(h['grpc-message']));
 }
 
+/** A call of `method` opened on `session`, nothing sent yet: the test writes (or never ends) its
+ *  request and reads (or never reads) its response; `got` takes the status from a trailers-only
+ *  response or the trailers. Stream errors (the resets the tests provoke) are ignored. */
+export function openCall(session: http2.ClientHttp2Session, method: string, headers: http2.OutgoingHttpHeaders = {}): { req: http2.ClientHttp2Stream; got: { status?: number; message: string } } {
+  const req = session.request({ ':method': 'POST', ':path': `${SERVICE}/${method}`, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+  const got: { status?: number; message: string } = { message: '' };
+  req.on('error', () => undefined);
+  req.on('response', (h) => takeGrpcStatus(h, got));
+  req.on('trailers', (h) => takeGrpcStatus(h, got));
+  return { req, got };
+}
+
 export interface RawResult {
   /** grpc-status from the trailers (or a trailers-only response); undefined if none arrived. */
   status: number | undefined;
