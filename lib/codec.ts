@@ -48,7 +48,7 @@ function writeVarint(buf: Buffer, pos: number, n: number): number {
 }
 
 /** Length of a length-delimited field (tag byte + varint length + bytes) holding `len` bytes. */
-function fieldLength(len: number): number {
+export function fieldLength(len: number): number {
   return 1 + varintLength(len) + len;
 }
 

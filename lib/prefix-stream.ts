@@ -6,6 +6,7 @@ import type { GetPrefixRequest, GetPrefixResponse, KeyValue } from '../generated
 import { invalidRequestReason } from './codec';
 import { FORMAT_MAX_KEY_BYTES, type ServerConfig } from './config';
 import { resetStream, sliceWrites } from './h2-call';
+import { prefixOverLimit } from './request-bound';
 import type { ServiceStats } from './stats';
 import { StatusCarrier, statusError } from './status';
 import type { StreamBudget } from './stream-budget';
@@ -103,8 +104,7 @@ export async function streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequ
   const limit = call.request.limit ?? 0;
   // Up to the file format's key limit, not --max-key-bytes: keys stored under a larger one are listed.
   if (prefix.length > FORMAT_MAX_KEY_BYTES) {
-    throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT,
-      `prefix is ${prefix.length} bytes; over the largest key the file format holds (${FORMAT_MAX_KEY_BYTES} bytes)`));
+    throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT, prefixOverLimit(prefix.length)));
   }
   if (!Number.isSafeInteger(limit) || limit < 0) {
     throw new StatusCarrier(statusError(grpc.status.INVALID_ARGUMENT, `limit ${limit} is not a valid count`));

@@ -21,6 +21,7 @@ import { DATA_FILE_NAME, FORMAT_MAX_KEY_BYTES, maxMessageBytes, type ServerConfi
 import { deliveredOk, h2StreamOf, refuseStream, resetStream, sliceWrites, watchStreams } from './h2-call';
 import { ServiceStats } from './stats';
 import { StatusCarrier, statusError, toServiceError } from './status';
+import { methodOf, oversizeRequestReason, readKeyOverLimit, setKeyOverLimit, valueOverLimit } from './request-bound';
 import { StreamBudget } from './stream-budget';
 import { streamPrefix, type Ending } from './prefix-stream';
 
@@ -175,6 +176,9 @@ export class KvService {
     const weigh = (bytes: number) => (compressed ? Math.min(receiveLimit, bytes * DEFLATE_MAX_RATIO) : bytes);
     let wire = 0;
     let held = 0;
+    // The first message's bytes until its length prefix is whole; then undefined.
+    let head: Buffer | undefined = Buffer.alloc(0);
+    const path = String(headers[':path'] ?? '');
     const entry = { release: () => {}, lastAt: Date.now() };
     const release = () => {
       this.arriving -= held;
@@ -185,6 +189,19 @@ export class KvService {
     const onData = (chunk: Buffer) => {
       entry.lastAt = Date.now();
       wire += chunk.length;
+      if (head) {
+        head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+        if (head.length < 5) return;
+        // A compressed message's length says nothing of what it holds: its handler judges it.
+        const oversize = head[0] === 0 ? oversizeRequestReason(path, head.readUInt32BE(1), head.subarray(5), this.cfg) : undefined;
+        head = undefined;
+        if (oversize) {
+          release();
+          this.stats.countRefused(methodOf(path));
+          refuseStream(st, grpc.status.INVALID_ARGUMENT, oversize);
+          return;
+        }
+      }
       const weight = Math.max(held, weigh(wire));
       this.arriving += weight - held;
       held = weight;
@@ -270,11 +287,7 @@ export class KvService {
   private checkKey(key: Buffer | undefined, forSet: boolean): grpc.ServiceError | undefined {
     const limit = forSet ? this.cfg.maxKeyBytes : FORMAT_MAX_KEY_BYTES;
     if (!key || key.length === 0) return statusError(grpc.status.INVALID_ARGUMENT, `key is missing or empty; keys must be 1..${limit} bytes`);
-    if (key.length > limit) {
-      return statusError(grpc.status.INVALID_ARGUMENT, forSet
-        ? `key is ${key.length} bytes; over the key limit of ${limit} bytes (--max-key-bytes; keys must be 1..${limit} bytes)`
-        : `key is ${key.length} bytes; over the largest key the file format holds (${limit} bytes), so no such key is stored`);
-    }
+    if (key.length > limit) return statusError(grpc.status.INVALID_ARGUMENT, forSet ? setKeyOverLimit(key.length, limit) : readKeyOverLimit(key.length));
     return undefined;
   }
 
@@ -293,7 +306,7 @@ export class KvService {
       if (bad) return fail(bad);
       const v = value ?? Buffer.alloc(0);
       if (v.length > this.cfg.maxValueBytes) {
-        return fail(statusError(grpc.status.INVALID_ARGUMENT, `value is ${v.length} bytes; over the value limit of ${this.cfg.maxValueBytes} bytes (--max-value-bytes)`));
+        return fail(statusError(grpc.status.INVALID_ARGUMENT, valueOverLimit(v.length, this.cfg.maxValueBytes)));
       }
       // Every Set waits in memory for its commit; a server-wide bound keeps many concurrent large
       // Sets from exhausting it. One Set alone always goes through, or one above the bound never could.

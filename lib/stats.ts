@@ -29,6 +29,14 @@ export class ServiceStats {
     this.startTimeUnixMs = startTimeUnixMs;
   }
 
+  /** A call of `method` refused before its handler ran (from its message's length prefix): a failure
+   *  of that method, as its handler's refusals are. */
+  countRefused(method: string): void {
+    if (method === 'Set') this.failedSets++;
+    else if (method === 'Get') this.failedGets++;
+    else if (method === 'GetPrefix') this.failedGetprefixes++;
+  }
+
   /** The Stat reply: our counters plus the engine's. `dataFile` is used when the engine reports no size. */
   toStatResponse(engine: StoreStats, dataFile?: string): StatResponse {
     let dbFileBytes = engine.fileBytes;

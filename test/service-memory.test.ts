@@ -82,15 +82,15 @@ async function unreadGets(srv: ServerHandle): Promise<void> {
   assert.is((await c.get('during'))?.toString(), 'ok');
 }
 
-mem('Set requests that start arriving and never finish: the server holds at most --max-inflight-set-mb of them; the rest are refused with RESOURCE_EXHAUSTED naming it; small calls and, once they go, large Sets are served', () => onServer(['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '16', '--cache-mb', '4'], unfinishedUploads));
+mem('Set requests that start arriving and never finish: the server holds at most --max-inflight-set-mb of them; the rest are refused with RESOURCE_EXHAUSTED naming it; small calls and, once they go, large Sets are served', () => onServer(['--max-value-bytes', '4MiB', '--max-inflight-set-mb', '16', '--cache-mb', '4'], unfinishedUploads));
 
 async function unfinishedUploads(srv: ServerHandle): Promise<void> {
   const c = srv.client();
   await c.set('small', 'x');
   await sleep(200);
   const before = rssBytes(srv.pid);
-  // 100 Sets whose 4 MB message (under the server's receive limit of twice the largest Set message)
-  // arrives but for its last byte: without a bound the server holds all 400 MB (measured: RSS +380
+  // 100 Sets whose 4 MB message (no longer than a valid Set's under --max-value-bytes 4MiB, so not
+  // refused from its length prefix) arrives but for its last byte: without a bound the server holds all 400 MB (measured: RSS +380
   // MiB), for as long as their connections live.
   const length = 4_000_000;
   const body = Buffer.alloc(length - 1, 0x61);
@@ -225,7 +225,7 @@ async function manyStreams(srv: ServerHandle): Promise<void> {
 
 
 mem('uploads that stop sending: after --stream-stall-ms of nothing they end with ABORTED naming it, and what they held goes back (a large Set is served again while their connection stays open)', async () => {
-  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '4', '--stream-stall-ms', '1500'] });
+  const srv = await startServer({ args: ['--max-value-bytes', '2MiB', '--max-inflight-set-mb', '4', '--stream-stall-ms', '1500'] });
   const conn = http2.connect(`http://${srv.address}`);
   conn.on('error', () => undefined);
   try {

@@ -1,11 +1,12 @@
 // Service tests: a real lbserver process, real gRPC on 127.0.0.1, real files.
 import * as grpc from '@grpc/grpc-js';
+import * as http2 from 'node:http2';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GetPrefixResponse, GetRequest, SetRequest } from '../generated/kv';
 import { GrpcStatus, KvClient, statusName } from '../lib/client';
 import { eventually, expectGrpcError, pseudoRandomBytes, setMany } from './support/client-helpers';
-import { rawGrpcCall, SERVICE } from './support/raw-grpc';
+import { grpcFrame, openCall, rawGrpcCall, SERVICE } from './support/raw-grpc';
 import { sleep, startServer, type ServerHandle } from './support/server';
 
 const MiB = 1024 * 1024;
@@ -220,15 +221,58 @@ counters('value over --max-value-bytes: INVALID_ARGUMENT naming the limit; serve
   const e = await expectGrpcError(c.set('limit/over', Buffer.alloc(MiB + 1, 1)), GrpcStatus.INVALID_ARGUMENT, /value is 1048577 bytes/);
   assert.match(e.details, /1048576/);
   assert.match(e.details, /max-value-bytes/);
-  // Far over (twice the limit and more): the handler still names the limit; past twice the message
-  // limit, grpc-js refuses the message from its length prefix with its own RESOURCE_EXHAUSTED.
+  // Far over: refused from the message's length prefix, in the same words; past twice the message
+  // limit too (where grpc-js would answer RESOURCE_EXHAUSTED "Received message larger than max").
   await expectGrpcError(c.set('limit/over2', Buffer.alloc(2 * MiB + 512 * 1024, 1)), GrpcStatus.INVALID_ARGUMENT, /value is 2621440 bytes; over the value limit of 1048576 bytes/);
-  await expectGrpcError(c.set('limit/over3', Buffer.alloc(8 * MiB, 1)), GrpcStatus.RESOURCE_EXHAUSTED, /larger than max/);
+  await expectGrpcError(c.set('limit/over3', Buffer.alloc(8 * MiB, 1)), GrpcStatus.INVALID_ARGUMENT, /value is 8388608 bytes; over the value limit of 1048576 bytes \(--max-value-bytes\)/);
   assert.is(await c.get('limit/over'), undefined);
   assert.is(await c.get('limit/over2'), undefined);
+  assert.is(await c.get('limit/over3'), undefined);
   assert.is((await c.get('limit/exact'))?.length, MiB);
   const s = await c.stat();
-  assert.is(s.failedSets, 3, 'the handler counts the Sets it refused; grpc-js refused the last before it');
+  assert.is(s.failedSets, 4, 'the Set of an empty key in the test above, and every refused Set here: by its handler or from its length prefix');
+});
+
+counters('a request longer than any valid one is refused from its length prefix, before its body arrives: INVALID_ARGUMENT naming the limit; nothing written, the server keeps serving', async ({ srv, c }) => {
+  const before = await c.stat();
+  const session = http2.connect(`http://${srv.address}`);
+  session.on('error', () => undefined);
+  /** Opens a call of `method` whose message declares `declared` bytes, sends only `body` of it and
+   *  leaves the request open; what status it gets. */
+  const partial = (method: string, body: Buffer, declared: number) => {
+    const { req, got } = openCall(session, method);
+    req.write(grpcFrame(body, { declaredLength: declared }));
+    return got;
+  };
+  try {
+    // A Set of a 1 GiB value whose client has sent 64 KiB of it: answered at once, well before
+    // --stream-stall-ms (60 s) would end a stalled upload.
+    const key = Buffer.from('limit/huge');
+    const fields = Buffer.concat([Buffer.from([0x0a, key.length]), key, Buffer.from([0x12, 0x80, 0x80, 0x80, 0x80, 0x04])]);
+    const huge = partial('Set', Buffer.concat([fields, Buffer.alloc(64 * 1024, 7)]), fields.length + 2 ** 30);
+    // Only the length prefix and two bytes: the field at fault is not known, the limits are named.
+    const blind = partial('Set', Buffer.from([0x0a, 0x05]), 64 * MiB);
+    const bigKey = partial('Get', Buffer.from([0x0a, 0x80, 0x80, 0x80, 0x01]), 5 + 2 * MiB);
+    const bigPrefix = partial('GetPrefix', Buffer.from([0x0a, 0xcc, 0x08]), 3 + 1100);
+    const calls = [huge, blind, bigKey, bigPrefix];
+    assert.ok(await eventually(() => calls.every((g) => g.status !== undefined), 20_000, 20), `each answered within 20 s: ${JSON.stringify(calls)}`);
+    assert.is(huge.status, GrpcStatus.INVALID_ARGUMENT, huge.message);
+    assert.is(huge.message, 'value is 1073741824 bytes; over the value limit of 1048576 bytes (--max-value-bytes)');
+    assert.is(blind.status, GrpcStatus.INVALID_ARGUMENT, blind.message);
+    assert.match(blind.message, /^request is 67108864 bytes, more than any valid Set: a key of at most 1024 bytes \(--max-key-bytes\) and a value of at most 1048576 bytes \(--max-value-bytes\)$/);
+    assert.is(bigKey.status, GrpcStatus.INVALID_ARGUMENT, bigKey.message);
+    assert.match(bigKey.message, /^key is 2097152 bytes; over the largest key the file format holds \(1024 bytes\)/);
+    assert.is(bigPrefix.status, GrpcStatus.INVALID_ARGUMENT, bigPrefix.message);
+    assert.match(bigPrefix.message, /^prefix is 1100 bytes; over the largest key/);
+  } finally {
+    session.destroy();
+  }
+  assert.is(await c.get('limit/huge'), undefined);
+  await c.set('limit/after', 'served');
+  assert.is((await c.get('limit/after'))?.toString(), 'served');
+  const s = await c.stat();
+  assert.is(s.failedSets - before.failedSets, 2, 'the two refused Sets count as failed');
+  assert.is(s.totalSets - before.totalSets, 1);
 });
 
 counters('a Set whose client cancels while it waits for its commit is not counted: total_sets grows by the Sets answered OK', async () => {
