@@ -20,9 +20,10 @@ export interface Meta {
    *  tell a complete commit from a torn one. Empty for two-sync commits (synced before the meta). */
   commitExtents: Extent[];
   commitHash: number;
-  /** The checksum stored in the root page (0: no root). Open takes the root page only if it matches:
-   *  a failed commit and its retry share a txid, and a torn slot write may leave the root of the
-   *  failed one behind the meta of the retry. */
+  /** The checksum stored in the root page (0: no root). Open takes the root page only if it matches,
+   *  besides its txid: a failed commit's retry writes the same slot, and a torn slot write may leave
+   *  the failed one's root behind the retry's meta. Retries take a higher txid now, so the txid check
+   *  alone catches that; the checksum ties the root page to its meta whatever the txids. */
   rootCrc: number;
   /** A small freelist lives in the meta page itself (after the commit extents), so a small commit
    *  writes one page less; null: the freelist is in its own pages (freelistPage, freelistPages). */

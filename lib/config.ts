@@ -70,8 +70,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   // The same for Get responses: a client that sends Gets of large values and never reads the answers
   // would otherwise make the server hold every one of them.
   maxGetBytesInFlight: 1024 * MiB,
-  // Each open call costs the server about 10 KB (grpc-js and HTTP/2 state) plus what its request
-  // holds, and HTTP/2 lets a client open any number on one connection: 10,000 is about 100 MB.
+  // Each open call holds server memory (grpc-js and HTTP/2 state) plus what its request holds,
+  // however little its client sends, and HTTP/2 lets a client open any number on one connection.
   maxOpenCalls: 10_000,
 };
 
