@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { describeError, GrpcStatus, isServiceError, KvClient, type StatResponse } from '../lib/client';
 import { ConfigError, packageVersion, parseHostPort } from '../lib/config';
+import { escapeBytes, escapedChunks } from '../lib/escape';
 
 export const EXIT = { OK: 0, NOT_FOUND: 1, UNREACHABLE: 2, SERVER_ERROR: 3, USAGE: 4, TIMED_OUT: 5 } as const;
 
@@ -70,35 +71,6 @@ export function unknownOptionHint(args: string[], option: string | undefined): s
 /** Longest --timeout-ms: what a timer can wait (2^31 - 1 ms, about 24.8 days). */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
-const UNSAFE_CHAR = /^[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]$/u;
-
-/** Text rendering of bytes: printable UTF-8 as is, other bytes as \xNN (and \\, \t, \n, \r escaped). */
-export function escapeBytes(b: Buffer): string {
-  const s = b.toString('utf8');
-  let out = '';
-  if (Buffer.from(s, 'utf8').equals(b)) {
-    for (const ch of s) {
-      const c = ch.codePointAt(0)!;
-      if (ch === '\\') out += '\\\\';
-      else if (ch === '\n') out += '\\n';
-      else if (ch === '\t') out += '\\t';
-      else if (ch === '\r') out += '\\r';
-      else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
-      // C1 controls, format characters (bidi overrides) and the line/paragraph separators move the
-      // cursor or reorder text on a terminal; as their UTF-8 bytes, so \xNN always means one byte.
-      else if (UNSAFE_CHAR.test(ch)) for (const byte of Buffer.from(ch, 'utf8')) out += '\\x' + byte.toString(16).padStart(2, '0');
-      else out += ch;
-    }
-    return out;
-  }
-  for (const c of b) {
-    if (c === 0x5c) out += '\\\\';
-    else if (c >= 0x20 && c < 0x7f) out += String.fromCharCode(c);
-    else out += '\\x' + c.toString(16).padStart(2, '0');
-  }
-  return out;
-}
-
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
@@ -111,6 +83,28 @@ function writeOut(data: string | Buffer): Promise<void> {
     else process.stdout.once('drain', () => resolve());
   });
 }
+
+/** Output gathered into writes of about 64 KiB (few syscalls for many small entries), each written
+ *  and waited for (backpressure) before more is gathered: a large escaped value is never held whole. */
+class OutBuffer {
+  private parts: Buffer[] = [];
+  private size = 0;
+  async add(b: Buffer): Promise<void> {
+    this.parts.push(b);
+    this.size += b.length;
+    if (this.size >= 64 * 1024) await this.flush();
+  }
+  async flush(): Promise<void> {
+    if (this.size === 0) return;
+    const data = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
+    this.parts = [];
+    this.size = 0;
+    await writeOut(data);
+  }
+}
+
+const TAB = Buffer.from('\t');
+const NEWLINE = Buffer.from('\n');
 
 function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -339,14 +333,20 @@ Examples:
       const limit = Math.min(wholeOption(o.limit, '--limit', 0, Infinity), Number.MAX_SAFE_INTEGER);
       await withServer(g, 'getprefix', async (c, answered, timeoutMs) => {
         // --timeout-ms bounds the whole listing, as it bounds each other command.
+        const out = new OutBuffer();
         for await (const batch of c.getPrefixMessages(prefix, { limit, timeoutMs })) {
           answered();
-          let text = '';
           for (const e of batch) {
-            const k = g.hex ? e.key.toString('hex') : escapeBytes(e.key);
-            text += o.keysOnly ? `${k}\n` : `${k}\t${escapeBytes(e.value)}\n`;
+            if (g.hex) await out.add(Buffer.from(e.key.toString('hex'), 'latin1'));
+            else for (const part of escapedChunks(e.key)) await out.add(part);
+            if (!o.keysOnly) {
+              await out.add(TAB);
+              for (const part of escapedChunks(e.value)) await out.add(part);
+            }
+            await out.add(NEWLINE);
           }
-          await writeOut(text);
+          // What has arrived goes out before waiting for more (a slow server, a reader like less).
+          await out.flush();
         }
       });
     });
