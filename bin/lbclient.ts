@@ -180,6 +180,9 @@ function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: string | 
     const cut = partial ? `${cmd} cut off after some entries were printed, the listing is not whole: ` : '';
     if (e.code === GrpcStatus.UNAVAILABLE) {
       if (partial) return new CliError(`${cut}the server at ${addr} became unavailable (${describeError(e)})`, EXIT.UNREACHABLE);
+      // A connection was made, so the call may have reached the server and been done (a server
+      // that crashed, or a connection that dropped, after a set was applied): not "cannot reach".
+      if (connected) return new CliError(`the server at ${addr} became unavailable during the ${cmd}${cmd === 'set' ? TIMEOUT_OUTCOME.set : ''} (${describeError(e)})`, EXIT.UNREACHABLE);
       return new CliError(`cannot reach server at ${addr}: ${describeError(e)}`, EXIT.UNREACHABLE);
     }
     return new CliError(`${cut}server error: ${describeError(e)}`, EXIT.SERVER_ERROR);
@@ -263,7 +266,8 @@ async function run(argv: string[]): Promise<number> {
 Exit codes: 0 ok, 1 key not found (get), 2 server unreachable or unavailable,
             3 the server returned an error, 4 usage or local error, 5 timed out
             after the call was sent (--timeout-ms; a set that timed out may have
-            been applied; with no connection by then: 2).
+            been applied; with no connection by then: 2). A set whose connection
+            was lost after it was sent (exit 2) may have been applied too.
 A VALUE, KEY or PREFIX that starts with '-' goes after '--': lbclient set k -- -5
 
 Examples:

@@ -354,6 +354,56 @@ timeout('a call sent whose answer never comes: exit 5, "timed out"; a set says i
   }
 });
 
+/**
+ * A TCP proxy to `target` that passes everything until the server starts to answer a call (its
+ * first HEADERS frame), then closes both connections instead of passing it on: the server got the
+ * call and did it, the client sees the connection drop. Stands in for a server that crashed (or a
+ * network that failed) between doing a call and answering it.
+ */
+async function connectionDroppingProxy(target: number): Promise<{ address: string; close: () => void }> {
+  const sockets: Socket[] = [];
+  const srv = createServer((down) => {
+    const up = connect(target, '127.0.0.1');
+    sockets.push(down, up);
+    let seen = Buffer.alloc(0);
+    down.on('data', (chunk: Buffer) => up.write(chunk));
+    up.on('data', (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      let at = 0; // the server's side has no preface: frames from the start
+      while (at + 9 <= seen.length) {
+        if (seen[at + 3] === 0x1 && (seen.readUInt32BE(at + 5) & 0x7fffffff) !== 0) { down.destroy(); up.destroy(); return; }
+        at += 9 + seen.readUIntBE(at, 3);
+      }
+      down.write(chunk);
+    });
+    for (const s of [down, up]) s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  return { address: `127.0.0.1:${port}`, close: () => { for (const s of sockets) s.destroy(); srv.close(); } };
+}
+
+timeout('a connection lost after the call was sent: exit 2, not "cannot reach"; a set says it may have been applied (and it was)', async () => {
+  const s = await startServer();
+  const proxy = await connectionDroppingProxy(Number(s.address.split(':')[1]));
+  const direct = new KvClient(s.address);
+  try {
+    const set = await runClient(proxy.address, ['set', 'lost-answer', 'v1'], { timeoutMs: 20_000 });
+    assert.is(set.code, 2, set.stderr);
+    assert.not.match(set.stderr, /cannot reach|not sent/);
+    assert.match(set.stderr, /^lbclient: the server at \S+ became unavailable during the set; the set may have been applied \(UNAVAILABLE: /);
+    assert.is((await direct.get('lost-answer'))?.toString(), 'v1', 'the server applied the set whose connection was lost');
+    const get = await runClient(proxy.address, ['get', 'lost-answer'], { timeoutMs: 20_000 });
+    assert.is(get.code, 2, get.stderr);
+    assert.match(get.stderr, /^lbclient: the server at \S+ became unavailable during the get \(UNAVAILABLE: /);
+    assert.not.match(get.stderr, /cannot reach|may have been applied/);
+  } finally {
+    direct.close();
+    proxy.close();
+    assert.is(await s.stop(), 0);
+  }
+});
+
 timeout('a server that accepts TCP but never completes the handshake: exit 2, the call was not sent', async () => {
   const s = await startServer();
   // A stopped server's kernel accepts the connection, but no HTTP/2 settings ever come back.
