@@ -3,7 +3,7 @@
 // Exit codes: 0 ok, 1 key not found, 2 server unreachable/unavailable, 3 the server returned an
 // error, 4 usage or local error (bad flag, bad hex, unreadable file), 5 --timeout-ms ran out.
 import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
+import { fstatSync, readFileSync } from 'node:fs';
 import { describeError, GrpcStatus, isServiceError, KvClient, type StatResponse } from '../lib/client';
 import { ConfigError, packageVersion, parseHostPort } from '../lib/config';
 import { escapeBytes, escapedChunks } from '../lib/escape';
@@ -72,6 +72,9 @@ export function unknownOptionHint(args: string[], option: string | undefined): s
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 async function readStdin(): Promise<Buffer> {
+  // Node reads a directory on stdin (lbclient set k - < dir) as empty, where read(2) says EISDIR:
+  // that would store an empty value in place of the data meant.
+  if (fstatSync(0).isDirectory()) throw new CliError('set: cannot read stdin: it is a directory (EISDIR)', EXIT.USAGE);
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks);

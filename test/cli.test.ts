@@ -1,6 +1,6 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -55,6 +55,22 @@ cli('set KEY --file F (binary-safe); a missing file is a usage error', async ({ 
   const bad = await runClient(addr, ['set', 'x', '--file', join(dir, 'missing')]);
   assert.is(bad.code, 4);
   assert.match(bad.stderr, /cannot read/);
+});
+
+cli('set KEY - with stdin a directory (lbclient set k - < dir): exit 4, nothing stored (it stored an empty value)', async ({ addr }) => {
+  const dir = tempDir();
+  const fd = openSync(dir, 'r');
+  try {
+    const child = spawn(process.execPath, [LBCLIENT_JS, '--server', addr, 'set', 'stdin-dir', '-'], { stdio: [fd, 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+    assert.is(code, 4, stderr);
+    assert.match(stderr, /^lbclient: set: cannot read stdin: .*directory/i);
+  } finally {
+    closeSync(fd);
+  }
+  assert.is((await runClient(addr, ['get', 'stdin-dir'])).code, 1, 'nothing was stored');
 });
 
 cli('set of an empty value is allowed; get prints nothing and exits 0', async ({ addr }) => {
