@@ -20,8 +20,9 @@ export interface KvClientOptions {
    *  so the server's own limit (`--max-value-bytes`) decides what a Set may carry, and says so with
    *  INVALID_ARGUMENT, and a value stored under a larger limit can still be read. */
   maxMessageBytes?: number;
-  /** Deadline for each unary call (set, get, stat), ms (default: none). A getPrefix stream has
-   *  its own (GetPrefixOptions.timeoutMs): a listing may rightly take longer than any one call. */
+  /** Deadline for each unary call (set, get, stat), ms, a number > 0 (default: none; anything else
+   *  makes the constructor throw INVALID_ARGUMENT). A getPrefix stream has its own
+   *  (GetPrefixOptions.timeoutMs): a listing may rightly take longer than any one call. */
   callTimeoutMs?: number;
   /** Extra grpc channel options. */
   channelOptions?: grpc.ChannelOptions;
@@ -97,7 +98,13 @@ export class KvClient {
   constructor(address = '127.0.0.1:50051', opts: KvClientOptions = {}) {
     this.address = address;
     this.maxMessageBytes = opts.maxMessageBytes ?? -1;
-    this.callTimeoutMs = opts.callTimeoutMs;
+    // Checked here, as getPrefix checks its timeoutMs: NaN (e.g. Number of an unset variable) would
+    // mean no deadline, a negative one a deadline already past, a string a bare Error at each call.
+    const t = opts.callTimeoutMs;
+    if (t !== undefined && !(typeof t === 'number' && t > 0)) {
+      throw clientError(grpc.status.INVALID_ARGUMENT, `callTimeoutMs is ${typeof t === 'string' ? JSON.stringify(t) : String(t)}; it must be a number of milliseconds > 0 (or undefined: no deadline)`);
+    }
+    this.callTimeoutMs = t;
     this.raw = new KvStub(address, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': this.maxMessageBytes,
       'grpc.max_send_message_length': this.maxMessageBytes,

@@ -43,6 +43,21 @@ client('bad arguments are refused before anything is sent, as INVALID_ARGUMENT S
   assert.equal(await c.get(Buffer.from('emoji/\u{1F600}', 'utf8')), Buffer.from('ok'));
 });
 
+client('a callTimeoutMs that is not a number > 0 is refused by the constructor as INVALID_ARGUMENT (NaN was no deadline, -5 an expired one, "abc" a bare Error at each call)', async ({ srv }) => {
+  for (const t of [Number.NaN, -5, 0, '2000' as unknown as number]) {
+    let err: unknown;
+    try { new KvClient(srv.address, { callTimeoutMs: t }).close(); } catch (e) { err = e; }
+    assert.ok(isServiceError(err), `callTimeoutMs ${String(t)}: ${String(err)}`);
+    assert.is(err.code, GrpcStatus.INVALID_ARGUMENT);
+    assert.match(err.details, /callTimeoutMs is .*; it must be a number of milliseconds > 0/);
+  }
+  for (const t of [undefined, 1500, Infinity]) {
+    const c = new KvClient(srv.address, { callTimeoutMs: t });
+    await c.set('timeout-ok', 'v');
+    c.close();
+  }
+});
+
 client('calls on a closed client fail UNAVAILABLE with a ServiceError, not a bare Error', async ({ srv }) => {
   const c = new KvClient(srv.address);
   await c.set('closed/k', 'v');
