@@ -479,7 +479,10 @@ async function getprefixAcrossShutdown(serverArgs: string[]): Promise<{ code: nu
     let lines = 0;
     child.stdout!.setEncoding('utf8').on('data', (d: string) => { lines += d.split('\n').length - 1; });
     child.stdout!.resume();
-    const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 120_000))]);
+    let hangTimer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([exited, new Promise<'hung'>((r) => { hangTimer = setTimeout(() => r('hung'), 120_000); })]);
+    // Cleared: a pending 120 s timer kept this file's process alive for 90 s after its last test.
+    clearTimeout(hangTimer);
     if (code === 'hung') child.kill('SIGKILL');
     return { code, stderr, lines, serverExit: await stopped };
   } finally {
