@@ -328,7 +328,7 @@ Examples:
     });
 
   program.command('getprefix')
-    .description('list entries whose key starts with PREFIX ("" for all), in ascending bytewise key order, one "KEY<TAB>VALUE" line each (non-printable bytes as \\xNN)')
+    .description('list entries whose key starts with PREFIX ("" for all), in ascending bytewise key order, one "KEY<TAB>VALUE" line each (non-printable bytes as \\xNN, a backslash as \\\\, tab, newline, CR as \\t \\n \\r)')
     .argument('<prefix>', 'the prefix (hex with --hex); "" lists every key')
     .option('--limit <n>', 'at most N entries (0: no limit)', '0')
     .option('--keys-only', 'print only the keys')
