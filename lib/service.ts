@@ -2,7 +2,7 @@
 // Validates every request, maps engine errors to gRPC status codes, and never lets a bad request
 // take the server down.
 import * as grpc from '@grpc/grpc-js';
-import { constants as http2constants, type Http2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { constants as http2constants, type Http2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { join } from 'node:path';
 import type { Store } from '../btree/index';
 import {
@@ -187,6 +187,14 @@ export class KvService {
       this.arrivals.delete(st);
     };
     const onData = (chunk: Buffer) => {
+      // grpc-js answered the call before its handler ran (a message over its receive limit, a
+      // deadline passed, ...) and drops what more arrives: nobody holds it, so it is not counted;
+      // the client is told to stop sending (RST_STREAM NO_ERROR behind the response).
+      if ((st as ServerHttp2Stream).headersSent) {
+        release();
+        if (!st.closed && !st.destroyed) st.close(http2constants.NGHTTP2_NO_ERROR);
+        return;
+      }
       entry.lastAt = Date.now();
       wire += chunk.length;
       if (head) {

@@ -297,4 +297,36 @@ mem('Get answers nobody reads: after --stream-stall-ms of nothing taken they are
   }
 });
 
+mem('a request grpc-js answered before its handler ran (a Stat declaring 1 GiB) whose client goes on sending: what it sends after its answer is not counted against --max-inflight-set-mb (nobody holds it), and its stream is told to stop', async () => {
+  const srv = await startServer({ args: ['--max-value-bytes', '1MiB', '--max-inflight-set-mb', '4', '--stream-stall-ms', '60000'] });
+  const conn = http2.connect(`http://${srv.address}`);
+  conn.on('error', () => undefined);
+  try {
+    const c = srv.client();
+    // grpc-js refuses it from its length prefix (RESOURCE_EXHAUSTED, larger than its receive limit)
+    // and drops the rest; the client sends 16 MiB more, bounded, unless its stream is closed first.
+    const { req, got } = openCall(conn, 'Stat');
+    req.write(grpcFrame(Buffer.alloc(0), { declaredLength: 1 << 30 }));
+    const chunk = Buffer.alloc(64 * 1024);
+    let sent = 0;
+    const sending = (async () => {
+      while (sent < 16 * MiB && !req.closed && !req.destroyed) {
+        if (!req.write(chunk)) await Promise.race([new Promise((r) => req.once('drain', r)), new Promise((r) => req.once('close', r)), sleep(2000)]);
+        sent += chunk.length;
+      }
+    })();
+    await Promise.race([sending, sleep(10_000)]);
+    assert.is(got.status, GrpcStatus.RESOURCE_EXHAUSTED, JSON.stringify(got));
+    // Without the fix: 'server busy: 16777221 bytes of requests are arriving ...' (bytes grpc-js dropped).
+    await c.set('large', pseudoRandomBytes(1_000_000, 5));
+    assert.ok(await eventually(() => req.closed || req.destroyed, 5000, 20), `the stream is closed (sent ${sent} bytes)`);
+    assert.ok(sent < 16 * MiB, `the client was told to stop: it sent ${sent} bytes`);
+    conn.destroy();
+    assert.is(await srv.stop(), 0);
+  } finally {
+    conn.destroy();
+    await srv.kill9();
+  }
+});
+
 mem.run();
