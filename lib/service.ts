@@ -68,7 +68,7 @@ export class KvService {
   /** Request bytes received by streams whose handler has not run yet (meterArrival). */
   private arriving = 0;
   /** Streams whose handler has not run yet: how to stop counting them, and when their last bytes came. */
-  private readonly arrivals = new Map<Http2Stream, { release: () => void; lastAt: number }>();
+  private readonly arrivals = new Map<Http2Stream, { release: () => void; lastAt: number; method: string }>();
   /** Streams of Get responses being sent (--max-inflight-get-mb holds their values): when their
    *  client last took a slice of one. */
   private readonly unread = new Map<Http2Stream, { lastAt: number }>();
@@ -131,6 +131,8 @@ export class KvService {
     for (const [st, a] of this.arrivals) {
       if (a.lastAt > before) continue;
       a.release();
+      // (One grpc-js answered already, e.g. past its deadline, is only closed: refuseStream resets it.)
+      if (!(st as ServerHttp2Stream).headersSent) this.stats.countRefused(a.method);
       refuseStream(st, grpc.status.ABORTED, `the client sent nothing of its request for ${stallMs} ms (--stream-stall-ms), so the server ended the call; nothing of it was done`);
     }
     // A Get answered with a value its client takes none of: the value is held for it until its
@@ -179,7 +181,7 @@ export class KvService {
     // The first message's bytes until its length prefix is whole; then undefined.
     let head: Buffer | undefined = Buffer.alloc(0);
     const path = String(headers[':path'] ?? '');
-    const entry = { release: () => {}, lastAt: Date.now() };
+    const entry = { release: () => {}, lastAt: Date.now(), method: methodOf(path) };
     const release = () => {
       this.arriving -= held;
       held = 0;
@@ -205,7 +207,7 @@ export class KvService {
         head = undefined;
         if (oversize) {
           release();
-          this.stats.countRefused(methodOf(path));
+          this.stats.countRefused(entry.method);
           refuseStream(st, grpc.status.INVALID_ARGUMENT, oversize);
           return;
         }
@@ -218,6 +220,7 @@ export class KvService {
       if (load <= this.cfg.maxSetBytesInFlight || load === held) return;
       const mine = held;
       release();
+      this.stats.countRefused(entry.method);
       const what = compressed ? `can decompress to ${mine} (${wire} bytes of ${encoding})` : `has ${mine} so far`;
       refuseStream(st, grpc.status.RESOURCE_EXHAUSTED, `server busy: ${load - mine} bytes of requests are arriving or waiting for their commit and this one ${what}, ` +
         `over the bound of ${this.cfg.maxSetBytesInFlight} (--max-inflight-set-mb); nothing was written, retry later`);

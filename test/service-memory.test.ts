@@ -248,7 +248,11 @@ mem('uploads that stop sending: after --stream-stall-ms of nothing they end with
     assert.not.ok(conn.closed || conn.destroyed, 'their connection is still open');
     await c.set('large', pseudoRandomBytes(1_000_000, 3));
     assert.ok((await c.get('large'))?.equals(pseudoRandomBytes(1_000_000, 3)));
-    assert.is((await c.stat()).keys, 1, 'nothing of the stalled uploads was stored');
+    const st = await c.stat();
+    assert.is(st.keys, 1, 'nothing of the stalled uploads was stored');
+    // Refused before their handler ran, as those refused from their length prefix are: the two
+    // uploads refused as busy, the two ended as stalled, and the grpc-js client's refused Set.
+    assert.is(st.failedSets, 5, 'every refused Set counts as failed');
     conn.destroy();
     assert.is(await srv.stop(), 0);
   } finally {
