@@ -105,6 +105,7 @@ export class KvService {
       // HTTP/2 lets a client open any number of streams, on one connection or many, and each costs
       // memory however little it sends: past the bound, new ones are refused.
       if (streams.size >= this.cfg.maxOpenCalls) {
+        this.stats.countRefused(methodOf(String(headers[':path'] ?? '')));
         refuseStream(st, grpc.status.RESOURCE_EXHAUSTED, `server busy: ${streams.size} calls are open, the most it serves at once (--max-open-calls ${this.cfg.maxOpenCalls}); nothing was done, retry later`);
         return;
       }

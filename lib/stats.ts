@@ -30,7 +30,8 @@ export class ServiceStats {
   }
 
   /** A call of `method` refused before its handler ran (from its message's length prefix, as busy
-   *  while its request arrived, or as stalled): a failure of that method, as its handler's refusals are. */
+   *  while its request arrived, as stalled, or past --max-open-calls): a failure of that method, as
+   *  its handler's refusals are. */
   countRefused(method: string): void {
     if (method === 'Set') this.failedSets++;
     else if (method === 'Get') this.failedGets++;

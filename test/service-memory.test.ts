@@ -212,6 +212,7 @@ async function manyStreams(srv: ServerHandle): Promise<void> {
     assert.is(answered(), 1000, 'the others are still open');
     assert.match(refused[0]!.message, /server busy: 10000 calls are open, the most it serves at once \(--max-open-calls 10000\); nothing was done, retry later/);
     await expectGrpcError(c.get('small'), GrpcStatus.RESOURCE_EXHAUSTED, /--max-open-calls/);
+    await expectGrpcError(c.set('refused', 'x'), GrpcStatus.RESOURCE_EXHAUSTED, /--max-open-calls/);
   } finally {
     for (const s of conns) s.destroy();
   }
@@ -220,7 +221,9 @@ async function manyStreams(srv: ServerHandle): Promise<void> {
     try { return (await c.get('small'))?.toString() === 'x'; } catch (e) { last = e; return false; }
   }, 10_000, 100), `calls are served again (last error: ${String((last as Error)?.message)})`);
   await c.set('after', 'ok');
-  assert.is((await c.stat()).keys, 2);
+  const st = await c.stat();
+  assert.is(st.keys, 2);
+  assert.is(st.failedSets, 1, 'the Set refused past --max-open-calls counts as failed, as any refused Set');
 }
 
 
