@@ -135,6 +135,8 @@ function humanStat(addr: string, s: StatResponse): string {
     ['total_gets', String(s.totalGets)],
     ['total_getprefixes', String(s.totalGetprefixes)],
     ['failed_sets', String(s.failedSets)],
+    ['failed_gets', String(s.failedGets)],
+    ['failed_getprefixes', String(s.failedGetprefixes)],
     ['keys', String(s.keys)],
     ['db_file_bytes', `${s.dbFileBytes} (${fmtBytes(s.dbFileBytes)})`],
     ['page_count', String(s.pageCount)],

@@ -48,7 +48,7 @@ export function floorService(durable?: FsyncProbe): { impl: KeyValueStoreServer;
         startTimeUnixMs: started, startupMs: 0, uptimeMs: Date.now() - started, totalSets: sets, totalGets: gets,
         totalGetprefixes: prefixes, keys: map.size, dbFileBytes: 0, commits: 0, fsyncs: 0, cacheHits: 0, cacheMisses: 0,
         maxBatchSize: 0, meanBatchSize: 0, openSnapshots: 0, freePages: 0, pageCount: 0, lastTxid: 0, failedSets: 0,
-        meanCommitPrepareUs: 0, meanCommitSyncUs: 0, totalCommitPrepareUs: 0, totalCommitSyncUs: 0, totalCommitPages: 0, totalCommitRuns: 0, totalBlockingSyncCommits: 0, setBytesInFlight: 0, stalledGetprefixes: 0, pendingFreePages: 0, freelistSegments: 0, freelistLevels: 0, freelistSegmentPages: 0, openWarnings: [],
+        meanCommitPrepareUs: 0, meanCommitSyncUs: 0, totalCommitPrepareUs: 0, totalCommitSyncUs: 0, totalCommitPages: 0, totalCommitRuns: 0, totalBlockingSyncCommits: 0, setBytesInFlight: 0, stalledGetprefixes: 0, pendingFreePages: 0, freelistSegments: 0, freelistLevels: 0, freelistSegmentPages: 0, openWarnings: [], failedGets: 0, failedGetprefixes: 0,
       });
     },
   };

@@ -349,12 +349,13 @@ export class KvService {
   readonly get = (call: grpc.ServerUnaryCall<GetRequest, GetResponse>, cb: grpc.sendUnaryData<GetResponse>): void => {
     this.arrived(call);
     const { answer, tracked } = this.answerOnce(call, cb);
+    const fail = (e: grpc.ServiceError) => { this.stats.failedGets++; answer(e); };
     try {
       const invalid = invalidRequestReason(call.request);
-      if (invalid) return answer(statusError(grpc.status.INVALID_ARGUMENT, invalid));
+      if (invalid) return fail(statusError(grpc.status.INVALID_ARGUMENT, invalid));
       const { key } = call.request;
       const bad = this.checkKey(key, false);
-      if (bad) return answer(bad);
+      if (bad) return fail(bad);
       // The value read stays in memory until the client has taken the response (its stream closes):
       // a server-wide bound keeps clients that send Gets of large values and do not read the answers
       // from making the server hold all of them. One Get alone always goes through.
@@ -384,11 +385,10 @@ export class KvService {
           if (held) h2.once('close', release);
           else release();
         },
-        (err) => { this.inFlight--; release(); this.stats.failedGets++; answer(toServiceError(err)); },
+        (err) => { this.inFlight--; release(); fail(toServiceError(err)); },
       );
     } catch (err) {
-      this.stats.failedGets++;
-      answer(toServiceError(err));
+      fail(toServiceError(err));
     }
   };
 

@@ -79,6 +79,8 @@ export class ServiceStats {
       freelistLevels: u(engine.freelistLevels),
       freelistSegmentPages: u(engine.freelistSegmentPages),
       openWarnings: [...engine.openWarnings],
+      failedGets: this.failedGets,
+      failedGetprefixes: this.failedGetprefixes,
     };
   }
 }

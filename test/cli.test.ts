@@ -195,7 +195,7 @@ cli('stat (human) and stat --json', async ({ addr }) => {
   assert.is(j.code, 0, j.stderr);
   const s = JSON.parse(j.stdout) as Record<string, number>;
   for (const f of ['start_time_unix_ms', 'startup_ms', 'uptime_ms', 'total_sets', 'total_gets', 'total_getprefixes', 'keys', 'db_file_bytes',
-    'commits', 'fsyncs', 'cache_hits', 'cache_misses', 'max_batch_size', 'mean_batch_size', 'open_snapshots', 'free_pages', 'page_count', 'last_txid', 'failed_sets']) {
+    'commits', 'fsyncs', 'cache_hits', 'cache_misses', 'max_batch_size', 'mean_batch_size', 'open_snapshots', 'free_pages', 'page_count', 'last_txid', 'failed_sets', 'failed_gets', 'failed_getprefixes']) {
     assert.type(s[f], 'number', f);
   }
   assert.ok(s.total_sets! >= 10 && s.total_gets! >= 5 && s.total_getprefixes! >= 4);

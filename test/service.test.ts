@@ -201,7 +201,7 @@ counters.after(async (ctx) => { await ctx.srv?.stop(); });
 
 counters('exact counts; failures are not counted as completed', async ({ c }) => {
   let s = await c.stat();
-  assert.equal([s.totalSets, s.totalGets, s.totalGetprefixes, s.failedSets, s.keys], [0, 0, 0, 0, 0]);
+  assert.equal([s.totalSets, s.totalGets, s.totalGetprefixes, s.failedSets, s.failedGets, s.failedGetprefixes, s.keys], [0, 0, 0, 0, 0, 0, 0]);
   await c.set('a', '1');
   await c.set('b', '2');
   await c.set('a', '3');
@@ -212,8 +212,9 @@ counters('exact counts; failures are not counted as completed', async ({ c }) =>
   assert.is((await c.getPrefixAll('no-such-prefix')).length, 0);
   await expectGrpcError(c.set('', 'x'), GrpcStatus.INVALID_ARGUMENT);
   await expectGrpcError(c.get(''), GrpcStatus.INVALID_ARGUMENT);
+  await expectGrpcError(c.getPrefixAll(Buffer.alloc(1025, 0x61)), GrpcStatus.INVALID_ARGUMENT);
   s = await c.stat();
-  assert.equal([s.totalSets, s.totalGets, s.totalGetprefixes, s.failedSets, s.keys], [3, 2, 2, 1, 2]);
+  assert.equal([s.totalSets, s.totalGets, s.totalGetprefixes, s.failedSets, s.failedGets, s.failedGetprefixes, s.keys], [3, 2, 2, 1, 1, 1, 2]);
 });
 
 counters('value over --max-value-bytes: INVALID_ARGUMENT naming the limit; server keeps serving', async ({ c }) => {
@@ -272,6 +273,7 @@ counters('a request longer than any valid one is refused from its length prefix,
   assert.is((await c.get('limit/after'))?.toString(), 'served');
   const s = await c.stat();
   assert.is(s.failedSets - before.failedSets, 2, 'the two refused Sets count as failed');
+  assert.equal([s.failedGets - before.failedGets, s.failedGetprefixes - before.failedGetprefixes], [1, 1], 'so do the refused Get and GetPrefix');
   assert.is(s.totalSets - before.totalSets, 1);
 });
 
