@@ -92,10 +92,12 @@ function writeOut(data: string | Buffer): Promise<void> {
 class OutBuffer {
   private parts: Buffer[] = [];
   private size = 0;
-  async add(b: Buffer): Promise<void> {
+  /** Gathers `b`; true once there is enough to write out (flush). Not async: a listing of small
+   *  entries would pay a promise per piece. */
+  push(b: Buffer): boolean {
     this.parts.push(b);
     this.size += b.length;
-    if (this.size >= 64 * 1024) await this.flush();
+    return this.size >= 64 * 1024;
   }
   async flush(): Promise<void> {
     if (this.size === 0) return;
@@ -346,13 +348,14 @@ Examples:
         for await (const batch of c.getPrefixMessages(prefix, { limit, timeoutMs })) {
           answered();
           for (const e of batch) {
-            if (g.hex) await out.add(Buffer.from(e.key.toString('hex'), 'latin1'));
-            else for (const part of escapedChunks(e.key)) await out.add(part);
+            // A key (at most 1 KiB, 4 KiB escaped) goes in whole; a value in bounded pieces.
+            if (g.hex) out.push(Buffer.from(e.key.toString('hex'), 'latin1'));
+            else for (const part of escapedChunks(e.key)) out.push(part);
             if (!o.keysOnly) {
-              await out.add(TAB);
-              for (const part of escapedChunks(e.value)) await out.add(part);
+              out.push(TAB);
+              for (const part of escapedChunks(e.value)) if (out.push(part)) await out.flush();
             }
-            await out.add(NEWLINE);
+            if (out.push(NEWLINE)) await out.flush();
           }
           // What has arrived goes out before waiting for more (a slow server, a reader like less).
           await out.flush();

