@@ -165,7 +165,11 @@ export class KvService {
    * arriving and Sets waiting for their commit share --max-inflight-set-mb: a stream past
    * SMALL_REQUEST_BYTES that takes the sum over it while anything else is held is refused with
    * RESOURCE_EXHAUSTED (trailers-only; grpc-js drops the rest of it: refuseStream); nothing of
-   * it was processed. One request alone always goes through (grpc-js bounds its size).
+   * it was processed. One request alone always goes through (its length is bounded: below).
+   *
+   * Before any of that, the first message's 5-byte length prefix is judged (lib/request-bound.ts):
+   * an uncompressed request longer than any valid one of its method is refused at once with
+   * INVALID_ARGUMENT naming the limit, so nothing of it is held or read.
    *
    * A compressed request (grpc-encoding gzip or deflate) is decompressed whole before its handler
    * runs, into up to the receive limit, however few bytes it came in: 200 requests of 4 KB of gzip
