@@ -74,7 +74,13 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 async function readStdin(): Promise<Buffer> {
   // Node reads a directory on stdin (lbclient set k - < dir) as empty, where read(2) says EISDIR:
   // that would store an empty value in place of the data meant.
-  if (fstatSync(0).isDirectory()) throw new CliError('set: cannot read stdin: it is a directory (EISDIR)', EXIT.USAGE);
+  const st = fstatSync(0);
+  if (st.isDirectory()) throw new CliError('set: cannot read stdin: it is a directory (EISDIR)', EXIT.USAGE);
+  // A file (lbclient set k - < F) is read as --file is, into one buffer of its size, from where its
+  // offset stands: gathering it in pieces and joining them held the value about twice.
+  if (st.isFile()) {
+    try { return readFileSync(0); } catch (e) { throw new CliError(`set: cannot read stdin: ${(e as Error).message}`, EXIT.USAGE); }
+  }
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks);

@@ -1,6 +1,6 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -71,6 +71,30 @@ cli('set KEY - with stdin a directory (lbclient set k - < dir): exit 4, nothing 
     closeSync(fd);
   }
   assert.is((await runClient(addr, ['get', 'stdin-dir'])).code, 1, 'nothing was stored');
+});
+
+cli('set KEY - with stdin a file (lbclient set k - < F): the file from its current offset, binary-safe', async ({ addr }) => {
+  const dir = tempDir();
+  const f = join(dir, 'value.bin');
+  const value = Buffer.concat([Buffer.from([0, 0xff, 0x0a]), pseudoRandomBytes(50_000, 6)]);
+  writeFileSync(f, value);
+  for (const [key, skip] of [['stdin-file', 0], ['stdin-file-rest', 1000]] as const) {
+    const fd = openSync(f, 'r');
+    try {
+      // As a shell's `(head -c 1000 >/dev/null; lbclient ...) < F` leaves it: the shared offset past
+      // what was read.
+      if (skip > 0) readSync(fd, Buffer.alloc(skip), 0, skip, null);
+      const child = spawn(process.execPath, [LBCLIENT_JS, '--server', addr, 'set', key, '-'], { stdio: [fd, 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+      const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+      assert.is(code, 0, stderr);
+      const g = await runClient(addr, ['get', key]);
+      assert.ok(g.stdoutBytes.equals(value.subarray(skip)), `${key}: ${g.stdoutBytes.length} bytes back`);
+    } finally {
+      closeSync(fd);
+    }
+  }
 });
 
 cli('set of an empty value is allowed; get prints nothing and exits 0', async ({ addr }) => {
