@@ -1,6 +1,8 @@
 // Server configuration: defaults, and parsing/validation of lbserver's options.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+// The layout module alone (constants, no imports): lbclient loads this file, and needs no engine.
+import { MAX_KEY_BYTES } from '../btree/layout';
 
 export interface ServerConfig {
   /** host:port to listen on. */
@@ -78,10 +80,10 @@ export const DEFAULT_CONFIG: ServerConfig = {
 export const DATA_FILE_NAME = 'lbkv.db';
 export const LOCK_FILE_NAME = 'LOCK';
 
-/** The largest key the file format holds (btree/layout.ts MAX_KEY_BYTES). --max-key-bytes bounds
+/** The largest key the file format holds (the engine's MAX_KEY_BYTES). --max-key-bytes bounds
  *  what Set takes; Get and GetPrefix take keys and prefixes up to this, so keys stored under a
  *  larger --max-key-bytes stay readable after a restart with a smaller one. */
-export const FORMAT_MAX_KEY_BYTES = 1024;
+export const FORMAT_MAX_KEY_BYTES = MAX_KEY_BYTES;
 
 /** Room for the key and protobuf/gRPC framing above the largest value. */
 export const MESSAGE_SLACK_BYTES = 1 * MiB;
