@@ -52,10 +52,10 @@ export function fieldLength(len: number): number {
   return 1 + varintLength(len) + len;
 }
 
-function writeBytesField(out: Buffer, pos: number, tag: number, bytes: Buffer): number {
+function writeBytesField(out: Buffer, pos: number, tag: number, bytes: Uint8Array): number {
   out[pos++] = tag;
   pos = writeVarint(out, pos, bytes.length);
-  bytes.copy(out, pos);
+  out.set(bytes, pos); // a Buffer, or a Uint8Array (a caller of the client's raw stub may pass one)
   return pos + bytes.length;
 }
 
@@ -129,13 +129,8 @@ export function encodeSetRequest(m: SetRequest): Buffer {
   const value = m.value ?? EMPTY;
   const out = Buffer.allocUnsafe((key.length > 0 ? fieldLength(key.length) : 0) + (value.length > 0 ? fieldLength(value.length) : 0));
   let pos = 0;
-  for (const [tag, bytes] of [[0x0a, key], [0x12, value]] as const) {
-    if (bytes.length === 0) continue;
-    out[pos++] = tag;
-    pos = writeVarint(out, pos, bytes.length);
-    out.set(bytes, pos); // a Uint8Array too (a caller of the raw stub may pass one)
-    pos += bytes.length;
-  }
+  if (key.length > 0) pos = writeBytesField(out, pos, 0x0a, key);
+  if (value.length > 0) writeBytesField(out, pos, 0x12, value);
   return out;
 }
 
