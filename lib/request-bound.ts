@@ -51,13 +51,12 @@ export const prefixOverLimit = (len: number) => `prefix is ${len} bytes; over th
 export const methodOf = (path: string) => path.slice(path.lastIndexOf('/') + 1);
 
 /**
- * Why a request to `path` whose message declares `declared` bytes cannot be valid, or undefined if
- * it may be. `body` holds what of the message arrived with its prefix, used to name the field at
+ * Why a request to `method` (methodOf its :path) whose message declares `declared` bytes cannot be
+ * valid, or undefined if it may be. `body` holds what of the message arrived with its prefix, used to name the field at
  * fault (a client puts the key ahead of the value, so the first frame shows both lengths); the
  * reasons read as the handlers' own. Methods not listed are left to grpc-js's receive limit.
  */
-export function oversizeRequestReason(path: string, declared: number, body: Buffer, cfg: Limits): string | undefined {
-  const method = methodOf(path);
+export function oversizeRequestReason(method: string, declared: number, body: Buffer, cfg: Limits): string | undefined {
   if (method === 'Set') {
     if (declared <= fieldLength(cfg.maxKeyBytes) + fieldLength(cfg.maxValueBytes)) return undefined;
     const f = fieldLengths(body);

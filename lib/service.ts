@@ -59,6 +59,8 @@ const DEFLATE_MAX_RATIO = 1040;
  *  (endStalledCalls); as GetPrefix's. */
 const GET_SLICE_BYTES = 64 * 1024;
 
+const NOTHING_YET = Buffer.alloc(0);
+
 export class KvService {
   readonly stats: ServiceStats;
   private shuttingDown = false;
@@ -102,16 +104,17 @@ export class KvService {
   watch(server: grpc.Server): void {
     const streams = new Set<Http2Stream>();
     const onStream = (st: Http2Stream, headers: IncomingHttpHeaders) => {
+      const method = methodOf(String(headers[':path'] ?? ''));
       // HTTP/2 lets a client open any number of streams, on one connection or many, and each costs
       // memory however little it sends: past the bound, new ones are refused.
       if (streams.size >= this.cfg.maxOpenCalls) {
-        this.stats.countRefused(methodOf(String(headers[':path'] ?? '')));
+        this.stats.countRefused(method);
         refuseStream(st, grpc.status.RESOURCE_EXHAUSTED, `server busy: ${streams.size} calls are open, the most it serves at once (--max-open-calls ${this.cfg.maxOpenCalls}); nothing was done, retry later`);
         return;
       }
       streams.add(st);
       st.once('close', () => streams.delete(st));
-      this.meterArrival(st, headers);
+      this.meterArrival(st, headers, method);
     };
     if (!watchStreams(server, onStream)) return;
     this.streams = streams;
@@ -176,7 +179,7 @@ export class KvService {
    * each took the server to 1 GiB. So each is counted as what it can decompress to: its bytes times
    * deflate's largest ratio (about 1032:1), up to the receive limit.
    */
-  private meterArrival(st: Http2Stream, headers: IncomingHttpHeaders): void {
+  private meterArrival(st: Http2Stream, headers: IncomingHttpHeaders, method: string): void {
     const encoding = String(headers['grpc-encoding'] ?? 'identity').toLowerCase();
     const compressed = encoding !== 'identity';
     const receiveLimit = 2 * maxMessageBytes(this.cfg);
@@ -184,9 +187,8 @@ export class KvService {
     let wire = 0;
     let held = 0;
     // The first message's bytes until its length prefix is whole; then undefined.
-    let head: Buffer | undefined = Buffer.alloc(0);
-    const path = String(headers[':path'] ?? '');
-    const entry = { release: () => {}, lastAt: Date.now(), method: methodOf(path) };
+    let head: Buffer | undefined = NOTHING_YET;
+    const entry = { release: () => {}, lastAt: Date.now(), method };
     const release = () => {
       this.arriving -= held;
       held = 0;
@@ -208,7 +210,7 @@ export class KvService {
         head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
         if (head.length < 5) return;
         // A compressed message's length says nothing of what it holds: its handler judges it.
-        const oversize = head[0] === 0 ? oversizeRequestReason(path, head.readUInt32BE(1), head.subarray(5), this.cfg) : undefined;
+        const oversize = head[0] === 0 ? oversizeRequestReason(entry.method, head.readUInt32BE(1), head.subarray(5), this.cfg) : undefined;
         head = undefined;
         if (oversize) {
           release();
