@@ -10,6 +10,8 @@ import {
 import { encodeSetRequest } from './codec';
 
 export type { StatResponse } from '../generated/kv';
+/** A buffer to read a large value into before set() sends it with no copy of its own (lib/codec.ts). */
+export { setValueBuffer } from './codec';
 export { status as GrpcStatus } from '@grpc/grpc-js';
 export type { ServiceError } from '@grpc/grpc-js';
 

@@ -7,7 +7,8 @@
 //    output buffer (the generated encoder copies each value three times: into the writer, when
 //    finishing, and in Buffer.from), which matters for multi-MiB values; and none at all for a value
 //    the engine read into the tail of a buffer from framedValueBuffer().
-// And, for the client, a SetRequest encoder that writes key and value once (encodeSetRequest).
+// And, for the client, a SetRequest encoder that writes key and value once (encodeSetRequest), and
+// none at all for a value read into the tail of a buffer from setValueBuffer().
 // The bytes on the wire are the same protobuf encoding either way.
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { KeyValueStoreService, type GetPrefixRequest, type GetPrefixResponse, type GetResponse, type SetRequest } from '../generated/kv';
@@ -57,6 +58,13 @@ function writeBytesField(out: Buffer, pos: number, tag: number, bytes: Uint8Arra
   pos = writeVarint(out, pos, bytes.length);
   out.set(bytes, pos); // a Buffer, or a Uint8Array (a caller of the client's raw stub may pass one)
   return pos + bytes.length;
+}
+
+/** One length-delimited field alone, as a message of its own. */
+function encodeBytesField(tag: number, bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(fieldLength(bytes.length));
+  writeBytesField(out, 0, tag, bytes);
+  return out;
 }
 
 /** Length of a GetResponse's bytes before its value bytes: `found` (if true), then the value field's
@@ -127,14 +135,47 @@ export function encodeGetPrefixResponse(m: GetPrefixResponse): Buffer {
 export function encodeSetRequest(m: SetRequest): Buffer {
   const key = m.key ?? EMPTY;
   const value = m.value ?? EMPTY;
-  const out = Buffer.allocUnsafe((key.length > 0 ? fieldLength(key.length) : 0) + (value.length > 0 ? fieldLength(value.length) : 0));
-  let pos = 0;
-  if (key.length > 0) pos = writeBytesField(out, pos, 0x0a, key);
-  if (value.length > 0) writeBytesField(out, pos, 0x12, value);
+  if (value.length === 0) return key.length > 0 ? encodeBytesField(0x0a, key) : EMPTY;
+  const header = setRequestHeaderLength(key.length, value.length);
+  const whole = framedSet.get(value);
+  if (whole?.length === header + value.length) {
+    writeSetRequestHeader(whole, key, value.length);
+    return whole;
+  }
+  const out = Buffer.allocUnsafe(header + value.length);
+  writeSetRequestHeader(out, key, value.length);
+  out.set(value, header);
   return out;
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Length of a SetRequest's bytes before its value bytes: the key field (if any key), then the value
+ *  field's tag and length. */
+function setRequestHeaderLength(keyLength: number, length: number): number {
+  return (keyLength > 0 ? fieldLength(keyLength) : 0) + 1 + varintLength(length);
+}
+
+function writeSetRequestHeader(out: Buffer, key: Uint8Array, length: number): void {
+  const pos = key.length > 0 ? writeBytesField(out, 0, 0x0a, key) : 0;
+  out[pos] = 0x12;
+  writeVarint(out, pos + 1, length);
+}
+
+// Values read into setValueBuffer()'s buffers, and the whole message buffer each belongs to.
+const framedSet = new WeakMap<Buffer, Buffer>();
+
+/** A buffer of `length` (> 0) bytes to read a Set's value into (lbclient reads a file or stdin into
+ *  it), with room in front for the SetRequest's key field and value header, so that encodeSetRequest
+ *  sends it without a copy: the client then holds the value twice at most (this message and the
+ *  copy grpc-js frames), not three times. A Set with a key of another length, or with a subarray of
+ *  it, is encoded by copying, as any value. */
+export function setValueBuffer(keyLength: number, length: number): Buffer {
+  const whole = Buffer.allocUnsafe(setRequestHeaderLength(keyLength, length) + length);
+  const value = whole.subarray(whole.length - length);
+  framedSet.set(value, whole);
+  return value;
+}
 
 /** GetPrefixRequest { bytes prefix = 1; uint64 limit = 2; }, as the generated decoder reads it, but a
  *  limit past Number.MAX_SAFE_INTEGER (more entries than any store holds) becomes that number, which

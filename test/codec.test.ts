@@ -2,7 +2,7 @@
 // client receives must decode to the message the handler produced, whichever encoder path ran.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeGetPrefixRequest, encodeGetResponse, encodeSetRequest, framedValueBuffer } from '../lib/codec';
+import { decodeGetPrefixRequest, encodeGetResponse, encodeSetRequest, framedValueBuffer, setValueBuffer } from '../lib/codec';
 import { GetPrefixRequest, GetResponse, KeyValueStoreClient, SetRequest } from '../generated/kv';
 import { KvClient } from '../lib/client';
 import { startServer } from './support/server';
@@ -69,6 +69,29 @@ test('encodeSetRequest (the client\'s Set encoder) gives the bytes the generated
   assert.ok(encodeSetRequest(m).equals(Buffer.from(SetRequest.encode(m).finish())), 'a Uint8Array key and a subarray value');
 });
 
+test('a value read into setValueBuffer() is sent without a copy, as the bytes the generated encoder gives; another key length or a subarray is copied', () => {
+  for (const k of KEY_SIZES) {
+    for (const n of SIZES.filter((n) => n > 0)) {
+      const key = pattern(k).reverse();
+      const value = setValueBuffer(k, n);
+      pattern(n).copy(value);
+      const ours = encodeSetRequest({ key, value });
+      assert.ok(ours.buffer === value.buffer && ours.byteOffset + ours.length === value.byteOffset + n, `key ${k} B, value ${n} B: the message is the value's own buffer`);
+      assert.ok(ours.equals(Buffer.from(SetRequest.encode({ key, value }).finish())), `key ${k} B, value ${n} B: same bytes as ts-proto`);
+      // Encoded again, for another key of the same length: the header is written again.
+      const other = pattern(k);
+      assert.ok(encodeSetRequest({ key: other, value }).equals(Buffer.from(SetRequest.encode({ key: other, value }).finish())), `key ${k} B, value ${n} B: a second key`);
+    }
+  }
+  const value = setValueBuffer(5, 300);
+  pattern(300).copy(value);
+  for (const m of [{ key: pattern(6), value }, { key: pattern(5), value: value.subarray(1) }, { key: pattern(0), value }]) {
+    const ours = encodeSetRequest(m);
+    assert.not.ok(ours.buffer === value.buffer && ours.byteOffset + ours.length === value.byteOffset + value.length, `key ${m.key.length} B, value ${m.value.length} B: copied`);
+    assert.ok(ours.equals(Buffer.from(SetRequest.encode(m).finish())), `key ${m.key.length} B, value ${m.value.length} B: same bytes as ts-proto`);
+  }
+});
+
 test('KvClient sends Sets through encodeSetRequest, and they round-trip through a real server', async () => {
   const srv = await startServer({ args: ['--max-value-bytes', '4MiB'] });
   const c = new KvClient(srv.address);
@@ -81,9 +104,16 @@ test('KvClient sends Sets through encodeSetRequest, and they round-trip through 
         await c.set(key, pattern(n));
         const got = await c.get(key);
         assert.ok(got !== undefined && got.equals(pattern(n)), `key ${key.length} B, value ${n} B: Get returns what Set sent`);
+        if (n === 0) continue;
+        const framedKey = Buffer.concat([Buffer.from('f'), key.subarray(1)]);
+        const framed = setValueBuffer(framedKey.length, n);
+        pattern(n).reverse().copy(framed);
+        await c.set(framedKey, framed);
+        const gotFramed = await c.get(framedKey);
+        assert.ok(gotFramed !== undefined && gotFramed.equals(pattern(n).reverse()), `key ${key.length} B, value ${n} B from setValueBuffer: Get returns what Set sent`);
       }
     }
-    assert.is((await c.stat()).keys, KEY_SIZES.filter((k) => k > 0).length * SIZES.length);
+    assert.is((await c.stat()).keys, KEY_SIZES.filter((k) => k > 0).length * (2 * SIZES.length - 1));
   } finally {
     c.close();
     await srv.stop();
