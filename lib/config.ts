@@ -110,6 +110,12 @@ export function parseSize(text: string, what: string): number {
   return n;
 }
 
+/** A byte count as the options take it back: 64MiB rather than 67108864 (parseSize's inverse). */
+export function showBytes(n: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (n % size === 0 && n >= size) return `${n / size}${unit}`;
+  return String(n);
+}
+
 /** The demo's and its client's exit status for bad usage (an unknown option or a bad value): 4,
  *  lbclient's, since they are clients too (lbclient's 2 means the server is unreachable). */
 export const CLIENT_USAGE_EXIT = 4;
