@@ -56,7 +56,7 @@ Examples:
     .action(async (keyArg: string, valueArg: string | undefined, o: { file?: string }) => {
       const g = globals();
       const key = parseKey(keyArg, g.hex);
-      const value = await setValue(valueArg, o.file);
+      const value = await setValue(valueArg, o.file, key.length);
       await withServer(g, 'set', (c) => c.set(key, value));
     });
 
