@@ -2,7 +2,8 @@
 //  - lenient request decoders: a request that is not valid protobuf reaches the handler as an
 //    InvalidRequest, which answers INVALID_ARGUMENT (grpc-js itself would say INTERNAL "Error
 //    deserializing request"); a GetPrefix limit beyond 2^53, a valid uint64 that the generated
-//    decoder refuses, reads as no limit;
+//    decoder refuses, reads as no limit; a Set's key and value and a Get's key are views of the
+//    request's own buffer, not copies (decodeKeyValue);
 //  - response encoders for GetResponse and GetPrefixResponse that write the value bytes once into the
 //    output buffer (the generated encoder copies each value three times: into the writer, when
 //    finishing, and in Buffer.from), which matters for multi-MiB values; and none at all for a value
@@ -11,7 +12,7 @@
 // none at all for a value read into the tail of a buffer from setValueBuffer().
 // The bytes on the wire are the same protobuf encoding either way.
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { KeyValueStoreService, type GetPrefixRequest, type GetPrefixResponse, type GetResponse, type SetRequest } from '../generated/kv';
+import { KeyValueStoreService, type GetPrefixRequest, type GetPrefixResponse, type GetRequest, type GetResponse, type SetRequest } from '../generated/kv';
 
 export const INVALID_REQUEST = Symbol('lbkv.invalidRequest');
 
@@ -199,10 +200,43 @@ export function decodeGetPrefixRequest(b: Buffer): GetPrefixRequest {
   return m;
 }
 
+/** Fields 1 and 2 (bytes) of a message, as the generated decoders read SetRequest and GetRequest
+ *  (the last of a repeated field wins, unknown fields and a known one of another wire type are
+ *  skipped), but as views of `b`, not copies. grpc-js hands each request over in a buffer of its
+ *  own (concatenated from the message's frames, or decompressed), which nothing else writes to, so
+ *  a view is safe to keep; a Set's value is then held once until its commit, not twice. */
+function decodeKeyValue(b: Buffer): { key: Buffer; value: Buffer } {
+  const reader = new BinaryReader(b);
+  const m: { key: Buffer; value: Buffer } = { key: EMPTY, value: EMPTY };
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag === 10) {
+      m.key = reader.bytes() as Buffer;
+    } else if (tag === 18) {
+      m.value = reader.bytes() as Buffer;
+    } else if ((tag & 7) === 4 || tag === 0) {
+      break;
+    } else {
+      reader.skip(tag & 7);
+    }
+  }
+  return m;
+}
+
+/** SetRequest { bytes key = 1; bytes value = 2; }: key and value are views of `b` (decodeKeyValue). */
+export function decodeSetRequest(b: Buffer): SetRequest {
+  return decodeKeyValue(b);
+}
+
+/** GetRequest { bytes key = 1; }: the key is a view of `b` (decodeKeyValue). */
+export function decodeGetRequest(b: Buffer): GetRequest {
+  return { key: decodeKeyValue(b).key };
+}
+
 const S = KeyValueStoreService;
 export const ServerKeyValueStoreService = {
-  set: { ...S.set, requestDeserialize: lenient(S.set.requestDeserialize) },
-  get: { ...S.get, requestDeserialize: lenient(S.get.requestDeserialize), responseSerialize: encodeGetResponse },
+  set: { ...S.set, requestDeserialize: lenient(decodeSetRequest) },
+  get: { ...S.get, requestDeserialize: lenient(decodeGetRequest), responseSerialize: encodeGetResponse },
   getPrefix: { ...S.getPrefix, requestDeserialize: lenient(decodeGetPrefixRequest), responseSerialize: encodeGetPrefixResponse },
   stat: { ...S.stat, requestDeserialize: lenient(S.stat.requestDeserialize) },
 } as const;

@@ -2,8 +2,8 @@
 // client receives must decode to the message the handler produced, whichever encoder path ran.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeGetPrefixRequest, encodeGetResponse, encodeSetRequest, framedValueBuffer, setValueBuffer } from '../lib/codec';
-import { GetPrefixRequest, GetResponse, KeyValueStoreClient, SetRequest } from '../generated/kv';
+import { decodeGetPrefixRequest, decodeGetRequest, decodeSetRequest, encodeGetResponse, encodeSetRequest, framedValueBuffer, ServerKeyValueStoreService, setValueBuffer } from '../lib/codec';
+import { GetPrefixRequest, GetRequest, GetResponse, KeyValueStoreClient, SetRequest } from '../generated/kv';
 import { KvClient } from '../lib/client';
 import { startServer } from './support/server';
 
@@ -90,6 +90,36 @@ test('a value read into setValueBuffer() is sent without a copy, as the bytes th
     assert.not.ok(ours.buffer === value.buffer && ours.byteOffset + ours.length === value.byteOffset + value.length, `key ${m.key.length} B, value ${m.value.length} B: copied`);
     assert.ok(ours.equals(Buffer.from(SetRequest.encode(m).finish())), `key ${m.key.length} B, value ${m.value.length} B: same bytes as ts-proto`);
   }
+});
+
+test('Set and Get requests: the server\'s decoders read what the generated ones read, as views of the request buffer, not copies', () => {
+  // What the server registers: these decoders (a view comes back), wrapped to turn errors into INVALID_ARGUMENT.
+  const wired = Buffer.from(SetRequest.encode({ key: Buffer.from('key'), value: pattern(5000) }).finish());
+  assert.ok((ServerKeyValueStoreService.set.requestDeserialize(wired) as SetRequest).value.buffer === wired.buffer, 'the server\'s Set decoder gives a view');
+  assert.ok((ServerKeyValueStoreService.get.requestDeserialize(wired) as GetRequest).key.buffer === wired.buffer, 'the server\'s Get decoder gives a view');
+  const same = (bytes: Buffer, what: string) => {
+    const set = decodeSetRequest(bytes);
+    const gen = SetRequest.decode(bytes);
+    assert.ok(set.key.equals(gen.key) && set.value.equals(gen.value), `${what}: SetRequest as the generated decoder reads it`);
+    assert.ok(decodeGetRequest(bytes).key.equals(GetRequest.decode(bytes).key), `${what}: GetRequest as the generated decoder reads it`);
+    for (const [name, b] of [['key', set.key], ['value', set.value]] as const) {
+      if (b.length > 0) assert.ok(b.buffer === bytes.buffer && b.byteOffset >= bytes.byteOffset && b.byteOffset + b.length <= bytes.byteOffset + bytes.length, `${what}: the ${name} is a view of the request`);
+    }
+  };
+  for (const k of KEY_SIZES) {
+    for (const n of SIZES) same(Buffer.from(SetRequest.encode({ key: pattern(k), value: pattern(n).reverse() }).finish()), `key ${k} B, value ${n} B`);
+  }
+  const kv = Buffer.from(SetRequest.encode({ key: Buffer.from('k'), value: Buffer.from('v') }).finish());
+  // An unknown varint field 3, an unknown bytes field 9, field 1 as a varint (another wire type: skipped).
+  same(Buffer.concat([Buffer.from([0x18, 0x96, 0x01, 0x4a, 0x02, 0x61, 0x62, 0x08, 0x05]), kv]), 'unknown fields and a wire type mismatch');
+  // A field given twice: the last wins.
+  same(Buffer.concat([kv, Buffer.from([0x0a, 0x02, 0x6b, 0x32, 0x12, 0x00])]), 'repeated fields');
+  same(Buffer.alloc(0), 'an empty message');
+  // Inside a larger buffer (grpc-js may hand over a view), and truncated: an error, as generated.
+  const inside = Buffer.concat([Buffer.from('xx'), kv, Buffer.from('yy')]).subarray(2, 2 + kv.length);
+  same(inside, 'a view into a larger buffer');
+  assert.throws(() => SetRequest.decode(kv.subarray(0, kv.length - 1)));
+  assert.throws(() => decodeSetRequest(kv.subarray(0, kv.length - 1)), 'a truncated field is an error');
 });
 
 test('KvClient sends Sets through encodeSetRequest, and they round-trip through a real server', async () => {
