@@ -276,7 +276,9 @@ export function machineInfo(dataDir: string): MachineInfo {
 
 export interface GitInfo {
   commit: string;
-  /** Uncommitted changes to tracked files of the code that runs (btree, lib, bin, experiments, protos). */
+  /** Uncommitted changes to the code that runs (btree, lib, bin, experiments, the test helpers some
+   *  experiments import, protos, the dependency and compiler settings), new files not yet added
+   *  among them: a file left out of the commit is code the commit does not have. */
   dirty: boolean;
   dirtyFiles: string[];
   branch?: string;
@@ -291,10 +293,13 @@ export function gitInfo(): GitInfo {
   return startGit;
 }
 
-function readGit(): GitInfo {
-  const commit = tryExec('git', ['-C', ROOT, 'rev-parse', 'HEAD']) ?? 'unknown';
-  const status = tryExec('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no', '--', 'btree', 'lib', 'bin', 'experiments/*.ts', 'experiments/lib', 'protos']) ?? '';
-  const branch = tryExec('git', ['-C', ROOT, 'rev-parse', '--abbrev-ref', 'HEAD']);
+export const CODE_PATHS = ['btree', 'lib', 'bin', 'experiments/*.ts', 'experiments/lib', 'test', 'protos', 'buf.gen.yaml', 'package.json', 'package-lock.json', 'tsconfig.json'];
+
+/** The commit checked out in `root` and what of its code differs from it (gitInfo() reads it once). */
+export function readGit(root = ROOT): GitInfo {
+  const commit = tryExec('git', ['-C', root, 'rev-parse', 'HEAD']) ?? 'unknown';
+  const status = tryExec('git', ['-C', root, 'status', '--porcelain', '--untracked-files=all', '--', ...CODE_PATHS]) ?? '';
+  const branch = tryExec('git', ['-C', root, 'rev-parse', '--abbrev-ref', 'HEAD']);
   const dirtyFiles = status.split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 30);
   return { commit, dirty: dirtyFiles.length > 0, dirtyFiles, branch };
 }
