@@ -6,7 +6,28 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readGit } from '../experiments/lib/common';
+import { engineTargets, type EngineTargetInputs } from '../experiments/lib/targets';
 import { tempDir } from './support/server';
+
+const targets = suite('experiments: targets');
+
+const passing: EngineTargetInputs = {
+  largestKeys: 100_000, largestOpenMs: 0.5, openLargestVs10k: 0.9, spaceAmpLbkv: 1.026, spaceAmpLmdb: 1.999,
+  singlePutVsFsync: 1.1, lmdbSinglePutVsFsync: 2, blockingSinglePutVsBlockingFsync: 1.5,
+  putsBatch256VsLmdb: 0.6, putsBatch16VsLmdb: 0.7, warmGetP50VsLmdb: 3.75,
+};
+
+targets('bench-engine: a ratio just outside its bound is missed, though it rounds to the bound', () => {
+  assert.ok(engineTargets(passing).every((t) => t.met));
+  // 485 us against a 404 us floor is 1.20049x: shown as 1.2x, but not within 1.2x.
+  for (const [k, v] of [['singlePutVsFsync', 485 / 404], ['openLargestVs10k', 1.2004], ['spaceAmpLbkv', 1.1004], ['warmGetP50VsLmdb', 5.0004], ['putsBatch256VsLmdb', 0.4996]] as const) {
+    const ts = engineTargets({ ...passing, [k]: v });
+    assert.equal(ts.filter((t) => !t.met).length, 1, `${k} = ${v}`);
+  }
+  assert.match(engineTargets({ ...passing, singlePutVsFsync: 485 / 404 })[2].value, /^1\.2x /);
+  // On the bound itself: met.
+  assert.ok(engineTargets({ ...passing, singlePutVsFsync: 1.2, putsBatch256VsLmdb: 0.5, warmGetP50VsLmdb: 5 }).every((t) => t.met));
+});
 
 const git = suite('experiments: the commit a result records');
 
@@ -36,4 +57,5 @@ git('a code file not yet added, or a changed test helper, makes the tree dirty; 
   assert.equal(readGit(dir).dirtyFiles, ['M package-lock.json', 'M test/support/server.ts']);
 });
 
+targets.run();
 git.run();
