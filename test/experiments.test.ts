@@ -1,13 +1,13 @@
 // How the experiments measure and report: small pure pieces, and runners with tiny parameters
 // (nothing here asserts on a time).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readGit } from '../experiments/lib/common';
 import { engineTargets, type EngineTargetInputs } from '../experiments/lib/targets';
-import { tempDir } from './support/server';
+import { runNode, tempDir } from './support/server';
 
 const targets = suite('experiments: targets');
 
@@ -57,5 +57,21 @@ git('a code file not yet added, or a changed test helper, makes the tree dirty; 
   assert.equal(readGit(dir).dirtyFiles, ['M package-lock.json', 'M test/support/server.ts']);
 });
 
+const runs = suite('experiments: runners with tiny parameters');
+
+runs('exp3: the server counts (commits, puts per commit) cover the measured window, not the warm-up', async () => {
+  const out = tempDir('lbkv-exp3-');
+  const r = await runNode(resolve(__dirname, '../experiments/exp3-clients.js'),
+    ['--targets', 'lbkv', '--max-clients', '1', '--duration-ms', '300', '--keys', '100', '--out', out], { timeoutMs: 120_000 });
+  assert.is(r.code, 0, r.stderr);
+  const j = JSON.parse(readFileSync(join(out, 'exp3-clients.json'), 'utf8')) as { results: { workload: string; clients: number; writes?: number; ops: number; server?: { commits: number; meanBatch: number } }[] };
+  const mixed = j.results.find((s) => s.workload === 'mixed-50-50' && s.clients === 1)!;
+  assert.ok(mixed.server && mixed.server.commits > 0, JSON.stringify(mixed));
+  // One client: every commit carries exactly one of its sets. Counting the warm-up's commits against
+  // the measured sets gave 0.94-0.99.
+  assert.is(mixed.server!.meanBatch, 1, JSON.stringify(mixed.server));
+});
+
 targets.run();
 git.run();
+runs.run();

@@ -36,8 +36,10 @@ export interface LoadSpec {
   /** Abort the run if it has not finished after this long. */
   hardTimeoutMs?: number;
   /** Called when the workers are told to start measuring (after their warm-up), and when the last
-   *  one has reported: the measured window, e.g. for reading the server's CPU time. */
-  onGo?: () => void;
+   *  one has reported: the measured window, e.g. for reading the server's CPU time. An onGo that
+   *  returns a promise (e.g. a Stat call) is awaited before the workers are told to go, so what it
+   *  reads is the server after the warm-up and before the first measured operation. */
+  onGo?: () => void | Promise<void>;
   onDone?: () => void;
 }
 
@@ -107,10 +109,14 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
       w.on('message', (m: WorkerMsg) => {
         if (m.type === 'ready') {
           if (++ready === workers.length) {
-            goAt = Date.now();
-            bar?.start(total || Math.max(1, Math.round((s.durationMs ?? 1000) / 1000)), 0, { rate: 0 });
-            s.onGo?.();
-            for (const x of workers) x.send({ type: 'go' } satisfies ParentMsg);
+            const go = () => {
+              goAt = Date.now();
+              bar?.start(total || Math.max(1, Math.round((s.durationMs ?? 1000) / 1000)), 0, { rate: 0 });
+              for (const x of workers) x.send({ type: 'go' } satisfies ParentMsg);
+            };
+            const pending = s.onGo?.();
+            if (pending) pending.then(go, (e: unknown) => { clearTimeout(hard); clearInterval(barTimer); reject(e); });
+            else go();
           }
         } else if (m.type === 'progress') {
           progress[i] = m.ops;
