@@ -1,11 +1,12 @@
 // Experiment 1: latency vs value size. One client (one worker process), values of 512 B .. 4 MiB, keys
 // uniform from a preloaded set; read-only and 50/50 read/write; end-to-end mean, p50, p99 per size;
-// the same against the floor server (in-memory Map over the same gRPC proto) and one fdatasync.
+// the same against the floor server (in-memory Map over the same gRPC proto), the two taking each
+// point in turns, and one fdatasync.
 //
 //   node dist/experiments/exp1-latency.js [--full] [--sizes 512,4k,512k,1m,4m] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { fmtBytes, KiB, log, makeDataDir, MiB, renderPlot, resultDir, rmrf, sizesArg, subsetArg, syncModeOption, wholeArg, writeDat, type LatencySummary } from './lib/common';
+import { fmtBytes, inTurn, KiB, log, makeDataDir, MiB, renderPlot, resultDir, rmrf, sizesArg, subsetArg, syncModeOption, wholeArg, writeDat, type LatencySummary } from './lib/common';
 import { measureFsync } from './fsync-floor';
 import { plain, runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -55,21 +56,30 @@ export async function runExp1(o: Exp1Options = {}): Promise<string> {
   log(`exp1: fdatasync of 4 KiB p50 ${fsync.p50Us} us, mean ${fsync.meanUs} us`);
 
   const rows: Row[] = [];
-  for (const target of targets) {
-    const dataDir = target === 'lbkv' ? makeDataDir('exp1') : undefined;
-    const server = await startServer({ kind: target, dataDir, cacheMB: o.cacheMB, syncMode: o.syncMode });
-    try {
-      for (const size of sizes) {
-        const keys = keysFor(size, full);
-        const prefix = `e1/${size}/`;
+  // Both servers run at once and take each point in turns (the first in turn alternating), so that
+  // lbkv and the floor at the same size are measured in the same minutes of the shared machine, not
+  // one after the other's whole sweep (their p50 ratio is the result).
+  const servers = new Map<ServerKind, { server: Awaited<ReturnType<typeof startServer>>; dataDir?: string }>();
+  try {
+    for (const target of targets) {
+      const dataDir = target === 'lbkv' ? makeDataDir('exp1') : undefined;
+      servers.set(target, { server: await startServer({ kind: target, dataDir, cacheMB: o.cacheMB, syncMode: o.syncMode }), dataDir });
+    }
+    let turn = 0;
+    for (const size of sizes) {
+      const keys = keysFor(size, full);
+      const prefix = `e1/${size}/`;
+      for (const target of targets) {
         const pre = await runLoad({
-          address: server.address, clients: Math.min(32, keys), processes: size >= 512 * KiB ? 1 : 2, op: 'load', keyPrefix: prefix,
+          address: servers.get(target)!.server.address, clients: Math.min(32, keys), processes: size >= 512 * KiB ? 1 : 2, op: 'load', keyPrefix: prefix,
           valueBytes: size, loadCount: keys, label: `${target} preload ${fmtBytes(size)}`, hardTimeoutMs: 10 * 60_000,
         });
         if (pre.errors) throw new Error(`preload failed: ${pre.firstError}`);
-        for (const workload of ['read-only', 'mixed-50-50'] as const) {
+      }
+      for (const workload of ['read-only', 'mixed-50-50'] as const) {
+        for (const target of inTurn(targets, turn++)) {
           const r = await runLoad({
-            address: server.address, clients: 1, processes: 1, op: workload === 'read-only' ? 'get' : 'mixed', readFraction: 0.5,
+            address: servers.get(target)!.server.address, clients: 1, processes: 1, op: workload === 'read-only' ? 'get' : 'mixed', readFraction: 0.5,
             keyPrefix: prefix, valueBytes: size, keyCount: keys, durationMs, maxOps, warmupOps: size >= MiB ? 5 : 200,
             verify: true, label: `${target} ${workload} ${fmtBytes(size)}`, hardTimeoutMs: durationMs + 120_000,
           });
@@ -78,7 +88,9 @@ export async function runExp1(o: Exp1Options = {}): Promise<string> {
           log(`exp1: ${target} ${workload} ${fmtBytes(size)}: ${p.ops} ops, mean ${p.all.meanUs} us, p50 ${p.all.p50Us} us, p99 ${p.all.p99Us} us${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}`);
         }
       }
-    } finally {
+    }
+  } finally {
+    for (const { server, dataDir } of servers.values()) {
       await server.stop('SIGTERM');
       if (dataDir) rmrf(dataDir);
     }
@@ -120,7 +132,7 @@ set title '50 % get / 50 % set'
 ${plotLatencies(5, 11, "'' u 1:15 w lp lw 1 pt 2 lc rgb '#9467bd' t 'lbkv set p50'")}
 unset multiplot`);
   if (plot.error) log(`exp1: plot: ${plot.error}`);
-  const json = writeSummary(dir, 'exp1-latency', { full, sizes, targets, durationMs, maxOps, clients: 1, keyBytes: 32, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
+  const json = writeSummary(dir, 'exp1-latency', { full, sizes, targets, order: 'the targets take each point in turns, the first alternating', durationMs, maxOps, clients: 1, keyBytes: 32, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
     rows, { fdatasync4k: fsync, plot: plot.png ? 'exp1-latency.png' : null });
   log(`exp1: wrote ${path.relative(process.cwd(), json)}`);
   return json;
