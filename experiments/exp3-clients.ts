@@ -184,7 +184,7 @@ plot 'exp3-clients.dat' index 0 u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv re
     peak[`${t}/${w}`] = { clients: b.clients, throughput: Math.round(b.throughput) };
   }
   const json = writeSummary(dir, 'exp3-clients', { full, targets, maxClients, durationMs, keys, valueBytes, keyBytes: 32, maxProcesses: maxProcs, stopRule: 'every target had two steps in a row under 5 % gain over its best so far, not before minClients; targets take each step in turns', minClients, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
-    steps, { fdatasync4k: fsync, stopReasons, peak, plots: ['exp3-clients.png', 'exp3-clients-p99.png', 'exp3-clients-throughput.png'] });
+    steps, { fdatasync4k: fsync, stopReasons, peak, plots: [p1, p2, p3].filter((p) => p.png).map((p) => path.basename(p.png!)) });
   log(`exp3: wrote ${path.relative(process.cwd(), json)}`);
   return json;
 }

@@ -1,11 +1,11 @@
 // How the experiments measure and report: small pure pieces, and runners with tiny parameters
 // (nothing here asserts on a time).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readGit } from '../experiments/lib/common';
+import { readGit, renderPlot } from '../experiments/lib/common';
 import { engineTargets, type EngineTargetInputs } from '../experiments/lib/targets';
 import { runNode, tempDir } from './support/server';
 
@@ -57,6 +57,23 @@ git('a code file not yet added, or a changed test helper, makes the tree dirty; 
   assert.equal(readGit(dir).dirtyFiles, ['M package-lock.json', 'M test/support/server.ts']);
 });
 
+const plots = suite('experiments: plots');
+
+plots('without gnuplot a plot is not rendered and the old PNG of that name is gone, not left beside the new data', () => {
+  const dir = tempDir('lbkv-plot-');
+  writeFileSync(join(dir, 'p.png'), 'an earlier run\'s plot');
+  const path0 = process.env.PATH;
+  process.env.PATH = tempDir('lbkv-empty-path-'); // no gnuplot on it
+  try {
+    const r = renderPlot(dir, 'p', "plot x");
+    assert.ok(r.error && !r.png, JSON.stringify(r));
+  } finally {
+    process.env.PATH = path0;
+  }
+  assert.ok(existsSync(join(dir, 'p.gp')), 'the script is written');
+  assert.not.ok(existsSync(join(dir, 'p.png')), 'the stale plot is removed');
+});
+
 const runs = suite('experiments: runners with tiny parameters');
 
 runs('exp3: the server counts (commits, puts per commit) cover the measured window, not the warm-up', async () => {
@@ -83,5 +100,6 @@ runs('exp1: lbkv and the floor take each point in turns, the first in turn alter
 });
 
 targets.run();
+plots.run();
 git.run();
 runs.run();

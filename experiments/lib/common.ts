@@ -397,9 +397,12 @@ export function gnuplotTerminal(): string {
   return /pngcairo/.test(txt) ? "pngcairo size 1000,650 enhanced font 'Sans,10'" : 'png size 1000,650';
 }
 
-/** Writes `<name>.gp` in `dir` (with `set output '<name>.png'`) and renders it in `dir`. */
+/** Writes `<name>.gp` in `dir` (with `set output '<name>.png'`) and renders it in `dir`. The
+ *  `<name>.png` of an earlier run is removed first: without gnuplot, or if it fails, the directory
+ *  must not show an old plot beside this run's data. */
 export function renderPlot(dir: string, name: string, body: string): { gp: string; png?: string; error?: string } {
   const gp = path.join(dir, `${name}.gp`);
+  fs.rmSync(path.join(dir, `${name}.png`), { force: true });
   const term = hasGnuplot() ? gnuplotTerminal() : "pngcairo size 1000,650 enhanced font 'Sans,10'";
   const script = `# Rendered by experiments/ (run: cd ${path.relative(ROOT, dir)} && gnuplot ${name}.gp)\nset terminal ${term}\nset output '${name}.png'\n${body}\n`;
   fs.writeFileSync(gp, script);
