@@ -351,7 +351,7 @@ async function main(): Promise<void> {
     console.log('\ntargets:');
     for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}`);
     const json = writeSummary(out, 'bench-engine', { keyBytes: KEY_BYTES, valueBytes: VALUE_BYTES, putSeconds, putRounds: rounds, gets, steps, lbkvCacheMB: 64, lmdb: { overlappingSync: false, noSync: false, noMetaSync: false, pageSize: 4096, compression: false } },
-      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kInterleavedBlocking: fsyncBlocking, fsync4kSparse: fsyncSparse, syncShapes, puts, singlePutBreakdown: breakdown, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
+      { fsync4k: fsync, fsync4kInterleaved: fsyncInterleaved, fsync4kInterleavedBlocking: fsyncBlocking, fsync4kSparse: fsyncSparse, syncShapes, puts, singlePutBreakdown: breakdown, sizes, reads: readStats, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) }, root);
     log(`bench-engine: wrote ${path.relative(process.cwd(), json)} in ${Math.round((Date.now() - started) / 1000)} s`);
   } finally {
     rmrf(root);

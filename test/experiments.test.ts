@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readGit, renderPlot } from '../experiments/lib/common';
+import { writeSummary } from '../experiments/lib/report';
 import { engineTargets, type EngineTargetInputs } from '../experiments/lib/targets';
 import { runNode, tempDir } from './support/server';
 
@@ -55,6 +56,13 @@ git('a code file not yet added, or a changed test helper, makes the tree dirty; 
   writeFileSync(join(dir, 'test', 'support', 'server.ts'), '// 2\n'); // stream-memory imports it
   writeFileSync(join(dir, 'package-lock.json'), '// 2\n');
   assert.equal(readGit(dir).dirtyFiles, ['M package-lock.json', 'M test/support/server.ts']);
+});
+
+git('the machine a result records: the disk of the run\'s data directory (bench-engine --dir), not only the default one', () => {
+  const out = tempDir('lbkv-summary-');
+  const data = tempDir('lbkv-summary-data-');
+  const j = JSON.parse(readFileSync(writeSummary(out, 'x', {}, [], {}, data), 'utf8')) as { machine: { disk: { path: string } } };
+  assert.is(j.machine.disk.path, data);
 });
 
 const plots = suite('experiments: plots');
