@@ -140,6 +140,9 @@ export function encodeSetRequest(m: SetRequest): Buffer {
   const header = setRequestHeaderLength(key.length, value.length);
   const whole = framedSet.get(value);
   if (whole?.length === header + value.length) {
+    // One message per buffer: grpc-js frames (copies) a message only after an await, and keeps it
+    // for a retry, so a second Set of the same value must not write its key over the first's.
+    framedSet.delete(value);
     writeSetRequestHeader(whole, key, value.length);
     return whole;
   }
@@ -163,14 +166,15 @@ function writeSetRequestHeader(out: Buffer, key: Uint8Array, length: number): vo
   writeVarint(out, pos + 1, length);
 }
 
-// Values read into setValueBuffer()'s buffers, and the whole message buffer each belongs to.
+// Values read into setValueBuffer()'s buffers not yet sent, and the whole message buffer each belongs to.
 const framedSet = new WeakMap<Buffer, Buffer>();
 
 /** A buffer of `length` (> 0) bytes to read a Set's value into (lbclient reads a file or stdin into
  *  it), with room in front for the SetRequest's key field and value header, so that encodeSetRequest
  *  sends it without a copy: the client then holds the value twice at most (this message and the
- *  copy grpc-js frames), not three times. A Set with a key of another length, or with a subarray of
- *  it, is encoded by copying, as any value. */
+ *  copy grpc-js frames), not three times. Only the first Set of it is sent from the buffer itself
+ *  (leave the value unmodified until that Set settles); a later Set of it, one with a key of another
+ *  length, or one with a subarray of it, is encoded by copying, as any value. */
 export function setValueBuffer(keyLength: number, length: number): Buffer {
   const whole = Buffer.allocUnsafe(setRequestHeaderLength(keyLength, length) + length);
   const value = whole.subarray(whole.length - length);
