@@ -13,7 +13,8 @@ export async function setValue(valueArg: string | undefined, file: string | unde
     if (valueArg !== undefined) throw new CliError('set: give either VALUE or --file, not both', EXIT.USAGE);
     try {
       const fd = openSync(file, 'r');
-      try { return readFile(fd, keyLength) ?? readFileSync(file); } finally { closeSync(fd); }
+      // The fallback reads the same open file: a FIFO opened again would wait for another writer.
+      try { return readFile(fd, keyLength) ?? readFileSync(fd); } finally { closeSync(fd); }
     } catch (e) {
       throw new CliError(`set: cannot read ${file}: ${(e as Error).message}`, EXIT.USAGE);
     }

@@ -57,6 +57,21 @@ cli('set KEY --file F (binary-safe); a missing file is a usage error', async ({ 
   assert.match(bad.stderr, /cannot read/);
 });
 
+cli('set KEY --file FIFO reads what the writer wrote, once (a second open of the FIFO waited for ever for another writer)', async ({ addr }) => {
+  const fifo = join(tempDir(), 'fifo');
+  assert.is(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  // The writer writes and is gone as soon as lbclient opens the FIFO: its data is all there is.
+  const writer = spawn('sh', ['-c', 'printf %s fifo-value > "$1"', 'sh', fifo], { stdio: 'ignore' });
+  try {
+    const s = await runClient(addr, ['set', 'from-fifo', '--file', fifo], { timeoutMs: 10_000 });
+    assert.is(s.code, 0, `exit ${s.code} (null: killed after 10 s) ${s.stderr}`);
+    const g = await runClient(addr, ['get', 'from-fifo']);
+    assert.is(g.stdout, 'fifo-value');
+  } finally {
+    writer.kill('SIGKILL');
+  }
+});
+
 cli('set KEY - with stdin a directory (lbclient set k - < dir): exit 4, nothing stored (it stored an empty value)', async ({ addr }) => {
   const dir = tempDir();
   const fd = openSync(dir, 'r');
