@@ -26,10 +26,12 @@ export async function setValue(valueArg: string | undefined, file: string | unde
 
 /** A regular file of known size, from `fd`'s offset, as readFileSync reads it (up to the size fstat
  *  gave); undefined for anything else (a pipe, a device, a directory, a /proc file that says it is
- *  empty), which the caller reads as before. */
+ *  empty, a file over 2 GiB), which the caller reads as before from the same fd. */
 function readFile(fd: number, keyLength: number): Buffer | undefined {
   const st = fstatSync(fd);
-  if (!st.isFile() || st.size === 0) return undefined;
+  // Over 2 GiB readSync takes no length (it said 'The value of "length" is out of range ... Received
+  // -1073741824'); readFileSync refuses such a file by its size, as lbclient always did.
+  if (!st.isFile() || st.size === 0 || st.size > 2 ** 31 - 1) return undefined;
   const value = setValueBuffer(keyLength, st.size);
   let got = 0;
   while (got < value.length) {

@@ -1,6 +1,6 @@
 // lbclient and lbserver command lines, run as real processes against a real server.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -69,6 +69,25 @@ cli('set KEY --file FIFO reads what the writer wrote, once (a second open of the
     assert.is(g.stdout, 'fifo-value');
   } finally {
     writer.kill('SIGKILL');
+  }
+});
+
+cli('set of a file over 2 GiB (--file or on stdin): refused by its size, as before, exit 4', async ({ addr }) => {
+  const f = join(tempDir(), 'sparse-3g');
+  closeSync(openSync(f, 'w'));
+  truncateSync(f, 3 * 1024 ** 3); // sparse: no disk, and nothing is read
+  for (const [args, stdin, what] of [[['--file', f], undefined, f], [['-'], f, 'stdin']] as const) {
+    const fd = stdin === undefined ? 'ignore' : openSync(stdin, 'r');
+    try {
+      const child = spawn(process.execPath, [LBCLIENT_JS, '--server', addr, 'set', 'too-big', ...args], { stdio: [fd, 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+      const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+      assert.is(code, 4, stderr);
+      assert.is(stderr, `lbclient: set: cannot read ${what}: File size (3221225472) is greater than 2 GiB\n`);
+    } finally {
+      if (typeof fd === 'number') closeSync(fd);
+    }
   }
 });
 
