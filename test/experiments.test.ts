@@ -102,7 +102,7 @@ runs('exp1: lbkv and the floor take each point in turns, the first in turn alter
   const r = await runNode(resolve(__dirname, '../experiments/exp1-latency.js'),
     ['--sizes', '512', '--max-ops', '20', '--duration-ms', '300', '--out', out], { timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stderr);
-  // The floor's whole sweep ran before lbkv's: floor read-only, floor 50/50, then lbkv's.
+  // In turns, the first alternating (before abbb05c the floor's whole sweep ran, then lbkv's).
   const order = [...r.stderr.matchAll(/^exp1: (floor|lbkv) (read-only|mixed-50-50) 512 B:/gm)].map((m) => `${m[1]} ${m[2]}`);
   assert.equal(order, ['floor read-only', 'lbkv read-only', 'lbkv mixed-50-50', 'floor mixed-50-50']);
 });
