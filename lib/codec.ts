@@ -186,22 +186,32 @@ export function setValueBuffer(keyLength: number, length: number): Buffer {
  *  limit past Number.MAX_SAFE_INTEGER (more entries than any store holds) becomes that number, which
  *  limits nothing, where the generated decoder throws. */
 export function decodeGetPrefixRequest(b: Buffer): GetPrefixRequest {
-  const reader = new BinaryReader(b);
   const m: GetPrefixRequest = { prefix: Buffer.alloc(0), limit: 0 };
-  while (reader.pos < reader.len) {
-    const tag = reader.uint32();
+  readFields(b, (tag, reader) => {
     if (tag === 10) {
       m.prefix = Buffer.from(reader.bytes());
     } else if (tag === 16) {
       const v = BigInt(reader.uint64().toString());
       m.limit = v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
-    } else if ((tag & 7) === 4 || tag === 0) {
-      break;
     } else {
-      reader.skip(tag & 7);
+      return false;
     }
-  }
+    return true;
+  });
   return m;
+}
+
+/** Reads a message's fields as the generated decoders do: `field` takes a tag it knows (and says
+ *  so); any other field is skipped, a known number with another wire type too; an end-group or a
+ *  zero tag ends the message. */
+function readFields(b: Buffer, field: (tag: number, reader: BinaryReader) => boolean): void {
+  const reader = new BinaryReader(b);
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (field(tag, reader)) continue;
+    if ((tag & 7) === 4 || tag === 0) break;
+    reader.skip(tag & 7);
+  }
 }
 
 /** Fields 1 and 2 (bytes) of a message, as the generated decoders read SetRequest and GetRequest
@@ -210,20 +220,13 @@ export function decodeGetPrefixRequest(b: Buffer): GetPrefixRequest {
  *  own (concatenated from the message's frames, or decompressed), which nothing else writes to, so
  *  a view is safe to keep; a Set's value is then held once until its commit, not twice. */
 function decodeKeyValue(b: Buffer): { key: Buffer; value: Buffer } {
-  const reader = new BinaryReader(b);
   const m: { key: Buffer; value: Buffer } = { key: EMPTY, value: EMPTY };
-  while (reader.pos < reader.len) {
-    const tag = reader.uint32();
-    if (tag === 10) {
-      m.key = reader.bytes() as Buffer;
-    } else if (tag === 18) {
-      m.value = reader.bytes() as Buffer;
-    } else if ((tag & 7) === 4 || tag === 0) {
-      break;
-    } else {
-      reader.skip(tag & 7);
-    }
-  }
+  readFields(b, (tag, reader) => {
+    if (tag === 10) m.key = reader.bytes() as Buffer;
+    else if (tag === 18) m.value = reader.bytes() as Buffer;
+    else return false;
+    return true;
+  });
   return m;
 }
 
