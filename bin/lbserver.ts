@@ -12,7 +12,7 @@ import { makeDirs, removeLeftoverCopy, unmake } from '../lib/data-dir';
 import { EXIT } from '../lib/exit-status';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer } from '../lib/grpc-server';
-import { log } from '../lib/server-log';
+import { failureText, log } from '../lib/server-log';
 import { KvService } from '../lib/service';
 import { shutdownOnSignal } from '../lib/shutdown';
 import { ServiceStats } from '../lib/stats';
@@ -164,7 +164,7 @@ Examples:
   try {
     store = await Store.open(openOptions);
   } catch (e) {
-    const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
+    const what = failureText(e);
     // A meta page of another format or another program's file is not damage: nothing to rebuild.
     const damaged = e instanceof StoreError && e.code === 'CORRUPTION' && !isForeignFormat(e.message);
     if (o.salvage && damaged) {

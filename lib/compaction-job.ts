@@ -5,7 +5,7 @@ import { compactFileOf, Store, StoreError, type Loss, type OpenOptions } from '.
 import { keepDamaged } from './data-dir';
 import { EXIT } from './exit-status';
 import type { DirLock } from './lock';
-import { log } from './server-log';
+import { failureText, log, mib } from './server-log';
 
 /** What runCompaction runs: compact() of an open store, or Store.rebuild() of one that would not
  *  open. `keys`: how many the store had, when known. */
@@ -106,13 +106,13 @@ export async function runCompaction(job: CopyJob, lock: DirLock, dataFile: strin
     await job.close();
     lock.release();
     if (abort.signal.aborted) log('the signal came after the copy was complete: the compaction finished');
-    const mib = (n: number) => (n / (1024 * 1024)).toFixed(1);
     const of = job.keys === undefined ? '' : ` of ${job.keys}`;
-    const kept = salvage ? `${r.keys}${of} keys kept (${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'} left out)` : `${r.keys} keys`;
+    const damaged = `${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'}`;
+    const kept = salvage ? `${r.keys}${of} keys kept (${damaged} left out)` : `${r.keys} keys`;
     if (r.from === 'tree') {
       // The tree of a commit whose meta verifies is copied exactly only if none of its pages failed:
       // a file cut short loses its freelist and tree pages alike.
-      const left = losses === 0 ? 'every key of that commit is kept' : `${losses} damaged ${losses === 1 ? 'page or value' : 'pages or values'} of its tree left out (listed above), the keys ${losses === 1 ? 'it' : 'they'} held lost`;
+      const left = losses === 0 ? 'every key of that commit is kept' : `${damaged} of its tree left out (listed above), the keys ${losses === 1 ? 'it' : 'they'} held lost`;
       log(`salvage: rebuilt from the tree of the last commit a meta page verifies (its freelist could not be read): ${left}`);
     } else if (r.from) {
       log('salvage: rebuilt from the leaf pages (no meta page verifies): each key has the newest value found');
@@ -124,7 +124,7 @@ export async function runCompaction(job: CopyJob, lock: DirLock, dataFile: strin
     if (abort.signal.aborted && e === abort.signal.reason) {
       throw new CompactionError(`compaction of ${dataFile} aborted by ${(e as Error).message}: ${dataFile} is unchanged, the partial copy removed`);
     }
-    const what = e instanceof StoreError ? `${e.code}: ${e.message}` : (e as Error).message;
+    const what = failureText(e);
     const hint = e instanceof StoreError && e.code === 'CORRUPTION' && !salvage ? ' (--compact --salvage copies what can still be read)' : '';
     throw new CompactionError(`compaction of ${dataFile} failed: ${what}${hint}`);
   }

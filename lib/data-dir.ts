@@ -5,7 +5,7 @@ import { closeSync, constants as fsConstants, copyFileSync, existsSync, fsyncSyn
 import { dirname, resolve } from 'node:path';
 import { compactFileOf } from '../btree/index';
 import type { DirLock } from './lock';
-import { log } from './server-log';
+import { log, mib } from './server-log';
 
 /** mkdir -p one level at a time; returns the directories it made, outermost first. Node's
  *  recursive mkdirSync never returns where a directory cannot be made in an existing parent that
@@ -82,7 +82,7 @@ export function removeLeftoverCopy(dataFile: string): void {
   }
   try {
     rmSync(tmp, { force: true });
-    log(`note: removed ${tmp} (${(bytes / (1024 * 1024)).toFixed(1)} MiB), the partial copy of a compaction that was interrupted; ${dataFile} is as it was`);
+    log(`note: removed ${tmp} (${mib(bytes)} MiB), the partial copy of a compaction that was interrupted; ${dataFile} is as it was`);
   } catch (e) {
     log(`warning: cannot remove ${tmp}, the partial copy of an interrupted compaction: ${(e as Error).message}`);
   }
