@@ -13,8 +13,7 @@ export async function setValue(valueArg: string | undefined, file: string | unde
     if (valueArg !== undefined) throw new CliError('set: give either VALUE or --file, not both', EXIT.USAGE);
     try {
       const fd = openSync(file, 'r');
-      // The fallback reads the same open file: a FIFO opened again would wait for another writer.
-      try { return readFile(fd, keyLength) ?? readFileSync(fd); } finally { closeSync(fd); }
+      try { return readFile(fd, keyLength); } finally { closeSync(fd); }
     } catch (e) {
       throw new CliError(`set: cannot read ${file}: ${(e as Error).message}`, EXIT.USAGE);
     }
@@ -24,14 +23,14 @@ export async function setValue(valueArg: string | undefined, file: string | unde
   throw new CliError('set: missing VALUE (give VALUE, --file F, or - for stdin)', EXIT.USAGE);
 }
 
-/** A regular file of known size, from `fd`'s offset, as readFileSync reads it (up to the size fstat
- *  gave); undefined for anything else (a pipe, a device, a directory, a /proc file that says it is
- *  empty, a file over 2 GiB), which the caller reads as before from the same fd. */
-function readFile(fd: number, keyLength: number): Buffer | undefined {
-  const st = fstatSync(fd);
+/** The file open on `fd`, from its offset. A regular file of known size is read as readFileSync
+ *  reads it (up to the size fstat gave) but into a setValueBuffer; anything else (a pipe, a device,
+ *  a directory, a /proc file that says it is empty, a file over 2 GiB) by readFileSync, of the same
+ *  fd: a FIFO opened again would wait for another writer. */
+function readFile(fd: number, keyLength: number, st = fstatSync(fd)): Buffer {
   // Over 2 GiB readSync takes no length (it said 'The value of "length" is out of range ... Received
   // -1073741824'); readFileSync refuses such a file by its size, as lbclient always did.
-  if (!st.isFile() || st.size === 0 || st.size > 2 ** 31 - 1) return undefined;
+  if (!st.isFile() || st.size === 0 || st.size > 2 ** 31 - 1) return readFileSync(fd);
   const value = setValueBuffer(keyLength, st.size);
   let got = 0;
   while (got < value.length) {
@@ -51,7 +50,7 @@ async function readStdin(keyLength: number): Promise<Buffer> {
   // A file (lbclient set k - < F) is read as --file is, into one buffer of its size, from where its
   // offset stands: gathering it in pieces and joining them held the value about twice.
   if (st.isFile()) {
-    try { return readFile(0, keyLength) ?? readFileSync(0); } catch (e) { throw new CliError(`set: cannot read stdin: ${(e as Error).message}`, EXIT.USAGE); }
+    try { return readFile(0, keyLength, st); } catch (e) { throw new CliError(`set: cannot read stdin: ${(e as Error).message}`, EXIT.USAGE); }
   }
   const chunks: Buffer[] = [];
   let total = 0;
