@@ -44,15 +44,22 @@ function bootId(): string | undefined {
   try { return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined; } catch { return undefined; }
 }
 
-function startTicks(pid: number | 'self'): string | undefined {
+/** /proc/PID/stat from field 3 (the state) on, or undefined where there is no /proc. */
+function procStat(pid: number | 'self'): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) is in parentheses and may hold spaces or ')': count after the last.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
 }
+
+const startTicks = (pid: number | 'self'): string | undefined => procStat(pid)?.[19];
+
+/** A killed process its parent has not yet reaped (state Z, or X while it goes) keeps its PID and
+ *  start time but has closed every file: it holds no data directory. */
+const exited = (pid: number): boolean => ['Z', 'X'].includes(procStat(pid)?.[0] ?? '');
 
 /** This process as a LOCK records it: the PID on the first line (all that older LOCKs hold). */
 function holderText(): string {
@@ -67,7 +74,7 @@ function holderAlive(h: Holder): boolean {
   if (h.pid === process.pid) return false;
   const boot = h.boot !== undefined ? bootId() : undefined;
   if (boot !== undefined && boot !== h.boot) return false; // written in an earlier boot
-  if (!pidAlive(h.pid)) return false;
+  if (!pidAlive(h.pid) || exited(h.pid)) return false;
   const start = h.start !== undefined ? startTicks(h.pid) : undefined;
   if (start !== undefined) return start === h.start;
   try {

@@ -11,7 +11,7 @@ import { GrpcStatus, isServiceError, KvClient, statusName } from '../lib/client'
 import { GetPrefixRequest } from '../generated/kv';
 import { eventually, pseudoRandomBytes, rssBytes, setMany } from './support/client-helpers';
 import { rawGrpcCall } from './support/raw-grpc';
-import { freePort, logs, runServerExpectingFailure, sleep, startServer, tempDir } from './support/server';
+import { freePort, LBSERVER_JS, logs, runServerExpectingFailure, sleep, startServer, tempDir } from './support/server';
 
 const MiB = 1024 * 1024;
 
@@ -227,6 +227,29 @@ lock('a LOCK whose PID now runs another process named like lbserver (a reboot, P
     }
   } finally {
     imposter.kill('SIGKILL');
+  }
+});
+
+lock('a LOCK of an lbserver killed but not yet reaped by its parent (a zombie) is replaced', async () => {
+  // The parent here is `sleep`, which never waits for children: the killed server stays a zombie,
+  // which keeps its PID and start time but holds no file any more. A supervisor slow to reap (init
+  // took ~1.5 s on this VM) left restarts failing 'in use' meanwhile.
+  const dir = tempDir();
+  const port = await freePort();
+  const out = join(dir, 'first.log');
+  const parent = spawn('sh', ['-c', `"$0" "$1" --listen 127.0.0.1:${port} --data "$2" >"$3" 2>&1 & echo $!; exec sleep 60`, process.execPath, LBSERVER_JS, dir, out], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const pid = Number((await new Promise<Buffer>((r) => parent.stdout!.once('data', r))).toString().trim());
+    assert.ok(await eventually(() => existsSync(out) && readFileSync(out, 'utf8').includes('listening'), 20_000), 'the first server serves');
+    process.kill(pid, 'SIGKILL');
+    const state = () => { const s = readFileSync(`/proc/${pid}/stat`, 'utf8'); return s[s.lastIndexOf(')') + 2]; };
+    assert.ok(await eventually(() => state() === 'Z'), 'the killed server is a zombie');
+    const srv = await startServer({ dataDir: dir });
+    assert.ok(await logs(srv, `replaced a stale LOCK of pid ${pid}`), srv.stderr);
+    assert.is(state(), 'Z', 'still a zombie when the second server took the LOCK');
+    assert.is(await srv.stop(), 0);
+  } finally {
+    parent.kill('SIGKILL');
   }
 });
 
