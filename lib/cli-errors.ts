@@ -36,6 +36,12 @@ export function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: st
       if (connected) return new CliError(`the server at ${addr} became unavailable during the ${cmd}${cmd === 'set' ? TIMEOUT_OUTCOME.set : ''} (${describeError(e)})`, EXIT.UNREACHABLE);
       return new CliError(`cannot reach server at ${addr}: ${describeError(e)}`, EXIT.UNREACHABLE);
     }
+    // lbclient never cancels a call of its own, so CANCELLED is the server's RST_STREAM CANCEL, all
+    // grpc-js reports of which is "Call cancelled". lbserver resets a call so when its client took
+    // none of the answer for twice --stream-stall-ms: a getprefix into a pager left waiting.
+    if (e.code === GrpcStatus.CANCELLED) {
+      return new CliError(`${cut}the server reset the ${cmd} (${describeError(e)}): lbserver does so when its client has taken none of the answer for twice its --stream-stall-ms (was lbclient's output read?)`, EXIT.SERVER_ERROR);
+    }
     return new CliError(`${cut}server error: ${describeError(e)}`, EXIT.SERVER_ERROR);
   }
   return localFailure(e);

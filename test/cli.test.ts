@@ -565,6 +565,28 @@ timeout('getprefix that a graceful shutdown lets finish: exit 0, the whole listi
   assert.is(r.serverExit, 0);
 });
 
+timeout('getprefix whose output is not read for twice --stream-stall-ms (a pager left waiting): the server resets it, and lbclient says why, not just "CANCELLED: Call cancelled"', async () => {
+  const s = await startServer({ args: ['--stream-stall-ms', '300'] });
+  try {
+    const c = s.client();
+    for (let i = 0; i < 60; i++) await c.set(`reset/${String(i).padStart(2, '0')}`, Buffer.alloc(1024 * 1024, 0x61));
+    const child = spawn(process.execPath, [LBCLIENT_JS, '--server', s.address, 'getprefix', 'reset/'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.pause();
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    // ABORTED after 300 ms of nothing taken; the stream reset (RST_STREAM CANCEL) 300 ms after that.
+    await new Promise((r) => setTimeout(r, 2500));
+    child.stdout!.resume();
+    const code = await exited;
+    assert.is(code, 3, stderr);
+    assert.match(stderr, /getprefix cut off after some entries were printed, the listing is not whole: the server reset the getprefix \(CANCELLED: Call cancelled\): lbserver does so when its client has taken none of the answer for twice its --stream-stall-ms/, stderr);
+    assert.is(await logs(s, /uncaught|unhandled/i, 200), false, s.stderr);
+  } finally {
+    await s.stop();
+  }
+});
+
 timeout('set of a large value to a healthy server: the time this process spends encoding it does not count against --connect-timeout-ms', async () => {
   // grpc-js encodes a request (and frames it, a copy) before the connection can make progress. A
   // 1 GiB set (--max-value-bytes allows 1 GiB) took 11 s to encode on the 2-core VM and failed with
