@@ -5,7 +5,7 @@
 // Exit codes: 0 ok, 1 key not found, 2 server unreachable/unavailable, 3 the server returned an
 // error, 4 usage or local error (bad flag, bad hex, unreadable file), 5 --timeout-ms ran out.
 import { Command, CommanderError } from 'commander';
-import { parseKey, unknownOptionHint, wholeOption } from '../lib/cli-args';
+import { parseKey, unknownHelpTopic, unknownOptionHint, wholeOption } from '../lib/cli-args';
 import { clientOptions, type GlobalOpts, withServer } from '../lib/cli-connection';
 import { EXIT, localFailure } from '../lib/cli-errors';
 import { setValue } from '../lib/cli-input';
@@ -109,6 +109,8 @@ Examples:
       // --help and `help [command]` are success; help shown because no command was given (exit
       // code 1 from commander) is a usage error.
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) return EXIT.OK;
+      const topic = e.code === 'commander.help' ? unknownHelpTopic(program.args) : undefined;
+      if (topic) process.stderr.write(`lbclient: ${topic}\n`);
       if (e.code === 'commander.unknownOption') {
         const hint = unknownOptionHint(argv.slice(2), /unknown option '([^']*)'/.exec(e.message)?.[1]);
         if (hint) process.stderr.write(`lbclient: ${hint}\n`);

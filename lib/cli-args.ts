@@ -48,3 +48,11 @@ export function unknownOptionHint(args: string[], option: string | undefined): s
   if (option === '-V' || option === '-v') return 'there is no -V or -v; lbclient --version prints the version';
   return undefined;
 }
+
+/** What commander leaves unsaid for `lbclient help NAME` of a NAME that is no command: it prints the
+ *  whole help on stderr and fails, with no word of why (`lbclient NAME` says "unknown command"). */
+export function unknownHelpTopic(operands: readonly string[]): string | undefined {
+  const topic = operands[0] === 'help' ? operands[1] : undefined;
+  if (topic === undefined || COMMANDS.has(topic)) return undefined;
+  return `help: unknown command '${topic}' (commands: ${[...COMMANDS].filter((c) => c !== 'help').join(', ')})`;
+}

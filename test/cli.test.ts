@@ -351,6 +351,11 @@ cli('--help on everything, and `help [command]`: exit 0 with usage', async ({ ad
     assert.is(r.code, 0, args.join(' '));
     assert.match(r.stdout, /Usage: lbclient/);
   }
+  // A topic that is no command: commander printed the whole help on stderr and exited 4 without a
+  // word of why, where `lbclient frobnicate` says "unknown command".
+  const bad = await runClient(addr, ['help', 'frobnicate']);
+  assert.is(bad.code, 4, bad.stderr);
+  assert.match(bad.stderr, /lbclient: help: unknown command 'frobnicate' \(commands: set, get, getprefix, stat\)/);
 });
 
 const unreachable = suite('cli: server unreachable');
