@@ -22,8 +22,9 @@ function fail(msg: string, code: number = EXIT.FAILED): never {
   process.exit(code);
 }
 
-/** Options that only matter while serving, which --compact does not do. */
-const SERVING_ONLY = ['--listen', '--max-inflight-set-mb', '--max-inflight-get-mb', '--max-open-calls', '--stream-buffer-mb', '--shutdown-timeout-ms', '--stream-stall-ms', '--blocking-sync-us'];
+/** Options that only matter while serving, which --compact does not do. The two limits bound what
+ *  Set accepts; the copy takes the file format's, so `--compact --max-value-bytes 1KiB` drops nothing. */
+const SERVING_ONLY = ['--listen', '--max-value-bytes', '--max-key-bytes', '--max-inflight-set-mb', '--max-inflight-get-mb', '--max-open-calls', '--stream-buffer-mb', '--shutdown-timeout-ms', '--stream-stall-ms', '--blocking-sync-us'];
 
 // A signal during startup (before the server serves) exits at once; the engine is crash-safe, so
 // stopping mid-open is fine. Replaced by the real handlers once the server is up.

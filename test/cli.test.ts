@@ -751,6 +751,21 @@ server('a start that cannot listen removes the store it created and the director
   assert.equal(readdirSync(base), ['kept']);
 });
 
+server('--compact names --max-value-bytes and --max-key-bytes as having no effect: it copies what Set took under any limit', async () => {
+  const s = await startServer();
+  await s.client().set('long-key', Buffer.alloc(4096, 0x61));
+  assert.is(await s.stop(), 0);
+  const c = await runNode(LBSERVER_JS, ['--data', s.dataDir, '--compact', '--max-value-bytes', '1KiB', '--max-key-bytes', '4']);
+  assert.is(c.code, 0, c.stderr);
+  assert.match(c.stderr, /--compact does not serve, so --max-value-bytes, --max-key-bytes have no effect/);
+  const again = await startServer({ dataDir: s.dataDir });
+  try {
+    assert.is((await again.client().get('long-key'))?.length, 4096, 'copied whole, over both limits');
+  } finally {
+    await again.stop();
+  }
+});
+
 server('a start that cannot listen removes the store it created before it releases the LOCK', async () => {
   // Deterministic without a second starter: a preloaded spy notes, at the moment lbserver removes
   // its LOCK, whether the fresh store is still there. Before the fix the LOCK went first, so a
