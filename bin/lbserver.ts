@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { isForeignFormat, Store, StoreError } from '../btree/index';
 import { compactJob, CompactionError, rebuildJob, runCompaction, type CopyJob } from '../lib/compaction-job';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, packageVersion, showBytes, type ServerConfig } from '../lib/config';
-import { makeDirs, removeLeftoverCopy, unmake } from '../lib/data-dir';
+import { makeDirs, makeDirsFailure, removeLeftoverCopy, unmake } from '../lib/data-dir';
 import { EXIT } from '../lib/exit-status';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer } from '../lib/grpc-server';
@@ -128,8 +128,7 @@ Examples:
   try {
     madeDirs = makeDirs(cfg.dataDir);
   } catch (e) {
-    const exists = (e as NodeJS.ErrnoException).code === 'EEXIST' || (e as NodeJS.ErrnoException).code === 'ENOTDIR';
-    fail(exists ? `--data ${cfg.dataDir} is not a directory` : `cannot create data directory ${cfg.dataDir}: ${(e as Error).message}`, EXIT.DATA);
+    fail(makeDirsFailure(cfg.dataDir, e as NodeJS.ErrnoException), EXIT.DATA);
   }
 
   let lock: DirLock;

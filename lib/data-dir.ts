@@ -34,6 +34,22 @@ function makeDir(abs: string): boolean {
   }
 }
 
+/** Why makeDirs(`dir`) failed, for the log. mkdir says EEXIST for a file named `dir`, and ENOTDIR
+ *  for a file above it (--data notes.txt/data), which is then the one to name: "--data
+ *  notes.txt/data is not a directory" spoke of a directory that is not there. */
+export function makeDirsFailure(dir: string, e: NodeJS.ErrnoException): string {
+  if (e.code === 'EEXIST') return `--data ${dir} is not a directory`;
+  if (e.code === 'ENOTDIR') {
+    for (let p = dirname(dir); p !== dirname(p); p = dirname(p)) {
+      try {
+        if (!statSync(p).isDirectory()) return `--data ${dir}: ${p} is not a directory`;
+      } catch { /* not there, or under the file: look higher */ }
+    }
+    return `--data ${dir}: part of the path is not a directory`;
+  }
+  return `cannot create data directory ${dir}: ${e.message}`;
+}
+
 /** A start that failed after making a fresh store takes it away again, and the directories it made:
  *  a mistyped --listen must not leave an empty store behind. Only empty directories go. The store
  *  goes while we still hold the LOCK, which is released only then: a starter that took the LOCK

@@ -797,6 +797,12 @@ server('--data naming a file: exit 4, says it is not a directory', async () => {
   assert.is(r.code, 4);
   assert.match(r.stderr, `--data ${file} is not a directory`);
   assert.is(r.stdout, '');
+  // A directory under that file: not "--data .../plain-file/data is not a directory" (nothing is
+  // there), but the file in its way.
+  const under = join(file, 'data');
+  const u = await runNode(LBSERVER_JS, ['--data', under, '--listen', '127.0.0.1:0']);
+  assert.is(u.code, 4, u.stderr);
+  assert.is(u.stderr, `lbserver: --data ${under}: ${file} is not a directory\n`);
 });
 
 server('a data directory where no LOCK can be created: exit 4 (a data directory problem), not 3 (another lbserver holds it)', async () => {
