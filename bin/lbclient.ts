@@ -77,7 +77,7 @@ Examples:
     });
 
   program.command('getprefix')
-    .description('list entries whose key starts with PREFIX ("" for all), in ascending bytewise key order, one "KEY<TAB>VALUE" line each (non-printable bytes as \\xNN, a backslash as \\\\, tab, newline, CR as \\t \\n \\r)')
+    .description('list entries whose key starts with PREFIX ("" for all), in ascending bytewise key order, one "KEY<TAB>VALUE" line each (non-printable bytes as \\xNN, a backslash as \\\\, tab, newline, CR as \\t \\n \\r; in a key or value that is not valid UTF-8, every byte but printable ASCII as \\xNN)')
     .argument('<prefix>', 'the prefix (hex with --hex); "" lists every key')
     .option('--limit <n>', 'at most N entries (0: no limit)', '0')
     .option('--keys-only', 'print only the keys')

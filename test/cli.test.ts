@@ -192,6 +192,17 @@ cli('getprefix escapes DEL (0x7f) as \\x7f, in UTF-8 text and in bytes that are 
   assert.ok(g.stderr.includes('key not found: del/\\x7fmissing\n'), g.stderr);
 });
 
+cli('getprefix --help says how a key or value that is not UTF-8 prints: its tab, newline and CR as \\xNN too, as README says', async ({ addr }) => {
+  assert.is((await runClient(addr, ['set', 'tab/bin', '-'], { stdin: Buffer.from([0x61, 0x09, 0x0a, 0xff]) })).code, 0);
+  const p = await runClient(addr, ['getprefix', 'tab/']);
+  assert.is(p.stdout, 'tab/bin\ta\\x09\\x0a\\xff\n');
+  // It said "tab, newline, CR as \t \n \r" alone, which a reader of this value would not find.
+  for (const args of [['getprefix', '--help'], ['--help']]) {
+    const h = await runNode(LBCLIENT_JS, args);
+    assert.match(h.stdout.replace(/\s+/g, ' '), 'in a key or value that is not valid UTF-8, every byte but printable ASCII as \\xNN', args.join(' '));
+  }
+});
+
 cli('getprefix into a reader that stops early (like | head): exit 0, no crash', async ({ addr }) => {
   const c = new KvClient(addr);
   await setMany(c, Array.from({ length: 400 }, (_, i) => ({ key: Buffer.from(`pipe/${String(i).padStart(4, '0')}`), value: Buffer.alloc(3000, 0x76) })));
