@@ -6,6 +6,7 @@ import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
 import { setValueBuffer } from './codec';
 import { textArg } from './cli-args';
 import { CliError, EXIT } from './cli-errors';
+import { MAX_VALUE_BYTES_LIMIT } from './config';
 
 /** The value of `set KEY [VALUE] [--file F]`, for a key of `keyLength` bytes. */
 export async function setValue(valueArg: string | undefined, file: string | undefined, keyLength: number): Promise<Buffer> {
@@ -13,8 +14,9 @@ export async function setValue(valueArg: string | undefined, file: string | unde
     if (valueArg !== undefined) throw new CliError('set: give either VALUE or --file, not both', EXIT.USAGE);
     try {
       const fd = openSync(file, 'r');
-      try { return readFile(fd, keyLength); } finally { closeSync(fd); }
+      try { return readFile(fd, keyLength, file); } finally { closeSync(fd); }
     } catch (e) {
+      if (e instanceof CliError) throw e;
       throw new CliError(`set: cannot read ${file}: ${(e as Error).message}`, EXIT.USAGE);
     }
   }
@@ -23,11 +25,38 @@ export async function setValue(valueArg: string | undefined, file: string | unde
   throw new CliError('set: missing VALUE (give VALUE, --file F, or - for stdin)', EXIT.USAGE);
 }
 
+/** No lbserver takes a value over MAX_VALUE_BYTES_LIMIT, so what has no size of its own (a pipe, a
+ *  device) is read up to it and no further: `yes | lbclient set k -` and `--file /dev/zero` read on
+ *  until memory ran out (12 GB in a minute; a crash under a memory limit). */
+function overLimit(what: string): CliError {
+  return new CliError(`set: ${what} holds more than 1 GiB, more than any lbserver takes (--max-value-bytes is at most 1GiB); nothing was sent`, EXIT.USAGE);
+}
+
+/** `chunks` (`total` bytes) as one value, in a setValueBuffer. */
+function joined(chunks: Buffer[], total: number, keyLength: number): Buffer {
+  if (total === 0) return Buffer.alloc(0);
+  const value = setValueBuffer(keyLength, total);
+  let at = 0;
+  for (const c of chunks) at += c.copy(value, at);
+  return value;
+}
+
 /** The file open on `fd`, from its offset. A regular file of known size is read as readFileSync
- *  reads it (up to the size fstat gave) but into a setValueBuffer; anything else (a pipe, a device,
- *  a directory, a /proc file that says it is empty, a file over 2 GiB) by readFileSync, of the same
- *  fd: a FIFO opened again would wait for another writer. */
-function readFile(fd: number, keyLength: number, st = fstatSync(fd)): Buffer {
+ *  reads it (up to the size fstat gave) but into a setValueBuffer; a pipe or a device up to the
+ *  limit (overLimit), of the same fd: a FIFO opened again would wait for another writer; anything
+ *  else (a directory, a /proc file that says it is empty, a file over 2 GiB) by readFileSync. */
+function readFile(fd: number, keyLength: number, what: string, st = fstatSync(fd)): Buffer {
+  if (!st.isFile() && !st.isDirectory()) {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const piece = Buffer.allocUnsafe(64 * 1024);
+    for (let n; (n = readSync(fd, piece, 0, piece.length, null)) > 0;) {
+      chunks.push(Buffer.from(piece.subarray(0, n)));
+      total += n;
+      if (total > MAX_VALUE_BYTES_LIMIT) throw overLimit(what);
+    }
+    return joined(chunks, total, keyLength);
+  }
   // Over 2 GiB readSync takes no length (it said 'The value of "length" is out of range ... Received
   // -1073741824'); readFileSync refuses such a file by its size, as lbclient always did.
   if (!st.isFile() || st.size === 0 || st.size > 2 ** 31 - 1) return readFileSync(fd);
@@ -50,14 +79,14 @@ async function readStdin(keyLength: number): Promise<Buffer> {
   // A file (lbclient set k - < F) is read as --file is, into one buffer of its size, from where its
   // offset stands: gathering it in pieces and joining them held the value about twice.
   if (st.isFile()) {
-    try { return readFile(0, keyLength, st); } catch (e) { throw new CliError(`set: cannot read stdin: ${(e as Error).message}`, EXIT.USAGE); }
+    try { return readFile(0, keyLength, 'stdin', st); } catch (e) { throw new CliError(`set: cannot read stdin: ${(e as Error).message}`, EXIT.USAGE); }
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const c of process.stdin) { chunks.push(c as Buffer); total += (c as Buffer).length; }
-  if (total === 0) return Buffer.alloc(0);
-  const value = setValueBuffer(keyLength, total);
-  let at = 0;
-  for (const c of chunks) at += c.copy(value, at);
-  return value;
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    total += (c as Buffer).length;
+    if (total > MAX_VALUE_BYTES_LIMIT) throw overLimit('stdin');
+  }
+  return joined(chunks, total, keyLength);
 }

@@ -77,6 +77,10 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxOpenCalls: 10_000,
 };
 
+/** The most --max-value-bytes may be: grpc-js message lengths are 32-bit signed, so the largest
+ *  message stays under 2 GiB. No lbserver takes a larger value. */
+export const MAX_VALUE_BYTES_LIMIT = 1024 * MiB;
+
 export const DATA_FILE_NAME = 'lbkv.db';
 export const LOCK_FILE_NAME = 'LOCK';
 
@@ -178,8 +182,7 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
   if (o.cacheMb !== undefined) cfg.cacheMB = parseIntArg(o.cacheMb, '--cache-mb', 1, 1024 * 1024);
   if (o.maxValueBytes !== undefined) {
     cfg.maxValueBytes = parseSize(o.maxValueBytes, '--max-value-bytes');
-    // grpc-js message lengths are 32-bit signed; keep the largest message under 2 GiB.
-    if (cfg.maxValueBytes > 1024 * MiB) throw new ConfigError(`--max-value-bytes: ${cfg.maxValueBytes} is over the 1 GiB maximum`);
+    if (cfg.maxValueBytes > MAX_VALUE_BYTES_LIMIT) throw new ConfigError(`--max-value-bytes: ${cfg.maxValueBytes} is over the 1 GiB maximum`);
   }
   // What the file format's cells hold (btree/options.ts refuses more).
   if (o.maxKeyBytes !== undefined) cfg.maxKeyBytes = parseIntArg(o.maxKeyBytes, '--max-key-bytes', 1, FORMAT_MAX_KEY_BYTES);

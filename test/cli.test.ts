@@ -91,6 +91,25 @@ cli('set of a file over 2 GiB (--file or on stdin): refused by its size, as befo
   }
 });
 
+cli('set of an endless --file (a device) or stdin (a pipe) stops past 1 GiB, which no lbserver takes: exit 4, not all the memory there is', async ({ addr }) => {
+  // Under a 4 GB address-space limit, so that the unbounded read fails fast: it ran to 12 GB in a
+  // minute without one, and crashed (SIGSEGV) with one.
+  const sh = (command: string) => new Promise<{ code: number | null; stderr: string }>((done) => {
+    const p = spawn('sh', ['-c', `ulimit -v 4000000; ${command}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const t = setTimeout(() => p.kill('SIGKILL'), 120_000);
+    p.on('close', (code) => { clearTimeout(t); done({ code, stderr }); });
+  });
+  const lbclient = `"${process.execPath}" "${LBCLIENT_JS}" --server ${addr}`;
+  for (const [command, what] of [[`${lbclient} set endless --file /dev/zero`, '/dev/zero'], [`yes | ${lbclient} set endless -`, 'stdin']] as const) {
+    const r = await sh(command);
+    assert.is(r.code, 4, `${command}: ${r.stderr}`);
+    assert.is(r.stderr, `lbclient: set: ${what} holds more than 1 GiB, more than any lbserver takes (--max-value-bytes is at most 1GiB); nothing was sent\n`);
+  }
+  assert.is((await runClient(addr, ['get', 'endless'])).code, 1, 'nothing was stored');
+});
+
 cli('set KEY - with stdin a directory (lbclient set k - < dir): exit 4, nothing stored (it stored an empty value)', async ({ addr }) => {
   const dir = tempDir();
   const fd = openSync(dir, 'r');
