@@ -137,7 +137,11 @@ function breakStaleLock(path: string, stalePid: number | undefined): boolean {
       try {
         unlinkSync(path);
         return true;
-      } catch { /* gone meanwhile */ }
+      } catch (e) {
+        // Anything but "gone meanwhile" (a directory named LOCK: EISDIR) stays so: retrying spun for
+        // TAKE_TRY_MS and then blamed other starters ("contended").
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new LockError(`cannot remove the stale lock file ${path}: ${(e as Error).message}`);
+      }
     }
     return false;
   } finally {

@@ -835,6 +835,17 @@ server('--data naming a file: exit 4, says it is not a directory', async () => {
   assert.is(u.stderr, `lbserver: --data ${under}: ${file} is not a directory\n`);
 });
 
+server('a LOCK that cannot be removed (a directory of that name): exit 4 at once naming why, not 15 s of spinning and "(contended)"', async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, 'LOCK'));
+  const started = Date.now();
+  const r = await runNode(LBSERVER_JS, ['--listen', '127.0.0.1:0', '--data', dir], { timeoutMs: 10_000 });
+  assert.is(r.code, 4, `exit code ${r.code} (null: killed after 10 s): ${r.stderr}`);
+  assert.match(r.stderr, `refusing to start: cannot remove the stale lock file ${join(dir, 'LOCK')}: EISDIR`);
+  assert.ok(Date.now() - started < 5000, `${Date.now() - started} ms`);
+  assert.equal(readdirSync(dir), ['LOCK'], 'no LOCK.break or temporary file left');
+});
+
 server('a data directory where no LOCK can be created: exit 4 (a data directory problem), not 3 (another lbserver holds it)', async () => {
   // /proc/self exists and is a directory, but no file can be created in it, not even by root.
   const r = await runNode(LBSERVER_JS, ['--listen', `127.0.0.1:${await freePort()}`, '--data', '/proc/self']);
