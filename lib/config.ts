@@ -137,7 +137,8 @@ export function argsOrExit<T>(program: string, parse: () => T, code: number): T 
 }
 
 export function parseIntArg(text: string, what: string, min: number, max: number): number {
-  if (!/^\s*\d+\s*$/.test(text)) throw new ConfigError(`${what}: "${text}" is not a whole number`);
+  // A negative number is a number, out of range (as lbclient says of --limit -1), not "not a whole number".
+  if (!/^\s*-?\d+\s*$/.test(text)) throw new ConfigError(`${what}: "${text}" is not a whole number`);
   const n = Number(text);
   if (n < min || n > max) throw new ConfigError(`${what}: ${n} is out of range ${min}..${max}`);
   return n;

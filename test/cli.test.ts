@@ -705,7 +705,10 @@ server('bad flags: exit 2 with a clear message, no ready line', async () => {
     [['--cache-mb', 'lots'], /--cache-mb: "lots" is not a whole number/],
     [['--max-value-bytes', '-5'], /--max-value-bytes/],
     [['--sync-mode', 'three'], /--sync-mode: "three" must be "one" or "two"/],
-    [['--blocking-sync-us', '-1'], /--blocking-sync-us/],
+    [['--blocking-sync-us', '-1'], /--blocking-sync-us: -1 is out of range 0\.\.1000000/],
+    // Negative: out of range, as lbclient says of --limit -1, not "not a whole number".
+    [['--cache-mb', '-1'], /--cache-mb: -1 is out of range 1\.\.1048576/],
+    [['--shutdown-timeout-ms', '-5'], /--shutdown-timeout-ms: -5 is out of range 0\.\.3600000/],
     [['--max-inflight-set-mb', '0'], /--max-inflight-set-mb/],
     [['--max-key-bytes', '2000'], /--max-key-bytes: 2000 is out of range 1\.\.1024/],
     [['--max-key-bytes', '1025'], /--max-key-bytes: 1025 is out of range 1\.\.1024/],
