@@ -9,7 +9,7 @@ import { SetRequest } from '../generated/kv';
 import { KvClient } from '../lib/client';
 import { configFromOptions } from '../lib/config';
 import { pseudoRandomBytes, setMany } from './support/client-helpers';
-import { freePort, LBCLIENT_JS, LBSERVER_JS, runClient, runNode, startServer, tempDir, type ServerHandle } from './support/server';
+import { freePort, LBCLIENT_JS, LBSERVER_JS, logs, runClient, runNode, startServer, tempDir, type ServerHandle } from './support/server';
 
 const cli = suite<{ srv: ServerHandle; addr: string }>('cli: lbclient');
 
