@@ -25,8 +25,8 @@ export async function setValue(valueArg: string | undefined, file: string | unde
   throw new CliError('set: missing VALUE (give VALUE, --file F, or - for stdin)', EXIT.USAGE);
 }
 
-/** No lbserver takes a value over MAX_VALUE_BYTES_LIMIT, so what has no size of its own (a pipe, a
- *  device) is read up to it and no further: `yes | lbclient set k -` and `--file /dev/zero` read on
+/** No lbserver takes a value over MAX_VALUE_BYTES_LIMIT, so a file over it is refused by its size,
+ *  and what has no size of its own (a pipe, a device) is read up to it and no further: `yes | lbclient set k -` and `--file /dev/zero` read on
  *  until memory ran out (12 GB in a minute; a crash under a memory limit). */
 function overLimit(what: string): CliError {
   return new CliError(`set: ${what} holds more than 1 GiB, more than any lbserver takes (--max-value-bytes is at most 1GiB); nothing was sent`, EXIT.USAGE);
@@ -44,7 +44,7 @@ function joined(chunks: Buffer[], total: number, keyLength: number): Buffer {
 /** The file open on `fd`, from its offset. A regular file of known size is read as readFileSync
  *  reads it (up to the size fstat gave) but into a setValueBuffer; a pipe or a device up to the
  *  limit (overLimit), of the same fd: a FIFO opened again would wait for another writer; anything
- *  else (a directory, a /proc file that says it is empty, a file over 2 GiB) by readFileSync. */
+ *  else (a directory, a /proc file that says it is empty) by readFileSync. */
 function readFile(fd: number, keyLength: number, what: string, st = fstatSync(fd)): Buffer {
   if (!st.isFile() && !st.isDirectory()) {
     const chunks: Buffer[] = [];
@@ -57,9 +57,10 @@ function readFile(fd: number, keyLength: number, what: string, st = fstatSync(fd
     }
     return joined(chunks, total, keyLength);
   }
-  // Over 2 GiB readSync takes no length (it said 'The value of "length" is out of range ... Received
-  // -1073741824'); readFileSync refuses such a file by its size, as lbclient always did.
-  if (!st.isFile() || st.size === 0 || st.size > 2 ** 31 - 1) return readFileSync(fd);
+  // Refused by its size, before a read of up to a second or more per 100 MiB only to hear the same
+  // from the server (and over 2 GiB readSync takes no length at all).
+  if (st.isFile() && st.size > MAX_VALUE_BYTES_LIMIT) throw overLimit(what);
+  if (!st.isFile() || st.size === 0) return readFileSync(fd);
   const value = setValueBuffer(keyLength, st.size);
   let got = 0;
   while (got < value.length) {
@@ -79,7 +80,7 @@ async function readStdin(keyLength: number): Promise<Buffer> {
   // A file (lbclient set k - < F) is read as --file is, into one buffer of its size, from where its
   // offset stands: gathering it in pieces and joining them held the value about twice.
   if (st.isFile()) {
-    try { return readFile(0, keyLength, 'stdin', st); } catch (e) { throw new CliError(`set: cannot read stdin: ${(e as Error).message}`, EXIT.USAGE); }
+    try { return readFile(0, keyLength, 'stdin', st); } catch (e) { throw e instanceof CliError ? e : new CliError(`set: cannot read stdin: ${(e as Error).message}`, EXIT.USAGE); }
   }
   const chunks: Buffer[] = [];
   let total = 0;
