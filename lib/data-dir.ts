@@ -1,7 +1,7 @@
 // The data directory around the store: making it (and taking a failed start's making away again),
 // the partial copy an interrupted compaction leaves in it, and the second name a damaged data file
 // keeps when a salvaged copy replaces it.
-import { closeSync, constants as fsConstants, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, copyFileSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readlinkSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { compactFileOf } from '../btree/index';
 import type { DirLock } from './lock';
@@ -46,6 +46,12 @@ export function makeDirsFailure(dir: string, e: NodeJS.ErrnoException): string {
       } catch { /* not there, or under the file: look higher */ }
     }
     return `--data ${dir}: part of the path is not a directory`;
+  }
+  if (e.code === 'ENOENT') {
+    // mkdir finds the link (EEXIST) and stat follows it to nothing: say so, not "ENOENT ... stat".
+    try {
+      if (lstatSync(dir).isSymbolicLink()) return `--data ${dir} is a symbolic link to ${resolve(dirname(dir), readlinkSync(dir))}, which does not exist`;
+    } catch { /* not there at all */ }
   }
   return `cannot create data directory ${dir}: ${e.message}`;
 }

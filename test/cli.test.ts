@@ -844,6 +844,17 @@ server('--data naming a file: exit 4, says it is not a directory', async () => {
   assert.is(u.stderr, `lbserver: --data ${under}: ${file} is not a directory\n`);
 });
 
+server('--data naming a symbolic link to nothing: exit 4, says where the link points', async () => {
+  const dir = tempDir();
+  const link = join(dir, 'data');
+  symlinkSync(join(dir, 'gone'), link);
+  const r = await runNode(LBSERVER_JS, ['--data', link, '--listen', '127.0.0.1:0']);
+  assert.is(r.code, 4, r.stderr);
+  // Not "cannot create data directory ...: ENOENT: no such file or directory, stat '...'".
+  assert.is(r.stderr, `lbserver: --data ${link} is a symbolic link to ${join(dir, 'gone')}, which does not exist\n`);
+  assert.not.ok(existsSync(join(dir, 'gone')), 'nothing made at the far end');
+});
+
 server('a LOCK that cannot be removed (a directory of that name): exit 4 at once naming why, not 15 s of spinning and "(contended)"', async () => {
   const dir = tempDir();
   mkdirSync(join(dir, 'LOCK'));
