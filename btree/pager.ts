@@ -167,6 +167,12 @@ export class Pager {
 
   private async readOverflow(ref: OverflowRef, alloc?: (length: number) => Buffer): Promise<Buffer> {
     this.checkOpen();
+    // Before the buffer exists: a length in a leaf that passes its checksum may still be wrong (a
+    // buggy writer), and 2^40 would throw RangeError, 3 GiB allocate that much (or ask the caller's
+    // alloc for it). No value reaches past the end of its file.
+    if (ref.page * PAGE_SIZE + ref.length > this.file.size()) {
+      throw corruption(this.path, ref.page, `overflow run of ${ref.length} bytes runs past the end of the file`);
+    }
     const buf = alloc ? checkedAlloc(alloc, ref.length) : Buffer.allocUnsafe(ref.length);
     const pos = ref.page * PAGE_SIZE;
     let n = 0;

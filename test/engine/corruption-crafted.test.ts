@@ -1,0 +1,192 @@
+// Damage that checksums cannot catch: pages that pass their checksum but whose structure is wrong,
+// as a buggy or malicious writer could leave them (the crc is recomputed after the edit). The
+// engine must still never hang, never allocate without bound, never throw anything but a
+// StoreError, and never serve a wrong answer where a cheap structural check (bounds, child page ids,
+// key order) can tell. Each test edits one page of a closed store (a three-level tree, one large
+// value, an inline freelist) and reads everything back; a watchdog kills the process on a hang.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Store, StoreError } from '../../btree';
+import { decodeMeta, type Meta } from '../../btree/meta';
+import { decodeNode, encodeNode, type Node, type OverflowRef } from '../../btree/node';
+import { checkPage, crc32 } from '../../btree/checksum';
+import { tempDir } from '../support/tmp';
+import { startWatchdog } from '../support/watchdog';
+
+const PAGE = 4096;
+const dog = startWatchdog({ hangMs: 15_000, maxRssMB: 1500, context: 'corruption-crafted' });
+const key = (i: number) => Buffer.from(`k${'.'.repeat(250)}${String(i).padStart(6, '0')}`);
+const BIG = Buffer.from('big-value');
+
+interface Built {
+  data: Buffer;
+  model: Map<string, Buffer>;
+  meta: Meta;
+  /** Live tree pages below the root, with their depth (1: the root's children). */
+  pages: Map<number, { node: Node; txid: number; depth: number; parent: number }>;
+}
+
+let base: Built | undefined;
+
+/** 3,000 long keys (a tree of three levels or more), a 20 kB value, a few overwrites; closed. */
+async function build(): Promise<Built> {
+  if (base) return base;
+  const file = path.join(tempDir('crafted'), 'lbkv.db');
+  const s = await Store.open({ path: file });
+  const model = new Map<string, Buffer>();
+  const entries = Array.from({ length: 3000 }, (_, i) => ({ key: key(i), value: Buffer.from(`v${i}`) }));
+  entries.push({ key: BIG, value: Buffer.alloc(20_000, 7) });
+  await s.putMany(entries);
+  for (let i = 0; i < 3; i++) {
+    const e = { key: key(i * 7), value: Buffer.from(`w${i}`) };
+    entries.push(e);
+    await s.put(e.key, e.value);
+  }
+  for (const e of entries) model.set(e.key.toString('latin1'), e.value);
+  await s.close();
+  const data = fs.readFileSync(file);
+  const metas = [0, 1].map((slot) => decodeMeta(data.subarray(2 * slot * PAGE, (2 * slot + 1) * PAGE), slot)).filter((m): m is Meta => typeof m !== 'string');
+  const meta = metas.sort((a, b) => b.txid - a.txid)[0]!;
+  const pages: Built['pages'] = new Map();
+  const walk = (id: number, depth: number, parent: number) => {
+    const page = data.subarray(id * PAGE, (id + 1) * PAGE);
+    const h = checkPage(page, id);
+    if (typeof h === 'string') throw new Error(`page ${id}: ${h}`);
+    const node = decodeNode(page, h.type, h.count, id) as Node;
+    if (depth > 0) pages.set(id, { node, txid: h.txid, depth, parent });
+    if (!node.leaf) for (const c of node.children) walk(c as number, depth + 1, id);
+  };
+  walk(meta.root, 0, 0);
+  base = { data, model, meta, pages };
+  return base;
+}
+
+/** A copy of the store's file with page `id` replaced by `page`, resealed (a valid checksum). */
+function withPage(b: Built, id: number, page: Buffer): string {
+  const file = path.join(tempDir('crafted'), 'lbkv.db');
+  const data = Buffer.from(b.data);
+  page.writeUInt32LE(crc32(page.subarray(4)), 0);
+  page.copy(data, id * PAGE);
+  fs.writeFileSync(file, data);
+  return file;
+}
+
+/** Page `id` re-encoded from its node after `edit` (encodeNode seals it). */
+function withNode(b: Built, id: number, edit: (n: Node) => void): string {
+  const p = b.pages.get(id)!;
+  const n = p.node;
+  const copy = { ...n, keys: n.keys.slice(), vals: n.vals.map((v) => (Buffer.isBuffer(v) ? v : { ...v })), children: n.children.slice(), patch: undefined } as Node;
+  edit(copy);
+  return withPage(b, id, encodeNode(copy, id, p.txid));
+}
+
+const firstOf = (b: Built, pred: (id: number, p: { node: Node; depth: number }) => boolean): number => {
+  for (const [id, p] of b.pages) if (pred(id, p)) return id;
+  throw new Error('no such page');
+};
+const leafWith = (k: Buffer) => (_: number, p: { node: Node }) => p.node.leaf && p.node.keys.some((x) => x.equals(k));
+
+/** What an operation came to: a value (or undefined), or the StoreError code; anything else fails. */
+async function outcome<T>(what: string, p: () => Promise<T> | T): Promise<{ ok: T } | { code: string; message: string }> {
+  dog.beat(what);
+  try {
+    return { ok: await p() };
+  } catch (e) {
+    if (e instanceof StoreError) return { code: e.code, message: e.message };
+    throw new Error(`${what}: threw ${(e as Error)?.constructor?.name}, not a StoreError: ${(e as Error)?.stack ?? e}`);
+  }
+}
+
+/** Opens `file` and reads everything: each get gives the stored value or CORRUPTION, and a full scan
+ *  yields the stored entries in order up to where it fails with CORRUPTION. Returns the store's
+ *  CORRUPTION messages (open's, or the reads'), for the caller to expect some. */
+async function readAll(file: string, model: Map<string, Buffer>, what: string): Promise<string[]> {
+  const opened = await outcome(`${what}: open`, () => Store.open({ path: file }));
+  if (!('ok' in opened)) {
+    assert.is(opened.code, 'CORRUPTION', `${what}: open: ${opened.message}`);
+    return [opened.message];
+  }
+  const s = opened.ok;
+  const errors: string[] = [];
+  try {
+    for (const [k, v] of model) {
+      const got = await outcome(`${what}: get`, () => s.get(Buffer.from(k, 'latin1')));
+      if ('ok' in got) assert.ok(got.ok?.equals(v), `${what}: get ${k.slice(-8)} returned ${got.ok === undefined ? 'nothing' : 'a wrong value'}`);
+      else {
+        assert.is(got.code, 'CORRUPTION', `${what}: get: ${got.message}`);
+        errors.push(got.message);
+      }
+    }
+    const want = [...model.keys()].sort();
+    const seen: string[] = [];
+    const scan = await outcome(`${what}: scan`, async () => {
+      const snap = s.snapshot();
+      try {
+        for await (const e of snap.range()) {
+          const k = e.key.toString('latin1');
+          assert.is(k, want[seen.length], `${what}: scan entry ${seen.length}`);
+          assert.ok(e.value.equals(model.get(k)!), `${what}: scan value of ${k.slice(-8)}`);
+          seen.push(k);
+        }
+      } finally {
+        snap.release();
+      }
+    });
+    if ('ok' in scan) assert.is(seen.length, want.length, `${what}: the scan ended early without an error`);
+    else {
+      assert.is(scan.code, 'CORRUPTION', `${what}: scan: ${scan.message}`);
+      errors.push(scan.message);
+    }
+    const put = await outcome(`${what}: put`, () => s.put(key(1500), Buffer.from('new')));
+    if (!('ok' in put)) assert.is(put.code, 'CORRUPTION', `${what}: put: ${put.message}`);
+  } finally {
+    await s.close();
+  }
+  return errors;
+}
+
+async function expectDetected(file: string, what: string, pattern?: RegExp): Promise<void> {
+  const b = await build();
+  const errors = await readAll(file, b.model, what);
+  assert.ok(errors.length > 0, `${what}: nothing noticed the damage`);
+  if (pattern) assert.ok(errors.some((e) => pattern.test(e)), `${what}: ${errors[0]}`);
+}
+
+test('the undamaged store reads back whole (the harness itself)', async () => {
+  const b = await build();
+  const depth = Math.max(...[...b.pages.values()].map((p) => p.depth));
+  assert.ok(depth >= 2, `a tree of three levels or more (depth below the root: ${depth})`);
+  const id = [...b.pages.keys()][0]!;
+  const file = withPage(b, id, Buffer.from(b.data.subarray(id * PAGE, (id + 1) * PAGE)));
+  assert.equal(await readAll(file, b.model, 'undamaged'), []);
+});
+
+test('an overflow cell whose length runs past the end of the file: CORRUPTION, before anything that size is allocated', async () => {
+  const b = await build();
+  const id = firstOf(b, leafWith(BIG));
+  for (const length of [2 ** 40, 3 * 2 ** 30, 200 * PAGE]) {
+    const file = withNode(b, id, (n) => {
+      const ref = n.vals[n.keys.findIndex((k) => k.equals(BIG))] as OverflowRef;
+      ref.length = length;
+    });
+    const what = `overflow length ${length}`;
+    await expectDetected(file, what, /overflow/);
+    // A caller's allocator (a server's send buffer) must not be asked for the bogus length.
+    const s = await Store.open({ path: file });
+    try {
+      let asked = 0;
+      const size = fs.statSync(file).size;
+      const got = await outcome(`${what}: get with alloc`, () => s.get(BIG, { alloc: (n) => { asked = n; return Buffer.alloc(n <= size ? n : 1); } }));
+      assert.ok(!('ok' in got) && got.code === 'CORRUPTION', `${what}: ${JSON.stringify(got)}`);
+      assert.ok(asked <= size, `${what}: GetOptions.alloc was asked for ${asked} bytes, in a file of ${size}`);
+    } finally {
+      await s.close();
+    }
+  }
+});
+
+test.after(() => dog.stop());
+
+test.run();
