@@ -290,8 +290,11 @@ export function decodeNode(page: Buffer, type: PageType, count: number, pageId: 
   const vals: LeafValue[] = leaf ? new Array(count) : [];
   const children: number[] = leaf ? [] : new Array(count);
   let off = HEADER_SIZE;
+  // The smallest cell header must fit before any of it is read: Buffer reads past the page throw
+  // RangeError, and a page that passes its checksum can still hold a bad count (a buggy writer).
+  const minCell = leaf ? LEAF_INLINE_OVERHEAD : BRANCH_OVERHEAD;
   for (let i = 0; i < count; i++) {
-    if (off + 2 > PAGE_SIZE) return 'cell runs past the page';
+    if (off + minCell > PAGE_SIZE) return 'cell runs past the page';
     const klen = page.readUInt16LE(off);
     if (leaf) {
       const kind = page.readUInt8(off + 2);

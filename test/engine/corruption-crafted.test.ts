@@ -187,6 +187,30 @@ test('an overflow cell whose length runs past the end of the file: CORRUPTION, b
   }
 });
 
+/** A leaf page for `id` holding one inline cell that ends at byte `end`, and a cell count of two:
+ *  the second cell's header starts where too few bytes are left for it. */
+function leafEndingAt(b: Built, id: number, end: number): Buffer {
+  const page = Buffer.alloc(PAGE);
+  page.writeUInt8(3, 4); // PageType.Leaf
+  page.writeUInt16LE(2, 6);
+  page.writeUIntLE(id, 8, 6);
+  page.writeUIntLE(b.pages.get(id)!.txid, 16, 6);
+  page.writeUInt16LE(1, 24); // key length
+  page.writeUInt8(0, 26); // inline
+  page.writeUInt16LE(end - 24 - 5 - 1, 27);
+  page.write('k', 29);
+  return page;
+}
+
+test('a leaf whose last cell header is cut by the end of the page, or whose cell count is too large: CORRUPTION, not RangeError', async () => {
+  const b = await build();
+  const id = firstOf(b, leafWith(key(2000)));
+  for (const end of [PAGE - 2, PAGE - 3, PAGE - 4]) await expectDetected(withPage(b, id, leafEndingAt(b, id, end)), `leaf cells ending at ${end}`, /runs past the page/);
+  const page = Buffer.from(b.data.subarray(id * PAGE, (id + 1) * PAGE));
+  page.writeUInt16LE(0xffff, 6);
+  await expectDetected(withPage(b, id, page), 'leaf cell count 65535', /runs past the page/);
+});
+
 test.after(() => dog.stop());
 
 test.run();
