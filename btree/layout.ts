@@ -41,6 +41,9 @@ export const metaPageOf = (slot: number): number => 2 * slot;
 export const rootPageOf = (slot: number): number => 2 * slot + 1;
 /** Pages that belong to a slot: never in the freelist, never allocated. */
 export const isSlotPage = (page: number): boolean => page < META_PAGES;
+/** Page ids are u48 on disk, but node:fs takes only safe-integer offsets: a larger id is no page of
+ *  any file, and reading it would fail as an I/O error rather than as the corruption it is. */
+export const MAX_PAGE_ID = Math.floor(Number.MAX_SAFE_INTEGER / PAGE_SIZE) - 1;
 export const MAGIC = Buffer.from('LBKVDB01', 'latin1');
 // 2: the meta page may hold the freelist inline. 3: slots of meta + root page. 4: freelist segments
 // (a version-3 file is a version-4 file without any). 5: segment references take two slots and

@@ -1,7 +1,7 @@
 // In-memory B+tree nodes and their page encoding. A node read from disk is clean and shared by
 // every snapshot that reaches it, so it is never mutated: writers clone it (copy-on-write).
 import {
-  BODY_SIZE, BRANCH_OVERHEAD, HEADER_SIZE, LEAF_INLINE_OVERHEAD, LEAF_OVERFLOW_CELL, PAGE_SIZE, PageType,
+  BODY_SIZE, BRANCH_OVERHEAD, HEADER_SIZE, isSlotPage, LEAF_INLINE_OVERHEAD, LEAF_OVERFLOW_CELL, MAX_PAGE_ID, PAGE_SIZE, PageType,
 } from './layout';
 import { sealPage } from './checksum';
 
@@ -293,6 +293,8 @@ export function decodeNode(page: Buffer, type: PageType, count: number, pageId: 
   // The smallest cell header must fit before any of it is read: Buffer reads past the page throw
   // RangeError, and a page that passes its checksum can still hold a bad count (a buggy writer).
   const minCell = leaf ? LEAF_INLINE_OVERHEAD : BRANCH_OVERHEAD;
+  // A branch without children sends a search to children[0], which does not exist.
+  if (!leaf && count === 0) return 'branch page without cells';
   for (let i = 0; i < count; i++) {
     if (off + minCell > PAGE_SIZE) return 'cell runs past the page';
     const klen = page.readUInt16LE(off);
@@ -308,7 +310,9 @@ export function decodeNode(page: Buffer, type: PageType, count: number, pageId: 
       } else if (kind === 1) {
         const kStart = off + LEAF_OVERFLOW_CELL;
         if (kStart + klen > PAGE_SIZE) return 'cell runs past the page';
-        vals[i] = { page: page.readUIntLE(off + 3, 6), length: page.readUIntLE(off + 9, 6), crc: page.readUInt32LE(off + 15) };
+        const run = page.readUIntLE(off + 3, 6);
+        if (!isPageId(run)) return `cell ${i}: overflow run at page ${run}, ${notAPage(run)}`;
+        vals[i] = { page: run, length: page.readUIntLE(off + 9, 6), crc: page.readUInt32LE(off + 15) };
         keys[i] = page.subarray(kStart, kStart + klen);
         off = kStart + klen;
       } else {
@@ -317,7 +321,9 @@ export function decodeNode(page: Buffer, type: PageType, count: number, pageId: 
     } else {
       const kStart = off + BRANCH_OVERHEAD;
       if (kStart + klen > PAGE_SIZE) return 'cell runs past the page';
-      children[i] = page.readUIntLE(off + 2, 6);
+      const child = page.readUIntLE(off + 2, 6);
+      if (!isPageId(child)) return `cell ${i}: child page ${child}, ${notAPage(child)}`;
+      children[i] = child;
       keys[i] = page.subarray(kStart, kStart + klen);
       off = kStart + klen;
     }
@@ -326,3 +332,9 @@ export function decodeNode(page: Buffer, type: PageType, count: number, pageId: 
   node.image = page;
   return node;
 }
+
+// Checks a page that passes its checksum still needs (a buggy writer): a slot's root page is never
+// a child (one that named its own root would make every search below it loop), and neither is a
+// meta page; ids past MAX_PAGE_ID are in no file.
+const isPageId = (id: number): boolean => !isSlotPage(id) && id <= MAX_PAGE_ID;
+const notAPage = (id: number): string => (isSlotPage(id) ? 'a meta or root page of a slot' : 'past the end of any file');

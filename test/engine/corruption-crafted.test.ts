@@ -63,24 +63,30 @@ async function build(): Promise<Built> {
   return base;
 }
 
-/** A copy of the store's file with page `id` replaced by `page`, resealed (a valid checksum). */
-function withPage(b: Built, id: number, page: Buffer): string {
+/** A copy of the store's file with pages replaced (`[id, page]`), each resealed: a valid checksum. */
+function withPages(b: Built, edits: [number, Buffer][]): string {
   const file = path.join(tempDir('crafted'), 'lbkv.db');
   const data = Buffer.from(b.data);
-  page.writeUInt32LE(crc32(page.subarray(4)), 0);
-  page.copy(data, id * PAGE);
+  for (const [id, page] of edits) {
+    page.writeUInt32LE(crc32(page.subarray(4)), 0);
+    page.copy(data, id * PAGE);
+  }
   fs.writeFileSync(file, data);
   return file;
 }
 
+const withPage = (b: Built, id: number, page: Buffer): string => withPages(b, [[id, page]]);
+
 /** Page `id` re-encoded from its node after `edit` (encodeNode seals it). */
-function withNode(b: Built, id: number, edit: (n: Node) => void): string {
+function edited(b: Built, id: number, edit: (n: Node) => void): Buffer {
   const p = b.pages.get(id)!;
   const n = p.node;
   const copy = { ...n, keys: n.keys.slice(), vals: n.vals.map((v) => (Buffer.isBuffer(v) ? v : { ...v })), children: n.children.slice(), patch: undefined } as Node;
   edit(copy);
-  return withPage(b, id, encodeNode(copy, id, p.txid));
+  return encodeNode(copy, id, p.txid);
 }
+
+const withNode = (b: Built, id: number, edit: (n: Node) => void): string => withPage(b, id, edited(b, id, edit));
 
 const firstOf = (b: Built, pred: (id: number, p: { node: Node; depth: number }) => boolean): number => {
   for (const [id, p] of b.pages) if (pred(id, p)) return id;
@@ -209,6 +215,21 @@ test('a leaf whose last cell header is cut by the end of the page, or whose cell
   const page = Buffer.from(b.data.subarray(id * PAGE, (id + 1) * PAGE));
   page.writeUInt16LE(0xffff, 6);
   await expectDetected(withPage(b, id, page), 'leaf cell count 65535', /runs past the page/);
+});
+
+test('a branch whose child is a slot page (meta or root), past the end of the file, or far past any file: CORRUPTION', async () => {
+  const b = await build();
+  const id = firstOf(b, (_, p) => !p.node.leaf);
+  const pages = Math.ceil(b.data.length / PAGE);
+  for (const child of [0, 1, 2, 3, pages + 100, 2 ** 47]) {
+    await expectDetected(withNode(b, id, (n) => { n.children[1] = child; }), `branch ${id}: child 1 is page ${child}`);
+  }
+});
+
+test('a branch page with no cells: CORRUPTION', async () => {
+  const b = await build();
+  const id = firstOf(b, (_, p) => !p.node.leaf);
+  await expectDetected(withNode(b, id, (n) => { n.keys = []; n.children = []; }), `branch ${id} emptied`);
 });
 
 test.after(() => dog.stop());
