@@ -4,6 +4,7 @@ import { childIndex, isInline, lowerBound, Node, OverflowRef } from './node';
 import type { Pager } from './pager';
 import type { Loss } from './api';
 import { StoreError } from './errors';
+import { checkDepth } from './tree';
 
 export interface CursorEntry {
   key: Buffer;
@@ -29,6 +30,7 @@ export function* scan(pager: Pager, root: Node | null, start: Buffer | undefined
   while (!node.leaf) {
     const i = start ? childIndex(node, start) : 0;
     stack.push({ node, index: i });
+    checkDepth(pager, stack.length, node);
     node = pager.node(node.children[i] as number);
   }
   let i = start ? lowerBound(node.keys, start) : 0;
@@ -50,6 +52,7 @@ export function* scan(pager: Pager, root: Node | null, start: Buffer | undefined
     node = pager.node(top.node.children[top.index] as number);
     while (!node.leaf) {
       stack.push({ node, index: 0 });
+      checkDepth(pager, stack.length, node);
       node = pager.node(node.children[0] as number);
     }
     i = 0;
@@ -68,10 +71,10 @@ export function isSalvageable(err: unknown): err is StoreError {
  *  outside that range or out of order (a page a lost write left stale) is reported and skipped too,
  *  so no key is yielded twice or out of order. Depth-first: the stack is as deep as the tree. */
 export function* salvageScan(pager: Pager, root: Node | null, onLoss: (loss: Loss) => void): Generator<CursorEntry> {
-  if (root) yield* salvageNode(pager, root, onLoss, { last: undefined });
+  if (root) yield* salvageNode(pager, root, onLoss, { last: undefined }, 0);
 }
 
-function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, seen: { last: Buffer | undefined }, from?: Buffer, to?: Buffer): Generator<CursorEntry> {
+function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, seen: { last: Buffer | undefined }, depth: number, from?: Buffer, to?: Buffer): Generator<CursorEntry> {
   if (node.leaf) {
     const keys = node.keys;
     const fits = keys.every((k, i) => (i > 0 ? Buffer.compare(keys[i - 1], k) < 0 : !seen.last || Buffer.compare(seen.last, k) < 0)
@@ -91,6 +94,7 @@ function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, se
     const childTo = i + 1 < node.keys.length ? node.keys[i + 1] : to;
     let child: Node;
     try {
+      checkDepth(pager, depth + 1, node);
       child = pager.node(node.children[i] as number);
     } catch (err) {
       if (!isSalvageable(err)) throw err;
@@ -98,6 +102,6 @@ function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, se
       onLoss({ from: childFrom && Buffer.from(childFrom), to: childTo && Buffer.from(childTo), page: node.children[i] as number, reason: err.message });
       continue;
     }
-    yield* salvageNode(pager, child, onLoss, seen, childFrom, childTo);
+    yield* salvageNode(pager, child, onLoss, seen, depth + 1, childFrom, childTo);
   }
 }

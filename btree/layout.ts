@@ -44,6 +44,11 @@ export const isSlotPage = (page: number): boolean => page < META_PAGES;
 /** Page ids are u48 on disk, but node:fs takes only safe-integer offsets: a larger id is no page of
  *  any file, and reading it would fail as an I/O error rather than as the corruption it is. */
 export const MAX_PAGE_ID = Math.floor(Number.MAX_SAFE_INTEGER / PAGE_SIZE) - 1;
+/** No tree is this deep: a split leaves pieces of at least half a page of cells on average (two
+ *  cells of the longest key), so each level holds about twice the pages of the level above, and
+ *  2^48 page ids make well under 64 levels. A descent that goes deeper is going round branch pages
+ *  that name each other (pages that pass their checksums, from a buggy writer) and would not end. */
+export const MAX_TREE_DEPTH = 64;
 export const MAGIC = Buffer.from('LBKVDB01', 'latin1');
 // 2: the meta page may hold the freelist inline. 3: slots of meta + root page. 4: freelist segments
 // (a version-3 file is a version-4 file without any). 5: segment references take two slots and

@@ -2,13 +2,22 @@
 // the leaf it changes; untouched subtrees stay shared with every snapshot.
 import { childIndex, isInline, lowerBound, Node, LeafValue, OverflowRef, splitNode } from './node';
 import type { Pager } from './pager';
-import { isSlotPage } from './layout';
+import { isSlotPage, MAX_TREE_DEPTH } from './layout';
+import { corruption } from './checksum';
+
+/** Throws CORRUPTION when a descent has gone `depth` levels below the root (see MAX_TREE_DEPTH). */
+export function checkDepth(pager: Pager, depth: number, node: Node): void {
+  if (depth > MAX_TREE_DEPTH) throw corruption(pager.path, node.pageId, `the tree goes deeper than ${MAX_TREE_DEPTH} levels: its branch pages form a cycle`);
+}
 
 /** The value cell for `key` under `root` (a snapshot's root node), or undefined. */
 export function lookup(pager: Pager, root: Node | null, key: Buffer): Buffer | OverflowRef | undefined {
   if (!root) return undefined;
   let node = root;
-  while (!node.leaf) node = pager.node(node.children[childIndex(node, key)] as number);
+  for (let depth = 1; !node.leaf; depth++) {
+    checkDepth(pager, depth, node);
+    node = pager.node(node.children[childIndex(node, key)] as number);
+  }
   const i = lowerBound(node.keys, key);
   if (i < node.keys.length && node.keys[i].equals(key)) return node.vals[i] as Buffer | OverflowRef;
   return undefined;
@@ -44,7 +53,8 @@ export class WriteTree {
       return;
     }
     let node = (this.root = this.writable(this.root));
-    while (!node.leaf) {
+    for (let depth = 1; !node.leaf; depth++) {
+      checkDepth(this.pager, depth, node);
       const i = childIndex(node, key);
       const c = node.children[i];
       const child = this.writable(typeof c === 'number' ? this.pager.node(c) : c);

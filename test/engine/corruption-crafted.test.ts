@@ -145,8 +145,27 @@ async function readAll(file: string, model: Map<string, Buffer>, what: string): 
       assert.is(scan.code, 'CORRUPTION', `${what}: scan: ${scan.message}`);
       errors.push(scan.message);
     }
-    const put = await outcome(`${what}: put`, () => s.put(key(1500), Buffer.from('new')));
-    if (!('ok' in put)) assert.is(put.code, 'CORRUPTION', `${what}: put: ${put.message}`);
+    const salvaged = await outcome(`${what}: salvage`, async () => {
+      const snap = s.snapshot();
+      let last: string | undefined;
+      try {
+        for await (const e of snap.salvage(() => undefined)) {
+          const k = e.key.toString('latin1');
+          assert.ok(last === undefined || k > last, `${what}: salvage yielded ${k.slice(-8)} after ${last?.slice(-8)}`);
+          assert.ok(e.value.equals(model.get(k) ?? Buffer.alloc(0)) && model.has(k), `${what}: salvage value of ${k.slice(-8)}`);
+          last = k;
+        }
+      } finally {
+        snap.release();
+      }
+    });
+    assert.ok('ok' in salvaged, `${what}: salvage: ${JSON.stringify(salvaged)}`);
+    // Concurrent puts share commits; one whose path is damaged fails alone, with CORRUPTION.
+    dog.beat(`${what}: puts`);
+    const puts = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => s.put(key(i * 100 + 1), Buffer.from('new'))));
+    for (const p of puts) {
+      if (p.status === 'rejected') assert.ok(p.reason instanceof StoreError && p.reason.code === 'CORRUPTION', `${what}: put: ${p.reason?.stack ?? p.reason}`);
+    }
   } finally {
     await s.close();
   }
@@ -224,6 +243,12 @@ test('a branch whose child is a slot page (meta or root), past the end of the fi
   for (const child of [0, 1, 2, 3, pages + 100, 2 ** 47]) {
     await expectDetected(withNode(b, id, (n) => { n.children[1] = child; }), `branch ${id}: child 1 is page ${child}`);
   }
+});
+
+test('a branch whose first child is itself: CORRUPTION, no endless descent', async () => {
+  const b = await build();
+  const x = firstOf(b, (_, p) => !p.node.leaf);
+  await expectDetected(withNode(b, x!, (n) => { n.children[0] = x!; }), `branch ${x}: child 0 is itself`);
 });
 
 test('a branch page with no cells: CORRUPTION', async () => {
