@@ -233,7 +233,7 @@ test('a leaf whose last cell header is cut by the end of the page, or whose cell
   for (const end of [PAGE - 2, PAGE - 3, PAGE - 4]) await expectDetected(withPage(b, id, leafEndingAt(b, id, end)), `leaf cells ending at ${end}`, /runs past the page/);
   const page = Buffer.from(b.data.subarray(id * PAGE, (id + 1) * PAGE));
   page.writeUInt16LE(0xffff, 6);
-  await expectDetected(withPage(b, id, page), 'leaf cell count 65535', /runs past the page/);
+  await expectDetected(withPage(b, id, page), 'leaf cell count 65535', /runs past the page|out of order/);
 });
 
 test('a branch whose child is a slot page (meta or root), past the end of the file, or far past any file: CORRUPTION', async () => {
@@ -255,6 +255,16 @@ test('a branch page with no cells: CORRUPTION', async () => {
   const b = await build();
   const id = firstOf(b, (_, p) => !p.node.leaf);
   await expectDetected(withNode(b, id, (n) => { n.keys = []; n.children = []; }), `branch ${id} emptied`);
+});
+
+test('a node whose keys are out of order (a leaf, or a branch\'s separators): CORRUPTION, not a key reported absent', async () => {
+  const b = await build();
+  const leaf = firstOf(b, leafWith(key(2000)));
+  const swap = (xs: unknown[], i: number, j: number) => { [xs[i], xs[j]] = [xs[j], xs[i]]; };
+  await expectDetected(withNode(b, leaf, (n) => { swap(n.keys, 2, 5); swap(n.vals, 2, 5); }), `leaf ${leaf}: cells 2 and 5 swapped`, /order/);
+  await expectDetected(withNode(b, leaf, (n) => { n.keys[3] = n.keys[2]!; }), `leaf ${leaf}: a key twice`, /order/);
+  const branch = [...b.pages].find(([, p]) => !p.node.leaf && p.node.keys.length > 4)![0];
+  await expectDetected(withNode(b, branch, (n) => { swap(n.keys, 2, 3); }), `branch ${branch}: separators 2 and 3 swapped`, /order/);
 });
 
 test.after(() => dog.stop());
