@@ -105,9 +105,58 @@ async function outcome<T>(what: string, p: () => Promise<T> | T): Promise<{ ok: 
   }
 }
 
-/** Opens `file` and reads everything: each get gives the stored value or CORRUPTION, and a full scan
- *  yields the stored entries in order up to where it fails with CORRUPTION. Returns the store's
- *  CORRUPTION messages (open's, or the reads'), for the caller to expect some. */
+/** Gets of every key give its value or CORRUPTION; a full scan yields the entries in order up to
+ *  where it fails with CORRUPTION; salvage yields only entries of `model`, in order. The messages of
+ *  the CORRUPTION errors go to `errors`. */
+async function check(s: Store, model: Map<string, Buffer>, what: string, errors: string[]): Promise<void> {
+  for (const [k, v] of model) {
+    const got = await outcome(`${what}: get`, () => s.get(Buffer.from(k, 'latin1')));
+    if ('ok' in got) assert.ok(got.ok?.equals(v), `${what}: get ${k.slice(-8)} returned ${got.ok === undefined ? 'nothing' : 'a wrong value'}`);
+    else {
+      assert.is(got.code, 'CORRUPTION', `${what}: get: ${got.message}`);
+      errors.push(got.message);
+    }
+  }
+  const want = [...model.keys()].sort();
+  const seen: string[] = [];
+  const scan = await outcome(`${what}: scan`, async () => {
+    const snap = s.snapshot();
+    try {
+      for await (const e of snap.range()) {
+        const k = e.key.toString('latin1');
+        assert.is(k, want[seen.length], `${what}: scan entry ${seen.length}`);
+        assert.ok(e.value.equals(model.get(k)!), `${what}: scan value of ${k.slice(-8)}`);
+        seen.push(k);
+      }
+    } finally {
+      snap.release();
+    }
+  });
+  if ('ok' in scan) assert.is(seen.length, want.length, `${what}: the scan ended early without an error`);
+  else {
+    assert.is(scan.code, 'CORRUPTION', `${what}: scan: ${scan.message}`);
+    errors.push(scan.message);
+  }
+  const salvaged = await outcome(`${what}: salvage`, async () => {
+    const snap = s.snapshot();
+    let last: string | undefined;
+    try {
+      for await (const e of snap.salvage(() => undefined)) {
+        const k = e.key.toString('latin1');
+        assert.ok(last === undefined || k > last, `${what}: salvage yielded ${k.slice(-8)} after ${last?.slice(-8)}`);
+        assert.ok(model.has(k) && e.value.equals(model.get(k)!), `${what}: salvage value of ${k.slice(-8)}`);
+        last = k;
+      }
+    } finally {
+      snap.release();
+    }
+  });
+  assert.ok('ok' in salvaged, `${what}: salvage: ${JSON.stringify(salvaged)}`);
+}
+
+/** Opens `file` and checks every read (check()); then concurrent puts, overwrites and new keys
+ *  (they share commits, and one whose path is damaged fails alone, with CORRUPTION), and every read
+ *  again with what they applied. Returns the CORRUPTION messages (open's, or the reads'). */
 async function readAll(file: string, model: Map<string, Buffer>, what: string): Promise<string[]> {
   const opened = await outcome(`${what}: open`, () => Store.open({ path: file }));
   if (!('ok' in opened)) {
@@ -117,55 +166,16 @@ async function readAll(file: string, model: Map<string, Buffer>, what: string): 
   const s = opened.ok;
   const errors: string[] = [];
   try {
-    for (const [k, v] of model) {
-      const got = await outcome(`${what}: get`, () => s.get(Buffer.from(k, 'latin1')));
-      if ('ok' in got) assert.ok(got.ok?.equals(v), `${what}: get ${k.slice(-8)} returned ${got.ok === undefined ? 'nothing' : 'a wrong value'}`);
-      else {
-        assert.is(got.code, 'CORRUPTION', `${what}: get: ${got.message}`);
-        errors.push(got.message);
-      }
-    }
-    const want = [...model.keys()].sort();
-    const seen: string[] = [];
-    const scan = await outcome(`${what}: scan`, async () => {
-      const snap = s.snapshot();
-      try {
-        for await (const e of snap.range()) {
-          const k = e.key.toString('latin1');
-          assert.is(k, want[seen.length], `${what}: scan entry ${seen.length}`);
-          assert.ok(e.value.equals(model.get(k)!), `${what}: scan value of ${k.slice(-8)}`);
-          seen.push(k);
-        }
-      } finally {
-        snap.release();
-      }
-    });
-    if ('ok' in scan) assert.is(seen.length, want.length, `${what}: the scan ended early without an error`);
-    else {
-      assert.is(scan.code, 'CORRUPTION', `${what}: scan: ${scan.message}`);
-      errors.push(scan.message);
-    }
-    const salvaged = await outcome(`${what}: salvage`, async () => {
-      const snap = s.snapshot();
-      let last: string | undefined;
-      try {
-        for await (const e of snap.salvage(() => undefined)) {
-          const k = e.key.toString('latin1');
-          assert.ok(last === undefined || k > last, `${what}: salvage yielded ${k.slice(-8)} after ${last?.slice(-8)}`);
-          assert.ok(e.value.equals(model.get(k) ?? Buffer.alloc(0)) && model.has(k), `${what}: salvage value of ${k.slice(-8)}`);
-          last = k;
-        }
-      } finally {
-        snap.release();
-      }
-    });
-    assert.ok('ok' in salvaged, `${what}: salvage: ${JSON.stringify(salvaged)}`);
-    // Concurrent puts share commits; one whose path is damaged fails alone, with CORRUPTION.
+    await check(s, model, what, errors);
     dog.beat(`${what}: puts`);
-    const puts = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => s.put(key(i * 100 + 1), Buffer.from('new'))));
-    for (const p of puts) {
-      if (p.status === 'rejected') assert.ok(p.reason instanceof StoreError && p.reason.code === 'CORRUPTION', `${what}: put: ${p.reason?.stack ?? p.reason}`);
-    }
+    const entries = Array.from({ length: 30 }, (_, i) => ({ key: i % 2 ? Buffer.concat([key(i * 100), Buffer.from('+')]) : key(i * 100), value: Buffer.from(`new${i}`) }));
+    const puts = await Promise.allSettled(entries.map((e) => s.put(e.key, e.value)));
+    const after = new Map(model);
+    puts.forEach((p, i) => {
+      if (p.status === 'fulfilled') after.set(entries[i]!.key.toString('latin1'), entries[i]!.value);
+      else assert.ok(p.reason instanceof StoreError && p.reason.code === 'CORRUPTION', `${what}: put: ${p.reason?.stack ?? p.reason}`);
+    });
+    await check(s, after, `${what}, after the puts`, errors);
   } finally {
     await s.close();
   }
