@@ -4,7 +4,7 @@ import { childIndex, isInline, lowerBound, Node, OverflowRef } from './node';
 import type { Pager } from './pager';
 import type { Loss } from './api';
 import { StoreError } from './errors';
-import { checkDepth } from './tree';
+import { checkDepth, checkPlace, narrow, type Bounds } from './tree';
 
 export interface CursorEntry {
   key: Buffer;
@@ -35,6 +35,7 @@ export function* scan(pager: Pager, root: Node | null, start: Buffer | undefined
   }
   let i = start ? lowerBound(node.keys, start) : 0;
   for (;;) {
+    checkPlace(pager, node, boundsOf(stack));
     for (; i < node.keys.length; i++) {
       const key = node.keys[i];
       if (end && Buffer.compare(key, end) >= 0) return;
@@ -57,6 +58,14 @@ export function* scan(pager: Pager, root: Node | null, start: Buffer | undefined
     }
     i = 0;
   }
+}
+
+/** The bounds the separators on the path `stack` give its leaf (see checkPlace): each leaf's range
+ *  meets the next one's, so leaves that fit them come in order, none twice. */
+function boundsOf(stack: { node: Node; index: number }[]): Bounds {
+  const b: Bounds = {};
+  for (const { node, index } of stack) narrow(node, index, b);
+  return b;
 }
 
 /** Whether a salvaging read goes on past `err`: a page or value that fails its checks, or that the

@@ -293,8 +293,9 @@ export function decodeNode(page: Buffer, type: PageType, count: number, pageId: 
   // The smallest cell header must fit before any of it is read: Buffer reads past the page throw
   // RangeError, and a page that passes its checksum can still hold a bad count (a buggy writer).
   const minCell = leaf ? LEAF_INLINE_OVERHEAD : BRANCH_OVERHEAD;
-  // A branch without children sends a search to children[0], which does not exist.
-  if (!leaf && count === 0) return 'branch page without cells';
+  // No page below a root is ever written empty, and nothing could tell where an empty leaf belongs
+  // (tree.ts, checkPlace); a branch without children would send a search to a child that is not there.
+  if (count === 0) return 'page without cells';
   // Searches bisect the keys, so a page that passes its checksum with keys out of order (a buggy
   // writer) would make a get miss a key that is there. A branch's first key is not compared: searches
   // ignore it, and after a split of its first child it may exceed the second (tree.ts, spillNode).

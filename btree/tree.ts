@@ -5,21 +5,61 @@ import type { Pager } from './pager';
 import { isSlotPage, MAX_TREE_DEPTH } from './layout';
 import { corruption } from './checksum';
 
+/** The keys [lo, hi) a node may hold, as the separators on its path give them (undefined:
+ *  unbounded). */
+export interface Bounds {
+  lo?: Buffer;
+  hi?: Buffer;
+}
+
+/** Narrows `b`, the bounds of branch `node`, to those of its child `c`. Only ever narrows: a branch
+ *  at the wrong place has separators outside its own bounds, which must not widen them again. */
+export function narrow(node: Node, c: number, b: Bounds): void {
+  const k = node.keys;
+  if (c > 0 && (!b.lo || Buffer.compare(k[c], b.lo) > 0)) b.lo = k[c];
+  if (c + 1 < k.length && (!b.hi || Buffer.compare(k[c + 1], b.hi) < 0)) b.hi = k[c + 1];
+}
+
+/** Throws CORRUPTION unless `leaf` holds keys within `b`. A page that passes its checksum can still
+ *  sit at the wrong place (a buggy writer's child id): a get would miss a key that is elsewhere, a
+ *  scan skip or repeat keys. Decoding checked the order within the leaf: its first and last keys
+ *  suffice. */
+export function checkPlace(pager: Pager, leaf: Node, b: Bounds): void {
+  const keys = leaf.keys;
+  if ((b.lo && Buffer.compare(keys[0], b.lo) < 0) || (b.hi && Buffer.compare(keys[keys.length - 1], b.hi) >= 0)) {
+    throw corruption(pager.path, leaf.pageId, 'the leaf holds keys outside the range its parent gives it (a page at the wrong place)');
+  }
+}
+
 /** Throws CORRUPTION when a descent has gone `depth` levels below the root (see MAX_TREE_DEPTH). */
 export function checkDepth(pager: Pager, depth: number, node: Node): void {
   if (depth > MAX_TREE_DEPTH) throw corruption(pager.path, node.pageId, `the tree goes deeper than ${MAX_TREE_DEPTH} levels: its branch pages form a cycle`);
 }
 
+// lookup's path, kept only to work out a miss's bounds: lookup runs to the end without yielding, so
+// one pair of arrays serves every call (holding the last path's few nodes until the next), and a hit
+// costs two stores per level rather than a comparison.
+const pathNodes: Node[] = [];
+const pathIndexes: number[] = [];
+
 /** The value cell for `key` under `root` (a snapshot's root node), or undefined. */
 export function lookup(pager: Pager, root: Node | null, key: Buffer): Buffer | OverflowRef | undefined {
   if (!root) return undefined;
   let node = root;
-  for (let depth = 1; !node.leaf; depth++) {
-    checkDepth(pager, depth, node);
-    node = pager.node(node.children[childIndex(node, key)] as number);
+  let depth = 0;
+  while (!node.leaf) {
+    checkDepth(pager, ++depth, node);
+    const c = childIndex(node, key);
+    pathNodes[depth] = node;
+    pathIndexes[depth] = c;
+    node = pager.node(node.children[c] as number);
   }
   const i = lowerBound(node.keys, key);
   if (i < node.keys.length && node.keys[i].equals(key)) return node.vals[i] as Buffer | OverflowRef;
+  // A miss is an answer only from the leaf where the key belongs; a hit is the key's own cell.
+  const bounds: Bounds = {};
+  for (let d = 1; d <= depth; d++) narrow(pathNodes[d], pathIndexes[d], bounds);
+  checkPlace(pager, node, bounds);
   return undefined;
 }
 
@@ -53,11 +93,16 @@ export class WriteTree {
       return;
     }
     let node = (this.root = this.writable(this.root));
+    const bounds: Bounds = {};
     for (let depth = 1; !node.leaf; depth++) {
       checkDepth(this.pager, depth, node);
       const i = childIndex(node, key);
+      narrow(node, i, bounds);
       const c = node.children[i];
-      const child = this.writable(typeof c === 'number' ? this.pager.node(c) : c);
+      const read = typeof c === 'number' ? this.pager.node(c) : c;
+      // A key put into a leaf at the wrong place would be written there for good.
+      if (read.leaf && !read.dirty) checkPlace(this.pager, read, bounds);
+      const child = this.writable(read);
       node.setChild(i, child);
       node = child;
     }

@@ -277,6 +277,19 @@ test('a node whose keys are out of order (a leaf, or a branch\'s separators): CO
   await expectDetected(withNode(b, branch, (n) => { swap(n.keys, 2, 3); }), `branch ${branch}: separators 2 and 3 swapped`, /order/);
 });
 
+test('a branch child that names a page of another place in the tree (itself, a sibling, another branch\'s leaf, a branch that names it back): CORRUPTION, no key missed or yielded twice', async () => {
+  const b = await build();
+  const branches = [...b.pages].filter(([, p]) => !p.node.leaf && p.node.keys.length > 3).map(([id]) => id);
+  const [x, y] = [branches[0]!, branches[1]!];
+  const nx = b.pages.get(x)!.node;
+  const ny = b.pages.get(y)!.node;
+  await expectDetected(withNode(b, x, (n) => { n.children[1] = x; }), `branch ${x}: child 1 is itself`);
+  await expectDetected(withNode(b, x, (n) => { n.children[2] = n.children[1]!; }), `branch ${x}: child 2 is child 1`);
+  await expectDetected(withNode(b, x, (n) => { n.children[1] = ny.children[2]!; }), `branch ${x}: child 1 is a child of branch ${y}`);
+  await expectDetected(withNode(b, y, (n) => { n.children[n.children.length - 1] = nx.children[0]!; }), `branch ${y}: its last child is branch ${x}'s first`);
+  await expectDetected(withPages(b, [[x, edited(b, x, (n) => { n.children[0] = y; })], [y, edited(b, y, (n) => { n.children[0] = x; })]]), `branches ${x} and ${y} name each other`);
+});
+
 test.after(() => dog.stop());
 
 test.run();
