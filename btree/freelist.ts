@@ -374,6 +374,23 @@ export class Freelist {
 
 const byMaxTxid = (a: Segment, b: Segment): number => a.maxTxid - b.maxTxid;
 
+/** Why `extents`, pages a freelist read back says are free or its own, cannot be right in a file of
+ *  `pageCount` pages: one includes a slot page or runs past the end, or two share a page. Null if
+ *  they can. A freelist that passes its checksums can still say so (a buggy writer), and commits
+ *  would then hand out a meta page, or one page twice, overwriting what is live. */
+export function badExtents(extents: Extent[], pageCount: number): string | null {
+  let end = META_PAGES;
+  for (const e of extents.slice().sort((a, b) => a.start - b.start)) {
+    const last = e.start + e.count - 1;
+    if (e.count < 1 || e.start < end || last >= pageCount) {
+      const why = e.count < 1 ? 'are none' : e.start < META_PAGES ? 'include a slot page' : e.start < end ? 'are listed twice' : `run past the last page, ${pageCount - 1}`;
+      return `pages ${e.start}..${last} ${why}`;
+    }
+    end = last + 1;
+  }
+  return null;
+}
+
 /** The entries of one verified freelist page written by format `version`. */
 export function decodeFreePage(page: Buffer, slots: number, version: number): FreeEntry[] | string {
   if (slots > ENTRIES_PER_PAGE) return `${slots} freelist slots do not fit a page`;

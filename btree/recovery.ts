@@ -6,7 +6,7 @@ import * as nodePath from 'node:path';
 import type { FileHandle, FileSystem } from './file-io';
 import { FORMAT_VERSION, META_PAGES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
-import { Freelist, needsRead, segmentOf } from './freelist';
+import { badExtents, Freelist, needsRead, segmentOf } from './freelist';
 import { Pager } from './pager';
 import type { Node } from './node';
 import type { Caches } from './cache';
@@ -106,7 +106,13 @@ export async function recover(fs: FileSystem, path: string, caches: Caches, with
     }
     const freelist = new Freelist([], new Map(), chosen.pageCount);
     const version = chosen.version ?? FORMAT_VERSION;
-    for (const e of withoutFreelist ? [] : [...(chosen.inlineFree ?? []), ...pager.freelistEntries(chosen.freelistPage, chosen.freelistPages, version)]) {
+    const entries = withoutFreelist ? [] : [...(chosen.inlineFree ?? []), ...pager.freelistEntries(chosen.freelistPage, chosen.freelistPages, version)];
+    const own = chosen.freelistPages > 0 ? [{ start: chosen.freelistPage, count: chosen.freelistPages }] : [];
+    const bad = withoutFreelist ? null : badExtents([...entries, ...own], chosen.pageCount);
+    if (bad) {
+      throw new StoreError('CORRUPTION', `${path}: the freelist of commit ${chosen.txid} (meta page ${metaPageOf(chosen.txid % 2)}) is wrong, refusing to open (the file was not modified): ${bad}`);
+    }
+    for (const e of entries) {
       if (!e.ref) freelist.add(e);
       else freelist.addSegment(segmentOf(e, needsRead(e) ? pager.freelistEntries(e.start, e.count, version) : undefined));
     }

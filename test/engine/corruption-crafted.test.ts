@@ -9,7 +9,8 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Store, StoreError } from '../../btree';
-import { decodeMeta, type Meta } from '../../btree/meta';
+import { decodeMeta, encodeMeta, type Meta } from '../../btree/meta';
+import type { FreeEntry } from '../../btree/freelist';
 import { decodeNode, encodeNode, type Node, type OverflowRef } from '../../btree/node';
 import { checkPage, crc32 } from '../../btree/checksum';
 import { tempDir } from '../support/tmp';
@@ -288,6 +289,34 @@ test('a branch child that names a page of another place in the tree (itself, a s
   await expectDetected(withNode(b, x, (n) => { n.children[1] = ny.children[2]!; }), `branch ${x}: child 1 is a child of branch ${y}`);
   await expectDetected(withNode(b, y, (n) => { n.children[n.children.length - 1] = nx.children[0]!; }), `branch ${y}: its last child is branch ${x}'s first`);
   await expectDetected(withPages(b, [[x, edited(b, x, (n) => { n.children[0] = y; })], [y, edited(b, y, (n) => { n.children[0] = x; })]]), `branches ${x} and ${y} name each other`);
+});
+
+/** The store's file with its newest meta page rewritten (a valid checksum) with `free` as its inline
+ *  freelist, and pages `extra` written over it (each resealed). */
+function withFreelist(b: Built, free: FreeEntry[], extra: [number, Buffer][] = []): string {
+  assert.ok(b.meta.inlineFree, 'the newest meta holds its freelist inline');
+  return withPages(b, [[2 * (b.meta.txid % 2), encodeMeta({ ...b.meta, inlineFree: free })], ...extra]);
+}
+
+test('a freelist that lists a slot page, a page past the end, or a page twice: open refuses with CORRUPTION, nothing is written', async () => {
+  const b = await build();
+  const free = b.meta.inlineFree!;
+  const end = b.meta.pageCount;
+  const cases: [string, FreeEntry[]][] = [
+    ['meta page 0', [...free, { start: 0, count: 1, txid: 0 }]],
+    ['root page 3', [...free, { start: 3, count: 1, txid: 0 }]],
+    ['pages past the end', [...free, { start: end - 2, count: 5, txid: 0 }]],
+    ['a page twice', [...free, { start: end - 10, count: 4, txid: 0 }, { start: end - 8, count: 1, txid: 3 }]],
+    ['a segment past the end', [...free, { start: end + 1, count: 1, txid: 0, ref: { level: 0, listed: 10, taken: 0 } }]],
+  ];
+  for (const [what, list] of cases) {
+    const file = withFreelist(b, list);
+    const before = fs.readFileSync(file);
+    const got = await outcome(`freelist lists ${what}: open`, () => Store.open({ path: file }));
+    if ('ok' in got) await got.ok.close();
+    assert.ok(!('ok' in got) && got.code === 'CORRUPTION' && /freelist/.test(got.message), `freelist lists ${what}: ${'ok' in got ? 'opened' : got.message}`);
+    assert.ok(fs.readFileSync(file).equals(before), `freelist lists ${what}: the file was written`);
+  }
 });
 
 test.after(() => dog.stop());
