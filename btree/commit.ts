@@ -13,7 +13,7 @@
 import { crc32, crc32Combine, sealedPageCrc } from './checksum';
 import { Freelist, pagesForSlots } from './freelist';
 import type { FileHandle } from './file-io';
-import { FORMAT_VERSION, metaPageOf, PAGE_SIZE, pagesFor, rootPageOf } from './layout';
+import { metaPageOf, PAGE_SIZE, pagesFor, rootPageOf } from './layout';
 import { encodeMeta, Extent, inlineFreeCapacity, MAX_COMMIT_EXTENTS, Meta } from './meta';
 import { encodeNode, isPending, Node } from './node';
 import type { Pager } from './pager';
@@ -129,7 +129,7 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   // both encode alike.
   const settled = fl.settle({
     need: dataPages + LOAD_MARGIN_PAGES, longest: longestValue, threshold: ctx.reuseThreshold, below: ctx.meta.txid, txid,
-    read: (seg) => ctx.pager.freelistEntries(seg.start, seg.count, FORMAT_VERSION),
+    read: (seg) => ctx.pager.segmentEntries(seg, fl.pageCount),
   });
   const writes: PageWrite[] = [];
   for (const seg of settled) {

@@ -1,11 +1,11 @@
 // Reads pages and overflow values from the data file through the cache, verifying every byte
 // against its checksum before it is used.
 import type { FileHandle } from './file-io';
-import { PAGE_SIZE, PageType } from './layout';
+import { FORMAT_VERSION, PAGE_SIZE, PageType } from './layout';
 import { checkPage, corruption, crc32 } from './checksum';
 import { decodeNode, Node, OverflowRef } from './node';
 import type { Caches } from './cache';
-import { decodeFreePage, type FreeEntry } from './freelist';
+import { badExtents, decodeFreePage, type FreeEntry, type Segment } from './freelist';
 import { ioError, StoreError } from './errors';
 
 // Below this an overflow value is read inline on the event loop; above it, on the thread pool so a
@@ -76,6 +76,21 @@ export class Pager {
       out.push(...entries);
     }
     return out;
+  }
+
+  /** The entries of freelist segment `seg` (format 5), checked before a commit takes them, in a file
+   *  of `pageCount` pages: pages that pass their checksums can still be wrong (a buggy writer). A
+   *  segment of level n lists references to segments of level n - 1 only, else loading could go
+   *  round a segment that lists itself for ever; and its extents must be pages of the file, each
+   *  once (freelist.ts, badExtents). */
+  segmentEntries(seg: Segment, pageCount: number): FreeEntry[] {
+    const entries = this.freelistEntries(seg.start, seg.count, FORMAT_VERSION);
+    const wrongLevel = entries.find((e) => (e.ref?.level ?? -1) !== seg.level - 1);
+    const bad = wrongLevel
+      ? `a segment of level ${seg.level} lists ${wrongLevel.ref ? `a segment of level ${wrongLevel.ref.level}` : 'an extent'} (pages ${wrongLevel.start}..)`
+      : badExtents(entries, pageCount);
+    if (bad) throw corruption(this.path, seg.start, `freelist segment: ${bad}`);
+    return entries;
   }
 
   node(id: number): Node {

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Store, StoreError } from '../../btree';
 import { decodeMeta, encodeMeta, type Meta } from '../../btree/meta';
-import type { FreeEntry } from '../../btree/freelist';
+import { writeFreeEntry, type FreeEntry } from '../../btree/freelist';
 import { decodeNode, encodeNode, type Node, type OverflowRef } from '../../btree/node';
 import { checkPage, crc32 } from '../../btree/checksum';
 import { tempDir } from '../support/tmp';
@@ -316,6 +316,30 @@ test('a freelist that lists a slot page, a page past the end, or a page twice: o
     if ('ok' in got) await got.ok.close();
     assert.ok(!('ok' in got) && got.code === 'CORRUPTION' && /freelist/.test(got.message), `freelist lists ${what}: ${'ok' in got ? 'opened' : got.message}`);
     assert.ok(fs.readFileSync(file).equals(before), `freelist lists ${what}: the file was written`);
+  }
+});
+
+test('a freelist segment that lists itself as a segment of its own level: CORRUPTION, no endless loading', async () => {
+  const b = await build();
+  // A free page becomes the segment's page; its reference is reusable at once (txid 1).
+  const [spare, ...rest] = b.meta.inlineFree!.filter((e) => !e.ref);
+  assert.ok(spare, 'a free extent');
+  const page = Buffer.alloc(PAGE);
+  const self: FreeEntry = { start: spare!.start, count: 1, txid: 1, ref: { level: 1, listed: 100, taken: 0 } };
+  writeFreeEntry(page, 24, self);
+  page.writeUInt8(4, 4); // PageType.Freelist
+  page.writeUInt16LE(2, 6); // a reference takes two slots
+  page.writeUIntLE(spare!.start, 8, 6);
+  const rem = spare!.count > 1 ? [{ start: spare!.start + 1, count: spare!.count - 1, txid: spare!.txid }] : [];
+  const file = withFreelist(b, [...rest, ...rem, self, ...b.meta.inlineFree!.filter((e) => e.ref)], [[spare!.start, page]]);
+  // Reads do not touch segments; commits load them when they need pages.
+  assert.equal(await readAll(file, b.model, 'a segment that lists itself'), []);
+  const s = await Store.open({ path: file });
+  try {
+    const put = await outcome('a segment that lists itself: put', () => s.put(key(5), Buffer.alloc(50_000, 1)));
+    assert.ok(!('ok' in put) && put.code === 'CORRUPTION' && /segment/.test(put.message), JSON.stringify(put));
+  } finally {
+    await s.close();
   }
 });
 
