@@ -1,6 +1,6 @@
 // Meta pages: the two roots of trust. Commit N writes slot N % 2 (its meta page and its root page,
 // btree/layout.ts), so the other slot always holds the previous durable commit to fall back on.
-import { FORMAT_VERSION, MAGIC, OLDEST_READABLE_VERSION, metaPageOf, PAGE_SIZE, PageType, rootPageOf } from './layout';
+import { FORMAT_VERSION, MAGIC, MAX_PAGE_ID, META_PAGES, OLDEST_READABLE_VERSION, metaPageOf, PAGE_SIZE, PageType, rootPageOf } from './layout';
 import { checkPage, sealPage } from './checksum';
 import { FREE_ENTRY_BYTES, FreeEntry, readFreeEntries, writeFreeEntry } from './freelist';
 
@@ -121,12 +121,24 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
   }
   const root = page.readUIntLE(O_ROOT, 6);
   if (root !== 0 && root !== rootPageOf(slot)) return `root page ${root} is not slot ${slot}'s root page ${rootPageOf(slot)}`;
+  // A meta page that passes its checksum can still be wrong (a buggy writer). Open reads the pages
+  // it names (an offset past a safe integer throws RangeError in node:fs), and commits allocate
+  // from its page count (one below the slots would hand out meta pages): every page it names must
+  // lie in [META_PAGES, pageCount), and pageCount in any file.
+  const pageCount = page.readUIntLE(O_PAGECOUNT, 6);
+  if (pageCount < META_PAGES || pageCount > MAX_PAGE_ID + 1) return `page count ${pageCount} is impossible`;
+  const outside = (start: number, count: number) => start < META_PAGES || count < 1 || start + count > pageCount;
+  const badExtent = commitExtents.find((e) => outside(e.start, e.count));
+  if (badExtent) return `commit extent of ${badExtent.count} pages at page ${badExtent.start} is outside pages ${META_PAGES}..${pageCount - 1}`;
+  const freelistPage = page.readUIntLE(O_FREE_PAGE, 6);
+  const freelistPages = page.readUInt32LE(O_FREE_PAGES);
+  if (freelistPages > 0 && outside(freelistPage, freelistPages)) return `freelist of ${freelistPages} pages at page ${freelistPage} is outside pages ${META_PAGES}..${pageCount - 1}`;
   return {
     txid: h.txid,
     root,
-    freelistPage: page.readUIntLE(O_FREE_PAGE, 6),
-    freelistPages: page.readUInt32LE(O_FREE_PAGES),
-    pageCount: page.readUIntLE(O_PAGECOUNT, 6),
+    freelistPage,
+    freelistPages,
+    pageCount,
     keyCount: page.readUIntLE(O_KEYS, 6),
     commitExtents,
     commitHash: page.readUInt32LE(O_HASH),

@@ -343,6 +343,31 @@ test('a freelist segment that lists itself as a segment of its own level: CORRUP
   }
 });
 
+test('a meta page whose commit extents, freelist pages or page count lie outside any file, or cover the slots: open takes the other meta, or refuses with CORRUPTION', async () => {
+  const b = await build();
+  const far = 2 ** 47;
+  const cases: [string, Partial<Meta>][] = [
+    ['commit extents far past the end', { commitExtents: [{ start: far, count: 1 }], commitHash: 1 }],
+    ['commit extents on the slots', { commitExtents: [{ start: 0, count: 4 }], commitHash: 1 }],
+    ['freelist pages far past the end', { inlineFree: null, freelistPage: far, freelistPages: 1 }],
+    ['a page count far past any file', { pageCount: far }],
+    ['a page count of 2 (inside the slots)', { pageCount: 2 }],
+  ];
+  for (const [what, change] of cases) {
+    const file = withPages(b, [[2 * (b.meta.txid % 2), encodeMeta({ ...b.meta, ...change })]]);
+    const errors = await readAll(file, b.model, `meta with ${what}`);
+    const s = await outcome(`meta with ${what}: reopen`, () => Store.open({ path: file }));
+    if ('ok' in s) {
+      for (const slot of [0, 1]) {
+        const page = fs.readFileSync(file).subarray(2 * slot * PAGE, (2 * slot + 1) * PAGE);
+        assert.is(page[4], 1, `meta with ${what}: page ${2 * slot} is no longer a meta page`);
+      }
+      await s.ok.close();
+    }
+    assert.ok(errors.every((e) => /meta|freelist|CORRUPT|corrupt/.test(e)), `meta with ${what}: ${errors[0]}`);
+  }
+});
+
 test.after(() => dog.stop());
 
 test.run();
