@@ -374,6 +374,12 @@ export class Freelist {
 
 const byMaxTxid = (a: Segment, b: Segment): number => a.maxTxid - b.maxTxid;
 
+/** No segment is of a higher level: one of level n references `fanout` (at least 2) of level n - 1
+ *  that all exist at once, so it stands on 2^n pages or more, and a file holds fewer than 2^41
+ *  (layout.ts, MAX_PAGE_ID). Commits walk the levels one by one (freeze), so a level of 2^32 - 1
+ *  read from a page that passes its checksum (a buggy writer) would hold every commit for hours. */
+export const MAX_SEGMENT_LEVEL = 63;
+
 /** Why `extents`, pages a freelist read back says are free or its own, cannot be right in a file of
  *  `pageCount` pages: one includes a slot page or runs past the end, or two share a page. Null if
  *  they can. A freelist that passes its checksums can still say so (a buggy writer), and commits

@@ -6,7 +6,7 @@ import * as nodePath from 'node:path';
 import type { FileHandle, FileSystem } from './file-io';
 import { FORMAT_VERSION, META_PAGES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
-import { badExtents, Freelist, needsRead, segmentOf } from './freelist';
+import { badExtents, Freelist, MAX_SEGMENT_LEVEL, needsRead, segmentOf } from './freelist';
 import { Pager } from './pager';
 import type { Node } from './node';
 import type { Caches } from './cache';
@@ -108,7 +108,10 @@ export async function recover(fs: FileSystem, path: string, caches: Caches, with
     const version = chosen.version ?? FORMAT_VERSION;
     const entries = withoutFreelist ? [] : [...(chosen.inlineFree ?? []), ...pager.freelistEntries(chosen.freelistPage, chosen.freelistPages, version)];
     const own = chosen.freelistPages > 0 ? [{ start: chosen.freelistPage, count: chosen.freelistPages }] : [];
-    const bad = withoutFreelist ? null : badExtents([...entries, ...own], chosen.pageCount);
+    const deep = entries.find((e) => e.ref && e.ref.level > MAX_SEGMENT_LEVEL);
+    const bad = withoutFreelist ? null
+      : deep ? `a segment reference at page ${deep.start} of level ${deep.ref!.level}, above ${MAX_SEGMENT_LEVEL}`
+      : badExtents([...entries, ...own], chosen.pageCount);
     if (bad) {
       throw new StoreError('CORRUPTION', `${path}: the freelist of commit ${chosen.txid} (meta page ${metaPageOf(chosen.txid % 2)}) is wrong, refusing to open (the file was not modified): ${bad}`);
     }

@@ -368,6 +368,15 @@ test('a meta page whose commit extents, freelist pages or page count lie outside
   }
 });
 
+test('a freelist segment reference of an impossible level (2^32 - 1): open refuses with CORRUPTION, commits do not count up to it', async () => {
+  const b = await build();
+  const [spare, ...rest] = b.meta.inlineFree!.filter((e) => !e.ref);
+  const ref: FreeEntry = { start: spare!.start, count: 1, txid: b.meta.txid, ref: { level: 2 ** 32 - 1, listed: 1, taken: 0 } };
+  const rem = spare!.count > 1 ? [{ start: spare!.start + 1, count: spare!.count - 1, txid: spare!.txid }] : [];
+  const file = withFreelist(b, [...rest, ...rem, ref, ...b.meta.inlineFree!.filter((e) => e.ref)]);
+  await expectDetected(file, 'a segment of level 2^32 - 1', /level/);
+});
+
 test.after(() => dog.stop());
 
 test.run();
