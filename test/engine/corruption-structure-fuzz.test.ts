@@ -63,7 +63,7 @@ function editTree(rng: Rng, data: Buffer, pages: Map<number, { node: Node; txid:
       n.children[i] = somePage(rng, data, id, ids);
       what = `child ${i} := ${n.children[i]}`;
     } else if (Buffer.isBuffer(n.vals[i])) {
-      n.keys[i] = randomBytes(rng, randInt(rng, 1, 40));
+      n.keys[i] = randomBytes(rng, randInt(rng, 1, n.keys[i]!.length)); // no longer: the page must still hold it
       what = `key ${i} := random`;
     } else {
       const ref = n.vals[i] as OverflowRef;
