@@ -2,8 +2,9 @@
 // as a buggy or malicious writer could leave them (the crc is recomputed after the edit). The
 // engine must still never hang, never allocate without bound, never throw anything but a
 // StoreError, and never serve a wrong answer where a cheap structural check (bounds, child page ids,
-// key order) can tell. Each test edits one page of a closed store (a three-level tree, one large
-// value, an inline freelist) and reads everything back; a watchdog kills the process on a hang.
+// key order) can tell. Each case edits a page or two of a closed store (a three-level tree, one
+// large value, an inline freelist), then reads everything, puts, and reads everything again; a
+// watchdog kills the process on a hang or runaway memory.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
@@ -26,7 +27,7 @@ interface Built {
   model: Map<string, Buffer>;
   meta: Meta;
   /** Live tree pages below the root, with their depth (1: the root's children). */
-  pages: Map<number, { node: Node; txid: number; depth: number; parent: number }>;
+  pages: Map<number, { node: Node; txid: number; depth: number }>;
 }
 
 let base: Built | undefined;
@@ -51,15 +52,15 @@ async function build(): Promise<Built> {
   const metas = [0, 1].map((slot) => decodeMeta(data.subarray(2 * slot * PAGE, (2 * slot + 1) * PAGE), slot)).filter((m): m is Meta => typeof m !== 'string');
   const meta = metas.sort((a, b) => b.txid - a.txid)[0]!;
   const pages: Built['pages'] = new Map();
-  const walk = (id: number, depth: number, parent: number) => {
+  const walk = (id: number, depth: number) => {
     const page = data.subarray(id * PAGE, (id + 1) * PAGE);
     const h = checkPage(page, id);
     if (typeof h === 'string') throw new Error(`page ${id}: ${h}`);
     const node = decodeNode(page, h.type, h.count, id) as Node;
-    if (depth > 0) pages.set(id, { node, txid: h.txid, depth, parent });
-    if (!node.leaf) for (const c of node.children) walk(c as number, depth + 1, id);
+    if (depth > 0) pages.set(id, { node, txid: h.txid, depth });
+    if (!node.leaf) for (const c of node.children) walk(c as number, depth + 1);
   };
-  walk(meta.root, 0, 0);
+  walk(meta.root, 0);
   base = { data, model, meta, pages };
   return base;
 }
