@@ -15,9 +15,8 @@ import { encodeMeta, type Meta } from '../../btree/meta';
 import { decodeNode, encodeNode, type Node, type OverflowRef } from '../../btree/node';
 import { checkPage, crc32 } from '../../btree/checksum';
 import { tempDir } from '../support/tmp';
-import { mulberry32, pick, randInt, randomBytes, type Rng } from '../support/fault-fs';
-import { startWatchdog } from '../support/watchdog';
-import { buildImages, PAGE, valueFor, type Image } from '../support/fuzz-store';
+import { pick, randInt, randomBytes, type Rng } from '../support/fault-fs';
+import { PAGE, runRounds, valueFor, type Image } from '../support/fuzz-store';
 
 const SEED = Number(process.env.LBKV_FUZZ_SEED ?? Date.now() % 1_000_000);
 const ROUNDS = Number(process.env.LBKV_FUZZ_ROUNDS ?? 300);
@@ -187,21 +186,7 @@ async function round(img: Image, rng: Rng, r: number, beat: (w: string) => void)
 }
 
 test(`pages that pass their checksum but hold wrong fields: no hang, no crash, keys in order (seed ${SEED}, ${ROUNDS} rounds)`, async () => {
-  const dog = startWatchdog({ hangMs: 20_000, maxRssMB: 1500, context: `seed ${SEED}` });
-  try {
-    const started = Date.now();
-    const rng = mulberry32(SEED);
-    dog.beat('building stores');
-    const images = [...await buildImages(rng, 'one'), ...await buildImages(rng, 'two')];
-    const outcomes = new Map<string, number>();
-    for (let r = 0; r < ROUNDS; r++) {
-      const o = await round(images[r % images.length]!, rng, r, dog.beat);
-      outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
-    }
-    console.log(`  [structure fuzz] seed ${SEED}, ${ROUNDS} rounds in ${((Date.now() - started) / 1000).toFixed(1)} s: ${[...outcomes].map(([o, n]) => `${o} ${n}`).join(', ')}`);
-  } finally {
-    dog.stop();
-  }
+  await runRounds('structure fuzz', SEED, ROUNDS, round);
 });
 
 test.run();

@@ -7,7 +7,8 @@ import { Store } from '../../btree';
 import { decodeMeta, type Meta } from '../../btree/meta';
 import { segmentTuning } from '../../btree/freelist';
 import { tempDir } from './tmp';
-import { pick, randInt, randomBytes, type Rng } from './fault-fs';
+import { mulberry32, pick, randInt, randomBytes, type Rng } from './fault-fs';
+import { startWatchdog } from './watchdog';
 
 export const PAGE = 4096;
 
@@ -89,5 +90,25 @@ export async function buildImages(rng: Rng, syncMode: 'one' | 'two'): Promise<Im
     });
   } finally {
     Object.assign(segmentTuning, saved);
+  }
+}
+
+/** A fuzz test's body: builds a one-sync and a two-sync store from `seed`, then runs `rounds` rounds
+ *  of `round` over their images in turn under a watchdog, and logs how often each outcome came. */
+export async function runRounds(label: string, seed: number, rounds: number, round: (img: Image, rng: Rng, r: number, beat: (what: string) => void) => Promise<string>): Promise<void> {
+  const dog = startWatchdog({ hangMs: 20_000, maxRssMB: 1500, context: `seed ${seed}` });
+  try {
+    const started = Date.now();
+    const rng = mulberry32(seed);
+    dog.beat('building stores');
+    const images = [...await buildImages(rng, 'one'), ...await buildImages(rng, 'two')];
+    const outcomes = new Map<string, number>();
+    for (let r = 0; r < rounds; r++) {
+      const o = await round(images[r % images.length]!, rng, r, dog.beat);
+      outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
+    }
+    console.log(`  [${label}] seed ${seed}, ${rounds} rounds in ${((Date.now() - started) / 1000).toFixed(1)} s: ${[...outcomes].map(([o, n]) => `${o} ${n}`).join(', ')}`);
+  } finally {
+    dog.stop();
   }
 }
