@@ -101,10 +101,11 @@ cli('set of an endless --file (a device) or stdin (a pipe) stops past 1 GiB, whi
   // Under a 4 GB address-space limit, so that the unbounded read fails fast: it ran to 12 GB in a
   // minute without one, and crashed (SIGSEGV) with one.
   const sh = (command: string) => new Promise<{ code: number | null; stderr: string }>((done) => {
-    const p = spawn('sh', ['-c', `ulimit -v 4000000; ${command}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Its own process group, so that the timeout stops the whole pipeline, not the shell alone.
+    const p = spawn('sh', ['-c', `ulimit -v 4000000; ${command}`], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let stderr = '';
     p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), 120_000);
+    const t = setTimeout(() => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } }, 120_000);
     p.on('close', (code) => { clearTimeout(t); done({ code, stderr }); });
   });
   const lbclient = `"${process.execPath}" "${LBCLIENT_JS}" --server ${addr}`;
