@@ -45,8 +45,12 @@ export function unknownOptionHint(args: string[], option: string | undefined): s
   const at = args.indexOf(option);
   const afterCommand = args.slice(0, at < 0 ? args.length : at).some((a) => COMMANDS.has(a));
   if (afterCommand) return "an argument that starts with '-' goes after '--', e.g. lbclient set k -- -5";
-  if (option === '-V' || option === '-v') return 'there is no -V or -v; lbclient --version prints the version';
-  return undefined;
+  return versionFlagHint('lbclient', option);
+}
+
+/** -V and -v, the version flag of many programs, get a pointer to the one `program` has. */
+export function versionFlagHint(program: string, option: string | undefined): string | undefined {
+  return option === '-V' || option === '-v' ? `there is no -V or -v; ${program} --version prints the version` : undefined;
 }
 
 /** What commander leaves unsaid for `lbclient help NAME` of a NAME that is no command: it prints the

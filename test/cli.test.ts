@@ -828,6 +828,12 @@ server('--version: the package version, exit 0 (lbserver and lbclient)', async (
     assert.is(r.code, 0, r.stderr);
     assert.is(r.stdout.trim(), version);
   }
+  // -V and -v, many programs' version flag, point to the one lbserver has, as lbclient's do.
+  for (const flag of ['-V', '-v']) {
+    const r = await runNode(LBSERVER_JS, [flag]);
+    assert.is(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`unknown option '${flag}'[\\s\\S]*lbserver: there is no -V or -v; lbserver --version prints the version`));
+  }
 });
 
 server('--data naming a file: exit 4, says it is not a directory', async () => {
