@@ -2,7 +2,7 @@
 // btree/layout.ts), so the other slot always holds the previous durable commit to fall back on.
 import { FORMAT_VERSION, MAGIC, MAX_PAGE_ID, META_PAGES, OLDEST_READABLE_VERSION, metaPageOf, PAGE_SIZE, PageType, rootPageOf } from './layout';
 import { checkPage, sealPage } from './checksum';
-import { FREE_ENTRY_BYTES, FreeEntry, readFreeEntries, writeFreeEntry } from './freelist';
+import { badExtents, FREE_ENTRY_BYTES, FreeEntry, readFreeEntries, writeFreeEntry } from './freelist';
 
 export interface Extent {
   start: number;
@@ -127,12 +127,12 @@ export function decodeMeta(page: Buffer, slot: number): Meta | string {
   // lie in [META_PAGES, pageCount), and pageCount in any file.
   const pageCount = page.readUIntLE(O_PAGECOUNT, 6);
   if (pageCount < META_PAGES || pageCount > MAX_PAGE_ID + 1) return `page count ${pageCount} is impossible`;
-  const outside = (start: number, count: number) => start < META_PAGES || count < 1 || start + count > pageCount;
-  const badExtent = commitExtents.find((e) => outside(e.start, e.count));
-  if (badExtent) return `commit extent of ${badExtent.count} pages at page ${badExtent.start} is outside pages ${META_PAGES}..${pageCount - 1}`;
+  const badCommit = badExtents(commitExtents, pageCount);
+  if (badCommit) return `commit extents: ${badCommit}`;
   const freelistPage = page.readUIntLE(O_FREE_PAGE, 6);
   const freelistPages = page.readUInt32LE(O_FREE_PAGES);
-  if (freelistPages > 0 && outside(freelistPage, freelistPages)) return `freelist of ${freelistPages} pages at page ${freelistPage} is outside pages ${META_PAGES}..${pageCount - 1}`;
+  const badFreelist = freelistPages > 0 ? badExtents([{ start: freelistPage, count: freelistPages }], pageCount) : null;
+  if (badFreelist) return `freelist pages: ${badFreelist}`;
   return {
     txid: h.txid,
     root,
