@@ -101,8 +101,9 @@ function* salvageNode(pager: Pager, node: Node, onLoss: (loss: Loss) => void, se
     // own range (searches ignore keys[0], see childIndex). Within the node's own range, too: a
     // branch at the wrong place (say, a page an older commit left, named again by a damaged
     // parent) has separators outside it, and its leaves' keys must not pass for this range's.
-    const childFrom = i > 0 && !(from && Buffer.compare(node.keys[i], from) < 0) ? node.keys[i] : from;
-    const childTo = i + 1 < node.keys.length && !(to && Buffer.compare(node.keys[i + 1], to) > 0) ? node.keys[i + 1] : to;
+    const range: Bounds = { lo: from, hi: to };
+    narrow(node, i, range);
+    const { lo: childFrom, hi: childTo } = range;
     let child: Node;
     try {
       checkDepth(pager, depth + 1, node);
