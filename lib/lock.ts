@@ -55,16 +55,16 @@ function procStat(pid: number | 'self'): string[] | undefined {
   }
 }
 
-const startTicks = (pid: number | 'self'): string | undefined => procStat(pid)?.[19];
+const startTicks = (stat: string[] | undefined): string | undefined => stat?.[19];
 
 /** A killed process its parent has not yet reaped (state Z, or X while it goes) keeps its PID and
  *  start time but has closed every file: it holds no data directory. */
-const exited = (pid: number): boolean => ['Z', 'X'].includes(procStat(pid)?.[0] ?? '');
+const exited = (stat: string[] | undefined): boolean => stat?.[0] === 'Z' || stat?.[0] === 'X';
 
 /** This process as a LOCK records it: the PID on the first line (all that older LOCKs hold). */
 function holderText(): string {
   const boot = bootId();
-  const start = startTicks('self');
+  const start = startTicks(procStat('self'));
   return `${process.pid}\n${boot ? `boot=${boot}\n` : ''}${start ? `start=${start}\n` : ''}`;
 }
 
@@ -74,8 +74,10 @@ function holderAlive(h: Holder): boolean {
   if (h.pid === process.pid) return false;
   const boot = h.boot !== undefined ? bootId() : undefined;
   if (boot !== undefined && boot !== h.boot) return false; // written in an earlier boot
-  if (!pidAlive(h.pid) || exited(h.pid)) return false;
-  const start = h.start !== undefined ? startTicks(h.pid) : undefined;
+  if (!pidAlive(h.pid)) return false;
+  const stat = procStat(h.pid);
+  if (exited(stat)) return false;
+  const start = h.start !== undefined ? startTicks(stat) : undefined;
   if (start !== undefined) return start === h.start;
   try {
     const cmd = readFileSync(`/proc/${h.pid}/cmdline`, 'utf8');
