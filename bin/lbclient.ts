@@ -5,7 +5,7 @@
 // Exit codes: 0 ok, 1 key not found, 2 server unreachable/unavailable, 3 the server returned an
 // error, 4 usage or local error (bad flag, bad hex, unreadable file), 5 --timeout-ms ran out.
 import { Command, CommanderError } from 'commander';
-import { parseKey, unknownHelpTopic, unknownOptionHint, wholeOption } from '../lib/cli-args';
+import { parseKey, unknownHelpTopic, unknownOptionHint, unknownOptionOf, wholeOption } from '../lib/cli-args';
 import { clientOptions, type GlobalOpts, withServer } from '../lib/cli-connection';
 import { EXIT, localFailure } from '../lib/cli-errors';
 import { setValue } from '../lib/cli-input';
@@ -112,7 +112,7 @@ Examples:
       const topic = e.code === 'commander.help' ? unknownHelpTopic(program.args) : undefined;
       if (topic) process.stderr.write(`lbclient: ${topic}\n`);
       if (e.code === 'commander.unknownOption') {
-        const hint = unknownOptionHint(argv.slice(2), /unknown option '([^']*)'/.exec(e.message)?.[1]);
+        const hint = unknownOptionHint(argv.slice(2), unknownOptionOf(e.message));
         if (hint) process.stderr.write(`lbclient: ${hint}\n`);
       }
       return EXIT.USAGE; // commander already printed the message

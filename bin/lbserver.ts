@@ -9,7 +9,7 @@ import { isForeignFormat, Store, StoreError } from '../btree/index';
 import { compactJob, CompactionError, rebuildJob, runCompaction, type CopyJob } from '../lib/compaction-job';
 import { ConfigError, DATA_FILE_NAME, DEFAULT_CONFIG, configFromOptions, packageVersion, showBytes, type ServerConfig } from '../lib/config';
 import { makeDirs, makeDirsFailure, removeLeftoverCopy, unmake } from '../lib/data-dir';
-import { versionFlagHint } from '../lib/cli-args';
+import { unknownOptionOf, versionFlagHint } from '../lib/cli-args';
 import { EXIT } from '../lib/exit-status';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer } from '../lib/grpc-server';
@@ -104,7 +104,7 @@ Examples:
   } catch (e) {
     // Commander has printed its message (or the help) already.
     if (e instanceof CommanderError) {
-      const hint = e.code === 'commander.unknownOption' ? versionFlagHint('lbserver', /unknown option '([^']*)'/.exec(e.message)?.[1]) : undefined;
+      const hint = e.code === 'commander.unknownOption' ? versionFlagHint('lbserver', unknownOptionOf(e.message)) : undefined;
       if (hint) log(hint);
       process.exit(e.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
     }

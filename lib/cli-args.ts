@@ -48,6 +48,11 @@ export function unknownOptionHint(args: string[], option: string | undefined): s
   return versionFlagHint('lbclient', option);
 }
 
+/** The option commander's 'commander.unknownOption' error names ("unknown option '-x'"). */
+export function unknownOptionOf(message: string): string | undefined {
+  return /unknown option '([^']*)'/.exec(message)?.[1];
+}
+
 /** -V and -v, the version flag of many programs, get a pointer to the one `program` has. */
 export function versionFlagHint(program: string, option: string | undefined): string | undefined {
   return option === '-V' || option === '-v' ? `there is no -V or -v; ${program} --version prints the version` : undefined;
