@@ -7,7 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { parseKey, unknownHelpTopic, unknownOptionHint, unknownOptionOf, wholeOption } from '../lib/cli-args';
 import { clientOptions, type GlobalOpts, withServer } from '../lib/cli-connection';
-import { EXIT, localFailure } from '../lib/cli-errors';
+import { CliError, EXIT, localFailure } from '../lib/cli-errors';
 import { setValue } from '../lib/cli-input';
 import { printListing, writeOut } from '../lib/cli-output';
 import { packageVersion } from '../lib/config';
@@ -45,7 +45,7 @@ Examples:
     .exitOverride();
 
   const globals = () => program.opts<GlobalOpts>();
-  program.hook('preAction', () => { clientOptions(globals()); });
+  program.hook('preAction', (_, action) => { if (action.name() !== 'help') clientOptions(globals()); });
 
   program.command('set')
     .description('set KEY to VALUE (a string), to the contents of --file F, or to stdin when VALUE is "-"; returns once durable')
@@ -102,6 +102,19 @@ Examples:
       await writeOut(o.json ? JSON.stringify(statToProtoNames(s), null, 2) + '\n' : humanStat(g.server, s));
     });
 
+  // commander's own help command printed the whole help on stderr and failed for `help help`, and
+  // for an unknown topic without a word of why (`lbclient NAME` says "unknown command").
+  program.command('help')
+    .description('display help for command')
+    .argument('[command]', 'the command to describe')
+    .exitOverride()
+    .action((topic: string | undefined) => {
+      if (topic === undefined || topic === 'help') return program.outputHelp();
+      const why = unknownHelpTopic(topic);
+      if (why) throw new CliError(why, EXIT.USAGE);
+      program.commands.find((c) => c.name() === topic)?.outputHelp();
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (e) {
@@ -109,8 +122,6 @@ Examples:
       // --help and `help [command]` are success; help shown because no command was given (exit
       // code 1 from commander) is a usage error.
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) return EXIT.OK;
-      const topic = e.code === 'commander.help' ? unknownHelpTopic(program.args) : undefined;
-      if (topic) process.stderr.write(`lbclient: ${topic}\n`);
       if (e.code === 'commander.unknownOption') {
         const hint = unknownOptionHint(argv.slice(2), unknownOptionOf(e.message));
         if (hint) process.stderr.write(`lbclient: ${hint}\n`);

@@ -1,6 +1,7 @@
 // lbclient's arguments: keys and values from the command line (text or --hex), whole-number
 // options, and the hint for an option commander does not know.
 import { CliError, EXIT } from './cli-errors';
+import { ConfigError, parseIntArg } from './config';
 
 export function parseKey(text: string, hex: boolean | undefined, what: 'key' | 'prefix' = 'key'): Buffer {
   let key: Buffer;
@@ -26,12 +27,14 @@ export function textArg(text: string, what: string, instead: string): Buffer {
   return Buffer.from(text, 'utf8');
 }
 
-/** A whole-number option within [min, max]. */
+/** A whole-number option within [min, max], parsed as lbserver parses its own. */
 export function wholeOption(text: string, what: string, min: number, max: number): number {
-  if (!/^-?\d+$/.test(text)) throw new CliError(`${what}: "${text}" is not a whole number`, EXIT.USAGE);
-  const n = Number(text);
-  if (n < min || n > max) throw new CliError(`${what}: ${text} is out of range ${max === Infinity ? `(${min} or more)` : `${min}..${max}`}`, EXIT.USAGE);
-  return n;
+  try {
+    return parseIntArg(text, what, min, max);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CliError(e.message, EXIT.USAGE);
+    throw e;
+  }
 }
 
 const COMMANDS = new Set(['set', 'get', 'getprefix', 'stat', 'help']);
@@ -58,10 +61,8 @@ export function versionFlagHint(program: string, option: string | undefined): st
   return option === '-V' || option === '-v' ? `there is no -V or -v; ${program} --version prints the version` : undefined;
 }
 
-/** What commander leaves unsaid for `lbclient help NAME` of a NAME that is no command: it prints the
- *  whole help on stderr and fails, with no word of why (`lbclient NAME` says "unknown command"). */
-export function unknownHelpTopic(operands: readonly string[]): string | undefined {
-  const topic = operands[0] === 'help' ? operands[1] : undefined;
-  if (topic === undefined || COMMANDS.has(topic)) return undefined;
+/** Why `lbclient help TOPIC` has no help to give, or undefined when TOPIC is a command. */
+export function unknownHelpTopic(topic: string): string | undefined {
+  if (COMMANDS.has(topic)) return undefined;
   return `help: unknown command '${topic}' (commands: ${[...COMMANDS].filter((c) => c !== 'help').join(', ')})`;
 }

@@ -136,11 +136,13 @@ export function argsOrExit<T>(program: string, parse: () => T, code: number): T 
   }
 }
 
+/** A whole number within [min, max] (max may be Infinity), surrounding spaces allowed: one parser
+ *  for lbserver's, lbclient's and the demo's options, so the same text means the same everywhere. */
 export function parseIntArg(text: string, what: string, min: number, max: number): number {
-  // A negative number is a number, out of range (as lbclient says of --limit -1), not "not a whole number".
+  // A negative number is a number, out of range, not "not a whole number".
   if (!/^\s*-?\d+\s*$/.test(text)) throw new ConfigError(`${what}: "${text}" is not a whole number`);
   const n = Number(text);
-  if (n < min || n > max) throw new ConfigError(`${what}: ${n} is out of range ${min}..${max}`);
+  if (n < min || n > max) throw new ConfigError(`${what}: ${n} is out of range ${max === Infinity ? `(${min} or more)` : `${min}..${max}`}`);
   return n;
 }
 

@@ -186,6 +186,9 @@ cli('getprefix: KEY<TAB>VALUE lines in order, --limit, --keys-only, escapes, emp
   assert.is(all.stdout, 'fruit/apple\tgreen\nfruit/banana\tyel\\tlow\\n\nfruit/cherry\tred\n');
   const lim = await runClient(addr, ['getprefix', 'fruit/', '--limit', '2', '--keys-only']);
   assert.is(lim.stdout, 'fruit/apple\nfruit/banana\n');
+  // Numbers are parsed as lbserver parses its own options: spaces around them were refused here only.
+  const spaced = await runClient(addr, ['getprefix', 'fruit/', '--limit', ' 1 ', '--keys-only']);
+  assert.is(spaced.stdout, 'fruit/apple\n', spaced.stderr);
   const none = await runClient(addr, ['getprefix', 'vegetable/']);
   assert.is(none.code, 0);
   assert.is(none.stdout, '');
@@ -383,11 +386,16 @@ cli('arguments that are not valid UTF-8 are refused, not stored as U+FFFD (two k
 });
 
 cli('--help on everything, and `help [command]`: exit 0 with usage', async ({ addr }) => {
-  for (const args of [['--help'], ['set', '--help'], ['get', '--help'], ['getprefix', '--help'], ['stat', '--help'], ['help'], ['help', 'set']]) {
+  for (const args of [['--help'], ['set', '--help'], ['get', '--help'], ['getprefix', '--help'], ['stat', '--help'], ['help'], ['help', 'set'], ['help', 'help']]) {
     const r = await runClient(addr, args);
     assert.is(r.code, 0, args.join(' '));
     assert.match(r.stdout, /Usage: lbclient/);
   }
+  // `help help` printed the whole help on stderr and exited 4: the help command is described by the program's help.
+  assert.match((await runClient(addr, ['help', 'help'])).stdout, /help \[command\]\s+display help for command/);
+  assert.match((await runClient(addr, ['help', 'getprefix'])).stdout, /Usage: lbclient getprefix/);
+  // A bad global option is no reason to refuse help.
+  assert.is((await runClient(addr, ['--timeout-ms', 'x', 'help'])).code, 0);
   // A topic that is no command: commander printed the whole help on stderr and exited 4 without a
   // word of why, where `lbclient frobnicate` says "unknown command".
   const bad = await runClient(addr, ['help', 'frobnicate']);
