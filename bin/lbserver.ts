@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // lbserver: serves one data directory over gRPC. Prints exactly one line to stdout when it serves;
-// everything else goes to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight calls, close the
+// everything else goes to stderr. SIGTERM/SIGINT/SIGHUP: stop accepting, finish in-flight calls, close the
 // store, remove the lock, exit 0 (forced after --shutdown-timeout-ms).
 import { Command, CommanderError } from 'commander';
 import { existsSync } from 'node:fs';
@@ -13,9 +13,9 @@ import { unknownOptionOf, versionFlagHint } from '../lib/cli-args';
 import { EXIT } from '../lib/exit-status';
 import { acquireDirLock, LockError, type DirLock } from '../lib/lock';
 import { bindServer, createGrpcServer } from '../lib/grpc-server';
-import { failureText, log } from '../lib/server-log';
+import { failureText, log, shownPath } from '../lib/server-log';
 import { KvService } from '../lib/service';
-import { shutdownOnSignal } from '../lib/shutdown';
+import { onStopSignals, shutdownOnSignal } from '../lib/shutdown';
 import { ServiceStats } from '../lib/stats';
 
 function fail(msg: string, code: number = EXIT.FAILED): never {
@@ -37,15 +37,7 @@ const onStartupSignal = (sig: string) => {
   startupLock?.release();
   process.exit(startupExitCode);
 };
-const startupSigterm = () => onStartupSignal('SIGTERM');
-const startupSigint = () => onStartupSignal('SIGINT');
-process.on('SIGTERM', startupSigterm);
-process.on('SIGINT', startupSigint);
-
-function endStartupSignals(): void {
-  process.off('SIGTERM', startupSigterm);
-  process.off('SIGINT', startupSigint);
-}
+const endStartupSignals = onStopSignals(onStartupSignal);
 
 /** --compact (or a --salvage rebuild): its own signal handling replaces startup's; prints the result
  *  on stdout and exits 0, or says why it failed and exits 1. */
@@ -76,7 +68,7 @@ async function main(): Promise<void> {
     .option('--max-inflight-get-mb <n>', 'server-wide bound, in MiB, on the value bytes of Get responses read and not yet taken by their clients; a Get over it gets RESOURCE_EXHAUSTED (one Get alone always goes through)', String(DEFAULT_CONFIG.maxGetBytesInFlight / (1024 * 1024)))
     .option('--max-open-calls <n>', 'server-wide bound on the calls (HTTP/2 streams) open at once; a call over it gets RESOURCE_EXHAUSTED', String(DEFAULT_CONFIG.maxOpenCalls))
     .option('--stream-buffer-mb <n>', 'server-wide bound, in MiB, on GetPrefix data read and not yet sent, summed over all streams', String(DEFAULT_CONFIG.streamBufferBytes / (1024 * 1024)))
-    .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT, wait this long for in-flight calls, then end those left with UNAVAILABLE (a Set so ended may or may not be applied)', String(DEFAULT_CONFIG.shutdownTimeoutMs))
+    .option('--shutdown-timeout-ms <n>', 'on SIGTERM/SIGINT/SIGHUP, wait this long for in-flight calls, then end those left with UNAVAILABLE (a Set so ended may or may not be applied)', String(DEFAULT_CONFIG.shutdownTimeoutMs))
     .option('--stream-stall-ms <n>', 'end a GetPrefix stream with ABORTED when its client takes nothing for this long (its snapshot keeps freed pages from reuse), a call whose request sends nothing more for this long, and reset a Get whose answer its client takes none of for this long; 0: never', String(DEFAULT_CONFIG.streamStallMs))
     .option('--compact', 'do not serve: copy the live data into a new file, replace the old one atomically, print the sizes, exit')
     .option('--salvage', 'with --compact: copy what can still be read of a damaged store, listing each damaged page or value left out (with the keys it held) on stderr, instead of refusing; a store that will not open at all (both meta pages damaged) is rebuilt from its leaf pages, each key with the newest value found; the damaged original is kept as lbkv.db.damaged-<time>')
@@ -84,10 +76,11 @@ async function main(): Promise<void> {
     .addHelpText('after', `
 Prints one line when it serves, e.g.
   lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
+(a data path with spaces, quotes, backslashes or control characters is JSON-quoted there).
 Only one lbserver may use a data directory at a time (LOCK file holding its PID, boot ID and start time).
 
-Exit status: 0 stopped cleanly (SIGTERM/SIGINT) or --compact done; 1 failed while running, or
---compact stopped by SIGTERM/SIGINT (the data file is left as it was); 2 bad usage or option
+Exit status: 0 stopped cleanly (SIGTERM/SIGINT/SIGHUP) or --compact done; 1 failed while running, or
+--compact stopped by SIGTERM/SIGINT/SIGHUP (the data file is left as it was); 2 bad usage or option
 value; 3 the data directory is in use by another lbserver; 4 the data directory or file cannot
 be created or opened (corrupt, unreadable, another format); 5 cannot listen on the address.
 
@@ -201,15 +194,14 @@ Examples:
   const shutdown = shutdownOnSignal(server, service, store, lock, cfg.shutdownTimeoutMs);
   const onSignal = (signal: string) => void shutdown(signal).then((code) => { if (code !== undefined) process.exit(code); });
   // Handlers go in before the ready line: whoever reads that line may signal us at once.
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  process.on('SIGINT', () => onSignal('SIGINT'));
+  onStopSignals(onSignal);
   endStartupSignals();
 
   const address = cfg.listen.replace(/:\d+$/, `:${port}`);
   stats.startupMs = performance.now();
   let keys = 0;
   try { keys = store.stats().keys; } catch { /* stats are best effort */ }
-  process.stdout.write(`lbserver listening on ${address} data=${cfg.dataDir} keys=${keys} startup_ms=${stats.startupMs.toFixed(1)}\n`);
+  process.stdout.write(`lbserver listening on ${address} data=${shownPath(cfg.dataDir)} keys=${keys} startup_ms=${stats.startupMs.toFixed(1)}\n`);
 }
 
 // If whoever started us stops reading our output, keep serving rather than die on EPIPE.

@@ -1,10 +1,11 @@
 // Offline compaction (lbserver --compact, and --salvage of a damaged store): the copy job, what it
-// reports while it runs, and how SIGTERM/SIGINT stop it. The CLI holds the LOCK and decides the exit.
+// reports while it runs, and how SIGTERM/SIGINT/SIGHUP stop it. The CLI holds the LOCK and decides the exit.
 import { rmSync } from 'node:fs';
 import { compactFileOf, Store, StoreError, type Loss, type OpenOptions } from '../btree/index';
 import { keepDamaged } from './data-dir';
 import { EXIT } from './exit-status';
 import type { DirLock } from './lock';
+import { onStopSignals } from './shutdown';
 import { failureText, log, mib } from './server-log';
 
 /** What runCompaction runs: compact() of an open store, or Store.rebuild() of one that would not
@@ -52,7 +53,7 @@ function describeLoss(l: Loss): string {
 }
 
 /** Offline compaction (the file never shrinks by itself): the caller holds the LOCK, so no server
- *  runs on it; it is released before this returns or throws. SIGTERM/SIGINT abort it (a
+ *  runs on it; it is released before this returns or throws. SIGTERM/SIGINT/SIGHUP abort it (a
  *  CompactionError): the copy stops, the partial file goes, the data file stays. Resolves with the
  *  line that reports the compaction done. */
 export async function runCompaction(job: CopyJob, lock: DirLock, dataFile: string, salvage: boolean): Promise<string> {
@@ -66,7 +67,7 @@ export async function runCompaction(job: CopyJob, lock: DirLock, dataFile: strin
   // Past the copy's last abort check the compacted file is being renamed over the data file (a
   // rename and a directory sync): too late to abort, and exiting would leave the outcome unsaid.
   let installing = false;
-  const onSignal = (sig: NodeJS.Signals) => {
+  const onSignal = (sig: string) => {
     if (installing) {
       log(`${sig}: the compacted copy of ${dataFile} is being installed; finishing (a moment)`);
       return;
@@ -82,8 +83,7 @@ export async function runCompaction(job: CopyJob, lock: DirLock, dataFile: strin
     lock.release();
     process.exit(EXIT.FAILED);
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  onStopSignals(onSignal);
   try {
     const r = await job.run({
       progress: (copied, total, what) => {

@@ -16,3 +16,10 @@ export function failureText(e: unknown): string {
 export function mib(n: number): string {
   return (n / (1024 * 1024)).toFixed(1);
 }
+
+/** A path as the ready line shows it: as is, or JSON-quoted when it holds a space, a quote, a
+ *  backslash or a control character, which made `data=/a b keys=0` ambiguous and a newline broke
+ *  the one line. */
+export function shownPath(path: string): string {
+  return /[\s"\\\x00-\x1f\x7f]/.test(path) ? JSON.stringify(path) : path;
+}

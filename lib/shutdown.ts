@@ -1,4 +1,4 @@
-// The graceful stop on SIGTERM/SIGINT: stop accepting, let the calls in flight finish (forced after
+// The graceful stop on SIGTERM/SIGINT/SIGHUP: stop accepting, let the calls in flight finish (forced after
 // --shutdown-timeout-ms, or at once by a second signal), close the store, then remove the LOCK.
 import type * as grpc from '@grpc/grpc-js';
 import type { Store } from '../btree/index';
@@ -8,7 +8,18 @@ import type { DirLock } from './lock';
 import { log } from './server-log';
 import type { KvService } from './service';
 
-/** The handler of both signals while serving. Its first call stops the server and resolves with the
+/** The signals that stop lbserver gracefully. SIGHUP (its terminal closed, or a session's end) killed
+ *  it by Node's default: no in-flight call finished, the LOCK left for the next start to replace. */
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+/** Runs `handler` on each of STOP_SIGNALS; returns what removes it. */
+export function onStopSignals(handler: (signal: string) => void): () => void {
+  const bound = STOP_SIGNALS.map((sig) => [sig, () => handler(sig)] as const);
+  for (const [sig, h] of bound) process.on(sig, h);
+  return () => { for (const [sig, h] of bound) process.off(sig, h); };
+}
+
+/** The handler of the stop signals while serving. Its first call stops the server and resolves with the
  *  exit status (EXIT.FAILED if the store would not close); a later one forces what the first is
  *  waiting for, and resolves with undefined. */
 export function shutdownOnSignal(server: grpc.Server, service: KvService, store: Store, lock: DirLock, shutdownTimeoutMs: number): (signal: string) => Promise<number | undefined> {

@@ -1,13 +1,14 @@
 // Service tests: a real lbserver process, real gRPC on 127.0.0.1, real files.
 import * as grpc from '@grpc/grpc-js';
 import * as http2 from 'node:http2';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GetPrefixResponse, GetRequest, SetRequest } from '../generated/kv';
 import { GrpcStatus, KvClient, statusName } from '../lib/client';
 import { eventually, expectGrpcError, pseudoRandomBytes, setMany } from './support/client-helpers';
 import { grpcFrame, openCall, rawGrpcCall, SERVICE } from './support/raw-grpc';
-import { sleep, startServer, type ServerHandle } from './support/server';
+import { sleep, startServer, tempDir, type ServerHandle } from './support/server';
 
 const MiB = 1024 * 1024;
 
@@ -23,6 +24,21 @@ basic.after(async (ctx) => { await ctx.srv?.stop(); });
 
 basic('ready line names address, data dir, keys and startup time', ({ srv }) => {
   assert.match(srv.stdout, new RegExp(`^lbserver listening on ${srv.address.replace(/\./g, '\\.')} data=\\S+ keys=0 startup_ms=\\d+(\\.\\d+)?\\n$`));
+});
+
+basic('ready line: a data path with a space or a newline is JSON-quoted, so the line stays one and unambiguous', async () => {
+  const dataDir = join(tempDir(), 'my data\nkeys=7');
+  const srv = await startServer({ dataDir });
+  try {
+    const line = srv.stdout.split('\n')[0]!;
+    assert.is(srv.stdout, `${line}\n`, 'one line');
+    const m = /^lbserver listening on \S+ data=("(?:[^"\\]|\\.)*") keys=(\d+) startup_ms=/.exec(line);
+    assert.ok(m, line);
+    assert.is(JSON.parse(m![1]!), dataDir);
+    assert.is(m![2], '0');
+  } finally {
+    await srv.stop();
+  }
 });
 
 basic('set then get; absent key; overwrite', async ({ c }) => {
