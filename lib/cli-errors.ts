@@ -34,7 +34,9 @@ export function grpcFailure(addr: string, e: unknown, cmd: string, timeoutMs: st
       // A connection was made, so the call may have reached the server and been done (a server
       // that crashed, or a connection that dropped, after a set was applied): not "cannot reach".
       if (connected) return new CliError(`the server at ${addr} became unavailable during the ${cmd}${cmd === 'set' ? TIMEOUT_OUTCOME.set : ''} (${describeError(e)})`, EXIT.UNREACHABLE);
-      return new CliError(`cannot reach server at ${addr}: ${describeError(e)}`, EXIT.UNREACHABLE);
+      // grpc-js says no more than "Protocol error" of a peer that answers, but not in HTTP/2.
+      const notGrpc = /Protocol error/.test(e.details ?? '') ? ': something listens there, but it does not speak plain-text HTTP/2 (an HTTP/1 or TLS server?), so it is no lbserver' : '';
+      return new CliError(`cannot reach server at ${addr}${notGrpc}: ${describeError(e)}`, EXIT.UNREACHABLE);
     }
     // lbclient never cancels a call of its own, so CANCELLED is the server's RST_STREAM CANCEL, all
     // grpc-js reports of which is "Call cancelled". lbserver resets a call so when its client took

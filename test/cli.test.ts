@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -411,6 +412,18 @@ unreachable('exit 2 with a clear message', async () => {
   assert.match(r.stderr, new RegExp(`cannot reach server at 127\\.0\\.0\\.1:${port}`));
   assert.match(r.stderr, /ECONNREFUSED/, 'says why');
   assert.not.match(r.stderr, /Resolution note:\s*$/, 'no empty trailer from grpc-js');
+});
+
+unreachable('a peer that is no gRPC server (HTTP/1) is named as such, not only "Protocol error"', async () => {
+  const web = createHttpServer((_, res) => { res.end('hello'); });
+  await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+  try {
+    const r = await runClient(`127.0.0.1:${(web.address() as AddressInfo).port}`, ['get', 'x'], { timeoutMs: 20_000 });
+    assert.is(r.code, 2, r.stderr);
+    assert.match(r.stderr, /something listens there, but it does not speak plain-text HTTP\/2 \(an HTTP\/1 or TLS server\?\)/);
+  } finally {
+    web.close();
+  }
 });
 
 unreachable('exits once the call has failed, however long --connect-timeout-ms would wait (0: for ever)', async () => {
