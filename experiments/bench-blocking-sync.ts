@@ -66,6 +66,7 @@ async function main(): Promise<void> {
             label: `${m.name} ${load.name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
           });
           if (r.errors) throw new Error(`${m.name} ${load.name}: ${r.errors} errors, ${r.firstError}`);
+          if (r.warmupErrors) throw new Error(`${m.name} ${load.name}: ${r.warmupErrors} errors in the warm-up, ${r.firstWarmupError}`);
           (runs[m.name] ??= []).push(r);
         }
       }

@@ -86,9 +86,11 @@ async function main(): Promise<void> {
             onDone: () => { at1 = sample(); },
             ...spec, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
             durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
-            maxOps: spec.maxOps !== undefined ? Math.ceil(spec.maxOps / rounds) : undefined,
+            // Shares summing to maxOps (rounded up, they overshot it by up to rounds - 1); at least one op a round.
+            maxOps: spec.maxOps !== undefined ? Math.max(1, Math.floor((spec.maxOps * (round + 1)) / rounds) - Math.floor((spec.maxOps * round) / rounds)) : undefined,
           });
           if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
+          if (r.warmupErrors) throw new Error(`${t} ${name}: ${r.warmupErrors} errors in the warm-up, ${r.firstWarmupError}`);
           (runs[t] ??= []).push(r);
           const c = (cpu[t] ??= { serverUs: 0, mainUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
           c.serverUs += at1.server - at0.server; c.mainUs += at1.main - at0.main; c.ops += r.ops;

@@ -30,6 +30,7 @@ interface Row {
   keys: number;
   ops: number;
   errors: number;
+  warmupErrors: number;
   notFound: number;
   throughput: number;
   all: LatencySummary;
@@ -84,8 +85,8 @@ export async function runExp1(o: Exp1Options = {}): Promise<string> {
             verify: true, label: `${target} ${workload} ${fmtBytes(size)}`, hardTimeoutMs: durationMs + 120_000,
           });
           const p = plain(r);
-          rows.push({ target, workload, valueBytes: size, keys, ops: p.ops, errors: p.errors, notFound: p.notFound, throughput: p.throughput, all: p.all, read: p.read, write: p.write });
-          log(`exp1: ${target} ${workload} ${fmtBytes(size)}: ${p.ops} ops, mean ${p.all.meanUs} us, p50 ${p.all.p50Us} us, p99 ${p.all.p99Us} us${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}`);
+          rows.push({ target, workload, valueBytes: size, keys, ops: p.ops, errors: p.errors, warmupErrors: p.warmupErrors, notFound: p.notFound, throughput: p.throughput, all: p.all, read: p.read, write: p.write });
+          log(`exp1: ${target} ${workload} ${fmtBytes(size)}: ${p.ops} ops, mean ${p.all.meanUs} us, p50 ${p.all.p50Us} us, p99 ${p.all.p99Us} us${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}${p.warmupErrors ? `; ${p.warmupErrors} errors in the warm-up (${p.firstWarmupError})` : ''}`);
         }
       }
     }

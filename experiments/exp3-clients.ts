@@ -35,6 +35,7 @@ interface Step {
   processes: number;
   ops: number;
   errors: number;
+  warmupErrors: number;
   throughput: number;
   all: LatencySummary;
   read: LatencySummary;
@@ -96,13 +97,13 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
           const after = await statClient.stat().catch(() => undefined);
           statClient.close();
           const p = plain(r);
-          const step: Step = { target, workload, clients, processes: p.processes, ops: p.ops, errors: p.errors, throughput: p.throughput, all: p.all, read: p.read, write: p.write };
+          const step: Step = { target, workload, clients, processes: p.processes, ops: p.ops, errors: p.errors, warmupErrors: p.warmupErrors, throughput: p.throughput, all: p.all, read: p.read, write: p.write };
           if (before && after && target === 'lbkv') {
             const commits = after.commits - before.commits;
             step.server = { commits, fsyncs: after.fsyncs - before.fsyncs, maxBatchSinceStart: after.maxBatchSize, meanBatch: commits > 0 ? p.writes / commits : 0 };
           }
           steps.push(step);
-          log(`exp3: ${target} ${workload} ${clients} clients: ${Math.round(p.throughput)} ops/s, mean ${p.all.meanUs} us, p99 ${p.all.p99Us} us${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}${step.server ? `, ${step.server.commits} commits` : ''}`);
+          log(`exp3: ${target} ${workload} ${clients} clients: ${Math.round(p.throughput)} ops/s, mean ${p.all.meanUs} us, p99 ${p.all.p99Us} us${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}${p.warmupErrors ? `, ${p.warmupErrors} errors in the warm-up (${p.firstWarmupError})` : ''}${step.server ? `, ${step.server.commits} commits` : ''}`);
           flat.set(target, p.throughput > best.get(target)! * 1.05 ? 0 : flat.get(target)! + 1);
           best.set(target, Math.max(best.get(target)!, p.throughput));
         }

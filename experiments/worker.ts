@@ -23,8 +23,9 @@ export interface WorkSpec {
   loadHi: number;
   /** Stop after this long (0: no time bound besides maxOps). */
   durationMs: number;
-  /** Stop after this many recorded operations in this process (0: no count bound). */
-  maxOps: number;
+  /** Stop after this many recorded operations in this process (null: no count bound; 0 is a share
+   *  of a total smaller than the processes, and runs none). */
+  maxOps: number | null;
   /** Unrecorded operations per client before 'ready'. */
   warmupOps: number;
   seed: number;
@@ -39,9 +40,12 @@ export interface OpCounts {
   ops: number;
   reads: number;
   writes: number;
+  /** Failed calls in the measured window (the warm-up's are in warmupErrors). */
   errors: number;
   notFound: number;
   firstError?: string;
+  warmupErrors: number;
+  firstWarmupError?: string;
   elapsedMs: number;
 }
 
@@ -87,16 +91,17 @@ async function run(spec: WorkSpec, waitGo: Promise<void>): Promise<WorkResult> {
   const all = newHist();
   const read = newHist();
   const write = newHist();
-  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0;
-  let firstError: string | undefined;
+  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0, warmupErrors = 0;
+  let firstError: string | undefined, firstWarmupError: string | undefined;
   let nextLoad = spec.loadLo;
   let stop = false;
 
-  const one = async (c: KvClient, r: () => number, record: boolean): Promise<boolean> => {
+  /** 'ok' (and recorded, if `record`); 'none': the load's keys are all taken, nothing was sent. */
+  const one = async (c: KvClient, r: () => number, record: boolean): Promise<'ok' | 'failed' | 'none'> => {
     let isRead: boolean;
     let idx: number;
     if (spec.op === 'load') {
-      if (nextLoad >= spec.loadHi) return false;
+      if (nextLoad >= spec.loadHi) return 'none';
       idx = nextLoad++;
       isRead = false;
     } else {
@@ -109,25 +114,30 @@ async function run(spec: WorkSpec, waitGo: Promise<void>): Promise<WorkResult> {
     try {
       if (isRead) {
         const v = await c.get(key);
-        if (!v) notFound++;
+        if (!v) { if (record) notFound++; }
         else if (spec.verify && v.length !== spec.valueBytes) throw new Error(`value of ${v.length} bytes, expected ${spec.valueBytes}`);
       } else {
         await c.set(key, value!);
       }
     } catch (e) {
+      // The warm-up's failures are reported apart: the measured window's count must be its own.
+      if (!record) {
+        warmupErrors++;
+        firstWarmupError ??= String((e as Error)?.message ?? e);
+        return 'failed';
+      }
       errors++;
       firstError ??= String((e as Error)?.message ?? e);
       if (errors > 100) stop = true;
-      return true;
+      return 'failed';
     }
-    if (record) {
-      const us = Math.max(1, Math.round(usSince(t0)));
-      all.recordValue(us);
-      (isRead ? read : write).recordValue(us);
-      ops++;
-      if (isRead) reads++; else writes++;
-    }
-    return true;
+    if (!record) return 'ok';
+    const us = Math.max(1, Math.round(usSince(t0)));
+    all.recordValue(us);
+    (isRead ? read : write).recordValue(us);
+    ops++;
+    if (isRead) reads++; else writes++;
+    return 'ok';
   };
 
   // Warm-up: connections, JIT, server caches. Not recorded.
@@ -142,19 +152,26 @@ async function run(spec: WorkSpec, waitGo: Promise<void>): Promise<WorkResult> {
   const started = process.hrtime.bigint();
   const deadline = spec.durationMs > 0 ? Date.now() + spec.durationMs : Infinity;
   const progress = setInterval(() => send({ type: 'progress', ops }), 250);
+  // A client claims its slot in the maxOps budget before its call, not after: clients that checked
+  // `ops` alone all passed the check at maxOps - 1 and overshot by up to clients - 1. A failed call
+  // gives its slot back (it is not a measured operation).
+  let claimed = 0;
   await Promise.all(clients.map(async (c, i) => {
     const r = rng(spec.seed * 1000 + i + 1);
     while (!stop) {
       if (Date.now() >= deadline) break;
-      if (spec.maxOps > 0 && ops >= spec.maxOps) break;
-      if (!(await one(c, r, true))) break;
+      if (spec.maxOps !== null && claimed >= spec.maxOps) break;
+      claimed++;
+      const got = await one(c, r, true);
+      if (got !== 'ok') claimed--;
+      if (got === 'none') break;
     }
   }));
   clearInterval(progress);
   const elapsedMs = usSince(started) / 1000;
   for (const c of channels) c.close();
   return {
-    ops, reads, writes, errors, notFound, firstError, elapsedMs,
+    ops, reads, writes, errors, notFound, firstError, warmupErrors, firstWarmupError, elapsedMs,
     all: encodeHist(all), read: encodeHist(read), write: encodeHist(write),
   };
 }

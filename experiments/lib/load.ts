@@ -59,6 +59,7 @@ process.on('exit', () => {
 });
 
 export async function runLoad(s: LoadSpec): Promise<LoadResult> {
+  if (s.maxOps !== undefined && !(Number.isInteger(s.maxOps) && s.maxOps >= 1)) throw new Error(`runLoad: maxOps ${s.maxOps} is not a whole number of at least 1 (leave it out for no count bound)`);
   const procs = Math.max(1, Math.min(s.processes ?? Math.min(s.clients, 4), s.clients));
   const loadFrom = s.loadFrom ?? 0;
   const loadCount = s.loadCount ?? 0;
@@ -81,7 +82,8 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
       loadLo: lo,
       loadHi: hi,
       durationMs: s.durationMs ?? 0,
-      maxOps: s.maxOps ? Math.ceil(s.maxOps / procs) : s.op === 'load' ? 0 : 0,
+      // Shares that sum to maxOps exactly (each process's rounded up overshot by up to procs - 1).
+      maxOps: s.maxOps === undefined ? null : Math.floor((s.maxOps * (p + 1)) / procs) - Math.floor((s.maxOps * p) / procs),
       warmupOps: s.warmupOps ?? 0,
       seed: (s.seed ?? 1) * 101 + p,
       ownChannel: s.ownChannel ?? true,
@@ -159,15 +161,16 @@ export function mergeLoads(rs: LoadResult[]): LoadResult {
 /** Counts summed and histograms merged over `parts`, which together took `elapsedMs`. */
 function combine(parts: (OpCounts & { hist: LoadResult['hist'] })[], clients: number, processes: number, elapsedMs: number): LoadResult {
   const all = newHist(), read = newHist(), write = newHist();
-  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0;
-  let firstError: string | undefined;
+  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0, warmupErrors = 0;
+  let firstError: string | undefined, firstWarmupError: string | undefined;
   for (const r of parts) {
     all.add(r.hist.all); read.add(r.hist.read); write.add(r.hist.write);
-    ops += r.ops; reads += r.reads; writes += r.writes; errors += r.errors; notFound += r.notFound;
+    ops += r.ops; reads += r.reads; writes += r.writes; errors += r.errors; notFound += r.notFound; warmupErrors += r.warmupErrors;
     firstError ??= r.firstError;
+    firstWarmupError ??= r.firstWarmupError;
   }
   return {
-    clients, processes, ops, reads, writes, errors, notFound, firstError, elapsedMs,
+    clients, processes, ops, reads, writes, errors, notFound, firstError, warmupErrors, firstWarmupError, elapsedMs,
     throughput: elapsedMs > 0 ? ops / (elapsedMs / 1000) : 0,
     all: summarize(all), read: summarize(read), write: summarize(write),
     hist: { all, read, write },

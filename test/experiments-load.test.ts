@@ -1,0 +1,112 @@
+// The experiments' load runner (experiments/lib/load.ts and its worker processes): what it reports
+// for the measured window, and the maxOps bound, against a real lbserver or a small in-process gRPC
+// server that fails on cue (the worker runs in its own process, as in the experiments).
+import * as grpc from '@grpc/grpc-js';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runLoad } from '../experiments/lib/load';
+import { KeyValueStoreService, type KeyValueStoreServer } from '../generated/kv';
+import { startServer } from './support/server';
+
+/** Gets fail (INTERNAL) for the first `failFirst` calls, then find nothing for the next `missNext`,
+ *  then find a 16-byte value. */
+async function scriptedServer(failFirst: number, missNext: number): Promise<{ server: grpc.Server; address: string; calls: () => number }> {
+  let calls = 0;
+  const impl: KeyValueStoreServer = {
+    get: (_call, cb) => {
+      const n = calls++;
+      if (n < failFirst) return cb({ code: grpc.status.INTERNAL, details: `scripted failure ${n}` });
+      if (n < failFirst + missNext) return cb(null, { found: false, value: Buffer.alloc(0) });
+      cb(null, { found: true, value: Buffer.alloc(16, 1) });
+    },
+    set: (_call, cb) => cb(null, {}),
+    getPrefix: (call) => call.end(),
+    stat: (_call, cb) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'not in this server' }),
+  };
+  const server = new grpc.Server();
+  server.addService(KeyValueStoreService, impl);
+  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  return { server, address: `127.0.0.1:${port}`, calls: () => calls };
+}
+
+const warmup = suite('experiments load: the warm-up');
+
+warmup('a failed or empty get in the warm-up is not counted as the measured window\'s', async () => {
+  // One client: its first 10 calls are exactly its warm-up.
+  const s = await scriptedServer(6, 4);
+  try {
+    const r = await runLoad({ address: s.address, clients: 1, processes: 1, op: 'get', keyPrefix: 'w/', valueBytes: 16, keyCount: 10, warmupOps: 10, maxOps: 30, verify: true, hardTimeoutMs: 60_000 });
+    assert.is(s.calls(), 40);
+    assert.is(r.ops, 30);
+    assert.is(r.errors, 0, `errors ${r.errors}: ${r.firstError}`);
+    assert.is(r.firstError, undefined);
+    assert.is(r.notFound, 0);
+    // Not hidden either: reported as the warm-up's.
+    assert.is(r.warmupErrors, 6);
+    assert.match(r.firstWarmupError ?? '', /scripted failure 0/);
+  } finally {
+    s.server.forceShutdown();
+  }
+});
+
+warmup('a failure in the measured window is still counted there', async () => {
+  const s = await scriptedServer(13, 0);
+  try {
+    const r = await runLoad({ address: s.address, clients: 1, processes: 1, op: 'get', keyPrefix: 'w/', valueBytes: 16, keyCount: 10, warmupOps: 10, maxOps: 20, hardTimeoutMs: 60_000 });
+    assert.is(r.warmupErrors, 10);
+    assert.is(r.errors, 3);
+    assert.match(r.firstError ?? '', /scripted failure 10/);
+    // A failed call is no measured operation: the 20 are all successes.
+    assert.is(r.ops, 20);
+  } finally {
+    s.server.forceShutdown();
+  }
+});
+
+const bound = suite('experiments load: maxOps');
+
+bound('several clients sharing one process\'s budget make at most maxOps sets (lbserver counts them)', async () => {
+  const srv = await startServer();
+  try {
+    for (const maxOps of [10, 7]) {
+      const c = srv.client();
+      const before = (await c.stat()).totalSets;
+      const r = await runLoad({ address: srv.address, clients: 4, processes: 1, op: 'set', keyPrefix: `b${maxOps}/`, valueBytes: 64, keyCount: 100, maxOps, hardTimeoutMs: 60_000 });
+      const sent = (await c.stat()).totalSets - before;
+      assert.is(r.errors, 0, r.firstError);
+      assert.is(r.ops, maxOps);
+      assert.is(sent, maxOps, 'sets the server received');
+    }
+  } finally {
+    await srv.stop();
+  }
+});
+
+bound('a total split over processes: the shares sum to maxOps, one smaller than the processes too', async () => {
+  const srv = await startServer();
+  try {
+    const c = srv.client();
+    for (const [maxOps, processes] of [[10, 4], [2, 3]] as const) {
+      const before = (await c.stat()).totalSets;
+      const r = await runLoad({ address: srv.address, clients: processes, processes, op: 'set', keyPrefix: `p${maxOps}/`, valueBytes: 64, keyCount: 100, maxOps, hardTimeoutMs: 60_000 });
+      assert.is(r.ops, maxOps, `${maxOps} over ${processes} processes`);
+      assert.is((await c.stat()).totalSets - before, maxOps);
+    }
+  } finally {
+    await srv.stop();
+  }
+});
+
+bound('a maxOps of 0 or a fraction is refused (0 used to mean no bound at all)', async () => {
+  for (const maxOps of [0, 2.5]) {
+    try {
+      await runLoad({ address: '127.0.0.1:1', clients: 1, op: 'get', keyPrefix: 'x/', valueBytes: 1, maxOps });
+      assert.unreachable(`maxOps ${maxOps} accepted`);
+    } catch (e) {
+      assert.match(String(e), /maxOps/);
+    }
+  }
+});
+
+warmup.run();
+bound.run();
