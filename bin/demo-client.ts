@@ -15,7 +15,7 @@ function parseArgs(): Args {
       '4 bad usage (an unknown option or a bad value), as lbclient.')
     .option('--server <addr>', 'lbserver address', '127.0.0.1:50051')
     .option('--id <n>', 'client number (names its keys)', '0')
-    .option('--ops <n>', 'operations to run', '10000')
+    .option('--ops <n>', 'operations to run; of every 20, 10 Sets, 9 Gets and 1 GetPrefix', '10000')
     .option('--concurrency <n>', 'calls in flight (env LBKV_DEMO_CONCURRENCY)', process.env.LBKV_DEMO_CONCURRENCY ?? '24')
     .option('--keys <n>', 'distinct keys', '500')
     .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : CLIENT_USAGE_EXIT))
@@ -30,6 +30,25 @@ function parseArgs(): Args {
   }), CLIENT_USAGE_EXIT);
 }
 
+/** The mix, by construction: op n of a client is the (n mod 20)th of a cycle of 10 Sets, 9 Gets and
+ *  1 GetPrefix (Set and Get alternating, the GetPrefix last), whatever the concurrency; drawn at
+ *  random, a short run had none of the mix the demo announces (its first Gets, of keys not set yet,
+ *  were turned into Sets: 59 Sets of 60). */
+export type OpKind = 'set' | 'get' | 'getprefix';
+export const MIX_CYCLE = 20;
+
+export function opKind(n: number): OpKind {
+  const i = n % MIX_CYCLE;
+  return i === MIX_CYCLE - 1 ? 'getprefix' : i % 2 === 0 ? 'set' : 'get';
+}
+
+/** How many of each kind `ops` operations of one client are. */
+export function mixOf(ops: number): { sets: number; gets: number; getprefixes: number } {
+  const cycles = Math.floor(ops / MIX_CYCLE);
+  const rest = ops % MIX_CYCLE; // at most 19: no GetPrefix among them
+  return { sets: cycles * 10 + Math.ceil(rest / 2), gets: cycles * 9 + Math.floor(rest / 2), getprefixes: cycles };
+}
+
 /** A ~128-byte key: a readable head padded with a deterministic tail. */
 function makeKey(id: number, n: number): Buffer {
   const head = `demo/client-${String(id).padStart(2, '0')}/key-${String(n).padStart(6, '0')}/`;
@@ -41,7 +60,10 @@ async function main(): Promise<void> {
   const client = new KvClient(a.server);
   await client.waitForReady(10_000);
   const last = new Map<number, string>(); // key index -> last value acknowledged
-  const inflight = new Set<number>(); // key indexes with a Set in flight (skip verifying those)
+  const setKeys: number[] = []; // keys with an acknowledged Set: what the Gets read
+  // Key index -> its Set in flight: at most one per key, so that "last value" is well defined (skip
+  // verifying Gets that overlap one).
+  const inflight = new Map<number, Promise<void>>();
   const setsBegun = new Map<number, number>(); // key index -> Sets started on it
   const counts = { sets: 0, gets: 0, getprefixes: 0, mismatches: 0 };
   let next = 0;
@@ -53,25 +75,27 @@ async function main(): Promise<void> {
   const report = () => process.send?.({ type: 'progress', id: a.id, done });
 
   const one = async (opNo: number) => {
-    const r = rand();
-    const k = Math.floor(rand() * a.keys);
-    if (r < 0.5 || !last.has(k)) {
-      if (inflight.has(k)) { // keep at most one Set per key in flight so "last value" is well defined
-        await client.get(makeKey(a.id, k));
-        counts.gets++;
-        return;
-      }
+    const kind = opKind(opNo);
+    if (kind === 'set') {
+      const k = Math.floor(rand() * a.keys);
       const value = `v${a.id}.${opNo}.${'x'.repeat(Math.floor(rand() * 64))}`;
-      inflight.add(k);
+      // The Set waits for the one in flight on its key rather than becoming another kind of call.
+      for (let p = inflight.get(k); p; p = inflight.get(k)) await p;
       setsBegun.set(k, (setsBegun.get(k) ?? 0) + 1);
+      const p = client.set(makeKey(a.id, k), value).then(() => undefined);
+      const tracked = p.catch(() => undefined);
+      inflight.set(k, tracked);
       try {
-        await client.set(makeKey(a.id, k), value);
+        await p;
       } finally {
-        inflight.delete(k);
+        if (inflight.get(k) === tracked) inflight.delete(k);
       }
+      if (!last.has(k)) setKeys.push(k);
       last.set(k, value);
       counts.sets++;
-    } else if (r < 0.95) {
+    } else if (kind === 'get') {
+      // A key already set when there is one (a Get of a key never set checks only that it is absent).
+      const k = setKeys.length ? setKeys[Math.floor(rand() * setKeys.length)] : Math.floor(rand() * a.keys);
       const want = last.get(k);
       const begun = setsBegun.get(k);
       const racing = inflight.has(k);
@@ -114,7 +138,10 @@ async function main(): Promise<void> {
   if (counts.mismatches > 0) process.exitCode = 1;
 }
 
-main().catch((e) => {
-  process.stderr.write(`demo-client: ${(e as Error)?.stack ?? e}\n`);
-  process.exitCode = 1;
-});
+// bin/demo.ts imports the mix from here to announce it.
+if (require.main === module) {
+  main().catch((e) => {
+    process.stderr.write(`demo-client: ${(e as Error)?.stack ?? e}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { KvClient } from '../lib/client';
 import { freePort } from '../lib/ports';
 import { argsOrExit, CLIENT_USAGE_EXIT, parseIntArg } from '../lib/config';
+import { mixOf } from './demo-client';
 
 const opts = new Command()
   .name('demo')
@@ -20,7 +21,7 @@ const opts = new Command()
     'Exit status (as lbclient\'s where they overlap): 0 OK; 1 a client read a wrong value, a counter disagrees, or anything ' +
     'else failed; 4 bad usage (an unknown option or a bad value); 130/143 stopped by SIGINT/SIGTERM.')
   .option('--clients <n>', 'client processes (env LBKV_DEMO_CLIENTS)', process.env.LBKV_DEMO_CLIENTS ?? '10')
-  .option('--ops <n>', 'operations per client (env LBKV_DEMO_OPS)', process.env.LBKV_DEMO_OPS ?? '10000')
+  .option('--ops <n>', 'operations per client; of every 20, 10 Sets, 9 Gets and 1 GetPrefix (env LBKV_DEMO_OPS)', process.env.LBKV_DEMO_OPS ?? '10000')
   .option('--timeout-ms <n>', 'give up (and stop everything) after this long (env LBKV_DEMO_TIMEOUT_MS)', process.env.LBKV_DEMO_TIMEOUT_MS ?? '300000')
   // Commander's own errors (an unknown option, a missing value) exit 1 by default: the status of a
   // failed run. Bad usage is 4, whichever part of it is bad; --help is 0.
@@ -85,7 +86,9 @@ async function main(): Promise<void> {
   console.log(server.line);
   const serverExit = exitPromise(server.proc);
 
-  console.log(`demo: ${CLIENTS} client processes x ${OPS} operations (about half sets, 45% gets, 5% getprefixes; 128-byte keys, values under 100 bytes)`);
+  // The clients' mix is fixed by construction (bin/demo-client.ts): these counts are exact.
+  const mix = mixOf(OPS);
+  console.log(`demo: ${CLIENTS} client processes x ${OPS} operations (each ${mix.sets} sets, ${mix.gets} gets, ${mix.getprefixes} getprefixes; 128-byte keys, values under 100 bytes)`);
   const bar = new SingleBar({
     format: 'demo: [{bar}] {percentage}% | {value}/{total} ops | {rate} ops/s | {elapsed}s',
     noTTYOutput: true,
@@ -124,7 +127,7 @@ async function main(): Promise<void> {
   client.close();
   const expect = results.reduce((a, r) => ({ sets: a.sets + r.sets, gets: a.gets + r.gets, getprefixes: a.getprefixes + r.getprefixes }), { sets: 0, gets: 0, getprefixes: 0 });
   const totalOps = expect.sets + expect.gets + expect.getprefixes;
-  console.log(`demo: ${totalOps} operations in ${runSecs.toFixed(1)} s (${Math.round(totalOps / runSecs)} ops/s)`);
+  console.log(`demo: ${totalOps} operations (${expect.sets} sets, ${expect.gets} gets, ${expect.getprefixes} getprefixes) in ${runSecs.toFixed(1)} s (${Math.round(totalOps / runSecs)} ops/s)`);
   console.log('');
   console.log(`server start time: ${new Date(s.startTimeUnixMs).toISOString()} (start_time_unix_ms ${s.startTimeUnixMs}, startup_ms ${s.startupMs}, uptime_ms ${s.uptimeMs})`);
   console.log(`total_sets: ${s.totalSets}`);
@@ -140,6 +143,8 @@ async function main(): Promise<void> {
   const problems: string[] = [];
   if (failedWorkers > 0) problems.push(`${failedWorkers} client process(es) failed`);
   if (results.length !== CLIENTS) problems.push(`${CLIENTS - results.length} client(s) did not report`);
+  const offMix = results.filter((r) => r.sets !== mix.sets || r.gets !== mix.gets || r.getprefixes !== mix.getprefixes);
+  if (offMix.length) problems.push(`${offMix.length} client(s) ran another mix than announced, e.g. ${offMix[0].sets}/${offMix[0].gets}/${offMix[0].getprefixes}`);
   const mismatches = results.reduce((a, r) => a + r.mismatches, 0);
   if (mismatches > 0) problems.push(`${mismatches} wrong read(s)`);
   if (s.totalSets !== expect.sets || s.totalGets !== expect.gets || s.totalGetprefixes !== expect.getprefixes) {
