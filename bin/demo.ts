@@ -38,9 +38,19 @@ const children = new Set<ChildProcess>();
 let dataDir: string | undefined;
 
 function cleanup(): void {
-  for (const c of children) { try { if (c.pid) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+  // Only a child still running: the PID of one that has exited may be another process's by now.
+  for (const c of children) { try { if (c.pid && c.exitCode === null && c.signalCode === null) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
   if (dataDir) { try { rmSync(dataDir, { recursive: true, force: true }); } catch { /* ignore */ } }
 }
+
+// Whatever ends this process (an uncaught error too) takes its server and clients with it: a crash
+// left lbserver running, orphaned, with its data directory.
+process.on('exit', cleanup);
+// A reader that goes away (`make demo | head`) is no failure of the demo: it runs on unseen and still
+// stops its server cleanly. Unhandled, the EPIPE crashed it with the server left running.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+});
 
 
 function exitPromise(c: ChildProcess): Promise<number | null> {
