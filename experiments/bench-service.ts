@@ -19,7 +19,7 @@ type Kind = 'floor' | 'lbkv' | 'durable';
 async function main(): Promise<void> {
   const opts = new Command()
     .name('bench-service')
-    .description('lbkv service vs the bare gRPC floor server: single-client Get/Set latency, 32-client throughput')
+    .description('lbkv service vs the bare gRPC floor server: single-client Get/Set latency, throughput of --clients concurrent clients (default 32)')
     .option('--seconds <s>', 'time bound per measurement and server', secondsArg, 4)
     .option('--rounds <n>', 'each measurement is split into this many rounds taken in turns by the servers', wholeArg(1), 8)
     .option('--clients <n>', 'concurrent clients for the throughput measurements', wholeArg(1), 32)

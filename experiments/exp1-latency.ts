@@ -46,7 +46,9 @@ function keysFor(size: number, full: boolean): number {
 
 export async function runExp1(o: Exp1Options = {}): Promise<string> {
   const full = o.full ?? false;
-  const sizes = o.sizes ?? [512, 4 * KiB, 512 * KiB, MiB, 4 * MiB];
+  // In order and once each: the plot joins the points in the order of the rows, and a size given
+  // twice was measured twice with only the first kept.
+  const sizes = [...new Set(o.sizes ?? [512, 4 * KiB, 512 * KiB, MiB, 4 * MiB])].sort((a, b) => a - b);
   const targets = o.targets ?? ['floor', 'lbkv'];
   const durationMs = o.durationMs ?? (full ? 20_000 : 3_000);
   const maxOps = o.maxOps ?? (full ? 50_000 : 3_000);
@@ -157,10 +159,10 @@ if (require.main === module) {
     .name('exp1-latency')
     .description('Experiment 1: latency vs value size (one client; read-only and 50/50), with the gRPC and fdatasync floors')
     .option('--full', 'full configuration (longer runs, bigger key sets)', false)
-    .option('--sizes <list>', 'value sizes, e.g. 512,4k,512k,1m,4m', sizesArg)
+    .option('--sizes <list>', 'value sizes (default 512,4k,512k,1m,4m)', sizesArg)
     .option('--targets <list>', 'servers to measure: floor,lbkv', subsetArg(SERVER_KINDS), [...SERVER_KINDS])
-    .option('--duration-ms <n>', 'time bound per point', wholeArg(1))
-    .option('--max-ops <n>', 'operation bound per point', wholeArg(1))
+    .option('--duration-ms <n>', 'time bound per point (default 3000; 20000 with --full)', wholeArg(1))
+    .option('--max-ops <n>', 'operation bound per point (default 3000; 50000 with --full)', wholeArg(1))
     .option('--cache-mb <n>', 'lbserver --cache-mb', wholeArg(1))
     .addOption(syncModeOption())
     .option('--out <dir>', 'result directory (default experiments/results/exp1-latency)')

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { KvClient } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
 import { Store } from '../btree';
-import { dropCaches, keepDataDir, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, countsArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
+import { dropCaches, fmtBytes, keepDataDir, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, countsArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
 import { runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
@@ -100,7 +100,8 @@ function diskNeeded(n: number, valueBytes: number): number {
 
 export async function runExp2(o: Exp2Options = {}): Promise<string> {
   const full = o.full ?? false;
-  const ns = (o.ns ?? (full ? [10_000, 100_000, 300_000, 1_000_000] : [10_000, 30_000, 100_000])).sort((a, b) => a - b);
+  // Once each: a count given twice loaded nothing the second time and measured the same point again.
+  const ns = [...new Set(o.ns ?? (full ? [10_000, 100_000, 300_000, 1_000_000] : [10_000, 30_000, 100_000]))].sort((a, b) => a - b);
   const restarts = o.restarts ?? (full ? 9 : 5);
   const coldGets = o.coldGets ?? (full ? 2000 : 500);
   const valueBytes = o.valueBytes ?? 4 * KiB;
@@ -196,7 +197,7 @@ set logscale x
 set format x '%.0s%c'
 set offsets graph 0.04, graph 0.04, 0, 0
 set grid lc rgb '#dddddd'
-set xlabel 'keys in the store (4 KiB values)'
+set xlabel 'keys in the store (${fmtBytes(valueBytes)} values)'
 set key top left font ',8' box opaque
 set multiplot layout 1,2 title 'Experiment 2: restart after SIGKILL, and cold vs warm gets (${anyDropped ? 'OS page cache dropped before cold restarts' : 'OS page cache could NOT be dropped'})'
 set title 'process start -> first get answered (median of ${restarts})'
@@ -233,9 +234,9 @@ if (require.main === module) {
     .name('exp2-restart')
     .description('Experiment 2: load N 4 KiB pairs, SIGKILL, restart; time to first get vs N; cold vs warm gets')
     .option('--full', 'full configuration (N up to 1,000,000)', false)
-    .option('--n <list>', 'key counts, cumulative, e.g. 10000,100000,1000000,10000000 (checks for 4,396 B per pair + 15 % free disk: ~50.6 GB for 10M)', countsArg)
-    .option('--restarts <n>', 'cold and warm restarts per N', wholeArg(1))
-    .option('--cold-gets <k>', 'gets measured after a cold restart (and warm)', wholeArg(1))
+    .option('--n <list>', 'key counts, cumulative (default 10000,30000,100000; with --full 10000,100000,300000,1000000), e.g. 10000,100000,1000000,10000000 (checks for 4,396 B per pair + 15 % free disk: ~50.6 GB for 10M)', countsArg)
+    .option('--restarts <n>', 'cold and warm restarts per N (default 5; 9 with --full)', wholeArg(1))
+    .option('--cold-gets <k>', 'gets measured after a cold restart (and warm) (default 500; 2000 with --full)', wholeArg(1))
     .option('--clients <n>', 'concurrent loading clients', wholeArg(1), 64)
     .option('--processes <n>', 'loading client processes', wholeArg(1), 3)
     .option('--cache-mb <n>', 'lbserver --cache-mb', wholeArg(1))

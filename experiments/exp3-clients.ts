@@ -6,8 +6,9 @@
 //   node dist/experiments/exp3-clients.js [--full] [--max-clients 256] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, subsetArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
+import { fmtBytes, inTurn, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, subsetArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { measureFsync } from './fsync-floor';
 import { plain, runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -123,7 +124,7 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
 
   // One gnuplot index block per (target, workload), in this order.
   const series: [ServerKind, Step['workload']][] = [['lbkv', 'read-only'], ['lbkv', 'mixed-50-50'], ['floor', 'read-only'], ['floor', 'mixed-50-50']];
-  const lines: string[] = ['# Experiment 3: closed-loop clients, 4 KiB values; latencies in ms; one block per series (gnuplot index)',
+  const lines: string[] = [`# Experiment 3: closed-loop clients, ${fmtBytes(valueBytes)} values; latencies in ms; one block per series (gnuplot index)`,
     '# clients\tthroughput_ops_s\tmean_ms\tp50_ms\tp99_ms\tget_mean_ms\tset_mean_ms\tset_p99_ms'];
   for (const [t, w] of series) {
     if (lines.length > 2) lines.push('', '');
@@ -137,6 +138,8 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
     }
   }
   fs.writeFileSync(path.join(dir, 'exp3-clients.dat'), lines.join('\n') + '\n');
+  // This run's value size and machine (a fixed "4 KiB values, 2 shared cores" was true of one VM only).
+  const shape = `${fmtBytes(valueBytes)} values, ${os.cpus().length} cores shared by the servers and the clients`;
   const fs50 = (fsync.p50Us / 1000).toFixed(3);
   const common = `
 set datafile missing '?'
@@ -156,11 +159,11 @@ set label 1 'labels: number of clients' at graph 0.99, graph 0.03 right font ',8
      '' index 3 u 2:${col}:(sprintf('%d',$1)) w labels left offset 0.7,0 font ',7' tc rgb '#cf8f8f' notitle, \\
      ${fs50} w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'`;
   const p1 = renderPlot(dir, 'exp3-clients', `${common}
-set title 'Experiment 3: mean latency vs throughput, 1, 2, 4, ... clients (4 KiB values, 2 shared cores)'
+set title 'Experiment 3: mean latency vs throughput, 1, 2, 4, ... clients (${shape})'
 set ylabel 'mean latency (ms)'
 ${curves(3)}`);
   const p2 = renderPlot(dir, 'exp3-clients-p99', `${common}
-set title 'Experiment 3: p99 latency vs throughput, 1, 2, 4, ... clients (4 KiB values, 2 shared cores)'
+set title 'Experiment 3: p99 latency vs throughput, 1, 2, 4, ... clients (${shape})'
 set ylabel 'p99 latency (ms)'
 ${curves(5)}`);
   const p3 = renderPlot(dir, 'exp3-clients-throughput', `
@@ -171,7 +174,7 @@ set xlabel 'concurrent clients'
 set ylabel 'throughput (operations/s, all clients)'
 set yrange [0:*]
 set key bottom right font ',9'
-set title 'Experiment 3: throughput vs clients (4 KiB values, 2 shared cores)'
+set title 'Experiment 3: throughput vs clients (${shape})'
 plot 'exp3-clients.dat' index 0 u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv read-only', \\
      '' index 1 u 1:2 w lp lw 2 pt 5 lc rgb '#d62728' t 'lbkv 50/50', \\
      '' index 2 u 1:2 w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor (gRPC + Map) read-only', \\
@@ -196,10 +199,10 @@ if (require.main === module) {
     .description('Experiment 3: 1, 2, 4, ... concurrent clients until throughput stops rising; read-only and 50/50, 4 KiB values; the servers take each step in turns')
     .option('--full', 'full configuration', false)
     .option('--targets <list>', 'servers: floor,lbkv', subsetArg(SERVER_KINDS), [...SERVER_KINDS])
-    .option('--max-clients <n>', 'upper bound on clients', wholeArg(1))
+    .option('--max-clients <n>', 'upper bound on clients (default 256; 1024 with --full)', wholeArg(1))
     .option('--min-clients <n>', 'apply the stop rule only from this many clients on', wholeArg(1), 16)
-    .option('--duration-ms <n>', 'measured time per step', wholeArg(1))
-    .option('--keys <n>', 'preloaded keys', wholeArg(1))
+    .option('--duration-ms <n>', 'measured time per step (default 2500; 10000 with --full)', wholeArg(1))
+    .option('--keys <n>', 'preloaded keys (default 10000; 100000 with --full)', wholeArg(1))
     .option('--processes <n>', 'max worker processes the clients are spread over', wholeArg(1), 4)
     .option('--cache-mb <n>', 'lbserver --cache-mb', wholeArg(1))
     .addOption(syncModeOption())

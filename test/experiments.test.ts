@@ -2,6 +2,7 @@
 // (nothing here asserts on a time).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -84,7 +85,7 @@ plots('without gnuplot a plot is not rendered and the old PNG of that name is go
 
 const runs = suite('experiments: runners with tiny parameters');
 
-runs('exp3: the server counts (commits, puts per commit) cover the measured window, not the warm-up', async () => {
+runs('exp3: the server counts (commits, puts per commit) cover the measured window, not the warm-up; the plots name this machine', async () => {
   const out = tempDir('lbkv-exp3-');
   const r = await runNode(resolve(__dirname, '../experiments/exp3-clients.js'),
     ['--targets', 'lbkv', '--max-clients', '1', '--duration-ms', '300', '--keys', '100', '--out', out], { timeoutMs: 120_000 });
@@ -95,6 +96,28 @@ runs('exp3: the server counts (commits, puts per commit) cover the measured wind
   // One client: every commit carries exactly one of its sets. Counting the warm-up's commits against
   // the measured sets gave 0.94-0.99.
   assert.is(mixed.server!.meanBatch, 1, JSON.stringify(mixed.server));
+  // The titles said "2 shared cores" whatever the machine.
+  for (const gp of ['exp3-clients.gp', 'exp3-clients-p99.gp', 'exp3-clients-throughput.gp']) {
+    assert.match(readFileSync(join(out, gp), 'utf8'), `(4 KiB values, ${cpus().length} cores shared by the servers and the clients)`, gp);
+  }
+});
+
+runs('exp1: sizes are measured in order and once each; the defaults --help states are the ones used', async () => {
+  const out = tempDir('lbkv-exp1-');
+  const js = resolve(__dirname, '../experiments/exp1-latency.js');
+  const help = (await runNode(js, ['--help'])).stdout.replace(/\s+/g, ' ');
+  const stated = (option: string) => Number(new RegExp(`${option} <n> [^(]*\\(default (\\d+);`).exec(help)?.[1]);
+  const r = await runNode(js, ['--targets', 'floor', '--sizes', '1k,512,1k', '--out', out], { timeoutMs: 120_000 });
+  assert.is(r.code, 0, r.stderr);
+  const j = JSON.parse(readFileSync(join(out, 'exp1-latency.json'), 'utf8')) as { config: { sizes: number[]; durationMs: number; maxOps: number }; results: { valueBytes: number; ops: number }[] };
+  assert.equal(j.config.sizes, [512, 1024]);
+  assert.equal(j.results.map((x) => x.valueBytes), [512, 512, 1024, 1024]);
+  // A data row per size, in order: the plot joins them as they come.
+  const rows = readFileSync(join(out, 'exp1-latency.dat'), 'utf8').split('\n').filter((l) => /^\d/.test(l));
+  assert.equal(rows.map((l) => Number(l.split('\t')[0])), [512, 1024]);
+  assert.is(j.config.durationMs, stated('--duration-ms'), help);
+  assert.is(j.config.maxOps, stated('--max-ops'), help);
+  assert.ok(j.results.every((x) => x.ops <= j.config.maxOps));
 });
 
 runs('exp1: lbkv and the floor take each point in turns, the first in turn alternating', async () => {
