@@ -75,8 +75,9 @@ async function main(): Promise<void> {
     .version(packageVersion(), '--version', 'print the version and exit')
     .addHelpText('after', `
 Prints one line when it serves, e.g.
-  lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=41.2
-(a data path with spaces, quotes, backslashes or control characters is JSON-quoted there).
+  lbserver listening on 127.0.0.1:50051 data=/abs/data keys=123 startup_ms=146.0
+(startup_ms counts from the process's start, Node's own start-up included;
+a data path with spaces, quotes, backslashes or control characters is JSON-quoted).
 Only one lbserver may use a data directory at a time (LOCK file holding its PID, boot ID and start time).
 
 Exit status: 0 stopped cleanly (SIGTERM/SIGINT/SIGHUP) or --compact done; 1 failed while running, or

@@ -41,8 +41,9 @@ export interface GetPrefixOptions {
   /** Deadline for the whole stream, ms from its start, the time the caller spends between entries
    *  included (default: none). Past it the iteration throws DEADLINE_EXCEEDED. */
   timeoutMs?: number;
-  /** Aborting it cancels the stream, even while an iteration step waits for the server: the
-   *  iteration throws `signal.reason`, and the server releases the stream's snapshot. */
+  /** Aborting it cancels the stream, even while an iteration step waits for the server: the next
+   *  (or the waiting) iteration step throws `signal.reason`, entries already received or not, and
+   *  the server releases the stream's snapshot. */
   signal?: AbortSignal;
 }
 
@@ -185,9 +186,13 @@ export class KvClient {
     signal?.addEventListener('abort', onAbort, { once: true });
     let finished = false;
     try {
+      // Messages already received wait in the call's buffer: an abort must stop those too, and a
+      // stream that had ended before the abort yields nothing more either.
       for await (const msg of call as AsyncIterable<GetPrefixResponse>) {
+        signal?.throwIfAborted();
         yield msg.entries;
       }
+      signal?.throwIfAborted();
       finished = true;
     } catch (err) {
       // The cancel our abort made ends the stream with CANCELLED: the caller asked for its reason.
@@ -205,7 +210,10 @@ export class KvClient {
   /** Entries under `prefix` in ascending bytewise key order, from one server snapshot. */
   async *getPrefix(prefix: Bytes, opts: GetPrefixOptions = {}): AsyncGenerator<KvEntry> {
     for await (const batch of this.getPrefixMessages(prefix, opts)) {
-      for (const e of batch) yield { key: e.key, value: e.value };
+      for (const e of batch) {
+        opts.signal?.throwIfAborted(); // a message holds up to ~1 MiB of entries
+        yield { key: e.key, value: e.value };
+      }
     }
   }
 

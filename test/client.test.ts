@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GrpcStatus, isServiceError, KvClient, type KvEntry } from '../lib/client';
-import { eventually, expectGrpcError } from './support/client-helpers';
+import { eventually, expectGrpcError, setMany } from './support/client-helpers';
 import { freePort, sleep, startServer, type ServerHandle } from './support/server';
 
 const BIG = 30;
@@ -138,6 +138,29 @@ client('aborting a getPrefix signal ends a step that waits for a stalled server,
   await expectGrpcError(Promise.resolve().then(async () => {
     try { await c.getPrefixAll('big/', { signal: AbortSignal.abort(Object.assign(new Error('aborted before'), { code: GrpcStatus.CANCELLED, details: 'aborted before' })) }); } finally { c.close(); }
   }), GrpcStatus.CANCELLED, /aborted before/);
+});
+
+client('an abort stops the iteration at its next step, though the entries of a message already received are still at hand, and after the stream ended', async ({ srv }) => {
+  const c = srv.client();
+  await setMany(c, Array.from({ length: 300 }, (_, i) => ({ key: Buffer.from(`few/${String(i).padStart(3, '0')}`), value: Buffer.from('v') })));
+  // 300 small entries arrive in one message: every one of them was yielded after the abort.
+  const abort = new AbortController();
+  const reason = new Error('enough');
+  let seen = 0;
+  const whole = (async () => {
+    for await (const _ of c.getPrefix('few/', { signal: abort.signal })) {
+      if (++seen === 1) abort.abort(reason);
+    }
+  })();
+  assert.is(await whole.then(() => 'finished', (e: unknown) => e), reason);
+  assert.is(seen, 1, 'no entry after the abort');
+  // Aborted after the last entry, once the stream had ended: the step that asks for more throws too.
+  const late = new AbortController();
+  const it = c.getPrefix('few/', { limit: 1, signal: late.signal })[Symbol.asyncIterator]();
+  assert.ok(!(await it.next()).done);
+  await sleep(200); // the server's end of stream arrives meanwhile
+  late.abort(reason);
+  assert.is(await it.next().then(() => 'resolved', (e: unknown) => e), reason);
 });
 
 client('with its default options the client sends a value over the server limit and gets the server\'s INVALID_ARGUMENT, not a limit of its own', async () => {
