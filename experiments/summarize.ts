@@ -32,7 +32,7 @@ const k = (x: number) => Math.round(x).toLocaleString('en-US');
 
 function machine(j: Any): string {
   const m = j.machine;
-  return `${m.cpuModel}, ${m.cores} cores, ${(m.memBytes / 2 ** 30).toFixed(0)} GiB RAM, ${m.virtualization ?? ''} ${m.kernel}, Node ${m.node}, disk ${m.disk.device} (${m.disk.fsType}, rotational=${m.disk.rotational}); commit ${j.git.commit.slice(0, 7)}${j.git.dirty ? ' (dirty)' : ''}, ${j.finishedAt}`;
+  return `${m.cpuModel}, ${m.cores} cores, ${(m.memBytes / 2 ** 30).toFixed(0)} GiB RAM, ${m.virtualization ?? ''} ${m.kernel}, Node ${m.node}, disk ${m.disk.device} (${m.disk.fsType}, rotational=${m.disk.rotational}); commit ${j.git.commit.slice(0, 7)}${j.git.dirty ? ' (dirty)' : ''}, ${j.finishedAt}${j.loadAverage ? `; load average at start ${j.loadAverage.atStart.join('/')}, at end ${j.loadAverage.atEnd.join('/')} (1/5/15 min; ${m.cores} cores)` : ''}`;
 }
 
 const e1 = load('exp1-latency/exp1-latency.json');

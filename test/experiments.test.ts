@@ -2,7 +2,7 @@
 // (nothing here asserts on a time).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -62,8 +62,14 @@ git('a code file not yet added, or a changed test helper, makes the tree dirty; 
 git('the machine a result records: the disk of the run\'s data directory (bench-engine --dir), not only the default one', () => {
   const out = tempDir('lbkv-summary-');
   const data = tempDir('lbkv-summary-data-');
-  const j = JSON.parse(readFileSync(writeSummary(out, 'x', {}, [], {}, data), 'utf8')) as { machine: { disk: { path: string } } };
+  const j = JSON.parse(readFileSync(writeSummary(out, 'x', {}, [], {}, data), 'utf8')) as { machine: { disk: { path: string } }; loadAverage: { atStart: number[]; atEnd: number[] } };
   assert.is(j.machine.disk.path, data);
+  // And how loaded the machine was: a run beside other work gave other numbers, unsaid.
+  const now = loadavg()[2]!;
+  for (const at of [j.loadAverage.atStart, j.loadAverage.atEnd]) {
+    assert.is(at.length, 3);
+    assert.ok(Math.abs(at[2]! - now) < 1, `15-minute load ${at[2]} near the machine's ${now}`);
+  }
 });
 
 const plots = suite('experiments: plots');
