@@ -9,7 +9,8 @@
 //    finishing, and in Buffer.from), which matters for multi-MiB values; and none at all for a value
 //    the engine read into the tail of a buffer from framedValueBuffer().
 // And, for the client, a SetRequest encoder that writes key and value once (encodeSetRequest), and
-// none at all for a value read into the tail of a buffer from setValueBuffer().
+// none at all for a value read into the tail of a buffer from setValueBuffer() or appended to a
+// GrowingSetValue.
 // The bytes on the wire are the same protobuf encoding either way.
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { KeyValueStoreService, type GetPrefixRequest, type GetPrefixResponse, type GetRequest, type GetResponse, type SetRequest } from '../generated/kv';
@@ -180,6 +181,70 @@ export function setValueBuffer(keyLength: number, length: number): Buffer {
   const value = whole.subarray(whole.length - length);
   framedSet.set(value, whole);
   return value;
+}
+
+// Resizable ArrayBuffers (ES2024) are in Node 20's V8; the ES2022 lib this compiles against lacks them.
+type Resizable = ArrayBuffer & { resize(byteLength: number): void; readonly maxByteLength: number };
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, o: { maxByteLength: number }) => Resizable;
+
+/** setValueBuffer() for a value whose length is known only once it has all been read (lbclient
+ *  reading a pipe). The bytes are appended in place, into address space reserved up front for
+ *  `maxLength` of them, of which memory is taken only as it is written: nothing is copied as the
+ *  value grows and no outgrown buffer waits for the GC. A list of pieces joined into a
+ *  setValueBuffer at the end held the value in pieces besides the message when grpc-js framed it:
+ *  about three times the value in all. */
+export class GrowingSetValue {
+  private buf: Resizable;
+  private readonly start: number;
+  private readonly end: number;
+  length = 0;
+
+  constructor(private readonly keyLength: number, maxLength: number) {
+    // The header of any shorter value is no longer, so it fits in front of the value at the end.
+    this.start = setRequestHeaderLength(keyLength, maxLength);
+    this.end = this.start + maxLength;
+    this.buf = this.reserve(this.start);
+  }
+
+  /** A buffer of `byteLength` bytes with room to grow to maxLength or, when the address space has
+   *  not that much (under `ulimit -v` a 1 GiB reservation fails where a small value would fit), to
+   *  twice `byteLength`, to be outgrown and copied as any growing buffer. */
+  private reserve(byteLength: number): Resizable {
+    try {
+      return new ResizableArrayBuffer(byteLength, { maxByteLength: this.end });
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      return new ResizableArrayBuffer(byteLength, { maxByteLength: Math.min(this.end, Math.max(2 * byteLength, 64 * 1024)) });
+    }
+  }
+
+  /** Appends `bytes`, copied; past `maxLength` in all, a RangeError. */
+  append(bytes: Uint8Array): void {
+    const used = this.start + this.length;
+    const end = used + bytes.length;
+    if (end > this.end) throw new RangeError(`a value of more than ${this.end - this.start} bytes`);
+    if (end > this.buf.maxByteLength) {
+      const old = new Uint8Array(this.buf, this.start, this.length);
+      this.buf = this.reserve(end);
+      new Uint8Array(this.buf).set(old, this.start);
+    } else if (end > this.buf.byteLength) {
+      // Doubling: a few resize() calls in all; pages not yet written take no memory either way.
+      this.buf.resize(Math.min(Math.max(end, 2 * this.buf.byteLength), this.buf.maxByteLength));
+    }
+    new Uint8Array(this.buf, used, bytes.length).set(bytes);
+    this.length += bytes.length;
+  }
+
+  /** The bytes appended, as a value from setValueBuffer() (sent from this buffer, not copied); an
+   *  empty buffer if none. Append nothing after. */
+  value(): Buffer {
+    if (this.length === 0) return Buffer.alloc(0);
+    const header = setRequestHeaderLength(this.keyLength, this.length);
+    const whole = Buffer.from(this.buf, this.start - header, header + this.length);
+    const value = whole.subarray(header);
+    framedSet.set(value, whole);
+    return value;
+  }
 }
 
 /** GetPrefixRequest { bytes prefix = 1; uint64 limit = 2; }, as the generated decoder reads it, but a
