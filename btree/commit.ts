@@ -17,6 +17,7 @@ import { metaPageOf, PAGE_SIZE, pagesFor, rootPageOf } from './layout';
 import { encodeMeta, Extent, inlineFreeCapacity, MAX_COMMIT_EXTENTS, Meta } from './meta';
 import { encodeNode, isPending, Node } from './node';
 import type { Pager } from './pager';
+import { StoreError } from './errors';
 import { WriteTree } from './tree';
 import { MAX_CELL, LEAF_INLINE_OVERHEAD } from './layout';
 
@@ -95,6 +96,8 @@ function valueCell(key: Buffer, value: Buffer): Buffer | { pending: Buffer } {
 
 export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitResult> {
   const started = performance.now();
+  const tooShort = unfillableCut(ctx.meta.pageCount, ctx.fileBytes);
+  if (tooShort) throw new StoreError('CORRUPTION', `${ctx.pager.path}: commit ${ctx.meta.txid} counts ${ctx.meta.pageCount} pages, but the file is ${ctx.fileBytes} bytes: ${tooShort}; nothing of this batch was written`);
   const txid = ctx.txid;
   const slot = txid % 2;
   const tree = new WriteTree(ctx.pager, ctx.root);
@@ -249,6 +252,25 @@ function place(node: Node, id: number, txid: number, buf: Buffer): Buffer {
   }
   return encodeNode(node, id, txid, buf);
 }
+
+/** A file cut short ends before pages its commit counts, and a commit grows it back over them (they
+ *  may be listed as free, and new pages go after them). A meta page that passes its checksum can
+ *  still count up to 2^41 pages (a buggy writer), which nothing cheap tells from a real cut: growing
+ *  the file to that is EFBIG, or a sparse file of terabytes. So a commit fills no more than the file
+ *  already holds, or FILL_FLOOR_BYTES for a small file: a realistic cut (a lost size update, bounded
+ *  by one growth step; a copy that stopped past half way) is under it, while a store that lost more
+ *  than that has lost most of its pages, and a salvage into a new file is the way on. Reads go on
+ *  either way. Returns why the commits are refused, or null. */
+export function unfillableCut(pageCount: number, fileBytes: number): string | null {
+  const missing = pageCount * PAGE_SIZE - fileBytes;
+  const limit = Math.max(fileBytes, FILL_FLOOR_BYTES);
+  if (missing <= limit) return null;
+  return `the ${missing} bytes missing are more than a commit grows a file by to cover them (${limit}: the file's size, or 1 GiB for a smaller file), ` +
+    'so either most of it was cut off or its page count is wrong. Commits fail with CORRUPTION and leave the file as it is; ' +
+    'reads go on, and lbserver --compact --salvage copies what it holds into a new file';
+}
+
+export const FILL_FLOOR_BYTES = 2 ** 30;
 
 /** Extends the file and syncs the new size; returns it. The pages this commit writes past the old
  *  end are left to its own writes; the rest of the step is written as zeros. On a nearly full disk

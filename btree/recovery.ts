@@ -10,7 +10,7 @@ import { badExtents, Freelist, MAX_SEGMENT_LEVEL, needsRead, segmentOf } from '.
 import { Pager } from './pager';
 import type { Node } from './node';
 import type { Caches } from './cache';
-import { verifyCommit } from './commit';
+import { unfillableCut, verifyCommit } from './commit';
 import { ioError, StoreError } from './errors';
 
 export interface Recovered {
@@ -30,7 +30,8 @@ export interface Recovered {
   /** Set when the file ends before the last page the chosen commit counts: it was cut short after
    *  that commit (no commit leaves it so: growth is synced first). Open goes on, so what survives
    *  can be read; reads of the missing pages fail with CORRUPTION. The next commit grows the file
-   *  over them with zeros (which fail their checksums as well), so a later open cannot tell. */
+   *  over them with zeros or a hole (which fail their checksums as well), so a later open cannot
+   *  tell; unless more is missing than a commit may fill (commit.ts, unfillableCut). */
   truncated?: string;
 }
 
@@ -148,7 +149,8 @@ export async function recover(fs: FileSystem, path: string, caches: Caches, with
     }
     const counted = chosen.pageCount * PAGE_SIZE;
     const truncated = fileBytes < counted
-      ? `${path} is ${fileBytes} bytes, but its commit ${chosen.txid} counts ${chosen.pageCount} pages (${counted} bytes): the file was cut short. Reads of the pages cut off fail with CORRUPTION; the next commit fills their range with zeros, so only this open warns`
+      ? `${path} is ${fileBytes} bytes, but its commit ${chosen.txid} counts ${chosen.pageCount} pages (${counted} bytes): the file was cut short. Reads of the pages cut off fail with CORRUPTION; ` +
+        (unfillableCut(chosen.pageCount, fileBytes) ?? 'the next commit grows the file over them (zeros, or a hole for 1 MiB or more), so only this open warns')
       : undefined;
     return { file, pager, meta: chosen, root, freelist, slotBytes: rollback, fileBytes, fellBack, truncated };
   } catch (err) {

@@ -14,6 +14,7 @@ import { Store, StoreError } from '../../btree';
 import { encodeMeta, type Meta } from '../../btree/meta';
 import { decodeNode, encodeNode, type Node, type OverflowRef } from '../../btree/node';
 import { checkPage, crc32 } from '../../btree/checksum';
+import { MAX_PAGE_ID } from '../../btree/layout';
 import { tempDir } from '../support/tmp';
 import { pick, randInt, randomBytes, type Rng } from '../support/fault-fs';
 import { PAGE, runRounds, valueFor, type Image } from '../support/fuzz-store';
@@ -96,10 +97,9 @@ function editMeta(rng: Rng, data: Buffer, m: Meta, pages: number[]): string {
   let changed: Meta;
   if (kind === 0) changed = { ...m, inlineFree: [...free, { start: far, count: randInt(rng, 1, 8), txid: 0 }] };
   else if (kind === 1) changed = { ...m, inlineFree: [...free, { start: far, count: 1, txid: randInt(rng, 0, m.txid), ref: { level: pick(rng, [0, 1, 5, 2 ** 32 - 1]), listed: randInt(rng, 0, 1000), taken: randInt(rng, 0, 300) } }] };
-  // Not 2^40 or so: a page count past the end of the file reads as a file cut short (recovery.ts),
-  // and the next commit grows the file to it: EFBIG (StoreError IO) or a sparse file of terabytes.
-  // Nothing cheap tells that from a real cut; left as it is (see the audit report).
-  else if (kind === 2) changed = { ...m, pageCount: pick(rng, [0, 2, 4, m.pageCount - 10, m.pageCount * 2, 2 ** 48 - 1]) };
+  // A count far past the end reads as a file cut short, which commits refuse to fill (commit.ts,
+  // unfillableCut); 2^48 - 1 is past any file, a meta page open refuses.
+  else if (kind === 2) changed = { ...m, pageCount: pick(rng, [0, 2, 4, m.pageCount - 10, m.pageCount * 2, 2 ** 40, MAX_PAGE_ID + 1, 2 ** 48 - 1]) };
   else changed = { ...m, inlineFree: free.map((e) => ({ ...e, count: e.count + randInt(rng, 1, 50) })) };
   if (!m.inlineFree && kind !== 2) return 'meta: no inline freelist to edit';
   encodeMeta(changed).copy(data, 2 * (m.txid % 2) * PAGE);
