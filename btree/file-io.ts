@@ -19,8 +19,8 @@ export interface FileHandle {
   datasync(blocking?: boolean): Promise<void>;
   /** Grows the file to `size` bytes of written zeros, not a hole: later overwrites of those pages
    *  need no block allocation, so their fdatasync flushes data only. The caller is about to write
-   *  [current size, zeroFrom) itself; a large such range (a big value) is not written twice.
-   *  Not durable until the next datasync. */
+   *  [current size, zeroFrom) itself; a large such range (a big value) is not written twice, and
+   *  stays a hole until then. Not durable until the next datasync. */
   extend(size: number, zeroFrom: number): Promise<void>;
   size(): number;
   close(): Promise<void>;
@@ -95,6 +95,14 @@ class NodeFileHandle implements FileHandle {
       // fdatasync allocate a block (bench-engine's sparse floor); only a large gap, a big value about
       // to be written in full by this commit, is skipped.
       const start = zeroFrom - from >= SKIP_ZEROS_BYTES ? zeroFrom : from;
+      // Nothing written reaches `size` when the skipped range runs to it, and its pages need not
+      // all be written: those a file cut short lost are written by no commit. The size must be set
+      // anyway, or the growth the commit syncs before its meta counts the pages is no growth, and
+      // every later open warns that the file was cut short.
+      if (start >= size) {
+        await new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, size, (err) => (err ? reject(err) : resolve())));
+        return;
+      }
       for (let pos = start; pos < size; pos += ZEROS.length) {
         const n = Math.min(ZEROS.length, size - pos);
         let done = 0;

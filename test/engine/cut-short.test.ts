@@ -111,4 +111,38 @@ test('a file missing as many bytes as it holds, or 1 GiB when it is smaller, is 
   }
 });
 
+test('a file cut short by more than a growth step is grown back whole by its next commit: the next open does not warn, and Stat counts the bytes the file has', async () => {
+  const file = path.join(tempDir('cut'), 'lbkv.db');
+  let s = await Store.open({ path: file });
+  for (let r = 0; r < 3; r++) await s.putMany(Array.from({ length: 1000 }, (_, i) => ({ key: key(i), value: Buffer.alloc(3000, r) })));
+  // One small put last: the freelist rides in the meta page, so the cut takes tree and value pages.
+  await s.put(key(0), Buffer.from('last'));
+  const pages = s.stats().pageCount;
+  await s.close();
+  // About 8 MiB of 12: more than a growth step (a quarter of the file, 1 MiB at least).
+  fs.truncateSync(file, (pages - 2000) * PAGE_SIZE);
+  s = await Store.open({ path: file });
+  try {
+    assert.ok(s.openWarnings.some((w) => /cut short/.test(w)), s.openWarnings.join('; '));
+    // A put whose path lies in what was cut off fails alone: one of the others commits.
+    let put = -1;
+    for (let i = 1; i < 1000 && put < 0; i++) {
+      const e = await failure(s.put(key(i), Buffer.from('after the cut')));
+      if (e === null) put = i;
+      else assert.ok(e instanceof StoreError && e.code === 'CORRUPTION', String(e));
+    }
+    assert.ok(put > 0, 'a put committed');
+    assert.is(s.stats().fileBytes, fs.statSync(file).size, "Stat's fileBytes");
+  } finally {
+    await s.close();
+  }
+  assert.ok(fs.statSync(file).size >= pages * PAGE_SIZE, `${fs.statSync(file).size} bytes, the commit counts ${pages} pages`);
+  s = await Store.open({ path: file });
+  try {
+    assert.equal(s.openWarnings, []);
+  } finally {
+    await s.close();
+  }
+});
+
 test.run();
