@@ -6,7 +6,7 @@ import * as nodePath from 'node:path';
 import type { FileHandle, FileSystem } from './file-io';
 import { FORMAT_VERSION, META_PAGES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { decodeMeta, encodeMeta, Meta } from './meta';
-import { badExtents, Freelist, MAX_SEGMENT_LEVEL, needsRead, segmentOf } from './freelist';
+import { badExtents, type FreeEntry, Freelist, MAX_SEGMENT_LEVEL, needsRead, segmentOf } from './freelist';
 import { Pager } from './pager';
 import type { Node } from './node';
 import type { Caches } from './cache';
@@ -110,15 +110,26 @@ export async function recover(fs: FileSystem, path: string, caches: Caches, with
     const entries = withoutFreelist ? [] : [...(chosen.inlineFree ?? []), ...pager.freelistEntries(chosen.freelistPage, chosen.freelistPages, version)];
     const own = chosen.freelistPages > 0 ? [{ start: chosen.freelistPage, count: chosen.freelistPages }] : [];
     const deep = entries.find((e) => e.ref && e.ref.level > MAX_SEGMENT_LEVEL);
-    const bad = withoutFreelist ? null
+    let bad = withoutFreelist ? null
       : deep ? `a segment reference at page ${deep.start} of level ${deep.ref!.level}, above ${MAX_SEGMENT_LEVEL}`
       : badExtents([...entries, ...own], chosen.pageCount);
+    // A format-4 reference does not say what its segment lists, so its pages are read here, and
+    // commits take the entries from memory without reading them again (pager.segmentEntries checks
+    // format-5 segments): unchecked here, a slot page or a page listed twice would be handed out.
+    const listed = new Map<FreeEntry, FreeEntry[]>();
+    if (!bad) {
+      for (const e of entries) if (e.ref && needsRead(e)) listed.set(e, pager.freelistEntries(e.start, e.count, version));
+      const all = [...listed.values()].flat();
+      const ref = all.find((e) => e.ref);
+      const wrong = ref ? `a segment reference (pages ${ref.start}..), which format ${version} never wrote there` : listed.size > 0 ? badExtents([...entries, ...own, ...all], chosen.pageCount) : null;
+      if (wrong) bad = `with what its format-${version} segments list: ${wrong}`;
+    }
     if (bad) {
       throw new StoreError('CORRUPTION', `${path}: the freelist of commit ${chosen.txid} (meta page ${metaPageOf(chosen.txid % 2)}) is wrong, refusing to open (the file was not modified): ${bad}`);
     }
     for (const e of entries) {
       if (!e.ref) freelist.add(e);
-      else freelist.addSegment(segmentOf(e, needsRead(e) ? pager.freelistEntries(e.start, e.count, version) : undefined));
+      else freelist.addSegment(segmentOf(e, listed.get(e)));
     }
     freelist.finishDecode();
     const fellBack = problems.length > 0 ? problems.join('; ') : undefined;
