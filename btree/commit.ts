@@ -132,7 +132,7 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   // both encode alike.
   const settled = fl.settle({
     need: dataPages + LOAD_MARGIN_PAGES, longest: longestValue, threshold: ctx.reuseThreshold, below: ctx.meta.txid, txid,
-    read: (seg) => ctx.pager.segmentEntries(seg, fl.pageCount),
+    read: (seg) => ctx.pager.segmentEntries(seg, fl.pageCount, fl.held()),
   });
   const writes: PageWrite[] = [];
   for (const seg of settled) {

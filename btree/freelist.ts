@@ -336,6 +336,14 @@ export class Freelist {
     return out;
   }
 
+  /** The pages this list holds now: free, pending, and the pages of the segments it references. */
+  held(): Extent[] {
+    const out = this.free.slice();
+    for (const list of this.pending.values()) out.push(...list);
+    for (const seg of this.segments) out.push({ start: seg.start, count: seg.count });
+    return out;
+  }
+
   /** Slots the rewritten freelist takes (free, pending, two per segment reference). */
   slotCount(): number {
     let n = this.free.length + 2 * this.segments.length;

@@ -6,6 +6,7 @@ import { checkPage, corruption, crc32 } from './checksum';
 import { decodeNode, Node, OverflowRef } from './node';
 import type { Caches } from './cache';
 import { badExtents, decodeFreePage, type FreeEntry, type Segment } from './freelist';
+import type { Extent } from './meta';
 import { ioError, StoreError } from './errors';
 
 // Below this an overflow value is read inline on the event loop; above it, on the thread pool so a
@@ -82,16 +83,17 @@ export class Pager {
   }
 
   /** The entries of freelist segment `seg` (format 5), checked before a commit takes them, in a file
-   *  of `pageCount` pages: pages that pass their checksums can still be wrong (a buggy writer). A
-   *  segment of level n lists references to segments of level n - 1 only, else loading could go
-   *  round a segment that lists itself for ever; and its extents must be pages of the file, each
-   *  once (freelist.ts, badExtents). */
-  segmentEntries(seg: Segment, pageCount: number): FreeEntry[] {
+   *  of `pageCount` pages whose freelist holds the pages `held` now: pages that pass their checksums
+   *  can still be wrong (a buggy writer). A segment of level n lists references to segments of level
+   *  n - 1 only, else loading could go round a segment that lists itself for ever; and what it lists
+   *  (past the entries an earlier commit took) must be pages of the file, each once, and none that
+   *  the freelist holds already (freelist.ts, badExtents): it would be handed out twice. */
+  segmentEntries(seg: Segment, pageCount: number, held: Extent[]): FreeEntry[] {
     const entries = this.freelistEntries(seg.start, seg.count, FORMAT_VERSION);
     const wrongLevel = entries.find((e) => (e.ref?.level ?? -1) !== seg.level - 1);
     const bad = wrongLevel
       ? `a segment of level ${seg.level} lists ${wrongLevel.ref ? `a segment of level ${wrongLevel.ref.level}` : 'an extent'} (pages ${wrongLevel.start}..)`
-      : badExtents(entries, pageCount);
+      : badExtents([...entries.slice(seg.level === 0 ? seg.taken : 0), ...held], pageCount);
     if (bad) throw corruption(this.path, seg.start, `freelist segment: ${bad}`);
     return entries;
   }
