@@ -5,7 +5,7 @@
 // Exit codes: 0 ok, 1 key not found, 2 server unreachable/unavailable, 3 the server returned an
 // error, 4 usage or local error (bad flag, bad hex, unreadable file), 5 --timeout-ms ran out.
 import { Command, CommanderError } from 'commander';
-import { parseKey, unknownHelpTopic, unknownOptionHint, unknownOptionOf, wholeOption } from '../lib/cli-args';
+import { parseKey, unknownOptionHint, unknownOptionOf, wholeOption } from '../lib/cli-args';
 import { clientOptions, type GlobalOpts, withServer } from '../lib/cli-connection';
 import { CliError, EXIT, localFailure } from '../lib/cli-errors';
 import { setValue } from '../lib/cli-input';
@@ -45,6 +45,7 @@ Examples:
     .exitOverride();
 
   const globals = () => program.opts<GlobalOpts>();
+  const commandNames = () => program.commands.map((c) => c.name());
   program.hook('preAction', (_, action) => { if (action.name() !== 'help') clientOptions(globals()); });
 
   program.command('set')
@@ -110,9 +111,9 @@ Examples:
     .exitOverride()
     .action((topic: string | undefined) => {
       if (topic === undefined || topic === 'help') return program.outputHelp();
-      const why = unknownHelpTopic(topic);
-      if (why) throw new CliError(why, EXIT.USAGE);
-      program.commands.find((c) => c.name() === topic)?.outputHelp();
+      const described = program.commands.find((c) => c.name() === topic);
+      if (!described) throw new CliError(`help: unknown command '${topic}' (commands: ${commandNames().filter((c) => c !== 'help').join(', ')})`, EXIT.USAGE);
+      described.outputHelp();
     });
 
   try {
@@ -123,7 +124,7 @@ Examples:
       // code 1 from commander) is a usage error.
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || (e.code === 'commander.help' && e.exitCode === 0)) return EXIT.OK;
       if (e.code === 'commander.unknownOption') {
-        const hint = unknownOptionHint(argv.slice(2), unknownOptionOf(e.message));
+        const hint = unknownOptionHint(argv.slice(2), unknownOptionOf(e.message), commandNames());
         if (hint) process.stderr.write(`lbclient: ${hint}\n`);
       }
       return EXIT.USAGE; // commander already printed the message

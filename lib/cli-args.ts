@@ -37,16 +37,14 @@ export function wholeOption(text: string, what: string, min: number, max: number
   }
 }
 
-const COMMANDS = new Set(['set', 'get', 'getprefix', 'stat', 'help']);
-
 /** What to add to commander's "unknown option '-x'". After a command, a short "option" may be a
  *  KEY, VALUE or PREFIX that starts with '-' (lbclient set k -5): say how to pass one. Before any
  *  command it can only be an option: -V and -v, the version flag of many programs, get the one
  *  lbclient has; others nothing more (commander names them and points to --help). */
-export function unknownOptionHint(args: string[], option: string | undefined): string | undefined {
+export function unknownOptionHint(args: string[], option: string | undefined, commands: readonly string[]): string | undefined {
   if (option === undefined || option.startsWith('--')) return undefined;
   const at = args.indexOf(option);
-  const afterCommand = args.slice(0, at < 0 ? args.length : at).some((a) => COMMANDS.has(a));
+  const afterCommand = args.slice(0, at < 0 ? args.length : at).some((a) => commands.includes(a));
   if (afterCommand) return "an argument that starts with '-' goes after '--', e.g. lbclient set k -- -5";
   return versionFlagHint('lbclient', option);
 }
@@ -59,10 +57,4 @@ export function unknownOptionOf(message: string): string | undefined {
 /** -V and -v, the version flag of many programs, get a pointer to the one `program` has. */
 export function versionFlagHint(program: string, option: string | undefined): string | undefined {
   return option === '-V' || option === '-v' ? `there is no -V or -v; ${program} --version prints the version` : undefined;
-}
-
-/** Why `lbclient help TOPIC` has no help to give, or undefined when TOPIC is a command. */
-export function unknownHelpTopic(topic: string): string | undefined {
-  if (COMMANDS.has(topic)) return undefined;
-  return `help: unknown command '${topic}' (commands: ${[...COMMANDS].filter((c) => c !== 'help').join(', ')})`;
 }

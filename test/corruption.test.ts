@@ -17,11 +17,11 @@ import * as crypto from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { Store, StoreError, type Loss } from '../btree';
 import { decodeNode, encodeNode, Node } from '../btree/node';
-import { decodeMeta, type Meta } from '../btree/meta';
 import { mulberry32, randomBytes } from './support/fault-fs';
 import { LBSERVER_JS, logs, runClient, runNode, runServerExpectingFailure, startServer, tempDir } from './support/server';
 import { GrpcStatus, isServiceError } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
+import { newestMeta } from './support/store-image';
 
 const PAGE = 4096;
 /** Byte offset of slot `slot`'s meta page. */
@@ -957,8 +957,7 @@ async function storeWithFreelistPages(dir: string): Promise<{ file: string; free
   await s.put(Buffer.from('zzz-last'), Buffer.from('y'));
   await s.close();
   const data = fs.readFileSync(file);
-  const metas = [0, 1].map((slot) => decodeMeta(data.subarray(metaAt(slot), metaAt(slot) + PAGE), slot)).filter((m): m is Meta => typeof m !== 'string');
-  const newest = metas.sort((a, b) => b.txid - a.txid)[0]!;
+  const newest = newestMeta(data);
   assert.ok(newest.freelistPages > 0 && newest.commitExtents.length === 0, 'the seal names a freelist in pages and writes none');
   return { file, freelistPage: newest.freelistPage, keys: 3001 };
 }

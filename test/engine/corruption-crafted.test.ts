@@ -10,12 +10,13 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Store, StoreError } from '../../btree';
-import { decodeMeta, encodeMeta, type Meta } from '../../btree/meta';
+import { encodeMeta, type Meta } from '../../btree/meta';
 import { writeFreeEntry, type FreeEntry } from '../../btree/freelist';
 import { decodeNode, encodeNode, type Node, type OverflowRef } from '../../btree/node';
 import { checkPage, crc32 } from '../../btree/checksum';
 import { tempDir } from '../support/tmp';
 import { startWatchdog } from '../support/watchdog';
+import { newestMeta } from '../support/store-image';
 
 const PAGE = 4096;
 const dog = startWatchdog({ hangMs: 15_000, maxRssMB: 1500, context: 'corruption-crafted' });
@@ -49,8 +50,7 @@ async function build(): Promise<Built> {
   for (const e of entries) model.set(e.key.toString('latin1'), e.value);
   await s.close();
   const data = fs.readFileSync(file);
-  const metas = [0, 1].map((slot) => decodeMeta(data.subarray(2 * slot * PAGE, (2 * slot + 1) * PAGE), slot)).filter((m): m is Meta => typeof m !== 'string');
-  const meta = metas.sort((a, b) => b.txid - a.txid)[0]!;
+  const meta = newestMeta(data);
   const pages: Built['pages'] = new Map();
   const walk = (id: number, depth: number) => {
     const page = data.subarray(id * PAGE, (id + 1) * PAGE);

@@ -9,21 +9,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { Store, StoreError } from '../../btree';
-import { decodeMeta, type Meta } from '../../btree/meta';
 import { writeFreeEntry, type FreeEntry } from '../../btree/freelist';
 import { crc32 } from '../../btree/checksum';
-import { PAGE_SIZE } from '../../btree/layout';
 import { tempDir } from '../support/tmp';
+import { newestMeta, pageOf } from '../support/store-image';
 
 const fixture = zlib.gunzipSync(fs.readFileSync(path.join(__dirname, '../../../test/fixtures/format4-segments.db.gz')));
 const SEGMENT = 272;
 const OTHER_SEGMENT_ENTRY = 517; // the first page segment 790 lists
-const pageOf = (data: Buffer, id: number) => data.subarray(id * PAGE_SIZE, (id + 1) * PAGE_SIZE);
-
-function newestMeta(data: Buffer): Meta {
-  const metas = [0, 1].map((slot) => decodeMeta(pageOf(data, 2 * slot), slot)).filter((m): m is Meta => typeof m !== 'string');
-  return metas.sort((a, b) => b.txid - a.txid)[0]!;
-}
 
 /** The fixture with the first slot of segment page SEGMENT rewritten by `write`, resealed. */
 function withFirstEntry(write: (page: Buffer, off: number) => void): string {

@@ -6,14 +6,13 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Store, StoreError } from '../../btree';
-import { decodeMeta, type Meta } from '../../btree/meta';
 import { writeFreeEntry, type FreeEntry } from '../../btree/freelist';
 import { crc32 } from '../../btree/checksum';
 import { PAGE_SIZE } from '../../btree/layout';
 import { tempDir } from '../support/tmp';
+import { newestMeta, pageOf } from '../support/store-image';
 
 const key = (i: number) => Buffer.from(`k${String(i).padStart(8, '0')}`);
-const pageOf = (data: Buffer, id: number) => data.subarray(id * PAGE_SIZE, (id + 1) * PAGE_SIZE);
 
 interface Built { data: Buffer; model: Map<number, Buffer>; free: FreeEntry[]; seg: FreeEntry }
 
@@ -32,8 +31,7 @@ async function build(): Promise<Built> {
   await put(1, Buffer.alloc(100, 1));
   await s.close();
   const data = fs.readFileSync(file);
-  const metas = [0, 1].map((slot) => decodeMeta(pageOf(data, 2 * slot), slot)).filter((m): m is Meta => typeof m !== 'string');
-  const m = metas.sort((a, b) => b.txid - a.txid)[0]!;
+  const m = newestMeta(data);
   const list = m.inlineFree ?? [];
   const seg = list.filter((e) => e.ref && e.ref.level === 0).sort((a, b) => a.txid - b.txid)[0];
   assert.ok(seg, `a segment of extents in the meta page's list: ${JSON.stringify(list)}`);

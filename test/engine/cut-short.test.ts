@@ -6,9 +6,10 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Store, StoreError } from '../../btree';
-import { decodeMeta, encodeMeta, type Meta } from '../../btree/meta';
+import { encodeMeta } from '../../btree/meta';
 import { MAX_PAGE_ID, PAGE_SIZE } from '../../btree/layout';
 import { tempDir } from '../support/tmp';
+import { newestMeta } from '../support/store-image';
 
 const GiB = 2 ** 30;
 const key = (i: number) => Buffer.from(`k${String(i).padStart(6, '0')}`);
@@ -29,10 +30,6 @@ async function store(): Promise<Buffer> {
   return built;
 }
 
-function newestMeta(data: Buffer): Meta {
-  const metas = [0, 1].map((slot) => decodeMeta(data.subarray(2 * slot * PAGE_SIZE, (2 * slot + 1) * PAGE_SIZE), slot));
-  return metas.filter((m): m is Meta => typeof m !== 'string').sort((a, b) => b.txid - a.txid)[0]!;
-}
 
 /** A copy of the store whose newest meta counts `pageCount` pages (a valid checksum), its file
  *  `bytes` long (zeros past the store's end, as a growth step leaves them). */

@@ -4,11 +4,12 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Store } from '../../btree';
-import { decodeMeta, type Meta } from '../../btree/meta';
+import { type Meta } from '../../btree/meta';
 import { segmentTuning } from '../../btree/freelist';
 import { tempDir } from './tmp';
 import { mulberry32, pick, randInt, randomBytes, type Rng } from './fault-fs';
 import { startWatchdog } from './watchdog';
+import { validMetas } from './store-image';
 
 export const PAGE = 4096;
 
@@ -82,7 +83,7 @@ export async function buildImages(rng: Rng, syncMode: 'one' | 'two'): Promise<Im
     const closed = fs.readFileSync(file);
     const last = new Map(model);
     return [['crashed', crashed], ['closed', closed]].map(([name, bytes]) => {
-      const metas = [0, 1].map((slot) => decodeMeta((bytes as Buffer).subarray(2 * slot * PAGE, (2 * slot + 1) * PAGE), slot)).filter((m): m is Meta => typeof m !== 'string');
+      const metas = validMetas(bytes as Buffer);
       const own = new Map(states);
       // close() seals: one more meta, for the state of the last commit.
       for (const m of metas) if (!own.has(m.txid)) own.set(m.txid, last);
