@@ -156,9 +156,12 @@ client('an abort stops the iteration at its next step, though the entries of a m
   assert.is(seen, 1, 'no entry after the abort');
   // Aborted after the last entry, once the stream had ended: the step that asks for more throws too.
   const late = new AbortController();
+  const done = (await c.stat()).totalGetprefixes;
   const it = c.getPrefix('few/', { limit: 1, signal: late.signal })[Symbol.asyncIterator]();
   assert.ok(!(await it.next()).done);
-  await sleep(200); // the server's end of stream arrives meanwhile
+  // The server counts the stream once it is delivered; its end then reaches this client at once.
+  assert.ok(await eventually(async () => (await c.stat()).totalGetprefixes > done, 10_000), 'the stream ended');
+  await sleep(50);
   late.abort(reason);
   assert.is(await it.next().then(() => 'resolved', (e: unknown) => e), reason);
 });
