@@ -76,11 +76,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     if (o.syncMode) args.push('--sync-mode', o.syncMode);
   }
   args.push(...(o.extraArgs ?? []));
-  const cmd = o.wrap ? o.wrap(script, args) : { cmd: process.execPath, args: [script, ...args] };
+  const cmd = o.wrap ? ownProcessGroup(o.wrap(script, args)) : { cmd: process.execPath, args: [script, ...args] };
   const spawnedAt = process.hrtime.bigint();
-  const child = spawn(cmd.cmd, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: o.cwd ?? ROOT, env: { ...process.env, ...o.env },
-    // A wrapper (clinic/0x) may signal its whole process group on shutdown: give it its own.
-    detached: Boolean(o.wrap) });
+  const child = spawn(cmd.cmd, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: o.cwd ?? ROOT, env: { ...process.env, ...o.env } });
   live.add(child);
   let out = '';
   let err = '';
@@ -138,4 +136,14 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 export async function statOf(address: string): Promise<StatResponse> {
   const c = new KvClient(address);
   try { return await c.stat(); } finally { c.close(); }
+}
+
+/** `cmd` in a process group of its own but in this session. A wrapper (clinic/0x) may signal its
+ *  whole process group on shutdown, hence the group; spawn's `detached` gave it a session of its own
+ *  as well, and with the kernel's autogroup scheduling (sched_autogroup_enabled) a session is a CPU
+ *  scheduling group: the profiled server then spent about a third more CPU per Set, in half-size
+ *  batches, than the benchmarks' servers. perl (Debian's perl-base, essential) sets the group and
+ *  execs, so the PID is the wrapper's. */
+function ownProcessGroup(cmd: { cmd: string; args: string[] }): { cmd: string; args: string[] } {
+  return { cmd: 'perl', args: ['-e', 'setpgrp(0, 0) or die "setpgrp: $!\\n"; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\\n"', cmd.cmd, ...cmd.args] };
 }
