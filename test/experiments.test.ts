@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { readGit, renderPlot } from '../experiments/lib/common';
 import { writeSummary } from '../experiments/lib/report';
 import { engineTargets, type EngineTargetInputs } from '../experiments/lib/targets';
+import { startServer as startExperimentServer } from '../experiments/lib/servers';
 import { runNode, tempDir } from './support/server';
 
 const targets = suite('experiments: targets');
@@ -69,6 +70,28 @@ git('the machine a result records: the disk of the run\'s data directory (bench-
   for (const at of [j.loadAverage.atStart, j.loadAverage.atEnd]) {
     assert.is(at.length, 3);
     assert.ok(Math.abs(at[2]! - now) < 1, `15-minute load ${at[2]} near the machine's ${now}`);
+  }
+});
+
+const wrapped = suite('experiments: servers under a wrapper');
+
+/** Fields 5 and 6 of /proc/PID/stat: the process group and the session. */
+function groupAndSession(pid: number | 'self'): [number, number] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [Number(f[2]), Number(f[3])];
+}
+
+wrapped('a wrapped server (make profile\'s clinic) has a process group of its own in the runner\'s session, so the same scheduling group as the benchmarks\' servers', async () => {
+  const dataDir = tempDir('lbkv-wrap-');
+  const server = await startExperimentServer({ kind: 'lbkv', dataDir, wrap: (script, args) => ({ cmd: process.execPath, args: [script, ...args] }) });
+  try {
+    const [group, session] = groupAndSession(server.pid);
+    assert.is(group, server.pid, 'its own process group, so a wrapper signalling its group reaches no one else');
+    assert.is(session, groupAndSession('self')[1], 'the runner\'s session (a session of its own was a scheduling group of its own)');
+    assert.is(readFileSync(`/proc/${server.pid}/autogroup`, 'utf8'), readFileSync('/proc/self/autogroup', 'utf8'));
+  } finally {
+    await server.stop('SIGTERM');
   }
 });
 
@@ -140,3 +163,4 @@ targets.run();
 plots.run();
 git.run();
 runs.run();
+wrapped.run();
