@@ -89,7 +89,8 @@ wrapped('a wrapped server (make profile\'s clinic) has a process group of its ow
     const [group, session] = groupAndSession(server.pid);
     assert.is(group, server.pid, 'its own process group, so a wrapper signalling its group reaches no one else');
     assert.is(session, groupAndSession('self')[1], 'the runner\'s session (a session of its own was a scheduling group of its own)');
-    assert.is(readFileSync(`/proc/${server.pid}/autogroup`, 'utf8'), readFileSync('/proc/self/autogroup', 'utf8'));
+    // Kernels built without autogroup scheduling have no such file; the session check above stands.
+    if (existsSync('/proc/self/autogroup')) assert.is(readFileSync(`/proc/${server.pid}/autogroup`, 'utf8'), readFileSync('/proc/self/autogroup', 'utf8'));
   } finally {
     await server.stop('SIGTERM');
   }
