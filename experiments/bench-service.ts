@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import * as path from 'node:path';
 import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize, secondsArg, syncModeOption, wholeArg } from './lib/common';
 import { FsyncProbe, measureFsync } from './fsync-floor';
-import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
+import { mergeLoads, partStart, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, statOf, type RunningServer } from './lib/servers';
 import type { StatResponse } from '../generated/kv';
@@ -89,8 +89,8 @@ async function main(): Promise<void> {
             onDone: () => { at1 = sample(); },
             ...spec, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
             durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
-            // Shares summing to maxOps (rounded up, they overshot it by up to rounds - 1); at least one op a round.
-            maxOps: spec.maxOps !== undefined ? Math.max(1, Math.floor((spec.maxOps * (round + 1)) / rounds) - Math.floor((spec.maxOps * round) / rounds)) : undefined,
+            // Shares summing to maxOps, at least one op a round.
+            maxOps: spec.maxOps !== undefined ? Math.max(1, partStart(spec.maxOps, rounds, round + 1) - partStart(spec.maxOps, rounds, round)) : undefined,
           });
           if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
           if (r.warmupErrors) throw new Error(`${t} ${name}: ${r.warmupErrors} errors in the warm-up, ${r.firstWarmupError}`);

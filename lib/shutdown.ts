@@ -10,7 +10,7 @@ import type { KvService } from './service';
 
 /** The signals that stop lbserver gracefully. SIGHUP (its terminal closed, or a session's end) killed
  *  it by Node's default: no in-flight call finished, the LOCK left for the next start to replace. */
-export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 /** Runs `handler` on each of STOP_SIGNALS; returns what removes it. */
 export function onStopSignals(handler: (signal: string) => void): () => void {

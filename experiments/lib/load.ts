@@ -58,6 +58,13 @@ process.on('exit', () => {
   for (const w of liveWorkers) { try { if (w.pid) process.kill(w.pid, 'SIGKILL'); } catch { /* gone */ } }
 });
 
+/** Where part `i` of `total` split into `parts` near-equal whole parts begins: part i is
+ *  [partStart(i), partStart(i + 1)), and the parts sum to `total` exactly (each rounded up would
+ *  overshoot it by up to parts - 1). */
+export function partStart(total: number, parts: number, i: number): number {
+  return Math.floor((total * i) / parts);
+}
+
 export async function runLoad(s: LoadSpec): Promise<LoadResult> {
   if (s.maxOps !== undefined && !(Number.isInteger(s.maxOps) && s.maxOps >= 1)) throw new Error(`runLoad: maxOps ${s.maxOps} is not a whole number of at least 1 (leave it out for no count bound)`);
   const procs = Math.max(1, Math.min(s.processes ?? Math.min(s.clients, 4), s.clients));
@@ -68,8 +75,8 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
   for (let p = 0; p < procs; p++) {
     const c = Math.ceil(clientsLeft / (procs - p));
     clientsLeft -= c;
-    const lo = loadFrom + Math.floor((loadCount * p) / procs);
-    const hi = loadFrom + Math.floor((loadCount * (p + 1)) / procs);
+    const lo = loadFrom + partStart(loadCount, procs, p);
+    const hi = loadFrom + partStart(loadCount, procs, p + 1);
     specs.push({
       address: s.address,
       clients: c,
@@ -82,8 +89,7 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
       loadLo: lo,
       loadHi: hi,
       durationMs: s.durationMs ?? 0,
-      // Shares that sum to maxOps exactly (each process's rounded up overshot by up to procs - 1).
-      maxOps: s.maxOps === undefined ? null : Math.floor((s.maxOps * (p + 1)) / procs) - Math.floor((s.maxOps * p) / procs),
+      maxOps: s.maxOps === undefined ? null : partStart(s.maxOps, procs, p + 1) - partStart(s.maxOps, procs, p),
       warmupOps: s.warmupOps ?? 0,
       seed: (s.seed ?? 1) * 101 + p,
       ownChannel: s.ownChannel ?? true,
