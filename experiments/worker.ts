@@ -28,6 +28,9 @@ export interface WorkSpec {
   maxOps: number | null;
   /** Unrecorded operations per client before 'ready'. */
   warmupOps: number;
+  /** The warm-up also lasts at least this long (ms from its first call): a fresh client process takes
+   *  seconds, not a few calls, to JIT the client and grpc-js. 0: the count alone bounds it. */
+  warmupMs: number;
   seed: number;
   /** Each client its own channel (own TCP connection) instead of sharing one. */
   ownChannel: boolean;
@@ -46,6 +49,11 @@ export interface OpCounts {
   firstError?: string;
   warmupErrors: number;
   firstWarmupError?: string;
+  /** Warm-up calls made, failed ones included (none is in ops). */
+  warmupCalls: number;
+  /** From the first warm-up call to the first measured one, the wait for the others' warm-up
+   *  included; merged results keep the least (the coldest process). */
+  warmedMs: number;
   elapsedMs: number;
 }
 
@@ -140,15 +148,22 @@ async function run(spec: WorkSpec, waitGo: Promise<void>): Promise<WorkResult> {
     return 'ok';
   };
 
-  // Warm-up: connections, JIT, server caches. Not recorded.
+  // Warm-up: connections, JIT, server caches. Not recorded. A load has none: it would take keys
+  // from the range the measured window must set.
+  const warmStart = performance.now();
+  let warmupCalls = 0;
   await Promise.all(clients.map(async (c, i) => {
     const r = rng(spec.seed * 1000 + i + 17);
     if (spec.op === 'load') return;
-    for (let k = 0; k < spec.warmupOps; k++) await one(c, r, false);
+    for (let k = 0; k < spec.warmupOps || performance.now() - warmStart < spec.warmupMs; k++) {
+      await one(c, r, false);
+      warmupCalls++;
+    }
   }));
   send({ type: 'ready' });
   await waitGo;
 
+  const warmedMs = performance.now() - warmStart;
   const started = process.hrtime.bigint();
   const deadline = spec.durationMs > 0 ? Date.now() + spec.durationMs : Infinity;
   const progress = setInterval(() => send({ type: 'progress', ops }), 250);
@@ -171,7 +186,7 @@ async function run(spec: WorkSpec, waitGo: Promise<void>): Promise<WorkResult> {
   const elapsedMs = usSince(started) / 1000;
   for (const c of channels) c.close();
   return {
-    ops, reads, writes, errors, notFound, firstError, warmupErrors, firstWarmupError, elapsedMs,
+    ops, reads, writes, errors, notFound, firstError, warmupErrors, firstWarmupError, warmupCalls, warmedMs, elapsedMs,
     all: encodeHist(all), read: encodeHist(read), write: encodeHist(write),
   };
 }

@@ -43,6 +43,7 @@ warmup('a failed or empty get in the warm-up is not counted as the measured wind
     assert.is(r.notFound, 0);
     // Not hidden either: reported as the warm-up's.
     assert.is(r.warmupErrors, 6);
+    assert.is(r.warmupCalls, 10);
     assert.match(r.firstWarmupError ?? '', /scripted failure 0/);
   } finally {
     s.server.forceShutdown();
@@ -60,6 +61,43 @@ warmup('a failure in the measured window is still counted there', async () => {
     assert.is(r.ops, 20);
   } finally {
     s.server.forceShutdown();
+  }
+});
+
+warmup('with warmupMs the warm-up lasts that long before any measured call, and its calls stay out of ops', async () => {
+  const srv = await startServer();
+  try {
+    const c = srv.client();
+    const warmupMs = 1500;
+    const sets = async () => (await c.stat()).totalSets;
+    const before = await sets();
+    const t0 = performance.now();
+    let goAfterMs = 0, atGo = 0;
+    // Two processes, so that the barrier waits for both; 3 calls per client would take far less.
+    const r = await runLoad({
+      address: srv.address, clients: 2, processes: 2, op: 'set', keyPrefix: 'wm/', valueBytes: 64, keyCount: 100, warmupOps: 3, warmupMs, maxOps: 25, hardTimeoutMs: 60_000,
+      onGo: async () => { goAfterMs = performance.now() - t0; atGo = await sets(); },
+    });
+    const after = await sets();
+    assert.is(r.errors + r.warmupErrors, 0, r.firstError ?? r.firstWarmupError);
+    assert.ok(goAfterMs >= warmupMs, `told to measure ${goAfterMs} ms after the run began`);
+    assert.ok(r.warmedMs >= warmupMs, `a process measured ${r.warmedMs} ms after its warm-up began`);
+    assert.ok(r.warmupCalls >= 2 * 3, `${r.warmupCalls} warm-up calls`);
+    // The server saw exactly the warm-up's calls before the go, and exactly the measured ones after.
+    assert.is(atGo - before, r.warmupCalls);
+    assert.is(r.ops, 25);
+    assert.is(after - atGo, 25);
+  } finally {
+    await srv.stop();
+  }
+});
+
+warmup('a negative warmupMs is refused', async () => {
+  try {
+    await runLoad({ address: '127.0.0.1:1', clients: 1, op: 'get', keyPrefix: 'x/', valueBytes: 1, maxOps: 1, warmupMs: -1 });
+    assert.unreachable('warmupMs -1 accepted');
+  } catch (e) {
+    assert.match(String(e), /warmupMs/);
   }
 });
 

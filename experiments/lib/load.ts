@@ -27,7 +27,10 @@ export interface LoadSpec {
   durationMs?: number;
   /** Total recorded operations across all processes. */
   maxOps?: number;
+  /** Unrecorded calls per client before measuring (default 0). */
   warmupOps?: number;
+  /** Least warm-up time of each worker process, as well as warmupOps (default 0: the count alone). */
+  warmupMs?: number;
   seed?: number;
   ownChannel?: boolean;
   verify?: boolean;
@@ -67,6 +70,7 @@ export function partStart(total: number, parts: number, i: number): number {
 
 export async function runLoad(s: LoadSpec): Promise<LoadResult> {
   if (s.maxOps !== undefined && !(Number.isInteger(s.maxOps) && s.maxOps >= 1)) throw new Error(`runLoad: maxOps ${s.maxOps} is not a whole number of at least 1 (leave it out for no count bound)`);
+  if (s.warmupMs !== undefined && !(Number.isFinite(s.warmupMs) && s.warmupMs >= 0)) throw new Error(`runLoad: warmupMs ${s.warmupMs} is not a number of milliseconds of at least 0`);
   const procs = Math.max(1, Math.min(s.processes ?? Math.min(s.clients, 4), s.clients));
   const loadFrom = s.loadFrom ?? 0;
   const loadCount = s.loadCount ?? 0;
@@ -91,6 +95,7 @@ export async function runLoad(s: LoadSpec): Promise<LoadResult> {
       durationMs: s.durationMs ?? 0,
       maxOps: s.maxOps === undefined ? null : partStart(s.maxOps, procs, p + 1) - partStart(s.maxOps, procs, p),
       warmupOps: s.warmupOps ?? 0,
+      warmupMs: s.warmupMs ?? 0,
       seed: (s.seed ?? 1) * 101 + p,
       ownChannel: s.ownChannel ?? true,
       verify: s.verify ?? false,
@@ -167,16 +172,17 @@ export function mergeLoads(rs: LoadResult[]): LoadResult {
 /** Counts summed and histograms merged over `parts`, which together took `elapsedMs`. */
 function combine(parts: (OpCounts & { hist: LoadResult['hist'] })[], clients: number, processes: number, elapsedMs: number): LoadResult {
   const all = newHist(), read = newHist(), write = newHist();
-  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0, warmupErrors = 0;
+  let ops = 0, reads = 0, writes = 0, errors = 0, notFound = 0, warmupErrors = 0, warmupCalls = 0, warmedMs = Infinity;
   let firstError: string | undefined, firstWarmupError: string | undefined;
   for (const r of parts) {
     all.add(r.hist.all); read.add(r.hist.read); write.add(r.hist.write);
     ops += r.ops; reads += r.reads; writes += r.writes; errors += r.errors; notFound += r.notFound; warmupErrors += r.warmupErrors;
+    warmupCalls += r.warmupCalls; warmedMs = Math.min(warmedMs, r.warmedMs);
     firstError ??= r.firstError;
     firstWarmupError ??= r.firstWarmupError;
   }
   return {
-    clients, processes, ops, reads, writes, errors, notFound, firstError, warmupErrors, firstWarmupError, elapsedMs,
+    clients, processes, ops, reads, writes, errors, notFound, firstError, warmupErrors, firstWarmupError, warmupCalls, warmedMs, elapsedMs,
     throughput: elapsedMs > 0 ? ops / (elapsedMs / 1000) : 0,
     all: summarize(all), read: summarize(read), write: summarize(write),
     hist: { all, read, write },
