@@ -7,7 +7,7 @@
 //   node dist/experiments/bench-blocking-sync.js [--rounds 4] [--seconds 2]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, makeDataDir, resultDir, rmrf, secondsArg, wholeArg } from './lib/common';
+import { inTurn, KiB, log, makeDataDir, resultDir, rmrf, secondsArg, warmupMsOption, wholeArg } from './lib/common';
 import { mergeLoads, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, statOf, type RunningServer } from './lib/servers';
@@ -38,9 +38,10 @@ async function main(): Promise<void> {
     .option('--rounds <n>', 'rounds per load; the servers take each round in turns', wholeArg(1), 4)
     .option('--seconds <s>', 'measured seconds per round and server', secondsArg, 2)
     .option('--keys <n>', 'preloaded 4 KiB values per server', wholeArg(100), 10000)
+    .addOption(warmupMsOption(0))
     .option('--out <dir>', 'result directory (default experiments/results/bench-blocking-sync)')
     .parse()
-    .opts<{ rounds: number; seconds: number; keys: number; out?: string }>();
+    .opts<{ rounds: number; seconds: number; keys: number; warmupMs: number; out?: string }>();
   const rounds = opts.rounds;
   const ms = Math.max(200, opts.seconds * 1000);
   const keys = opts.keys;
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
         for (const m of inTurn(MODES, round)) {
           const r = await runLoad({
             address: servers[m.name].address, clients: load.clients, processes: Math.min(load.clients, 4), op: load.op, readFraction: 0.5,
-            keyPrefix: 'k/', keyBytes: 128, valueBytes: 4 * KiB, keyCount: keys, durationMs: ms, warmupOps: 20, seed: round + 1,
+            keyPrefix: 'k/', keyBytes: 128, valueBytes: 4 * KiB, keyCount: keys, durationMs: ms, warmupOps: 20, warmupMs: opts.warmupMs, seed: round + 1,
             label: `${m.name} ${load.name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
           });
           if (r.errors) throw new Error(`${m.name} ${load.name}: ${r.errors} errors, ${r.firstError}`);
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
   }
   console.log(`\nbench-blocking-sync: lbserver --blocking-sync-us 0 (pool, the default) / 1000 (auto) / 1000000 (always); ${rounds} rounds x ${ms / 1000} s per server and load`);
   for (const line of blockingSyncTable(rows)) console.log(line);
-  const json = writeSummary(out, 'bench-blocking-sync', { rounds, secondsPerRound: ms / 1000, keys, valueBytes: 4 * KiB, keyBytes: 128 }, { rows },
+  const json = writeSummary(out, 'bench-blocking-sync', { rounds, secondsPerRound: ms / 1000, warmupMs: opts.warmupMs, keys, valueBytes: 4 * KiB, keyBytes: 128 }, { rows },
     { runSeconds: Math.round((Date.now() - started) / 1000) });
   log(`bench-blocking-sync: wrote ${path.relative(process.cwd(), json)}`);
 }

@@ -6,7 +6,7 @@
 //   node dist/experiments/bench-service.js [--seconds 24] [--rounds 3] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize, secondsArg, syncModeOption, wholeArg } from './lib/common';
+import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize, secondsArg, syncModeOption, warmupMsOption, wholeArg } from './lib/common';
 import { FsyncProbe, measureFsync } from './fsync-floor';
 import { mergeLoads, partStart, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -27,10 +27,12 @@ async function main(): Promise<void> {
     .option('--rounds <n>', 'each measurement is split into this many rounds taken in turns by the servers', wholeArg(1), 3)
     .option('--clients <n>', 'concurrent clients for the throughput measurements', wholeArg(1), 32)
     .option('--processes <n>', 'client processes for the throughput measurements', wholeArg(1), 4)
+    // 0: the 8 s rounds above outlast the clients' warm-up; a time warm-up is for trying shorter ones.
+    .addOption(warmupMsOption(0))
     .addOption(syncModeOption())
     .option('--out <dir>', 'result directory (default experiments/results/bench-service)')
     .parse()
-    .opts<{ seconds: number; rounds: number; clients: number; processes: number; syncMode?: 'one' | 'two'; out?: string }>();
+    .opts<{ seconds: number; rounds: number; clients: number; processes: number; warmupMs: number; syncMode?: 'one' | 'two'; out?: string }>();
   const ms = opts.seconds * 1000;
   const { rounds, clients: many, processes: procs } = opts;
   const out = resultDir('bench-service', opts.out);
@@ -80,14 +82,14 @@ async function main(): Promise<void> {
       const st0 = kinds.includes('lbkv') ? await statOf(servers.lbkv.address) : undefined;
       for (let round = 0; round < rounds; round++) {
         for (const t of inTurn(kinds, round)) {
-          // CPU over the measured window only: the warm-up (20 calls per client) is not counted in ops.
+          // CPU over the measured window only: the warm-up is not counted in ops.
           const pid = servers[t].pid;
           const sample = () => ({ server: processCpuUs(pid), main: processCpuUs(pid, true), machine: machineCpuUs() });
           let at0 = sample(), at1 = at0;
           const r: LoadResult = await runLoad({
             onGo: () => { at0 = sample(); },
             onDone: () => { at1 = sample(); },
-            ...spec, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
+            ...spec, warmupMs: opts.warmupMs, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
             durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
             // Shares summing to maxOps, at least one op a round.
             maxOps: spec.maxOps !== undefined ? Math.max(1, partStart(spec.maxOps, rounds, round + 1) - partStart(spec.maxOps, rounds, round)) : undefined,
@@ -174,7 +176,7 @@ async function main(): Promise<void> {
     `${Math.round(s1.durable!.all.p50Us - s1.floor.all.p50Us)} us above the floor vs ${fsync.p50Us} us for the same write + fdatasync measured alone)`);
   console.log('\ntargets:');
   for (const t of targets) console.log(`  [${t.met ? 'met' : 'MISSED'}] ${t.target}: ${t.value}x`);
-  const json = writeSummary(out, 'bench-service', { keyBytes: KEY_BYTES, secondsPerMeasurement: ms / 1000, clients: many, processes: procs, syncMode: opts.syncMode ?? 'server default' },
+  const json = writeSummary(out, 'bench-service', { keyBytes: KEY_BYTES, secondsPerMeasurement: ms / 1000, warmupMs: opts.warmupMs, clients: many, processes: procs, syncMode: opts.syncMode ?? 'server default' },
     { fsync4k: fsyncBefore, fsync4kInterleaved: fsync, fsync4kInterleavedBlocking: fsyncBlocking, rounds, measurements: results, lbserverCommitTimes: commitTimes, ratios, targets }, { runSeconds: Math.round((Date.now() - started) / 1000) });
   log(`bench-service: wrote ${path.relative(process.cwd(), json)}`);
 }

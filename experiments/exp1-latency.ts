@@ -6,7 +6,7 @@
 //   node dist/experiments/exp1-latency.js [--full] [--sizes 512,4k,512k,1m,4m] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { fmtBytes, inTurn, KiB, log, makeDataDir, MiB, renderPlot, resultDir, rmrf, sizesArg, subsetArg, syncModeOption, wholeArg, writeDat, type LatencySummary } from './lib/common';
+import { CLIENT_WARMUP_MS, fmtBytes, inTurn, KiB, log, makeDataDir, MiB, renderPlot, resultDir, rmrf, sizesArg, subsetArg, syncModeOption, warmupMsOption, wholeArg, writeDat, type LatencySummary } from './lib/common';
 import { measureFsync } from './fsync-floor';
 import { plain, runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -18,6 +18,8 @@ export interface Exp1Options {
   targets?: ServerKind[];
   durationMs?: number;
   maxOps?: number;
+  /** Least warm-up of each point's fresh client process (default CLIENT_WARMUP_MS). */
+  warmupMs?: number;
   out?: string;
   cacheMB?: number;
   syncMode?: 'one' | 'two';
@@ -52,8 +54,9 @@ export async function runExp1(o: Exp1Options = {}): Promise<string> {
   const targets = o.targets ?? ['floor', 'lbkv'];
   const durationMs = o.durationMs ?? (full ? 20_000 : 3_000);
   const maxOps = o.maxOps ?? (full ? 50_000 : 3_000);
+  const warmupMs = o.warmupMs ?? CLIENT_WARMUP_MS;
   const dir = resultDir('exp1-latency', o.out);
-  log(`exp1: sizes ${sizes.map(fmtBytes).join(', ')}; targets ${targets.join(', ')}; <= ${maxOps} ops or ${durationMs} ms per point`);
+  log(`exp1: sizes ${sizes.map(fmtBytes).join(', ')}; targets ${targets.join(', ')}; <= ${maxOps} ops or ${durationMs} ms per point after ${warmupMs} ms of warm-up`);
 
   const fsync = await measureFsync(undefined, full ? 1000 : 200);
   log(`exp1: fdatasync of 4 KiB p50 ${fsync.p50Us} us, mean ${fsync.meanUs} us`);
@@ -83,7 +86,7 @@ export async function runExp1(o: Exp1Options = {}): Promise<string> {
         for (const target of inTurn(targets, turn++)) {
           const r = await runLoad({
             address: servers.get(target)!.server.address, clients: 1, processes: 1, op: workload === 'read-only' ? 'get' : 'mixed', readFraction: 0.5,
-            keyPrefix: prefix, valueBytes: size, keyCount: keys, durationMs, maxOps, warmupOps: size >= MiB ? 5 : 200,
+            keyPrefix: prefix, valueBytes: size, keyCount: keys, durationMs, maxOps, warmupOps: size >= MiB ? 5 : 200, warmupMs,
             verify: true, label: `${target} ${workload} ${fmtBytes(size)}`, hardTimeoutMs: durationMs + 120_000,
           });
           const p = plain(r);
@@ -135,7 +138,7 @@ set title '50 % get / 50 % set'
 ${plotLatencies(5, 11, "'' u 1:15 w lp lw 1 pt 2 lc rgb '#9467bd' t 'lbkv set p50'")}
 unset multiplot`);
   if (plot.error) log(`exp1: plot: ${plot.error}`);
-  const json = writeSummary(dir, 'exp1-latency', { full, sizes, targets, order: 'the targets take each point in turns, the first alternating', durationMs, maxOps, clients: 1, keyBytes: 32, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
+  const json = writeSummary(dir, 'exp1-latency', { full, sizes, targets, order: 'the targets take each point in turns, the first alternating', durationMs, maxOps, warmupMs, clients: 1, keyBytes: 32, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
     rows, { fdatasync4k: fsync, plot: plot.png ? 'exp1-latency.png' : null });
   log(`exp1: wrote ${path.relative(process.cwd(), json)}`);
   return json;
@@ -163,6 +166,7 @@ if (require.main === module) {
     .option('--targets <list>', 'servers to measure: floor,lbkv', subsetArg(SERVER_KINDS), [...SERVER_KINDS])
     .option('--duration-ms <n>', 'time bound per point (default 3000; 20000 with --full)', wholeArg(1))
     .option('--max-ops <n>', 'operation bound per point (default 3000; 50000 with --full)', wholeArg(1))
+    .addOption(warmupMsOption(CLIENT_WARMUP_MS))
     .option('--cache-mb <n>', 'lbserver --cache-mb', wholeArg(1))
     .addOption(syncModeOption())
     .option('--out <dir>', 'result directory (default experiments/results/exp1-latency)')

@@ -6,7 +6,7 @@
 //   node dist/experiments/exp3-clients.js [--full] [--max-clients 256] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { fmtBytes, inTurn, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, subsetArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
+import { CLIENT_WARMUP_MS, fmtBytes, inTurn, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, subsetArg, syncModeOption, warmupMsOption, wholeArg, type LatencySummary } from './lib/common';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { measureFsync } from './fsync-floor';
@@ -24,6 +24,8 @@ export interface Exp3Options {
   keys?: number;
   valueBytes?: number;
   processes?: number;
+  /** Least warm-up of each step's fresh client processes (default CLIENT_WARMUP_MS). */
+  warmupMs?: number;
   out?: string;
   cacheMB?: number;
   syncMode?: 'one' | 'two';
@@ -56,8 +58,9 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
   const keys = o.keys ?? (full ? 100_000 : 10_000);
   const valueBytes = o.valueBytes ?? 4 * KiB;
   const maxProcs = o.processes ?? 4;
+  const warmupMs = o.warmupMs ?? CLIENT_WARMUP_MS;
   const dir = resultDir('exp3-clients', o.out);
-  log(`exp3: targets ${targets.join(', ')}; ${keys} keys of ${valueBytes} B; ${durationMs} ms per step; up to ${maxClients} clients`);
+  log(`exp3: targets ${targets.join(', ')}; ${keys} keys of ${valueBytes} B; ${durationMs} ms per step after ${warmupMs} ms of warm-up; up to ${maxClients} clients`);
   const fsync = await measureFsync(undefined, full ? 1000 : 200);
 
   const steps: Step[] = [];
@@ -87,12 +90,12 @@ export async function runExp3(o: Exp3Options = {}): Promise<string> {
           const { server } = servers.get(target)!;
           const statClient = new KvClient(server.address);
           // Read when the workers have finished their warm-up and before they start measuring: the
-          // commits of the warm-up's sets (20 calls per client) must not be counted against the
+          // commits of the warm-up's sets must not be counted against the
           // measured sets (a Stat taken before the warm-up gave 0.99 puts per commit with one client).
           let before: Awaited<ReturnType<typeof statClient.stat>> | undefined;
           const r = await runLoad({
             address: server.address, clients, processes: Math.min(maxProcs, clients), op: workload === 'read-only' ? 'get' : 'mixed', readFraction: 0.5,
-            keyPrefix: prefix, valueBytes, keyCount: keys, durationMs, warmupOps: 20, label: `${target} ${workload} ${clients} clients`, hardTimeoutMs: durationMs + 120_000,
+            keyPrefix: prefix, valueBytes, keyCount: keys, durationMs, warmupOps: 20, warmupMs, label: `${target} ${workload} ${clients} clients`, hardTimeoutMs: durationMs + 120_000,
             onGo: async () => { before = await statClient.stat().catch(() => undefined); },
           });
           const after = await statClient.stat().catch(() => undefined);
@@ -187,7 +190,7 @@ plot 'exp3-clients.dat' index 0 u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv re
     const b = ss.reduce((a, s) => (s.throughput > a.throughput ? s : a));
     peak[`${t}/${w}`] = { clients: b.clients, throughput: Math.round(b.throughput) };
   }
-  const json = writeSummary(dir, 'exp3-clients', { full, targets, maxClients, durationMs, keys, valueBytes, keyBytes: 32, maxProcesses: maxProcs, stopRule: 'every target had two steps in a row under 5 % gain over its best so far, not before minClients; targets take each step in turns', minClients, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
+  const json = writeSummary(dir, 'exp3-clients', { full, targets, maxClients, durationMs, warmupOps: 20, warmupMs, keys, valueBytes, keyBytes: 32, maxProcesses: maxProcs, stopRule: 'every target had two steps in a row under 5 % gain over its best so far, not before minClients; targets take each step in turns', minClients, cacheMB: o.cacheMB ?? 'server default', syncMode: o.syncMode ?? 'server default' },
     steps, { fdatasync4k: fsync, stopReasons, peak, plots: [p1, p2, p3].filter((p) => p.png).map((p) => path.basename(p.png!)) });
   log(`exp3: wrote ${path.relative(process.cwd(), json)}`);
   return json;
@@ -204,6 +207,7 @@ if (require.main === module) {
     .option('--duration-ms <n>', 'measured time per step (default 2500; 10000 with --full)', wholeArg(1))
     .option('--keys <n>', 'preloaded keys (default 10000; 100000 with --full)', wholeArg(1))
     .option('--processes <n>', 'max worker processes the clients are spread over', wholeArg(1), 4)
+    .addOption(warmupMsOption(CLIENT_WARMUP_MS))
     .option('--cache-mb <n>', 'lbserver --cache-mb', wholeArg(1))
     .addOption(syncModeOption())
     .option('--out <dir>', 'result directory (default experiments/results/exp3-clients)')

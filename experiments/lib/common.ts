@@ -168,6 +168,19 @@ export function syncModeOption(): Option {
   return new Option('--sync-mode <m>', 'lbserver --sync-mode').choices(['one', 'two']);
 }
 
+/** The least warm-up of each fresh client process in exp1 and exp3. Their 20-200 warm-up calls take
+ *  well under a second, and a fresh process kept speeding up for seconds after them (JIT of the
+ *  client and grpc-js): one client's 4 KiB get p50 in a 3 s window fell from 373 to 265 us with
+ *  1.5 s of warm-up (docs/measurement-history.md). 1.5 s takes the steep part of that rise; each
+ *  second more costs about 50 s of `make experiments` (one per exp1 point and exp3 step). */
+export const CLIENT_WARMUP_MS = 1500;
+
+/** --warmup-ms of the runners that measure loads: what runLoad's warmupMs is given. */
+export function warmupMsOption(defaultMs: number): Option {
+  return new Option('--warmup-ms <n>', 'least warm-up time (ms) of each client process before it measures, as well as its warm-up calls')
+    .argParser(wholeArg(0)).default(defaultMs);
+}
+
 /** A comma-separated list of whole numbers (10000,100_000). */
 export function countsArg(text: string): number[] {
   const items = text.split(',').map((x) => x.trim().replace(/_/g, '')).filter(Boolean);
