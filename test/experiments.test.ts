@@ -139,7 +139,7 @@ runs('exp1: sizes are measured in order and once each; the defaults --help state
   const stated = (option: string) => Number(new RegExp(`${option} <n> [^(]*\\(default (\\d+);`).exec(help)?.[1]);
   const r = await runNode(js, ['--targets', 'floor', '--sizes', '1k,512,1k', '--out', out], { timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stderr);
-  const j = JSON.parse(readFileSync(join(out, 'exp1-latency.json'), 'utf8')) as { config: { sizes: number[]; durationMs: number; maxOps: number }; results: { valueBytes: number; ops: number }[] };
+  const j = JSON.parse(readFileSync(join(out, 'exp1-latency.json'), 'utf8')) as { config: { sizes: number[]; durationMs: number; maxOps: number; warmupMs: number }; results: { valueBytes: number; ops: number }[] };
   assert.equal(j.config.sizes, [512, 1024]);
   assert.equal(j.results.map((x) => x.valueBytes), [512, 512, 1024, 1024]);
   // A data row per size, in order: the plot joins them as they come.
@@ -147,13 +147,14 @@ runs('exp1: sizes are measured in order and once each; the defaults --help state
   assert.equal(rows.map((l) => Number(l.split('\t')[0])), [512, 1024]);
   assert.is(j.config.durationMs, stated('--duration-ms'), help);
   assert.is(j.config.maxOps, stated('--max-ops'), help);
+  assert.is(j.config.warmupMs, Number(/--warmup-ms <n> [^(]*\(default: (\d+)\)/.exec(help)?.[1]), help);
   assert.ok(j.results.every((x) => x.ops <= j.config.maxOps));
 });
 
 runs('exp1: lbkv and the floor take each point in turns, the first in turn alternating', async () => {
   const out = tempDir('lbkv-exp1-');
   const r = await runNode(resolve(__dirname, '../experiments/exp1-latency.js'),
-    ['--sizes', '512', '--max-ops', '20', '--duration-ms', '300', '--out', out], { timeoutMs: 120_000 });
+    ['--sizes', '512', '--max-ops', '20', '--duration-ms', '300', '--warmup-ms', '0', '--out', out], { timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stderr);
   // In turns, the first alternating (before abbb05c the floor's whole sweep ran, then lbkv's).
   const order = [...r.stderr.matchAll(/^exp1: (floor|lbkv) (read-only|mixed-50-50) 512 B:/gm)].map((m) => `${m[1]} ${m[2]}`);

@@ -177,7 +177,7 @@ export const CLIENT_WARMUP_MS = 1500;
 
 /** --warmup-ms of the runners that measure loads: what runLoad's warmupMs is given. */
 export function warmupMsOption(defaultMs: number): Option {
-  return new Option('--warmup-ms <n>', 'least warm-up time (ms) of each client process before it measures, as well as its warm-up calls')
+  return new Option('--warmup-ms <n>', 'least warm-up time in ms of each client process before it measures, as well as its warm-up calls')
     .argParser(wholeArg(0)).default(defaultMs);
 }
 
