@@ -9,7 +9,7 @@ set xlabel 'concurrent clients'
 set ylabel 'throughput (operations/s, all clients)'
 set yrange [0:*]
 set key bottom right font ',9'
-set title 'Experiment 3: throughput vs clients (4 KiB values, 2 shared cores)'
+set title 'Experiment 3: throughput vs clients (4 KiB values, 2 cores shared by the servers and the clients)'
 plot 'exp3-clients.dat' index 0 u 1:2 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv read-only', \
      '' index 1 u 1:2 w lp lw 2 pt 5 lc rgb '#d62728' t 'lbkv 50/50', \
      '' index 2 u 1:2 w lp dt 2 pt 6 lc rgb '#1f77b4' t 'floor (gRPC + Map) read-only', \

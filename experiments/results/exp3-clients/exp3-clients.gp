@@ -9,7 +9,7 @@ set logscale y
 set key top left font ',9'
 set label 1 'labels: number of clients' at graph 0.99, graph 0.03 right font ',8'
 
-set title 'Experiment 3: mean latency vs throughput, 1, 2, 4, ... clients (4 KiB values, 2 shared cores)'
+set title 'Experiment 3: mean latency vs throughput, 1, 2, 4, ... clients (4 KiB values, 2 cores shared by the servers and the clients)'
 set ylabel 'mean latency (ms)'
 plot 'exp3-clients.dat' index 0 u 2:3 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv read-only', \
      '' index 0 u 2:3:(sprintf('%d',$1)) w labels offset 0,0.8 font ',7' tc rgb '#1f77b4' notitle, \
@@ -19,4 +19,4 @@ plot 'exp3-clients.dat' index 0 u 2:3 w lp lw 2 pt 7 lc rgb '#1f77b4' t 'lbkv re
      '' index 2 u 2:3:(sprintf('%d',$1)) w labels left offset 0.7,0 font ',7' tc rgb '#7f9fbf' notitle, \
      '' index 3 u 2:3 w lp dt 2 pt 4 lc rgb '#d62728' t 'floor (gRPC + Map) 50/50', \
      '' index 3 u 2:3:(sprintf('%d',$1)) w labels left offset 0.7,0 font ',7' tc rgb '#cf8f8f' notitle, \
-     0.150 w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'
+     0.133 w l dt 3 lw 2 lc rgb '#555555' t 'one fdatasync 4 KiB (p50)'
