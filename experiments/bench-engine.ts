@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { open as lmdbOpen, type RootDatabase } from 'lmdb';
 import { Store } from '../btree';
 import { FsyncProbe, measureFsync, measureSyncShapes } from './fsync-floor';
-import { dropCaches, log, makeDataDir, MiB, newHist, resultDir, rmrf, rng, summarize, usSince, type LatencySummary, secondsArg, wholeArg } from './lib/common';
+import { dropCaches, log, median, makeDataDir, MiB, newHist, resultDir, rmrf, rng, summarize, usSince, type LatencySummary, secondsArg, wholeArg } from './lib/common';
 import { writeSummary } from './lib/report';
 import { engineTargets } from './lib/targets';
 
@@ -133,7 +133,6 @@ async function getPhase(e: Engine, n: number, count: number, seed: number): Prom
   return summarize(h);
 }
 
-function median(xs: number[]): number { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; }
 
 async function main(): Promise<void> {
   const opts = new Command()

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { KvClient } from '../lib/client';
 import { DATA_FILE_NAME } from '../lib/config';
 import { Store } from '../btree';
-import { dropCaches, fmtBytes, keepDataDir, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, countsArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
+import { dropCaches, median, fmtBytes, keepDataDir, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, countsArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
 import { runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
@@ -60,7 +60,6 @@ interface Point {
   cacheDropped: boolean;
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
 
 /** Time from spawn() to the first answered get (a fresh client connects after the ready line). */
 async function restartAndFirstGet(start: () => Promise<RunningServer>, key: Buffer): Promise<{ server: RunningServer; readyMs: number; firstGetMs: number; startupMs?: number }> {

@@ -425,6 +425,12 @@ export function renderPlot(dir: string, name: string, body: string): { gp: strin
   return { gp, png: path.join(dir, `${name}.png`) };
 }
 
+/** The lower median (of an even count, the smaller middle value), as the experiments report it; NaN of none. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+}
+
 export function log(...args: unknown[]): void {
   process.stderr.write(args.map(String).join(' ') + '\n');
 }
