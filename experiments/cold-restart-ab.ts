@@ -6,10 +6,10 @@
 //   node dist/experiments/exp2-restart.js --n 10000 --keep ; ... --n 100000 --keep   (two stores)
 //   node dist/experiments/cold-restart-ab.js --a <dir> --b <dir> --keys-a 10000 --keys-b 100000
 import { Command } from 'commander';
-import { KvClient } from '../lib/client';
-import { dropCaches, keyFor, log, median, resultDir, wholeArg } from './lib/common';
+import { dropCaches, log, median, resultDir, wholeArg } from './lib/common';
+import { exp2Key } from './exp2-restart';
 import { writeSummary } from './lib/report';
-import { startServer } from './lib/servers';
+import { startAndFirstGet, startServer } from './lib/servers';
 
 interface Sample {
   readyMs: number;
@@ -20,25 +20,17 @@ interface Sample {
 
 async function coldRestart(dataDir: string, keys: number): Promise<Sample> {
   dropCaches();
-  const s = await startServer({ kind: 'lbkv', dataDir });
-  const c = new KvClient(s.address);
+  const r = await startAndFirstGet(() => startServer({ kind: 'lbkv', dataDir }), exp2Key(Math.floor(keys / 2)));
   try {
-    const t0 = process.hrtime.bigint();
-    const v = await c.get(keyFor('e2/', Math.floor(keys / 2), 32));
     const t1 = process.hrtime.bigint();
-    const v2 = await c.get(keyFor('e2/', Math.floor(keys / 3), 32));
-    const t2 = process.hrtime.bigint();
+    const v2 = await r.client.get(exp2Key(Math.floor(keys / 3)));
+    const secondGetMs = Number(process.hrtime.bigint() - t1) / 1e6;
     // exp2's keys: a missing one means the directory is not an exp2 store of that many keys.
-    if (!v || !v2) throw new Error(`${dataDir}: key e2/${Math.floor(keys / 2)} or e2/${Math.floor(keys / 3)} not found; is --keys right?`);
-    return {
-      readyMs: s.readyMs,
-      firstGetMs: Number(t1 - s.spawnedAt) / 1e6,
-      getItselfMs: Number(t1 - t0) / 1e6,
-      secondGetMs: Number(t2 - t1) / 1e6,
-    };
+    if (!r.value || !v2) throw new Error(`${dataDir}: key e2/${Math.floor(keys / 2)} or e2/${Math.floor(keys / 3)} not found; is --keys right?`);
+    return { readyMs: r.readyMs, firstGetMs: r.firstGetMs, getItselfMs: r.getMs, secondGetMs };
   } finally {
-    c.close();
-    await s.kill9();
+    r.client.close();
+    await r.server.kill9();
   }
 }
 

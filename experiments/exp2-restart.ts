@@ -15,7 +15,7 @@ import { Store } from '../btree';
 import { dropCaches, median, fmtBytes, keepDataDir, KiB, log, makeDataDir, renderPlot, resultDir, rmrf, summarize, usSince, writeDat, newHist, keyFor, rng, diskInfo, dataDirRoot, countsArg, syncModeOption, wholeArg, type LatencySummary } from './lib/common';
 import { runLoad } from './lib/load';
 import { writeSummary } from './lib/report';
-import { startServer, type RunningServer } from './lib/servers';
+import { startAndFirstGet, startServer, type RunningServer } from './lib/servers';
 
 export interface Exp2Options {
   full?: boolean;
@@ -61,26 +61,27 @@ interface Point {
 }
 
 
-/** Time from spawn() to the first answered get (a fresh client connects after the ready line). */
+/** The keys exp2 loads: e2/<i>, 32 bytes (runLoad's key size); cold-restart-ab reads them too. */
+export const EXP2_KEY_PREFIX = 'e2/';
+export const exp2Key = (i: number): Buffer => keyFor(EXP2_KEY_PREFIX, i, 32);
+
+/** Time from spawn() to the first answered get, and the server's own startup time from Stat. */
 async function restartAndFirstGet(start: () => Promise<RunningServer>, key: Buffer): Promise<{ server: RunningServer; readyMs: number; firstGetMs: number; startupMs?: number }> {
-  const server = await start();
-  const c = new KvClient(server.address);
-  await c.get(key);
-  const firstGetMs = Number(process.hrtime.bigint() - server.spawnedAt) / 1e6;
-  const st = await c.stat().catch(() => undefined);
-  c.close();
-  return { server, readyMs: server.readyMs, firstGetMs, startupMs: st?.startupMs };
+  const r = await startAndFirstGet(start, key);
+  const st = await r.client.stat().catch(() => undefined);
+  r.client.close();
+  return { server: r.server, readyMs: r.readyMs, firstGetMs: r.firstGetMs, startupMs: st?.startupMs };
 }
 
 /** K single-client gets of uniform random keys, in this process (one client, sequential). */
-async function timedGets(address: string, n: number, k: number, prefix: string, seed: number): Promise<LatencySummary> {
+async function timedGets(address: string, n: number, k: number, seed: number): Promise<LatencySummary> {
   const c = new KvClient(address);
   await c.waitForReady(10_000);
   const h = newHist();
   const r = rng(seed);
   let missing = 0;
   for (let i = 0; i < k; i++) {
-    const key = keyFor(prefix, Math.floor(r() * n), 32);
+    const key = exp2Key(Math.floor(r() * n));
     const t0 = process.hrtime.bigint();
     const v = await c.get(key);
     h.recordValue(Math.max(1, Math.round(usSince(t0))));
@@ -124,7 +125,6 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
 
   const dataDir = makeDataDir('exp2');
   if (o.keep) keepDataDir(dataDir);
-  const prefix = 'e2/';
   const points: Point[] = [];
   let anyDropped = false;
   let server = await startServer({ kind: 'lbkv', dataDir, cacheMB: o.cacheMB, syncMode: o.syncMode });
@@ -133,7 +133,7 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
     let loaded = 0;
     for (const n of ns) {
       const t0 = Date.now();
-      const ld = await runLoad({ address: server.address, clients, processes, op: 'load', keyPrefix: prefix, valueBytes, loadFrom: loaded, loadCount: n - loaded, label: `load to ${n}`, hardTimeoutMs: 4 * 3600_000 });
+      const ld = await runLoad({ address: server.address, clients, processes, op: 'load', keyPrefix: EXP2_KEY_PREFIX, valueBytes, loadFrom: loaded, loadCount: n - loaded, label: `load to ${n}`, hardTimeoutMs: 4 * 3600_000 });
       if (ld.errors) throw new Error(`load failed: ${ld.errors} errors, first: ${ld.firstError}`);
       const statC = new KvClient(server.address);
       const st = await statC.stat();
@@ -141,9 +141,9 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
       log(`exp2: loaded ${n - loaded} keys (to ${n}) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${Math.round(ld.throughput)} sets/s; server: ${st.keys} keys, file ${st.dbFileBytes} B, mean batch ${st.meanBatchSize.toFixed(1)}`);
       loaded = n;
       // Warm gets: the long-running server that just did the load.
-      const warmGets = await timedGets(server.address, n, coldGets, prefix, n + 1);
+      const warmGets = await timedGets(server.address, n, coldGets, n + 1);
       const rs: Restart[] = [];
-      const probe = keyFor(prefix, Math.floor(n / 2), 32);
+      const probe = exp2Key(Math.floor(n / 2));
       for (const cache of ['warm', 'cold'] as const) {
         for (let i = 0; i < restarts; i++) {
           await server.kill9();
@@ -167,7 +167,7 @@ export async function runExp2(o: Exp2Options = {}): Promise<string> {
       }
       // The server now runs after a cold restart and has answered one get: the first K gets are cold.
       const lastDropped = rs[rs.length - 1].dropped;
-      const cold = await timedGets(server.address, n, coldGets, prefix, n + 2);
+      const cold = await timedGets(server.address, n, coldGets, n + 2);
       const p: Point = {
         n, fileBytes: st.dbFileBytes, loadSetsPerSec: ld.throughput, loadErrors: ld.errors, loadMeanBatch: st.meanBatchSize, restarts: rs,
         medianColdFirstGetMs: median(rs.filter((r) => r.cache === 'cold').map((r) => r.firstGetMs)),

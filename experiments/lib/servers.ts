@@ -147,3 +147,15 @@ export async function statOf(address: string): Promise<StatResponse> {
 function ownProcessGroup(cmd: { cmd: string; args: string[] }): { cmd: string; args: string[] } {
   return { cmd: 'perl', args: ['-e', 'setpgrp(0, 0) or die "setpgrp: $!\\n"; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\\n"', cmd.cmd, ...cmd.args] };
 }
+
+/** Starts a server with `start` and times the answer to a first get of `key` from its spawn(), by a
+ *  fresh client that connects after the ready line (what a restart costs a caller); `getMs` is the
+ *  get alone. The client is left open for the caller to use and close. */
+export async function startAndFirstGet(start: () => Promise<RunningServer>, key: Buffer): Promise<{ server: RunningServer; client: KvClient; value: Buffer | undefined; readyMs: number; firstGetMs: number; getMs: number }> {
+  const server = await start();
+  const client = new KvClient(server.address);
+  const t0 = process.hrtime.bigint();
+  const value = await client.get(key);
+  const t1 = process.hrtime.bigint();
+  return { server, client, value, readyMs: server.readyMs, firstGetMs: Number(t1 - server.spawnedAt) / 1e6, getMs: Number(t1 - t0) / 1e6 };
+}
