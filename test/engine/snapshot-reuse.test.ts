@@ -12,7 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Store, StoreError, type Snapshot } from '../../btree';
 import { segmentTuning } from '../../btree/freelist';
-import { PAGE_SIZE } from '../../btree/layout';
+import { pagesFor } from '../../btree/layout';
 import { CUT_POLICIES, FaultFS, mulberry32, mixSeed, pick, randInt, type Rng } from '../support/fault-fs';
 import { checkFreelist, metasOf, ReuseChecker } from '../support/page-audit';
 
@@ -283,7 +283,7 @@ async function run(seed: number, steps: number): Promise<string> {
  *  round. Returns the page count after each round. */
 async function steadyGrowth(s: Store, model: Model, nextTag: () => number, audit: () => void): Promise<number[]> {
   const counts: number[] = [];
-  const largest = Math.max(1, ...[...model.values()].map((v) => Math.ceil(v.length / PAGE_SIZE)));
+  const largest = Math.max(1, ...[...model.values()].map((v) => pagesFor(v.length)));
   for (let round = 0; round < 6; round++) {
     for (const [k, v] of model) {
       const value = valueOf(v.length, nextTag());
