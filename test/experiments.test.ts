@@ -198,6 +198,20 @@ runs('bench-blocking-sync: by default each round\'s fresh clients warm up for CL
   for (const row of oneClient) assert.is(row.commits, row.write.count, JSON.stringify(row));
 });
 
+runs('profile: the profiled load warms up for CLIENT_WARMUP_MS by default, recorded with the profile and with how much of the flame graph is the measured window', async () => {
+  const { r, j } = await runWithDefaultWarmup<{ profiles: { warmupMs: number; load: { ops: number; warmedMs: number }; profiled: { spawnToMeasuredMs: number; measuredMs: number; measuredPct: number }; html: string[] }[] }>(
+    'profile.js', ['--only', 'set', '--seconds', '0.2', '--clients', '1'], 'profile-summary.json');
+  assert.is(j.profiles.length, 1);
+  const p = j.profiles[0]!;
+  assert.is(p.warmupMs, CLIENT_WARMUP_MS);
+  assert.ok(p.load.warmedMs >= CLIENT_WARMUP_MS && p.load.ops > 0, JSON.stringify(p.load));
+  // The flame graph cannot leave the warm-up out; the summary says how much of its span it was.
+  assert.ok(p.profiled.spawnToMeasuredMs >= CLIENT_WARMUP_MS && p.profiled.measuredMs >= 200, JSON.stringify(p.profiled));
+  assert.ok(p.profiled.measuredPct > 0 && p.profiled.measuredPct < 100, JSON.stringify(p.profiled));
+  assert.match(r.stderr, /the flame graph is of lbserver's whole life/);
+  assert.ok(p.html.length === 1 && existsSync(resolve(__dirname, '../..', p.html[0]!)), JSON.stringify(p.html));
+});
+
 targets.run();
 plots.run();
 git.run();
