@@ -1,10 +1,12 @@
 // make profile: clinic flame on lbserver under a set-heavy and a get-heavy load (4 KiB values, clients
-// in separate processes). The HTML flame graphs go to experiments/results/profile/ (git-ignored).
+// in separate processes that warm up for --warmup-ms before the measured --seconds). The HTML flame
+// graphs go to experiments/results/profile/ (git-ignored), the summary to
+// experiments/results/profile-summary.json (--out moves both).
 import { Command, Option } from 'commander';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KiB, log, makeDataDir, RESULTS, ROOT, rmrf, writeJson, gitInfo, secondsArg, wholeArg } from './lib/common';
+import { CLIENT_WARMUP_MS, KiB, log, makeDataDir, RESULTS, ROOT, rmrf, writeJson, gitInfo, secondsArg, warmupMsOption, wholeArg } from './lib/common';
 import { plain, runLoad } from './lib/load';
 import { startServer } from './lib/servers';
 
@@ -65,11 +67,15 @@ function summarizeSamples(file: string): Record<string, unknown> {
   };
 }
 
-async function profileOne(name: string, op: 'set' | 'get', seconds: number, clients: number, outDir: string): Promise<Record<string, unknown>> {
+interface ProfileOptions { seconds: number; clients: number; warmupMs: number }
+
+async function profileOne(name: string, op: 'set' | 'get', o: ProfileOptions, outDir: string): Promise<Record<string, unknown>> {
+  const { seconds, clients, warmupMs } = o;
   const dataDir = makeDataDir(`profile-${name}`);
   const dest = path.join(outDir, name);
   rmrf(dest);
   fs.mkdirSync(dest, { recursive: true });
+  const t0 = performance.now();
   const server = await startServer({
     kind: 'lbkv', dataDir, readyTimeoutMs: 120_000, env: { NO_INSIGHT: '1', NO_UPDATE_NOTIFIER: '1' }, cwd: dest,
     wrap: (script, args) => ({ cmd: process.execPath, args: [CLINIC, 'flame', '--open=false', '--dest', dest, '--', process.execPath, script, ...args] }),
@@ -80,10 +86,20 @@ async function profileOne(name: string, op: 'set' | 'get', seconds: number, clie
       const pre = await runLoad({ address: server.address, clients: 32, processes: 2, op: 'load', keyPrefix: 'p/', valueBytes: 4 * KiB, loadCount: keys, label: `${name} preload` });
       if (pre.errors) throw new Error(pre.firstError);
     }
-    const r = await runLoad({ address: server.address, clients, processes: Math.min(4, clients), op, keyPrefix: 'p/', valueBytes: 4 * KiB, keyCount: keys, durationMs: seconds * 1000, label: `${name} load`, hardTimeoutMs: seconds * 1000 + 120_000 });
-    log(`profile ${name}: ${r.ops} ops, ${Math.round(r.throughput)} ops/s, mean ${r.all.meanUs} us`);
+    // Fresh client processes keep speeding up for seconds (JIT of the client and grpc-js): they warm up
+    // before the measured window, so that its ops/s, and most of the load the profiler samples, are of
+    // warm clients.
+    let goAt = 0, doneAt = 0;
+    const r = await runLoad({
+      address: server.address, clients, processes: Math.min(4, clients), op, keyPrefix: 'p/', valueBytes: 4 * KiB, keyCount: keys, durationMs: seconds * 1000, warmupMs,
+      label: `${name} load`, hardTimeoutMs: seconds * 1000 + warmupMs + 120_000,
+      onGo: () => { goAt = performance.now(); }, onDone: () => { doneAt = performance.now(); },
+    });
+    if (r.errors || r.warmupErrors) throw new Error(`${name}: ${r.errors} errors (${r.firstError}), ${r.warmupErrors} in the warm-up (${r.firstWarmupError})`);
+    log(`profile ${name}: ${r.ops} ops, ${Math.round(r.throughput)} ops/s, mean ${r.all.meanUs} us, after ${warmupMs} ms of client warm-up (${r.warmupCalls} calls)`);
     // Stop the profiled lbserver (clinic's child) with SIGINT; 0x's preload makes it exit, and clinic,
     // which we do not signal, then builds the flame graph and exits by itself.
+    const stopAt = performance.now();
     const kids = childPids(server.pid);
     if (kids.length === 0) throw new Error(`no child process under clinic (pid ${server.pid})`);
     for (const k of kids) { try { process.kill(k, 'SIGINT'); } catch { /* gone */ } }
@@ -94,7 +110,20 @@ async function profileOne(name: string, op: 'set' | 'get', seconds: number, clie
     log(`profile ${name}: ${html.length ? html.map((h) => path.join(dest, h)).join(', ') : 'no HTML produced; see stderr:\n' + server.stderr()}`);
     const samples = fs.readdirSync(dest, { recursive: true }).map(String).filter((f) => f.endsWith('-samples'));
     const where = samples.length ? summarizeSamples(path.join(dest, samples[0])) : undefined;
-    return { name, op, seconds, clients, load: plain(r), html: html.map((h) => path.relative(ROOT, path.join(dest, h))), where };
+    // clinic flame samples lbserver from its start to its exit and has no delay option (0x's
+    // collectDelay is not passed through, and 0x's timed log is deleted), so the flame graph and
+    // `where` cannot leave out the start-up, a preload or the clients' warm-up: their share is said.
+    const ms = (a: number, b: number) => Math.round(b - a);
+    const profiled = {
+      note: 'the flame graph and `where` sample lbserver over its whole life under the profiler: its start-up, the preload (get-heavy), ' +
+        'the clients\' warm-up, the measured window and its stop; `load` (ops/s, latencies) is of the measured window alone. Wall-clock ms from the spawn ' +
+        'of clinic (its own start-up, before lbserver runs, is in spawnToMeasuredMs) to the stop signal; measuredPct is the measured window\'s share of that time, not a count of samples',
+      spawnToMeasuredMs: ms(t0, goAt), measuredMs: ms(goAt, doneAt), measuredToStopMs: ms(doneAt, stopAt),
+      measuredPct: Math.round((1000 * (doneAt - goAt)) / (stopAt - t0)) / 10,
+    };
+    log(`profile ${name}: the flame graph is of lbserver's whole life, ${ms(t0, stopAt)} ms from spawn to stop signal, of which the measured window is ${profiled.measuredPct} % ` +
+      `(the rest: start-up, ${op === 'get' ? 'preload, ' : ''}${warmupMs} ms or more of client warm-up)`);
+    return { name, op, seconds, clients, warmupMs, load: plain(r), profiled, html: html.map((h) => path.relative(ROOT, path.join(dest, h))), where };
   } finally {
     await server.stop('SIGKILL', 1000);
     rmrf(dataDir);
@@ -104,20 +133,23 @@ async function profileOne(name: string, op: 'set' | 'get', seconds: number, clie
 async function main(): Promise<void> {
   const opts = new Command()
     .name('profile')
-    .description('clinic flame of lbserver under a set-heavy and a get-heavy load; HTML in experiments/results/profile/')
-    .option('--seconds <s>', 'load duration per profile', secondsArg, 10)
+    .description('clinic flame of lbserver under a set-heavy and a get-heavy load; HTML in experiments/results/profile/ (or under --out)')
+    .option('--seconds <s>', 'measured load duration per profile, after the warm-up', secondsArg, 10)
     .option('--clients <n>', 'concurrent clients', wholeArg(1), 16)
+    .addOption(warmupMsOption(CLIENT_WARMUP_MS))
     .addOption(new Option('--only <which>', 'only one of the two profiles').choices(['set', 'get']))
+    .option('--out <dir>', 'directory for profile-summary.json and profile/ (default experiments/results)')
     .parse()
-    .opts<{ seconds: number; clients: number; only?: 'set' | 'get' }>();
+    .opts<{ seconds: number; clients: number; warmupMs: number; only?: 'set' | 'get'; out?: string }>();
   if (spawnSync(process.execPath, [CLINIC, '--version'], { stdio: 'ignore' }).status !== 0) throw new Error('clinic is not installed (npm ci)');
-  const outDir = path.join(RESULTS, 'profile');
+  const results = opts.out ? path.resolve(opts.out) : RESULTS;
+  const outDir = path.join(results, 'profile');
   fs.mkdirSync(outDir, { recursive: true });
   const out: Record<string, unknown>[] = [];
-  if (opts.only !== 'get') out.push(await profileOne('set-heavy', 'set', opts.seconds, opts.clients, outDir));
-  if (opts.only !== 'set') out.push(await profileOne('get-heavy', 'get', opts.seconds, opts.clients, outDir));
+  if (opts.only !== 'get') out.push(await profileOne('set-heavy', 'set', opts, outDir));
+  if (opts.only !== 'set') out.push(await profileOne('get-heavy', 'get', opts, outDir));
   // The HTML and raw samples stay in the git-ignored profile/; this summary is small and committed.
-  writeJson(path.join(RESULTS, 'profile-summary.json'), { git: gitInfo(), note: 'self time of the sampled stacks by category and function (clinic flame / 0x samples); HTML under experiments/results/profile/', profiles: out });
+  writeJson(path.join(results, 'profile-summary.json'), { git: gitInfo(), note: `self time of the sampled stacks by category and function (clinic flame / 0x samples); HTML under ${path.relative(ROOT, outDir)}/`, profiles: out });
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -6,11 +6,11 @@ import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readGit, renderPlot } from '../experiments/lib/common';
+import { CLIENT_WARMUP_MS, readGit, renderPlot } from '../experiments/lib/common';
 import { writeSummary } from '../experiments/lib/report';
 import { engineTargets, type EngineTargetInputs } from '../experiments/lib/targets';
 import { startServer as startExperimentServer } from '../experiments/lib/servers';
-import { runNode, tempDir } from './support/server';
+import { runNode, tempDir, type RunResult } from './support/server';
 
 const targets = suite('experiments: targets');
 
@@ -132,10 +132,20 @@ runs('exp3: the server counts (commits, puts per commit) cover the measured wind
   }
 });
 
+/** A runner's --help, on one line. */
+async function helpOf(js: string): Promise<string> {
+  return (await runNode(js, ['--help'])).stdout.replace(/\s+/g, ' ');
+}
+
+/** The default of --warmup-ms that a --help states (NaN if it states none). */
+function statedWarmupMs(help: string): number {
+  return Number(/--warmup-ms <n> [^(]*\(default: (\d+)\)/.exec(help)?.[1]);
+}
+
 runs('exp1: sizes are measured in order and once each; the defaults --help states are the ones used', async () => {
   const out = tempDir('lbkv-exp1-');
   const js = resolve(__dirname, '../experiments/exp1-latency.js');
-  const help = (await runNode(js, ['--help'])).stdout.replace(/\s+/g, ' ');
+  const help = await helpOf(js);
   const stated = (option: string) => Number(new RegExp(`${option} <n> [^(]*\\(default (\\d+);`).exec(help)?.[1]);
   const r = await runNode(js, ['--targets', 'floor', '--sizes', '1k,512,1k', '--out', out], { timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stderr);
@@ -147,7 +157,7 @@ runs('exp1: sizes are measured in order and once each; the defaults --help state
   assert.equal(rows.map((l) => Number(l.split('\t')[0])), [512, 1024]);
   assert.is(j.config.durationMs, stated('--duration-ms'), help);
   assert.is(j.config.maxOps, stated('--max-ops'), help);
-  assert.is(j.config.warmupMs, Number(/--warmup-ms <n> [^(]*\(default: (\d+)\)/.exec(help)?.[1]), help);
+  assert.is(j.config.warmupMs, statedWarmupMs(help), help);
   assert.ok(j.results.every((x) => x.ops <= j.config.maxOps));
 });
 
@@ -159,6 +169,47 @@ runs('exp1: lbkv and the floor take each point in turns, the first in turn alter
   // In turns, the first alternating (before abbb05c the floor's whole sweep ran, then lbkv's).
   const order = [...r.stderr.matchAll(/^exp1: (floor|lbkv) (read-only|mixed-50-50) 512 B:/gm)].map((m) => `${m[1]} ${m[2]}`);
   assert.equal(order, ['floor read-only', 'lbkv read-only', 'lbkv mixed-50-50', 'floor mixed-50-50']);
+});
+
+/** Runs an experiment runner with the default --warmup-ms, which its --help must state as
+ *  CLIENT_WARMUP_MS, into a fresh --out directory: its output and the JSON summary it wrote there. */
+async function runWithDefaultWarmup<J>(script: string, args: string[], summary: string): Promise<{ r: RunResult; j: J }> {
+  const js = resolve(__dirname, '../experiments', script);
+  assert.is(statedWarmupMs(await helpOf(js)), CLIENT_WARMUP_MS, `${script} --help`);
+  const out = tempDir('lbkv-warmup-');
+  const r = await runNode(js, [...args, '--out', out], { timeoutMs: 300_000 });
+  assert.is(r.code, 0, r.stderr);
+  return { r, j: JSON.parse(readFileSync(join(out, summary), 'utf8')) as J };
+}
+
+runs('bench-blocking-sync: by default each round\'s fresh clients warm up for CLIENT_WARMUP_MS, as in exp1 and exp3, the output and the JSON say so, and the commits counted are the measured window\'s', async () => {
+  const { r, j } = await runWithDefaultWarmup<{ config: { warmupMs: number }; results: { rows: { load: string; mode: string; warmedMs: number; commits: number; write: { count: number } }[] } }>(
+    'bench-blocking-sync.js', ['--rounds', '1', '--seconds', '0.2', '--keys', '100'], 'bench-blocking-sync.json');
+  assert.match(r.stdout, `each after ${CLIENT_WARMUP_MS} ms of client warm-up`);
+  assert.is(j.config.warmupMs, CLIENT_WARMUP_MS);
+  // It reached runLoad: every client process of every row measured only after that long (it was 0, and
+  // a round measured after 20 calls per client, well under a second).
+  assert.is(j.results.rows.length, 15);
+  for (const row of j.results.rows) assert.ok(row.warmedMs >= CLIENT_WARMUP_MS, JSON.stringify(row));
+  // The commits are the measured window's: with one client each carries exactly one of its measured
+  // sets (counted from before the warm-up, they were several times as many).
+  const oneClient = j.results.rows.filter((row) => row.load.endsWith(', 1 client'));
+  assert.is(oneClient.length, 6);
+  for (const row of oneClient) assert.is(row.commits, row.write.count, JSON.stringify(row));
+});
+
+runs('profile: the profiled load warms up for CLIENT_WARMUP_MS by default, recorded with the profile and with how much of the flame graph is the measured window', async () => {
+  const { r, j } = await runWithDefaultWarmup<{ profiles: { warmupMs: number; load: { ops: number; warmedMs: number }; profiled: { spawnToMeasuredMs: number; measuredMs: number; measuredPct: number }; html: string[] }[] }>(
+    'profile.js', ['--only', 'set', '--seconds', '0.2', '--clients', '1'], 'profile-summary.json');
+  assert.is(j.profiles.length, 1);
+  const p = j.profiles[0]!;
+  assert.is(p.warmupMs, CLIENT_WARMUP_MS);
+  assert.ok(p.load.warmedMs >= CLIENT_WARMUP_MS && p.load.ops > 0, JSON.stringify(p.load));
+  // The flame graph cannot leave the warm-up out; the summary says how much of its span it was.
+  assert.ok(p.profiled.spawnToMeasuredMs >= CLIENT_WARMUP_MS && p.profiled.measuredMs >= 200, JSON.stringify(p.profiled));
+  assert.ok(p.profiled.measuredPct > 0 && p.profiled.measuredPct < 100, JSON.stringify(p.profiled));
+  assert.match(r.stderr, /the flame graph is of lbserver's whole life/);
+  assert.ok(p.html.length === 1 && existsSync(resolve(__dirname, '../..', p.html[0]!)), JSON.stringify(p.html));
 });
 
 targets.run();
