@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     .option('--max-value-bytes <n>', 'largest value accepted (bytes; suffixes KiB/MiB/GiB allowed)', showBytes(DEFAULT_CONFIG.maxValueBytes))
     .option('--max-key-bytes <n>', 'largest key Set accepts (bytes, 1..1024: what the file format holds); Get and GetPrefix take up to 1024 whatever it is', String(DEFAULT_CONFIG.maxKeyBytes))
     .option('--sync-mode <mode>', 'commit protocol: "one" (one fdatasync per commit, verified meta) or "two" (pages, sync, meta, sync)', DEFAULT_CONFIG.syncMode)
-    .option('--blocking-sync-us <n>', 'while the median recent fdatasync is at most this many microseconds, small commits sync on the event loop (saves two thread hand-offs; stalls other calls for one sync; helps a lone writer only); 0: always on the thread pool', String(DEFAULT_CONFIG.blockingSyncUs))
+    .option('--blocking-sync-us <n>', 'while the median recent fdatasync is at most this many microseconds, a small commit whose Set is alone with the server (no other call open or opened since the last commit) syncs on the event loop, saving two thread hand-offs; with other calls about, the thread pool, so none waits for a sync; 0: always the thread pool', String(DEFAULT_CONFIG.blockingSyncUs))
     .option('--max-inflight-set-mb <n>', 'server-wide bound, in MiB, on the bytes of Sets waiting for their commit; a Set over it gets RESOURCE_EXHAUSTED (one Set alone always goes through)', String(DEFAULT_CONFIG.maxSetBytesInFlight / (1024 * 1024)))
     .option('--max-inflight-get-mb <n>', 'server-wide bound, in MiB, on the value bytes of Get responses read and not yet taken by their clients; a Get over it gets RESOURCE_EXHAUSTED (one Get alone always goes through)', String(DEFAULT_CONFIG.maxGetBytesInFlight / (1024 * 1024)))
     .option('--max-open-calls <n>', 'server-wide bound on the calls (HTTP/2 streams) open at once; a call over it gets RESOURCE_EXHAUSTED', String(DEFAULT_CONFIG.maxOpenCalls))
@@ -150,11 +150,14 @@ Examples:
   removeLeftoverCopy(dataFile);
 
   const fresh = !existsSync(dataFile);
+  let service: KvService | undefined;
   const openOptions = {
     path: dataFile,
     cacheMB: cfg.cacheMB,
     syncMode: cfg.syncMode,
     blockingSyncUs: cfg.blockingSyncUs,
+    // Asked at each commit, once serving: until then nothing commits but a compaction's copy.
+    blockingSyncWhen: () => service?.blockingSyncAllowed() ?? false,
     maxValueBytes: cfg.maxValueBytes,
     // Not --max-key-bytes: the service holds Sets to it, and Gets only to what the format holds
     // (keys stored under a larger --max-key-bytes stay readable); the engine's default is that.
@@ -178,7 +181,7 @@ Examples:
   if (o.compact) await compactAndExit(compactJob(store), lock, dataFile, o.salvage === true);
 
   const stats = new ServiceStats();
-  const service = new KvService(store, cfg, stats);
+  service = new KvService(store, cfg, stats);
   const server = createGrpcServer(service, cfg);
   let port: number;
   try {

@@ -27,6 +27,11 @@ export interface OpenOptions {
    *  disk is fast again. For a single writer that waits for each put and has no readers to hold back. Default 0:
    *  always the thread pool. */
   blockingSyncUs?: number;
+  /** Asked before each commit that blockingSyncUs would let sync on the calling thread; false sends
+   *  that sync to the thread pool. A blocking sync holds back everything else on the thread, so a
+   *  caller that serves others passes whether anyone else is waiting on it (lbserver: no call but
+   *  the Set being committed since the last commit). Default: always allowed. */
+  blockingSyncWhen?: () => boolean;
   /** I/O layer; default node:fs. Tests pass the power-cut simulator. */
   fs?: FileSystem;
 }

@@ -23,10 +23,13 @@ export function withDefaults(options: OpenOptions): StoreOptions {
     maxBatchBytes: options.maxBatchBytes ?? 64 * MiB,
     growBytes: options.growBytes ?? 64 * MiB,
     blockingSyncUs: options.blockingSyncUs ?? 0,
+    blockingSyncWhen: options.blockingSyncWhen ?? alwaysAllowed,
   };
   checkOptions(opts);
   return opts;
 }
+
+const alwaysAllowed = (): boolean => true;
 
 /** Data files open in this process, per file system: a second Store on one file would commit over
  *  the first one's pages (each keeps its own freelist) and lose acknowledged puts. Across processes
@@ -71,4 +74,5 @@ function checkOptions(o: StoreOptions): void {
   whole('maxBatchBytes', 1);
   whole('growBytes', PAGE_SIZE);
   if (typeof o.blockingSyncUs !== 'number' || !(o.blockingSyncUs >= 0) || !Number.isFinite(o.blockingSyncUs)) throw bad('blockingSyncUs', 'a number >= 0', o.blockingSyncUs);
+  if (typeof o.blockingSyncWhen !== 'function') throw bad('blockingSyncWhen', 'a function', o.blockingSyncWhen);
 }

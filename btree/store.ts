@@ -280,7 +280,7 @@ export class Store {
         syncMode: this.opts.syncMode,
         growBytes: this.opts.growBytes,
         reuseThreshold: this.reuseThreshold(),
-        blockingSync: this.opts.blockingSyncUs > 0 && (!this.syncSlow || this.sinceBlocking >= PROBE_EVERY),
+        blockingSync: this.opts.blockingSyncUs > 0 && (!this.syncSlow || this.sinceBlocking >= PROBE_EVERY) && this.opts.blockingSyncWhen(),
         onMetaWrite: () => { metaTouched = true; },
       }, puts);
       this.counters.fsyncs += r.syncs;

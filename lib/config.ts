@@ -52,9 +52,10 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxValueBytes: 64 * MiB,
   maxKeyBytes: 1024,
   syncMode: 'one',
-  // Off: through gRPC the event-loop sync measured a little faster for one client and slower for
-  // eight or more (experiments/results/bench-blocking-sync), where it holds reads back.
-  blockingSyncUs: 0,
+  // On while a sync takes at most 1 ms, and only for a client alone with the server
+  // (KvService.blockingSyncAllowed): there the event-loop sync saves the thread pool's hand-offs
+  // (one client's sets/s +16-28 % in bench-blocking-sync), while with more clients it held reads back.
+  blockingSyncUs: 1000,
   prefixMessageBytes: 1 * MiB,
   prefixMaxPendingMessages: 2,
   // Measured with 1,000 stalled streams of 256 KiB values (bad-input test, --cache-mb 32): server

@@ -74,6 +74,8 @@ export class KvService {
   /** Streams of Get responses being sent (--max-inflight-get-mb holds their values): when their
    *  client last took a slice of one. */
   private readonly unread = new Map<Http2Stream, { lastAt: number }>();
+  /** Whether a call other than one lone Set opened since blockingSyncAllowed() last asked. */
+  private othersSince = false;
   /** Every HTTP/2 stream open at the transport, handler run or not (watch()); undefined if unknown. */
   private streams: Set<Http2Stream> | undefined;
   private readonly dataFile: string;
@@ -99,12 +101,28 @@ export class KvService {
    *  once watch() is on, those whose request is still arriving. */
   get openCalls(): number { return this.streams?.size ?? this.open.size; }
 
+  /** lbserver's OpenOptions.blockingSyncWhen. A commit's fdatasync on the event loop saves the
+   *  thread pool's two hand-offs but holds back every other call for as long as the sync: a Get
+   *  arriving meanwhile waits for it (bench-blocking-sync, README). So it is allowed only while no
+   *  one else can be waiting: one call open (the Set being committed), and since the last commit
+   *  asked, none but Sets opened, one at a time. A client that sends one Set after another gets it;
+   *  a second client, or a call of another kind, sends the syncs to the thread pool until a commit
+   *  finds it alone again. Without a view of the transport's streams (watch()), never. */
+  blockingSyncAllowed(): boolean {
+    if (!this.streams) return false;
+    const open = this.streams.size;
+    const allowed = !this.othersSince && open <= 1;
+    this.othersSince = open > 1;
+    return allowed;
+  }
+
   /** Watches the streams of the bound `server` (call it after binding), so that a forced shutdown
    *  reaches calls whose request is still arriving too (endOpenCalls). */
   watch(server: grpc.Server): void {
     const streams = new Set<Http2Stream>();
     const onStream = (st: Http2Stream, headers: IncomingHttpHeaders) => {
       const method = methodOf(String(headers[':path'] ?? ''));
+      if (streams.size > 0 || method !== 'Set') this.othersSince = true;
       // HTTP/2 lets a client open any number of streams, on one connection or many, and each costs
       // memory however little it sends: past the bound, new ones are refused.
       if (streams.size >= this.cfg.maxOpenCalls) {

@@ -325,6 +325,16 @@ test('with blockingSyncUs, small commits fdatasync on the calling thread; large 
   assert.equal((await store.get(key(9)))!, fill(MiB, 9));
   await store.close();
 
+  // blockingSyncWhen: the caller says, commit by commit, whether its thread may wait for a sync.
+  const gated = recordingFs();
+  const asked: boolean[] = [];
+  store = await Store.open({ path: dbFile('blocking-gated'), fs: gated.fs, blockingSyncUs: 1_000_000, blockingSyncWhen: () => { asked.push(asked.length % 2 === 0); return asked[asked.length - 1]; } });
+  for (let i = 0; i < 6; i++) await store.put(key(i), fill(4096, i));
+  assert.equal(asked, [true, false, true, false, true, false]);
+  assert.is(store.stats().blockingSyncCommits, 3);
+  assert.is(gated.syncs.filter((b) => b).length, 3);
+  await store.close();
+
   const off = recordingFs();
   store = await Store.open({ path: dbFile('blocking-off'), fs: off.fs });
   for (let i = 0; i < 5; i++) await store.put(key(i), fill(100, i));
@@ -838,7 +848,7 @@ test('misuse gets StoreError: closed store (empty putMany too), bad arguments, b
   const txid = store.stats().txid;
   await store.putMany([]);
   assert.is(store.stats().txid, txid, 'an empty putMany commits nothing');
-  for (const [opt, value] of [['maxKeyBytes', NaN], ['maxKeyBytes', 0], ['maxKeyBytes', 1025], ['maxValueBytes', -1], ['cacheMB', NaN], ['syncMode', 'three'], ['growBytes', 100]] as const) {
+  for (const [opt, value] of [['maxKeyBytes', NaN], ['maxKeyBytes', 0], ['maxKeyBytes', 1025], ['maxValueBytes', -1], ['cacheMB', NaN], ['syncMode', 'three'], ['growBytes', 100], ['blockingSyncWhen', 5]] as const) {
     await code(() => Store.open({ path: dbFile(`opt-${opt}`), [opt]: value }), 'INVALID_ARGUMENT', new RegExp(`OpenOptions.${opt} is`));
   }
   await code(() => Store.open({} as { path: string }), 'INVALID_ARGUMENT', /path must name the data file/);
