@@ -1,7 +1,8 @@
 // What lbserver's --blocking-sync-us buys and costs: the same loads against three lbservers, one that
-// always fdatasyncs on the thread pool (--blocking-sync-us 0, the default), one where small commits
-// sync on the event loop while the median recent sync is at most 1 ms (1000) and one that always
-// syncs small commits on the event loop (--blocking-sync-us 1000000). The servers take each measurement
+// always fdatasyncs on the thread pool (--blocking-sync-us 0), one where small commits sync on the
+// event loop while the median recent sync is at most 1 ms (1000, the default) and one where they do
+// whatever the syncs take (--blocking-sync-us 1000000). Since f27e004 the last two do so only for a
+// Set alone with the server (KvService.blockingSyncAllowed); before, for every small commit. The servers take each measurement
 // in turns, in short rounds. 4 KiB values, 128-byte keys, clients in separate processes, fresh for
 // each round, which warm up for WARMUP_OPS calls per client and at least --warmup-ms (default CLIENT_WARMUP_MS,
 // as in experiments 1 and 3) before the round's measured seconds.
@@ -40,7 +41,7 @@ type Row = BlockingSyncRow & { mode: Mode; warmedMs: number };
 async function main(): Promise<void> {
   const opts = new Command()
     .name('bench-blocking-sync')
-    .description('lbserver with --blocking-sync-us 0 (thread pool, the default), 1000 and 1000000 (always the event loop) under the same loads, taken in turns')
+    .description('lbserver with --blocking-sync-us 0 (thread pool), 1000 (the default) and 1000000 (the event loop whatever the syncs take; both only for a Set alone with the server) under the same loads, taken in turns')
     .option('--rounds <n>', 'rounds per load; the servers take each round in turns', wholeArg(1), 4)
     .option('--seconds <s>', 'measured seconds per round and server', secondsArg, 2)
     .option('--keys <n>', 'preloaded 4 KiB values per server', wholeArg(100), 10000)
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
     for (const m of MODES) await servers[m.name]?.stop('SIGTERM');
     rmrf(root);
   }
-  console.log(`\nbench-blocking-sync: lbserver --blocking-sync-us 0 (pool, the default) / 1000 (auto) / 1000000 (always); ${rounds} rounds x ${ms / 1000} s per server and load, each after ${opts.warmupMs} ms of client warm-up`);
+  console.log(`\nbench-blocking-sync: lbserver --blocking-sync-us 0 (pool) / 1000 (auto, the default) / 1000000 (always; auto and always only for a Set alone with the server); ${rounds} rounds x ${ms / 1000} s per server and load, each after ${opts.warmupMs} ms of client warm-up`);
   for (const line of blockingSyncTable(rows)) console.log(line);
   const json = writeSummary(out, 'bench-blocking-sync', { rounds, secondsPerRound: ms / 1000, warmupMs: opts.warmupMs, warmupOps: WARMUP_OPS, keys, valueBytes: 4 * KiB, keyBytes: 128 }, { rows },
     { runSeconds: Math.round((Date.now() - started) / 1000) });

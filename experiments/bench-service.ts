@@ -147,8 +147,10 @@ async function main(): Promise<void> {
   const targets = [
     { target: 'single-client Get 512 B p50 within 1.15x of the floor', value: ratios.get512BP50VsFloor, met: raw.get512BP50VsFloor <= 1.15 },
     { target: 'single-client Get 4 MiB p50 within 1.2x of the floor', value: ratios.get4MiBP50VsFloor, met: raw.get4MiBP50VsFloor <= 1.2 },
-    // lbserver syncs on the thread pool by default (--blocking-sync-us 0), so its reference does too.
-    { target: 'single-client Set 4 KiB p50 within 1.15x of (floor Set p50 + one fdatasync p50)', value: ratios.set4KiBP50VsFloorPlusFsync, met: raw.set4KiBP50VsFloorPlusFsync <= 1.15 },
+    // Since f27e004 lbserver makes a lone client's fdatasync on the event loop (--blocking-sync-us
+    // 1000, KvService.blockingSyncAllowed), so its reference is the fdatasync made so too: the
+    // cheaper one, which makes the ratio the stricter. (Before, both were on the thread pool.)
+    { target: 'single-client Set 4 KiB p50 within 1.15x of (floor Set p50 + one fdatasync p50, on the calling thread as lbserver makes it)', value: ratios.set4KiBP50VsFloorPlusBlockingFsync, met: raw.set4KiBP50VsFloorPlusBlockingFsync <= 1.15 },
     { target: `${many} clients Set 4 KiB throughput >= 0.8x of the floor`, value: ratios.setThroughputVsFloor, met: raw.setThroughputVsFloor >= 0.8 },
     { target: `${many} clients Get 4 KiB throughput >= 0.9x of the floor`, value: ratios.getThroughputVsFloor, met: raw.getThroughputVsFloor >= 0.9 },
   ];
