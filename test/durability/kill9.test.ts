@@ -26,11 +26,12 @@ test(`kill -9 under load with --sync-mode two: ${ROUNDS_TWO} rounds`, async () =
 
 // The fdatasync on the event loop instead of the thread pool must not change what an acknowledged
 // Set means: the ack still waits for the sync. lbserver makes it there only for a Set alone with
-// the server (KvService.blockingSyncAllowed; cli.test checks which commits), so one client writes.
-test(`kill -9 under load with --blocking-sync-us 1000000, one client: ${ROUNDS_TWO} rounds`, async () => {
+// the server (KvService.blockingSyncAllowed; cli.test checks which commits), so one client writes,
+// one Set at a time.
+test(`kill -9 under load with --blocking-sync-us 1000000, one client, one Set at a time: ${ROUNDS_TWO} rounds`, async () => {
   const seed = seedFromEnv() ^ 0x3c3c;
   console.log(`  seed ${seed} (repeat with LBKV_SEED=${seed ^ 0x3c3c})`);
-  const r = await runKillRounds({ rounds: ROUNDS_TWO, dataDir: tempDir('lbkv-kill9-blocking-'), seed, clients: 1, keys: 300, loadMs: [300, 2000], serverArgs: ['--blocking-sync-us', '1000000'] });
+  const r = await runKillRounds({ rounds: ROUNDS_TWO, dataDir: tempDir('lbkv-kill9-blocking-'), seed, clients: 1, inflightPerClient: 1, keys: 300, loadMs: [300, 2000], serverArgs: ['--blocking-sync-us', '1000000'] });
   checkRounds('KILL9-BLOCKING', r, ROUNDS_TWO, 'rounds');
 });
 
