@@ -40,6 +40,10 @@ export interface KillRoundsOptions {
    *  snapshot pins every page freed after it, so the commits write freelist segments
    *  (btree/freelist.ts) and the kill lands while they exist. */
   stalledReader?: { keys: number; valueBytes: number };
+  /** Read Stat right before each kill and sum its commits and those synced on the event loop
+   *  (lbserver --blocking-sync-us): the Stat is a call of another kind, so at most the one commit
+   *  after it moves to the thread pool. */
+  countEventLoopSyncs?: boolean;
 }
 
 export interface KillRoundsResult {
@@ -62,6 +66,9 @@ export interface KillRoundsResult {
   startupKills: number;
   /** With stalledReader: rounds killed while the store held freelist segments (Stat before the kill). */
   roundsWithSegments: number;
+  /** With countEventLoopSyncs: commits before the kills, and how many synced on the event loop. */
+  commitsBeforeKills: number;
+  eventLoopSyncs: number;
   violations: string[];
 }
 
@@ -88,7 +95,7 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
   const started = nowMs();
   const res: KillRoundsResult = {
     rounds: 0, sent: 0, acked: 0, unackedSurvived: 0, lost: 0, torn: 0, wrongKey: 0, phantom: 0,
-    prefixMismatch: 0, statMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, startupKills: 0, roundsWithSegments: 0, violations: [],
+    prefixMismatch: 0, statMismatch: 0, unexpectedErrors: 0, bytesAcked: 0, maxRestartMs: 0, startupKills: 0, roundsWithSegments: 0, commitsBeforeKills: 0, eventLoopSyncs: 0, violations: [],
   };
   const violation = (s: string) => { if (res.violations.length < 50) res.violations.push(s); };
 
@@ -177,6 +184,15 @@ export async function runKillRounds(o: KillRoundsOptions): Promise<KillRoundsRes
         } catch (e) { res.unexpectedErrors++; violation(`round ${round}: Stat before the kill failed: ${describeError(e)}`); }
       } else {
         await sleep(loadMs);
+      }
+      if (o.countEventLoopSyncs) {
+        const c = new KvClient(srv.address);
+        try {
+          const s = await c.stat();
+          res.commitsBeforeKills += Number(s.commits);
+          res.eventLoopSyncs += Number(s.totalBlockingSyncCommits);
+        } catch (e) { res.unexpectedErrors++; violation(`round ${round}: Stat before the kill failed: ${describeError(e)}`); }
+        c.close();
       }
       killed = true;
       await srv.kill9();

@@ -31,8 +31,11 @@ test(`kill -9 under load with --sync-mode two: ${ROUNDS_TWO} rounds`, async () =
 test(`kill -9 under load with --blocking-sync-us 1000000, one client, one Set at a time: ${ROUNDS_TWO} rounds`, async () => {
   const seed = seedFromEnv() ^ 0x3c3c;
   console.log(`  seed ${seed} (repeat with LBKV_SEED=${seed ^ 0x3c3c})`);
-  const r = await runKillRounds({ rounds: ROUNDS_TWO, dataDir: tempDir('lbkv-kill9-blocking-'), seed, clients: 1, inflightPerClient: 1, keys: 300, loadMs: [300, 2000], serverArgs: ['--blocking-sync-us', '1000000'] });
+  const r = await runKillRounds({ rounds: ROUNDS_TWO, dataDir: tempDir('lbkv-kill9-blocking-'), seed, clients: 1, inflightPerClient: 1, keys: 300, loadMs: [300, 2000], serverArgs: ['--blocking-sync-us', '1000000'], countEventLoopSyncs: true });
   checkRounds('KILL9-BLOCKING', r, ROUNDS_TWO, 'rounds');
+  console.log(`  ${r.eventLoopSyncs} of ${r.commitsBeforeKills} commits before the kills synced on the event loop`);
+  // Not all: a commit writing over 256 KiB (values go up to 4 MiB) syncs on the thread pool anyway.
+  assert.ok(r.eventLoopSyncs > r.commitsBeforeKills / 2, `${r.eventLoopSyncs} of ${r.commitsBeforeKills} commits synced on the event loop`);
 });
 
 // A reader that stops reading pins a snapshot, so the commits move pinned freelist entries into
