@@ -37,13 +37,15 @@ every section held its properties, 1 otherwise.
   --kill-rounds-pinned N  kill -9 rounds with a stalled GetPrefix reader pinning a snapshot (default 30)
   --kill-rounds-rebuild N  kill -9 rounds, each followed by destroying both meta pages and rebuilding
                         the store from its pages, lbserver --compact --salvage (default 30)
+  --kill-rounds-event-loop N  kill -9 rounds with one client writing one Set at a time, so that
+                        lbserver --blocking-sync-us 1000000 makes its fdatasyncs on the event loop (default 30)
   --cuts N              power cuts in the fault-injecting file layer (default 10000)
   --loop-cuts N         power cuts below ext4 on a loop device (default 30)   --loop-cuts-two N (default 15)
   --slow-mib N          size of the slow reader's GetPrefix result in MiB (default 1024)
   --seeds N             runs of the power-cut test file (test/powercut.test.ts) with seeds other than
                         its fixed one (default 10)
   -h, --help            this text`;
-const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'kill-rounds-pinned', 'kill-rounds-rebuild', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib', 'seeds'];
+const KNOWN = ['only', 'seed', 'budget-min', 'kill-rounds', 'kill-rounds-two', 'kill-rounds-pinned', 'kill-rounds-rebuild', 'kill-rounds-event-loop', 'cuts', 'loop-cuts', 'loop-cuts-two', 'slow-mib', 'seeds'];
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   console.log(USAGE);
   process.exit(0);
@@ -127,6 +129,11 @@ function killSection(title: string, option: string, dflt: number, maxMin: number
         const v = killVerdict(r, rounds, `, failed rebuilds ${rebuildFailures.length}`);
         return { ok: v.ok && rebuildFailures.length === 0, summary: v.summary };
       }
+      if (opts.countEventLoopSyncs) {
+        // Commits over 256 KiB (values go up to 4 MiB) sync on the thread pool whatever the option.
+        const v = killVerdict(r, rounds, `, commits before the kills synced on the event loop ${r.eventLoopSyncs} of ${r.commitsBeforeKills}`);
+        return { ok: v.ok && r.eventLoopSyncs > r.commitsBeforeKills / 2, summary: v.summary };
+      }
       if (!opts.stalledReader) return killVerdict(r, rounds);
       const v = killVerdict(r, rounds, `, rounds killed while freelist segments existed ${r.roundsWithSegments}`);
       return { ok: v.ok && r.roundsWithSegments > 0, summary: v.summary };
@@ -143,6 +150,9 @@ async function main(): Promise<void> {
     { seed: seed ^ 0x7e7e, loadMs: [1500, 2500], stalledReader: { keys: 40, valueBytes: 512 * 1024 } });
   await killSection('kill -9 under load, then both meta pages destroyed and the store rebuilt from its pages', 'kill-rounds-rebuild', 30, 10,
     { seed: seed ^ 0x1d1d }, true);
+  // lbserver syncs on the event loop only for a Set alone with the server (KvService.blockingSyncAllowed).
+  await killSection('kill -9 under load, one client, fdatasyncs on the event loop (--blocking-sync-us 1000000)', 'kill-rounds-event-loop', 30, 8,
+    { seed: seed ^ 0x3c3c, clients: 1, inflightPerClient: 1, serverArgs: ['--blocking-sync-us', '1000000'], countEventLoopSyncs: true });
 
   await section('power cuts (fault-injecting file layer)', 'powercut', async () => {
     const cuts = num('cuts', 10_000);
