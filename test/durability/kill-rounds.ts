@@ -72,6 +72,16 @@ export interface KillRoundsResult {
   violations: string[];
 }
 
+/** What a kind of round must show besides losing nothing, or undefined if nothing: with
+ *  stalledReader, rounds killed while freelist segments existed; with countEventLoopSyncs, most
+ *  commits synced on the event loop (not all: a commit over 256 KiB, and values go up to 4 MiB,
+ *  syncs on the thread pool whatever the option). */
+export function roundsProperty(o: Pick<KillRoundsOptions, 'stalledReader' | 'countEventLoopSyncs'>, r: KillRoundsResult): { holds: boolean; summary: string } | undefined {
+  if (o.stalledReader) return { holds: r.roundsWithSegments > 0, summary: `rounds killed while freelist segments existed ${r.roundsWithSegments}` };
+  if (o.countEventLoopSyncs) return { holds: r.eventLoopSyncs > r.commitsBeforeKills / 2, summary: `commits before the kills synced on the event loop ${r.eventLoopSyncs} of ${r.commitsBeforeKills}` };
+  return undefined;
+}
+
 interface KeyState {
   key: Buffer;
   owner: number;

@@ -16,7 +16,7 @@
 //          --kill-rounds N --kill-rounds-two N --kill-rounds-pinned N --kill-rounds-rebuild N --cuts N --loop-cuts N --loop-cuts-two N --slow-mib N --seeds N
 // Exit code 0 when every section held its properties, 1 otherwise.
 import { runPowerCuts } from './powercut-long';
-import { destroyMetasAndRebuild, runKillRounds, type KillRoundsOptions, type KillRoundsResult } from '../durability/kill-rounds';
+import { destroyMetasAndRebuild, roundsProperty, runKillRounds, type KillRoundsOptions, type KillRoundsResult } from '../durability/kill-rounds';
 import { runLoopPowerCuts } from '../durability/loop-powercut';
 import { runRaces } from '../durability/races';
 import { slowReader, streamsRssLimit, vanishingStreams, loadValues } from '../durability/abuse';
@@ -112,7 +112,8 @@ function killVerdict(r: KillRoundsResult, rounds: number, extra = ''): { ok: boo
 }
 
 /** A kill -9 section: `option` rounds (default `dflt`) within `maxMin` minutes of the budget, on a
- *  data directory of its own; a pinned-snapshot section must also have killed while segments existed. */
+ *  data directory of its own; a rebuilt section must also have rebuilt every time, and others what
+ *  roundsProperty asks of their kind of round. */
 function killSection(title: string, option: string, dflt: number, maxMin: number, opts: Partial<KillRoundsOptions>, rebuild = false): Promise<void> {
   return section(title, 'kill', async () => {
     const rounds = num(option, dflt);
@@ -125,18 +126,10 @@ function killSection(title: string, option: string, dflt: number, maxMin: number
     } : undefined;
     try {
       const r = await runKillRounds({ rounds, dataDir: dir, seed, clients: 8, keys: 300, log, budgetMs: Math.min(remaining(), maxMin * 60_000), afterKill, ...opts });
-      if (rebuild) {
-        const v = killVerdict(r, rounds, `, failed rebuilds ${rebuildFailures.length}`);
-        return { ok: v.ok && rebuildFailures.length === 0, summary: v.summary };
-      }
-      if (opts.countEventLoopSyncs) {
-        // Commits over 256 KiB (values go up to 4 MiB) sync on the thread pool whatever the option.
-        const v = killVerdict(r, rounds, `, commits before the kills synced on the event loop ${r.eventLoopSyncs} of ${r.commitsBeforeKills}`);
-        return { ok: v.ok && r.eventLoopSyncs > r.commitsBeforeKills / 2, summary: v.summary };
-      }
-      if (!opts.stalledReader) return killVerdict(r, rounds);
-      const v = killVerdict(r, rounds, `, rounds killed while freelist segments existed ${r.roundsWithSegments}`);
-      return { ok: v.ok && r.roundsWithSegments > 0, summary: v.summary };
+      const checks = [rebuild ? { holds: rebuildFailures.length === 0, summary: `failed rebuilds ${rebuildFailures.length}` } : undefined, roundsProperty(opts, r)]
+        .filter((c): c is { holds: boolean; summary: string } => c !== undefined);
+      const v = killVerdict(r, rounds, checks.map((c) => `, ${c.summary}`).join(''));
+      return { ok: v.ok && checks.every((c) => c.holds), summary: v.summary };
     } finally { removeTempDir(dir); }
   });
 }
