@@ -133,7 +133,6 @@ async function getPhase(e: Engine, n: number, count: number, seed: number): Prom
   return summarize(h);
 }
 
-
 async function main(): Promise<void> {
   const opts = new Command()
     .name('bench-engine')

@@ -7,7 +7,7 @@
 //   node dist/experiments/cold-restart-ab.js --a <dir> --b <dir> --keys-a 10000 --keys-b 100000
 import { Command } from 'commander';
 import { dropCaches, log, median, resultDir, wholeArg } from './lib/common';
-import { exp2Key } from './exp2-restart';
+import { EXP2_KEY_PREFIX, exp2Key } from './exp2-restart';
 import { writeSummary } from './lib/report';
 import { startAndFirstGet, startServer } from './lib/servers';
 
@@ -26,7 +26,7 @@ async function coldRestart(dataDir: string, keys: number): Promise<Sample> {
     const v2 = await r.client.get(exp2Key(Math.floor(keys / 3)));
     const secondGetMs = Number(process.hrtime.bigint() - t1) / 1e6;
     // exp2's keys: a missing one means the directory is not an exp2 store of that many keys.
-    if (!r.value || !v2) throw new Error(`${dataDir}: key e2/${Math.floor(keys / 2)} or e2/${Math.floor(keys / 3)} not found; is --keys right?`);
+    if (!r.value || !v2) throw new Error(`${dataDir}: key ${EXP2_KEY_PREFIX}${Math.floor(keys / 2)} or ${EXP2_KEY_PREFIX}${Math.floor(keys / 3)} not found; is --keys right?`);
     return { readyMs: r.readyMs, firstGetMs: r.firstGetMs, getItselfMs: r.getMs, secondGetMs };
   } finally {
     r.client.close();

@@ -60,7 +60,6 @@ interface Point {
   cacheDropped: boolean;
 }
 
-
 /** The keys exp2 loads: e2/<i>, 32 bytes (runLoad's key size); cold-restart-ab reads them too. */
 export const EXP2_KEY_PREFIX = 'e2/';
 export const exp2Key = (i: number): Buffer => keyFor(EXP2_KEY_PREFIX, i, 32);

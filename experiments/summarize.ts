@@ -116,7 +116,7 @@ if (be) {
 }
 const bb = load('bench-blocking-sync/bench-blocking-sync.json');
 if (bb) {
-  console.log(`### bench-blocking-sync (${machine(bb)}; ${bb.runSeconds} s)\nlbserver --blocking-sync-us 0 (pool) / 1000 (auto, the default since f27e004) / 1000000 (always); ${bb.config.rounds} rounds x ${bb.config.secondsPerRound} s per server and load\n`);
+  console.log(`### bench-blocking-sync (${machine(bb)}; ${bb.runSeconds} s)\nlbserver --blocking-sync-us 0 (pool) / 1000 (auto) / 1000000 (always) at the commit above (lbserver's default is 1000 since f27e004, 0 before; auto and always only for a Set alone with the server since then); ${bb.config.rounds} rounds x ${bb.config.secondsPerRound} s per server and load\n`);
   for (const line of blockingSyncTable(bb.results.rows)) console.log(line);
   console.log();
 }
