@@ -149,5 +149,7 @@ if (bs) {
     if (ct.commits) console.log(`\nlbserver during ${name}: ${ct.commits} commits${blocking} of ${ct.putsPerCommit} puts, mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it${writes}`);
   }
   console.log('\ntargets:');
-  for (const t of r.targets) console.log(`- [${t.met ? 'met' : 'missed'}] ${t.target}: ${t.value}x`);
+  // Per-round ratios only in runs since 76b4b64.
+  const rounds = (t: Any) => (t.perRound ? `; per round ${t.perRound.join(', ')}, held in ${t.roundsMet} of ${t.perRound.length}` : '');
+  for (const t of r.targets) console.log(`- [${t.met ? 'met' : 'missed'}] ${t.target}: ${t.value}x${rounds(t)}`);
 }
