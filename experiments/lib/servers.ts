@@ -28,6 +28,8 @@ export interface ServerOptions {
   kind: ServerKind;
   /** lbkv only. */
   dataDir?: string;
+  /** lbkv only: the lbserver.js to run (default this checkout's; another build's for build-ab). */
+  script?: string;
   cacheMB?: number;
   syncMode?: 'one' | 'two';
   port?: number;
@@ -70,7 +72,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     args = ['--listen', address];
   } else {
     if (!o.dataDir) throw new Error('lbkv server needs dataDir');
-    script = LBSERVER_JS;
+    script = o.script ?? LBSERVER_JS;
     args = ['--listen', address, '--data', o.dataDir];
     if (o.cacheMB !== undefined) args.push('--cache-mb', String(o.cacheMB));
     if (o.syncMode) args.push('--sync-mode', o.syncMode);

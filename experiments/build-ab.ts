@@ -1,0 +1,94 @@
+// Two lbserver builds (or one build with two sets of flags) under the same single-client load, taken
+// in turns: rounds of a few seconds each, the first in turn alternating. Written to tell whether a
+// ratio against the floor that moved between two commits' bench-service runs belongs to the code or
+// to the hour it ran in (the shared machine has slow and fast spells): here both builds share the
+// same minutes, and the clients are this checkout's for both, so only the server differs.
+//
+//   git clone -q . /tmp/old && git -C /tmp/old checkout -q <commit> && make -C /tmp/old build
+//   node dist/experiments/build-ab.js --a /tmp/old --b . [--op get --value-bytes 512] [--rounds 6]
+//   node dist/experiments/build-ab.js --a . --b . --b-args '--blocking-sync-us 0' --op set
+import { Command } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { inTurn, log, makeDataDir, median, parseSize, readGit, resultDir, rmrf, secondsArg, wholeArg, type GitInfo } from './lib/common';
+import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
+import { writeSummary } from './lib/report';
+import { startServer, type RunningServer } from './lib/servers';
+
+const KEY_BYTES = 128;
+
+interface Build {
+  name: 'a' | 'b';
+  checkout: string;
+  args: string[];
+  git: GitInfo;
+}
+
+function buildOf(name: 'a' | 'b', dir: string, args: string): Build {
+  const checkout = path.resolve(dir);
+  const script = path.join(checkout, 'dist', 'bin', 'lbserver.js');
+  if (!fs.existsSync(script)) throw new Error(`--${name} ${dir}: no ${script}; build that checkout first (make -C ${dir} build)`);
+  return { name, checkout, args: args.split(/\s+/).filter(Boolean), git: readGit(checkout) };
+}
+
+async function main(): Promise<void> {
+  const o = new Command()
+    .name('build-ab')
+    .description('two lbserver builds (checkouts with dist/ built), or one with two sets of flags, under one client\'s Gets or Sets, taken in turns')
+    .requiredOption('--a <checkout>', 'first build: a checkout of lbkv with dist/ built')
+    .requiredOption('--b <checkout>', 'second build (may be the same checkout as --a, with other --b-args)')
+    .option('--a-args <flags>', 'extra lbserver flags for a, one string', '')
+    .option('--b-args <flags>', 'extra lbserver flags for b, one string', '')
+    .option('--op <get|set>', 'what the client does: get (preloaded keys, values checked) or set (overwrites)', (v: string) => {
+      if (v !== 'get' && v !== 'set') throw new Error(`--op: get or set, not ${v}`);
+      return v;
+    }, 'get')
+    .option('--value-bytes <n>', 'value size (suffixes KiB/MiB)', parseSize, 512)
+    .option('--keys <n>', 'keys preloaded into each store and used by the client', wholeArg(1), 2000)
+    .option('--rounds <n>', 'rounds; each build takes one turn per round', wholeArg(2), 6)
+    .option('--round-seconds <s>', 'length of one turn', secondsArg, 4)
+    .option('--out <dir>', 'result directory (default experiments/results/build-ab)')
+    .parse()
+    .opts<{ a: string; b: string; aArgs: string; bArgs: string; op: 'get' | 'set'; valueBytes: number; keys: number; rounds: number; roundSeconds: number; out?: string }>();
+  const builds = [buildOf('a', o.a, o.aArgs), buildOf('b', o.b, o.bArgs)];
+  for (const b of builds) log(`${b.name}: ${b.checkout} at ${b.git.commit.slice(0, 7)}${b.git.dirty ? ' (with uncommitted changes)' : ''}${b.args.length ? `, flags ${b.args.join(' ')}` : ''}`);
+  const dirs = builds.map((b) => makeDataDir(`build-ab-${b.name}`));
+  const servers: RunningServer[] = [];
+  const turns: Record<'a' | 'b', LoadResult[]> = { a: [], b: [] };
+  const keyPrefix = 'ab/';
+  try {
+    for (const [i, b] of builds.entries()) {
+      servers.push(await startServer({ kind: 'lbkv', script: path.join(b.checkout, 'dist', 'bin', 'lbserver.js'), dataDir: dirs[i], extraArgs: b.args }));
+      const r = await runLoad({ address: servers[i].address, clients: Math.min(32, o.keys), processes: 2, op: 'load', keyPrefix, keyBytes: KEY_BYTES, valueBytes: o.valueBytes, loadCount: o.keys, label: `${b.name} preload`, hardTimeoutMs: 600_000 });
+      if (r.errors) throw new Error(`${b.name} preload: ${r.firstError}`);
+    }
+    for (let round = 0; round < o.rounds; round++) {
+      for (const i of inTurn([0, 1], round)) {
+        const b = builds[i];
+        const r = await runLoad({
+          address: servers[i].address, clients: 1, processes: 1, op: o.op, keyPrefix, keyBytes: KEY_BYTES, valueBytes: o.valueBytes, keyCount: o.keys,
+          durationMs: o.roundSeconds * 1000, warmupOps: o.op === 'get' ? 300 : 100, verify: o.op === 'get', label: `${b.name} ${round + 1}/${o.rounds}`, hardTimeoutMs: o.roundSeconds * 1000 + 120_000,
+        });
+        if (r.errors) throw new Error(`${b.name} round ${round + 1}: ${r.errors} errors, ${r.firstError}`);
+        turns[b.name].push(r);
+        log(`round ${round + 1} ${b.name}: ${r.ops} ${o.op}s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, ${Math.round(r.throughput)} ops/s`);
+      }
+    }
+  } finally {
+    for (const s of servers) await s.stop('SIGTERM');
+    for (const d of dirs) rmrf(d);
+  }
+  const p50 = (n: 'a' | 'b') => turns[n].map((r) => r.all.p50Us);
+  const perRound = p50('b').map((x, i) => Math.round((x / p50('a')[i]) * 1000) / 1000);
+  const summary = builds.map((b) => {
+    const all = mergeLoads(turns[b.name]);
+    return { name: b.name, checkout: b.checkout, git: b.git, args: b.args, roundP50Us: p50(b.name), medianRoundP50Us: median(p50(b.name)), all: plain(all) };
+  });
+  for (const s of summary) log(`${s.name}: median of the rounds' p50 ${s.medianRoundP50Us} us (rounds ${s.roundP50Us.join(', ')}); all rounds together p50 ${s.all.all.p50Us} us, ${Math.round(s.all.throughput)} ops/s`);
+  log(`b / a p50 per round: ${perRound.join(', ')}; median ${median(perRound)}; b slower in ${perRound.filter((x) => x > 1).length} of ${o.rounds} rounds`);
+  writeSummary(resultDir('build-ab', o.out), 'build-ab',
+    { op: o.op, valueBytes: o.valueBytes, keyBytes: KEY_BYTES, keys: o.keys, rounds: o.rounds, roundSeconds: o.roundSeconds, clients: 1 },
+    { summary, perRoundBOverA: perRound, medianBOverA: median(perRound) });
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });
