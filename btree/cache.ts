@@ -18,6 +18,12 @@ export type CostOf<T> = (item: T) => number;
 
 export class PageCache<T> {
   private readonly map = new Map<number, { item: T; cost: number }>();
+  /** Walks the map in insertion order, oldest first, across evictions. A fresh keys().next() per
+   *  eviction would step over every slot that deletions (evictions, refreshes) have emptied at the
+   *  front of V8's table since it was last rebuilt: thousands of slots in a full cache. One kept
+   *  iterator steps over each such slot once. Every key it passes is deleted at once, and new or
+   *  refreshed entries go behind it, so the next key it yields is always the oldest one. */
+  private oldest: Iterator<number> | undefined;
   /** Bytes charged for the entries held now. */
   bytes = 0;
   hits = 0;
@@ -46,8 +52,19 @@ export class PageCache<T> {
     this.map.set(id, { item, cost });
     this.bytes += cost;
     // The newest entry always stays, so a budget smaller than one page still caches something.
-    while (this.bytes > this.capacityBytes && this.map.size > 1) {
-      this.delete(this.map.keys().next().value as number);
+    while (this.bytes > this.capacityBytes && this.map.size > 1) this.evictOldest();
+  }
+
+  private evictOldest(): void {
+    for (;;) {
+      this.oldest ??= this.map.keys();
+      const next = this.oldest.next();
+      if (!next.done) {
+        this.delete(next.value);
+        return;
+      }
+      // An exhausted iterator stays exhausted, even once entries are added behind it.
+      this.oldest = undefined;
     }
   }
 
@@ -60,6 +77,7 @@ export class PageCache<T> {
 
   clear(): void {
     this.map.clear();
+    this.oldest = undefined;
     this.bytes = 0;
   }
 
