@@ -10,7 +10,7 @@
 import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { inTurn, log, makeDataDir, median, parseSize, readGit, resultDir, rmrf, secondsArg, wholeArg, type GitInfo } from './lib/common';
+import { inTurn, log, makeDataDir, median, parseSize, processCpuUs, readGit, resultDir, rmrf, secondsArg, wholeArg, type GitInfo } from './lib/common';
 import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
@@ -55,6 +55,9 @@ async function main(): Promise<void> {
   const dirs = builds.map((b) => makeDataDir(`build-ab-${b.name}`));
   const servers: RunningServer[] = [];
   const turns: Record<'a' | 'b', LoadResult[]> = { a: [], b: [] };
+  // The server's CPU per operation in each turn (all threads, and its main thread): steadier than
+  // latency on a shared machine, and what a change to the code path shows first.
+  const cpu: Record<'a' | 'b', { us: number; mainUs: number }[]> = { a: [], b: [] };
   const keyPrefix = 'ab/';
   try {
     for (const [i, b] of builds.entries()) {
@@ -65,13 +68,19 @@ async function main(): Promise<void> {
     for (let round = 0; round < o.rounds; round++) {
       for (const i of inTurn([0, 1], round)) {
         const b = builds[i];
+        const pid = servers[i].pid;
+        const sample = () => ({ all: processCpuUs(pid), main: processCpuUs(pid, true) });
+        let at0 = sample(), at1 = at0;
         const r = await runLoad({
+          onGo: () => { at0 = sample(); }, onDone: () => { at1 = sample(); },
           address: servers[i].address, clients: 1, processes: 1, op: o.op, keyPrefix, keyBytes: KEY_BYTES, valueBytes: o.valueBytes, keyCount: o.keys,
           durationMs: o.roundSeconds * 1000, warmupOps: o.op === 'get' ? 300 : 100, verify: o.op === 'get', label: `${b.name} ${round + 1}/${o.rounds}`, hardTimeoutMs: o.roundSeconds * 1000 + 120_000,
         });
         if (r.errors) throw new Error(`${b.name} round ${round + 1}: ${r.errors} errors, ${r.firstError}`);
         turns[b.name].push(r);
-        log(`round ${round + 1} ${b.name}: ${r.ops} ${o.op}s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, ${Math.round(r.throughput)} ops/s`);
+        const c = { us: Math.round((at1.all - at0.all) / Math.max(1, r.ops)), mainUs: Math.round((at1.main - at0.main) / Math.max(1, r.ops)) };
+        cpu[b.name].push(c);
+        log(`round ${round + 1} ${b.name}: ${r.ops} ${o.op}s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, ${Math.round(r.throughput)} ops/s; server CPU ${c.us} us/op (main thread ${c.mainUs})`);
       }
     }
   } finally {
@@ -82,9 +91,14 @@ async function main(): Promise<void> {
   const perRound = p50('b').map((x, i) => Math.round((x / p50('a')[i]) * 1000) / 1000);
   const summary = builds.map((b) => {
     const all = mergeLoads(turns[b.name]);
-    return { name: b.name, checkout: b.checkout, git: b.git, args: b.args, roundP50Us: p50(b.name), medianRoundP50Us: median(p50(b.name)), all: plain(all) };
+    const mainUs = cpu[b.name].map((c) => c.mainUs);
+    return { name: b.name, checkout: b.checkout, git: b.git, args: b.args, roundP50Us: p50(b.name), medianRoundP50Us: median(p50(b.name)), all: plain(all),
+      roundServerCpuUsPerOp: cpu[b.name].map((c) => c.us), roundMainThreadCpuUsPerOp: mainUs, medianRoundMainThreadCpuUsPerOp: median(mainUs) };
   });
-  for (const s of summary) log(`${s.name}: median of the rounds' p50 ${s.medianRoundP50Us} us (rounds ${s.roundP50Us.join(', ')}); all rounds together p50 ${s.all.all.p50Us} us, ${Math.round(s.all.throughput)} ops/s`);
+  for (const s of summary) {
+    log(`${s.name}: median of the rounds' p50 ${s.medianRoundP50Us} us (rounds ${s.roundP50Us.join(', ')}); all rounds together p50 ${s.all.all.p50Us} us, ${Math.round(s.all.throughput)} ops/s; ` +
+      `server main-thread CPU per op, median of the rounds ${s.medianRoundMainThreadCpuUsPerOp} us (rounds ${s.roundMainThreadCpuUsPerOp.join(', ')})`);
+  }
   log(`b / a p50 per round: ${perRound.join(', ')}; median ${median(perRound)}; b slower in ${perRound.filter((x) => x > 1).length} of ${o.rounds} rounds`);
   writeSummary(resultDir('build-ab', o.out), 'build-ab',
     { op: o.op, valueBytes: o.valueBytes, keyBytes: KEY_BYTES, keys: o.keys, rounds: o.rounds, roundSeconds: o.roundSeconds, clients: 1 },
