@@ -6,7 +6,7 @@
 //   node dist/experiments/bench-service.js [--seconds 24] [--rounds 3] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuUs, resultDir, rmrf, summarize, secondsArg, syncModeOption, warmupMsOption, wholeArg } from './lib/common';
+import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuTimesUs, processCpuUs, resultDir, rmrf, summarize, secondsArg, syncModeOption, warmupMsOption, wholeArg } from './lib/common';
 import { FsyncProbe, measureFsync } from './fsync-floor';
 import { mergeLoads, partStart, plain, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     lbkv: await startServer({ kind: 'lbkv', dataDir, syncMode: opts.syncMode }),
     durable: await startServer({ kind: 'floor', extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin')] }),
   };
-  type Measured = ReturnType<typeof plain> & { serverCpuUsPerOp: number; serverMainThreadCpuUsPerOp: number; machineBusyPct: number };
+  type Measured = ReturnType<typeof plain> & { serverCpuUsPerOp: number; serverMainThreadCpuUsPerOp: number; serverMainThreadKernelCpuUsPerOp: number; machineBusyPct: number };
   const results: Record<string, Partial<Record<Kind, Measured>> & Record<'floor' | 'lbkv', Measured>> = {};
   // lbserver's own account of each measurement's commits (Stat before and after it).
   const commitTimes: Record<string, CommitTimes> = {};
@@ -82,13 +82,16 @@ async function main(): Promise<void> {
       const runs: Partial<Record<Kind, LoadResult[]>> = {};
       // Where the CPU went: the server process's own time per operation, and how busy the whole machine
       // (server, client processes, everything else) was while the load ran.
-      const cpu: Partial<Record<Kind, { serverUs: number; mainUs: number; ops: number; busyUs: number; totalUs: number }>> = {};
+      const cpu: Partial<Record<Kind, { serverUs: number; mainUs: number; mainKernelUs: number; ops: number; busyUs: number; totalUs: number }>> = {};
       const st0 = kinds.includes('lbkv') ? await statOf(servers.lbkv.address) : undefined;
       for (let round = 0; round < rounds; round++) {
         for (const t of inTurn(kinds, round)) {
           // CPU over the measured window only: the warm-up is not counted in ops.
           const pid = servers[t].pid;
-          const sample = () => ({ server: processCpuUs(pid), main: processCpuUs(pid, true), machine: machineCpuUs() });
+          const sample = () => {
+            const main = processCpuTimesUs(pid, true);
+            return { server: processCpuUs(pid), main: main.user + main.kernel, mainKernel: main.kernel, machine: machineCpuUs() };
+          };
           let at0 = sample(), at1 = at0;
           const r: LoadResult = await runLoad({
             onGo: () => { at0 = sample(); },
@@ -101,8 +104,8 @@ async function main(): Promise<void> {
           if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
           if (r.warmupErrors) throw new Error(`${t} ${name}: ${r.warmupErrors} errors in the warm-up, ${r.firstWarmupError}`);
           (runs[t] ??= []).push(r);
-          const c = (cpu[t] ??= { serverUs: 0, mainUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
-          c.serverUs += at1.server - at0.server; c.mainUs += at1.main - at0.main; c.ops += r.ops;
+          const c = (cpu[t] ??= { serverUs: 0, mainUs: 0, mainKernelUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
+          c.serverUs += at1.server - at0.server; c.mainUs += at1.main - at0.main; c.mainKernelUs += at1.mainKernel - at0.mainKernel; c.ops += r.ops;
           c.busyUs += at1.machine.busy - at0.machine.busy; c.totalUs += at1.machine.total - at0.machine.total;
         }
         if (withFsync) {
@@ -119,10 +122,11 @@ async function main(): Promise<void> {
         const c = cpu[t]!;
         const serverCpuUsPerOp = Math.round(c.serverUs / Math.max(1, c.ops));
         const serverMainThreadCpuUsPerOp = Math.round(c.mainUs / Math.max(1, c.ops));
+        const serverMainThreadKernelCpuUsPerOp = Math.round(c.mainKernelUs / Math.max(1, c.ops));
         const machineBusyPct = Math.round((c.busyUs / Math.max(1, c.totalUs)) * 1000) / 10;
-        results[name][t] = { ...plain(r), serverCpuUsPerOp, serverMainThreadCpuUsPerOp, machineBusyPct };
+        results[name][t] = { ...plain(r), serverCpuUsPerOp, serverMainThreadCpuUsPerOp, serverMainThreadKernelCpuUsPerOp, machineBusyPct };
         log(`  ${t.padEnd(7)} ${name}: ${r.ops} ops in ${rounds} rounds, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us; ` +
-          `server CPU ${serverCpuUsPerOp} us/op (main thread ${serverMainThreadCpuUsPerOp}), machine ${machineBusyPct}% busy`);
+          `server CPU ${serverCpuUsPerOp} us/op (main thread ${serverMainThreadCpuUsPerOp}, ${serverMainThreadKernelCpuUsPerOp} of it in the kernel), machine ${machineBusyPct}% busy`);
       }
     };
     await measure('get-512B-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
@@ -190,6 +194,11 @@ async function main(): Promise<void> {
   line(`Get 4 KiB ${many} clients ops/s`, gN.lbkv.throughput, gN.floor.throughput);
   line(`  server CPU us per Set`, sN.lbkv.serverCpuUsPerOp, sN.floor.serverCpuUsPerOp);
   line(`    of which main thread`, sN.lbkv.serverMainThreadCpuUsPerOp, sN.floor.serverMainThreadCpuUsPerOp);
+  line('      of that in the kernel', sN.lbkv.serverMainThreadKernelCpuUsPerOp, sN.floor.serverMainThreadKernelCpuUsPerOp);
+  // The single Set's main thread too: its fdatasync runs there (--blocking-sync-us), and a sync's
+  // kernel time is CPU the floor does not spend.
+  line('Set 1 client, main thread us', s1.lbkv.serverMainThreadCpuUsPerOp, s1.floor.serverMainThreadCpuUsPerOp);
+  line('  of that in the kernel', s1.lbkv.serverMainThreadKernelCpuUsPerOp, s1.floor.serverMainThreadKernelCpuUsPerOp);
   console.log(`  (machine busy during the ${many}-client Set: ${sN.lbkv.machineBusyPct}% with lbkv, ${sN.floor.machineBusyPct}% with the floor)`);
   for (const [label, name] of [['single-client', 'set-4KiB-1client'], [`${many}-client`, `set-4KiB-${many}clients`]]) {
     const ct = commitTimes[name];

@@ -138,9 +138,10 @@ if (bs) {
   }
   const cpu = Object.entries(m).filter(([, v]: [string, Any]) => v.lbkv.serverCpuUsPerOp !== undefined) as [string, Any][];
   if (cpu.length) {
-    // Older result files have no main-thread figure.
-    const main = (x: Any) => (x.serverMainThreadCpuUsPerOp !== undefined ? ` (${x.serverMainThreadCpuUsPerOp})` : '');
-    console.log('\nserver process CPU per operation (us; in brackets its main thread, where recorded) and how busy the whole machine was:\n\n| measurement | lbkv | floor | machine busy, lbkv / floor |\n|---|---|---|---|');
+    // Older result files have no main-thread figure, nor (before the commit after 8660e1f) its kernel share.
+    const kernel = (x: Any) => (x.serverMainThreadKernelCpuUsPerOp !== undefined ? `, ${x.serverMainThreadKernelCpuUsPerOp} in the kernel` : '');
+    const main = (x: Any) => (x.serverMainThreadCpuUsPerOp !== undefined ? ` (${x.serverMainThreadCpuUsPerOp}${kernel(x)})` : '');
+    console.log('\nserver process CPU per operation (us; in brackets its main thread and the kernel\'s share of that, where recorded) and how busy the whole machine was:\n\n| measurement | lbkv | floor | machine busy, lbkv / floor |\n|---|---|---|---|');
     for (const [name, v] of cpu) console.log(`| ${name} | ${v.lbkv.serverCpuUsPerOp}${main(v.lbkv)} | ${v.floor.serverCpuUsPerOp}${main(v.floor)} | ${v.lbkv.machineBusyPct} % / ${v.floor.machineBusyPct} % |`);
   }
   for (const [name, ct] of Object.entries(r.lbserverCommitTimes ?? {}) as [string, Any][]) {

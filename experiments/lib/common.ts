@@ -81,13 +81,20 @@ const TICK_US = 10_000;
 /** User + system CPU time of one process so far, in microseconds (0 if it is gone); with `mainThread`,
  *  of its main thread only (the event loop; the rest is libuv's thread pool and V8's helpers). */
 export function processCpuUs(pid: number, mainThread = false): number {
+  const t = processCpuTimesUs(pid, mainThread);
+  return t.user + t.kernel;
+}
+
+/** The same, split into user and kernel (system) time: the kernel's share is the syscalls (socket
+ *  and file writes, an fdatasync made on that thread) and the faults. */
+export function processCpuTimesUs(pid: number, mainThread = false): { user: number; kernel: number } {
   try {
     // Fields after the parenthesised command name, which may itself contain spaces.
     const s = fs.readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'latin1');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * TICK_US;
+    return { user: Number(f[11]) * TICK_US, kernel: Number(f[12]) * TICK_US };
   } catch {
-    return 0;
+    return { user: 0, kernel: 0 };
   }
 }
 
