@@ -212,6 +212,30 @@ runs('profile: the profiled load warms up for CLIENT_WARMUP_MS by default, recor
   assert.ok(p.html.length === 1 && existsSync(resolve(__dirname, '../..', p.html[0]!)), JSON.stringify(p.html));
 });
 
+runs('build-ab: the two builds take turns, the first alternating, each server gets its own flags, and a checkout without a build is refused by name', async () => {
+  const js = resolve(__dirname, '../experiments/build-ab.js');
+  const root = resolve(__dirname, '../..');
+  const out = tempDir('lbkv-build-ab-');
+  const r = await runNode(js, ['--a', root, '--b', root, '--b-args', '--blocking-sync-us 0', '--op', 'set', '--value-bytes', '512', '--keys', '40', '--rounds', '2', '--round-seconds', '0.3', '--out', out], { timeoutMs: 300_000 });
+  assert.is(r.code, 0, r.stderr);
+  const order = [...r.stderr.matchAll(/^round (\d) (a|b): \d+ sets/gm)].map((m) => `${m[1]}${m[2]}`);
+  assert.equal(order, ['1a', '1b', '2b', '2a']);
+  const j = JSON.parse(readFileSync(join(out, 'build-ab.json'), 'utf8')) as { results: { summary: { name: string; args: string[]; roundP50Us: number[]; roundMainThreadCpuUsPerOp: number[] }[]; perRoundBOverA: number[] } };
+  assert.equal(j.results.summary.map((s) => [s.name, s.args]), [['a', []], ['b', ['--blocking-sync-us', '0']]]);
+  for (const s of j.results.summary) {
+    assert.is(s.roundP50Us.length, 2);
+    assert.ok(s.roundP50Us.every((x) => x > 0) && s.roundMainThreadCpuUsPerOp.length === 2, JSON.stringify(s));
+  }
+  assert.is(j.results.perRoundBOverA.length, 2);
+  // b's flags reach b's server alone: a value limit under the value size fails b's preload, not a's.
+  const limited = await runNode(js, ['--a', root, '--b', root, '--b-args', '--max-value-bytes 100', '--value-bytes', '512', '--keys', '10', '--rounds', '2', '--round-seconds', '0.2', '--out', out], { timeoutMs: 300_000 });
+  assert.is(limited.code, 1, limited.stderr);
+  assert.match(limited.stderr, /b preload: .*100/);
+  const missing = await runNode(js, ['--a', join(out, 'nowhere'), '--b', root, '--out', out], { timeoutMs: 60_000 });
+  assert.is(missing.code, 1);
+  assert.match(missing.stderr, /--a .*nowhere.*build that checkout first/);
+});
+
 targets.run();
 plots.run();
 git.run();
