@@ -1,4 +1,4 @@
-// Two lbserver builds (or one build with two sets of flags) under the same single-client load, taken
+// Two lbserver builds (or one build with two sets of flags) under the same load (one client by default), taken
 // in turns: rounds of a few seconds each, the first in turn alternating. Written to tell whether a
 // ratio against the floor that moved between two commits' bench-service runs belongs to the code or
 // to the hour it ran in (the shared machine has slow and fast spells): here both builds share the
@@ -34,7 +34,7 @@ function buildOf(name: 'a' | 'b', dir: string, args: string): Build {
 async function main(): Promise<void> {
   const o = new Command()
     .name('build-ab')
-    .description('two lbserver builds (checkouts with dist/ built), or one with two sets of flags, under one client\'s Gets or Sets, taken in turns')
+    .description('two lbserver builds (checkouts with dist/ built), or one with two sets of flags, under the same Gets or Sets (one client by default), taken in turns')
     .requiredOption('--a <checkout>', 'first build: a checkout of lbkv with dist/ built')
     .requiredOption('--b <checkout>', 'second build (may be the same checkout as --a, with other --b-args)')
     .option('--a-args <flags>', 'extra lbserver flags for a, one string', '')
@@ -45,11 +45,13 @@ async function main(): Promise<void> {
     }, 'get')
     .option('--value-bytes <n>', 'value size (suffixes KiB/MiB)', parseSize, 512)
     .option('--keys <n>', 'keys preloaded into each store and used by the client', wholeArg(1), 2000)
+    .option('--clients <n>', 'concurrent clients (1: latency of one client; more: throughput under load)', wholeArg(1), 1)
+    .option('--processes <n>', 'client processes the clients are spread over', wholeArg(1), 4)
     .option('--rounds <n>', 'rounds; each build takes one turn per round', wholeArg(2), 6)
     .option('--round-seconds <s>', 'length of one turn', secondsArg, 4)
     .option('--out <dir>', 'result directory (default experiments/results/build-ab)')
     .parse()
-    .opts<{ a: string; b: string; aArgs: string; bArgs: string; op: 'get' | 'set'; valueBytes: number; keys: number; rounds: number; roundSeconds: number; out?: string }>();
+    .opts<{ a: string; b: string; aArgs: string; bArgs: string; op: 'get' | 'set'; valueBytes: number; keys: number; clients: number; processes: number; rounds: number; roundSeconds: number; out?: string }>();
   const builds = [buildOf('a', o.a, o.aArgs), buildOf('b', o.b, o.bArgs)];
   for (const b of builds) log(`${b.name}: ${b.checkout} at ${b.git.commit.slice(0, 7)}${b.git.dirty ? ' (with uncommitted changes)' : ''}${b.args.length ? `, flags ${b.args.join(' ')}` : ''}`);
   const dirs = builds.map((b) => makeDataDir(`build-ab-${b.name}`));
@@ -73,7 +75,7 @@ async function main(): Promise<void> {
         let at0 = sample(), at1 = at0;
         const r = await runLoad({
           onGo: () => { at0 = sample(); }, onDone: () => { at1 = sample(); },
-          address: servers[i].address, clients: 1, processes: 1, op: o.op, keyPrefix, keyBytes: KEY_BYTES, valueBytes: o.valueBytes, keyCount: o.keys,
+          address: servers[i].address, clients: o.clients, processes: Math.min(o.clients, o.processes), op: o.op, keyPrefix, keyBytes: KEY_BYTES, valueBytes: o.valueBytes, keyCount: o.keys,
           durationMs: o.roundSeconds * 1000, warmupOps: o.op === 'get' ? 300 : 100, verify: o.op === 'get', label: `${b.name} ${round + 1}/${o.rounds}`, hardTimeoutMs: o.roundSeconds * 1000 + 120_000,
         });
         if (r.errors) throw new Error(`${b.name} round ${round + 1}: ${r.errors} errors, ${r.firstError}`);
@@ -88,7 +90,10 @@ async function main(): Promise<void> {
     for (const d of dirs) rmrf(d);
   }
   const p50 = (n: 'a' | 'b') => turns[n].map((r) => r.all.p50Us);
-  const perRound = p50('b').map((x, i) => Math.round((x / p50('a')[i]) * 1000) / 1000);
+  const r3 = (x: number) => Math.round(x * 1000) / 1000;
+  const perRound = p50('b').map((x, i) => r3(x / p50('a')[i]));
+  const opsOf = (n: 'a' | 'b') => turns[n].map((r) => r.throughput);
+  const perRoundOps = opsOf('b').map((x, i) => r3(x / opsOf('a')[i]));
   const summary = builds.map((b) => {
     const all = mergeLoads(turns[b.name]);
     const mainUs = cpu[b.name].map((c) => c.mainUs);
@@ -100,9 +105,10 @@ async function main(): Promise<void> {
       `server main-thread CPU per op, median of the rounds ${s.medianRoundMainThreadCpuUsPerOp} us (rounds ${s.roundMainThreadCpuUsPerOp.join(', ')})`);
   }
   log(`b / a p50 per round: ${perRound.join(', ')}; median ${median(perRound)}; b slower in ${perRound.filter((x) => x > 1).length} of ${o.rounds} rounds`);
+  log(`b / a throughput per round: ${perRoundOps.join(', ')}; median ${median(perRoundOps)}`);
   writeSummary(resultDir('build-ab', o.out), 'build-ab',
-    { op: o.op, valueBytes: o.valueBytes, keyBytes: KEY_BYTES, keys: o.keys, rounds: o.rounds, roundSeconds: o.roundSeconds, clients: 1 },
-    { summary, perRoundBOverA: perRound, medianBOverA: median(perRound) });
+    { op: o.op, valueBytes: o.valueBytes, keyBytes: KEY_BYTES, keys: o.keys, rounds: o.rounds, roundSeconds: o.roundSeconds, clients: o.clients, processes: Math.min(o.clients, o.processes) },
+    { summary, perRoundBOverA: perRound, medianBOverA: median(perRound), perRoundThroughputBOverA: perRoundOps, medianThroughputBOverA: median(perRoundOps) });
 }
 
 main().then(() => process.exit(0), (e) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });
