@@ -1,7 +1,8 @@
-// LRUs of decoded pages and of small values, bounded by the memory they keep alive. Pages are
-// immutable while any snapshot can reach them, so a cached node is valid until its page id is
-// reused, and reuse replaces the entry at commit. Values have a cache of their own, so that gets of many small values cannot push the
-// branch and leaf pages (which every get needs) out.
+// LRUs of decoded pages and of small values, bounded together by the memory they keep alive. Pages
+// are immutable while any snapshot can reach them, so a cached node is valid until its page id is
+// reused, and reuse replaces the entry at commit. Values have a cache of their own, so that gets of
+// many small values cannot push the branch and leaf pages (which every get needs) out; it may use
+// whatever of the budget the pages leave (makeCaches).
 import type { Node } from './node';
 import { PAGE_SIZE } from './layout';
 
@@ -29,7 +30,13 @@ export class PageCache<T> {
   hits = 0;
   misses = 0;
 
-  constructor(readonly capacityBytes: number, private readonly costOf: CostOf<T>) {}
+  /** `capacity`: the bytes it may hold now (asked at every set, so it may move); `afterSet` runs
+   *  after each set has trimmed this cache (makeCaches: the values make room for a grown tree). */
+  constructor(private readonly capacity: () => number, private readonly costOf: CostOf<T>, private readonly afterSet: () => void = () => undefined) {}
+
+  get capacityBytes(): number {
+    return this.capacity();
+  }
 
   get(id: number): T | undefined {
     const e = this.map.get(id);
@@ -51,8 +58,15 @@ export class PageCache<T> {
     const cost = this.costOf(item);
     this.map.set(id, { item, cost });
     this.bytes += cost;
-    // The newest entry always stays, so a budget smaller than one page still caches something.
-    while (this.bytes > this.capacityBytes && this.map.size > 1) this.evictOldest();
+    this.trim();
+    this.afterSet();
+  }
+
+  /** Evicts the oldest entries until the cache is within its capacity. The newest entry always
+   *  stays, so a budget smaller than one page still caches something. */
+  trim(): void {
+    const capacity = this.capacity();
+    while (this.bytes > capacity && this.map.size > 1) this.evictOldest();
   }
 
   private evictOldest(): void {
@@ -104,9 +118,15 @@ export interface Caches {
   values: PageCache<CachedValue>;
 }
 
-/** Splits a budget of `cacheMB` MiB of memory: three quarters for tree pages, the rest for values. */
+/** One budget of `cacheMB` MiB for both caches. Tree pages may take up to three quarters of it, and
+ *  values whatever the pages leave, at least the last quarter: a store whose branches and leaves
+ *  need a few MiB leaves nearly all of the budget to values (a fixed quarter left 48 of the default
+ *  64 MiB unused while gets of 4 KiB values missed), and a tree that grows takes its room back from
+ *  the values, never the other way round. */
 export function makeCaches(cacheMB: number): Caches {
   const bytes = Math.max(64 * PAGE_SIZE, cacheMB * 1024 * 1024);
-  const forNodes = Math.floor((bytes * 3) / 4);
-  return { nodes: new PageCache<Node>(forNodes, nodeCost), values: new PageCache<CachedValue>(bytes - forNodes, valueCost) };
+  const nodesMax = Math.floor((bytes * 3) / 4);
+  const nodes: PageCache<Node> = new PageCache<Node>(() => nodesMax, nodeCost, () => values.trim());
+  const values: PageCache<CachedValue> = new PageCache<CachedValue>(() => bytes - nodes.bytes, valueCost);
+  return { nodes, values };
 }

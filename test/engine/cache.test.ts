@@ -3,7 +3,8 @@
 // kept iterator across calls, so the model checks that it still always takes the oldest entry.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PageCache } from '../../btree/cache';
+import { makeCaches, PageCache } from '../../btree/cache';
+import type { Node } from '../../btree/node';
 
 /** An array in recency order, oldest first, with the cache's rules spelled out plainly. */
 class ModelLru {
@@ -54,7 +55,7 @@ test('holds exactly what an LRU with the same rules holds, over random sets, hit
   for (const seed of [1, 2, 3]) {
     const rand = rng(seed);
     const capacity = 5_000;
-    const cache = new PageCache<{ id: number; cost: number }>(capacity, (x) => x.cost);
+    const cache = new PageCache<{ id: number; cost: number }>(() => capacity, (x) => x.cost);
     const model = new ModelLru(capacity);
     for (let step = 0; step < 60_000; step++) {
       const r = rand();
@@ -83,7 +84,7 @@ test('holds exactly what an LRU with the same rules holds, over random sets, hit
 });
 
 test('evicts oldest first, also after the cache emptied and refilled behind a finished walk', () => {
-  const cache = new PageCache<number>(3, () => 1);
+  const cache = new PageCache<number>(() => 3, () => 1);
   for (const id of [1, 2, 3, 4]) cache.set(id, id);
   assert.is(cache.get(1), undefined);
   for (const id of [2, 3, 4]) cache.delete(id);
@@ -91,6 +92,28 @@ test('evicts oldest first, also after the cache emptied and refilled behind a fi
   for (const id of [5, 6, 7, 8, 9]) cache.set(id, id);
   assert.equal([5, 6, 7, 8, 9].map((id) => cache.get(id) !== undefined), [false, false, true, true, true]);
   assert.is(cache.bytes, 3);
+});
+
+test('tree pages and values share one budget: values take what the pages leave, and give it back when the tree grows', () => {
+  const budget = 1024 * 1024;
+  const { nodes, values } = makeCaches(1);
+  const node = () => ({ keys: [], vals: [], children: [] }) as unknown as Node;
+  const value = () => ({ crc: 0, value: Buffer.alloc(4096) });
+  for (let id = 0; id < 10; id++) nodes.set(id, node());
+  for (let id = 0; id < 240; id++) values.set(id, value());
+  // A small tree leaves nearly all of the budget to values: far more than a fixed quarter.
+  assert.ok(values.bytes > budget * 0.9 - nodes.bytes && nodes.bytes + values.bytes <= budget, `nodes ${nodes.bytes}, values ${values.bytes}`);
+  assert.is(nodes.size, 10);
+  // The tree grows past three quarters: it stops there, and the values shrink to what it leaves.
+  for (let id = 10; id < 210; id++) nodes.set(id, node());
+  assert.ok(nodes.bytes <= budget * 0.75, `nodes ${nodes.bytes}`);
+  assert.ok(nodes.bytes + values.bytes <= budget, `nodes ${nodes.bytes} + values ${values.bytes}`);
+  assert.ok(values.bytes >= budget / 4 - 4272, `values ${values.bytes}`);
+  // Values never push tree pages out.
+  const held = nodes.size;
+  for (let id = 1000; id < 1300; id++) values.set(id, value());
+  assert.is(nodes.size, held);
+  assert.ok(nodes.bytes + values.bytes <= budget);
 });
 
 test.run();
