@@ -34,10 +34,6 @@ export class PageCache<T> {
    *  after each set has trimmed this cache (makeCaches: the values make room for a grown tree). */
   constructor(private readonly capacity: () => number, private readonly costOf: CostOf<T>, private readonly afterSet: () => void = () => undefined) {}
 
-  get capacityBytes(): number {
-    return this.capacity();
-  }
-
   get(id: number): T | undefined {
     const e = this.map.get(id);
     if (e === undefined) {
