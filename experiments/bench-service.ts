@@ -6,9 +6,9 @@
 //   node dist/experiments/bench-service.js [--seconds 24] [--rounds 3] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, machineCpuUs, makeDataDir, MiB, newHist, processCpuTimesUs, processCpuUs, resultDir, rmrf, summarize, secondsArg, syncModeOption, warmupMsOption, wholeArg } from './lib/common';
+import { inTurn, KiB, log, makeDataDir, MiB, newHist, resultDir, rmrf, summarize, secondsArg, syncModeOption, warmupMsOption, wholeArg } from './lib/common';
 import { FsyncProbe, measureFsync } from './fsync-floor';
-import { mergeLoads, partStart, plain, runLoad, type LoadResult } from './lib/load';
+import { mergeLoads, partStart, plain, runLoad, runLoadWithServerCpu, type LoadResult, type ServerCpu } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, statOf, type RunningServer } from './lib/servers';
 import type { StatResponse } from '../generated/kv';
@@ -82,20 +82,12 @@ async function main(): Promise<void> {
       const runs: Partial<Record<Kind, LoadResult[]>> = {};
       // Where the CPU went: the server process's own time per operation, and how busy the whole machine
       // (server, client processes, everything else) was while the load ran.
-      const cpu: Partial<Record<Kind, { serverUs: number; mainUs: number; mainKernelUs: number; ops: number; busyUs: number; totalUs: number }>> = {};
+      const cpu: Partial<Record<Kind, ServerCpu & { ops: number }>> = {};
       const st0 = kinds.includes('lbkv') ? await statOf(servers.lbkv.address) : undefined;
       for (let round = 0; round < rounds; round++) {
         for (const t of inTurn(kinds, round)) {
           // CPU over the measured window only: the warm-up is not counted in ops.
-          const pid = servers[t].pid;
-          const sample = () => {
-            const main = processCpuTimesUs(pid, true);
-            return { server: processCpuUs(pid), main: main.user + main.kernel, mainKernel: main.kernel, machine: machineCpuUs() };
-          };
-          let at0 = sample(), at1 = at0;
-          const r: LoadResult = await runLoad({
-            onGo: () => { at0 = sample(); },
-            onDone: () => { at1 = sample(); },
+          const { result: r, cpu: used } = await runLoadWithServerCpu(servers[t].pid, {
             ...spec, warmupMs: opts.warmupMs, address: servers[t].address, label: `${t} ${name} ${round + 1}/${rounds}`, hardTimeoutMs: ms + 120_000,
             durationMs: spec.durationMs !== undefined ? Math.ceil(spec.durationMs / rounds) : undefined,
             // Shares summing to maxOps, at least one op a round.
@@ -104,9 +96,9 @@ async function main(): Promise<void> {
           if (r.errors) throw new Error(`${t} ${name}: ${r.errors} errors, ${r.firstError}`);
           if (r.warmupErrors) throw new Error(`${t} ${name}: ${r.warmupErrors} errors in the warm-up, ${r.firstWarmupError}`);
           (runs[t] ??= []).push(r);
-          const c = (cpu[t] ??= { serverUs: 0, mainUs: 0, mainKernelUs: 0, ops: 0, busyUs: 0, totalUs: 0 });
-          c.serverUs += at1.server - at0.server; c.mainUs += at1.main - at0.main; c.mainKernelUs += at1.mainKernel - at0.mainKernel; c.ops += r.ops;
-          c.busyUs += at1.machine.busy - at0.machine.busy; c.totalUs += at1.machine.total - at0.machine.total;
+          const c = (cpu[t] ??= { serverUs: 0, mainUs: 0, mainKernelUs: 0, machineBusyUs: 0, machineTotalUs: 0, ops: 0 });
+          for (const k of ['serverUs', 'mainUs', 'mainKernelUs', 'machineBusyUs', 'machineTotalUs'] as const) c[k] += used[k];
+          c.ops += r.ops;
         }
         if (withFsync) {
           await fsyncProbe.run(60, [fsyncRounds]);
@@ -123,7 +115,7 @@ async function main(): Promise<void> {
         const serverCpuUsPerOp = Math.round(c.serverUs / Math.max(1, c.ops));
         const serverMainThreadCpuUsPerOp = Math.round(c.mainUs / Math.max(1, c.ops));
         const serverMainThreadKernelCpuUsPerOp = Math.round(c.mainKernelUs / Math.max(1, c.ops));
-        const machineBusyPct = Math.round((c.busyUs / Math.max(1, c.totalUs)) * 1000) / 10;
+        const machineBusyPct = Math.round((c.machineBusyUs / Math.max(1, c.machineTotalUs)) * 1000) / 10;
         results[name][t] = { ...plain(r), serverCpuUsPerOp, serverMainThreadCpuUsPerOp, serverMainThreadKernelCpuUsPerOp, machineBusyPct };
         log(`  ${t.padEnd(7)} ${name}: ${r.ops} ops in ${rounds} rounds, ${Math.round(r.throughput)} ops/s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, p99 ${r.all.p99Us} us; ` +
           `server CPU ${serverCpuUsPerOp} us/op (main thread ${serverMainThreadCpuUsPerOp}, ${serverMainThreadKernelCpuUsPerOp} of it in the kernel), machine ${machineBusyPct}% busy`);

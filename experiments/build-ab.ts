@@ -10,8 +10,8 @@
 import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { inTurn, log, makeDataDir, median, parseSize, processCpuUs, readGit, resultDir, rmrf, secondsArg, wholeArg, type GitInfo } from './lib/common';
-import { mergeLoads, plain, runLoad, type LoadResult } from './lib/load';
+import { inTurn, log, makeDataDir, median, parseSize, readGit, resultDir, rmrf, secondsArg, wholeArg, type GitInfo } from './lib/common';
+import { mergeLoads, plain, runLoad, runLoadWithServerCpu, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
 
@@ -70,17 +70,13 @@ async function main(): Promise<void> {
     for (let round = 0; round < o.rounds; round++) {
       for (const i of inTurn([0, 1], round)) {
         const b = builds[i];
-        const pid = servers[i].pid;
-        const sample = () => ({ all: processCpuUs(pid), main: processCpuUs(pid, true) });
-        let at0 = sample(), at1 = at0;
-        const r = await runLoad({
-          onGo: () => { at0 = sample(); }, onDone: () => { at1 = sample(); },
+        const { result: r, cpu: used } = await runLoadWithServerCpu(servers[i].pid, {
           address: servers[i].address, clients: o.clients, processes: Math.min(o.clients, o.processes), op: o.op, keyPrefix, keyBytes: KEY_BYTES, valueBytes: o.valueBytes, keyCount: o.keys,
           durationMs: o.roundSeconds * 1000, warmupOps: o.op === 'get' ? 300 : 100, verify: o.op === 'get', label: `${b.name} ${round + 1}/${o.rounds}`, hardTimeoutMs: o.roundSeconds * 1000 + 120_000,
         });
         if (r.errors) throw new Error(`${b.name} round ${round + 1}: ${r.errors} errors, ${r.firstError}`);
         turns[b.name].push(r);
-        const c = { us: Math.round((at1.all - at0.all) / Math.max(1, r.ops)), mainUs: Math.round((at1.main - at0.main) / Math.max(1, r.ops)) };
+        const c = { us: Math.round(used.serverUs / Math.max(1, r.ops)), mainUs: Math.round(used.mainUs / Math.max(1, r.ops)) };
         cpu[b.name].push(c);
         log(`round ${round + 1} ${b.name}: ${r.ops} ${o.op}s, p50 ${r.all.p50Us} us, mean ${r.all.meanUs} us, ${Math.round(r.throughput)} ops/s; server CPU ${c.us} us/op (main thread ${c.mainUs})`);
       }

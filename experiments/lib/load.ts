@@ -4,7 +4,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
-import { decodeHist, newHist, summarize, type Hist, type LatencySummary } from './common';
+import { decodeHist, machineCpuUs, newHist, processCpuTimesUs, processCpuUs, summarize, type Hist, type LatencySummary } from './common';
 import type { OpCounts, ParentMsg, WorkerMsg, WorkOp, WorkResult, WorkSpec } from '../worker';
 
 const WORKER_JS = path.join(__dirname, '..', 'worker.js');
@@ -66,6 +66,40 @@ process.on('exit', () => {
  *  overshoot it by up to parts - 1). */
 export function partStart(total: number, parts: number, i: number): number {
   return Math.floor((total * i) / parts);
+}
+
+/** CPU time (us) a server spent over a load's measured window, and the whole machine's. */
+export interface ServerCpu {
+  /** The server process, all threads. */
+  serverUs: number;
+  /** Its main thread (the event loop), and of that the time in the kernel. */
+  mainUs: number;
+  mainKernelUs: number;
+  /** Every core of the machine: busy, and in all (the window's length times the cores). */
+  machineBusyUs: number;
+  machineTotalUs: number;
+}
+
+/** runLoad against the server `pid`, reading its CPU time (and the machine's) when the workers
+ *  start measuring and when the last has reported, so the warm-up is not counted. */
+export async function runLoadWithServerCpu(pid: number, s: LoadSpec): Promise<{ result: LoadResult; cpu: ServerCpu }> {
+  const sample = () => ({ server: processCpuUs(pid), main: processCpuTimesUs(pid, true), machine: machineCpuUs() });
+  let at0 = sample(), at1 = at0;
+  const result = await runLoad({
+    ...s,
+    onGo: () => { at0 = sample(); return s.onGo?.(); },
+    onDone: () => { at1 = sample(); s.onDone?.(); },
+  });
+  return {
+    result,
+    cpu: {
+      serverUs: at1.server - at0.server,
+      mainUs: at1.main.user + at1.main.kernel - at0.main.user - at0.main.kernel,
+      mainKernelUs: at1.main.kernel - at0.main.kernel,
+      machineBusyUs: at1.machine.busy - at0.machine.busy,
+      machineTotalUs: at1.machine.total - at0.machine.total,
+    },
+  };
 }
 
 export async function runLoad(s: LoadSpec): Promise<LoadResult> {
