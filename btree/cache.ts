@@ -73,7 +73,9 @@ export class PageCache<T> {
         this.delete(next.value);
         return;
       }
-      // An exhausted iterator stays exhausted, even once entries are added behind it.
+      // Not reached while the walk is kept as above (every live entry lies behind it, and eviction
+      // leaves at least one); were it ever exhausted, it would stay so whatever came after: start
+      // another rather than loop for ever.
       this.oldest = undefined;
     }
   }

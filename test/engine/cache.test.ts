@@ -83,7 +83,7 @@ test('holds exactly what an LRU with the same rules holds, over random sets, hit
   }
 });
 
-test('evicts oldest first, also after the cache emptied and refilled behind a finished walk', () => {
+test('evicts oldest first, also after every entry was deleted and new ones came in behind the walk', () => {
   const cache = new PageCache<number>(() => 3, () => 1);
   for (const id of [1, 2, 3, 4]) cache.set(id, id);
   assert.is(cache.get(1), undefined);
