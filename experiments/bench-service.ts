@@ -11,6 +11,7 @@ import { FsyncProbe, measureFsync } from './fsync-floor';
 import { mergeLoads, partStart, plain, runLoad, runLoadWithServerCpu, type LoadResult, type ServerCpu } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, statOf, type RunningServer } from './lib/servers';
+import { GET_4MIB_1CLIENT, GET_512B_1CLIENT, get4KiBClients, SET_4KIB_1CLIENT, set4KiBClients } from './lib/service-measurements';
 import type { StatResponse } from '../generated/kv';
 
 const KEY_BYTES = 128;
@@ -121,11 +122,11 @@ async function main(): Promise<void> {
           `server CPU ${serverCpuUsPerOp} us/op (main thread ${serverMainThreadCpuUsPerOp}, ${serverMainThreadKernelCpuUsPerOp} of it in the kernel), machine ${machineBusyPct}% busy`);
       }
     };
-    await measure('get-512B-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
-    await measure('get-4MiB-1client', { clients: 1, processes: 1, op: 'get', keyPrefix: 'b4m/', keyBytes: KEY_BYTES, valueBytes: 4 * MiB, keyCount: 16, durationMs: ms, maxOps: 2000, warmupOps: 10, verify: true });
-    await measure('set-4KiB-1client', { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 }, ['floor', 'lbkv', 'durable'], true);
-    await measure(`set-4KiB-${many}clients`, { clients: many, processes: procs, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20 });
-    await measure(`get-4KiB-${many}clients`, { clients: many, processes: procs, op: 'get', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20, verify: true });
+    await measure(GET_512B_1CLIENT, { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
+    await measure(GET_4MIB_1CLIENT, { clients: 1, processes: 1, op: 'get', keyPrefix: 'b4m/', keyBytes: KEY_BYTES, valueBytes: 4 * MiB, keyCount: 16, durationMs: ms, maxOps: 2000, warmupOps: 10, verify: true });
+    await measure(SET_4KIB_1CLIENT, { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 }, ['floor', 'lbkv', 'durable'], true);
+    await measure(set4KiBClients(many), { clients: many, processes: procs, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20 });
+    await measure(get4KiBClients(many), { clients: many, processes: procs, op: 'get', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20, verify: true });
   } finally {
     for (const k of Object.keys(servers) as Kind[]) await servers[k].stop('SIGTERM');
     fsyncProbe.close();
@@ -134,8 +135,8 @@ async function main(): Promise<void> {
   const fsync = summarize(fsyncRounds);
   const fsyncBlocking = summarize(fsyncBlockingRounds);
   const r3 = (x: number) => Math.round(x * 1000) / 1000;
-  const g512 = results['get-512B-1client'], g4m = results['get-4MiB-1client'], s1 = results['set-4KiB-1client'];
-  const sN = results[`set-4KiB-${many}clients`], gN = results[`get-4KiB-${many}clients`];
+  const g512 = results[GET_512B_1CLIENT], g4m = results[GET_4MIB_1CLIENT], s1 = results[SET_4KIB_1CLIENT];
+  const sN = results[set4KiBClients(many)], gN = results[get4KiBClients(many)];
   // Targets are judged on the unrounded ratios (0.796 must not pass a 0.8 bound by rounding).
   const raw = {
     get512BP50VsFloor: g512.lbkv.all.p50Us / g512.floor.all.p50Us,
@@ -152,21 +153,20 @@ async function main(): Promise<void> {
   const p50s = (name: string, t: Kind) => perRound[name][t]!.map((r) => r.all.p50Us);
   const ops = (name: string, t: Kind) => perRound[name][t]!.map((r) => r.throughput);
   const over = (a: number[], b: number[]) => a.map((x, i) => x / b[i]);
-  const s1Name = 'set-4KiB-1client';
   const targets = [
     { target: 'single-client Get 512 B p50 within 1.15x of the floor', ratio: raw.get512BP50VsFloor, max: 1.15,
-      perRound: over(p50s('get-512B-1client', 'lbkv'), p50s('get-512B-1client', 'floor')) },
+      perRound: over(p50s(GET_512B_1CLIENT, 'lbkv'), p50s(GET_512B_1CLIENT, 'floor')) },
     { target: 'single-client Get 4 MiB p50 within 1.2x of the floor', ratio: raw.get4MiBP50VsFloor, max: 1.2,
-      perRound: over(p50s('get-4MiB-1client', 'lbkv'), p50s('get-4MiB-1client', 'floor')) },
+      perRound: over(p50s(GET_4MIB_1CLIENT, 'lbkv'), p50s(GET_4MIB_1CLIENT, 'floor')) },
     // Since f27e004 lbserver makes a lone client's fdatasync on the event loop (--blocking-sync-us
     // 1000, KvService.blockingSyncAllowed), so its reference is the fdatasync made so too: the
     // cheaper one, which makes the ratio the stricter. (Before, both were on the thread pool.)
     { target: 'single-client Set 4 KiB p50 within 1.15x of (floor Set p50 + one fdatasync p50, on the calling thread as lbserver makes it)', ratio: raw.set4KiBP50VsFloorPlusBlockingFsync, max: 1.15,
-      perRound: over(p50s(s1Name, 'lbkv'), p50s(s1Name, 'floor').map((f, i) => f + fsyncBlockingPerRound[i])) },
+      perRound: over(p50s(SET_4KIB_1CLIENT, 'lbkv'), p50s(SET_4KIB_1CLIENT, 'floor').map((f, i) => f + fsyncBlockingPerRound[i])) },
     { target: `${many} clients Set 4 KiB throughput >= 0.8x of the floor`, ratio: raw.setThroughputVsFloor, min: 0.8,
-      perRound: over(ops(`set-4KiB-${many}clients`, 'lbkv'), ops(`set-4KiB-${many}clients`, 'floor')) },
+      perRound: over(ops(set4KiBClients(many), 'lbkv'), ops(set4KiBClients(many), 'floor')) },
     { target: `${many} clients Get 4 KiB throughput >= 0.9x of the floor`, ratio: raw.getThroughputVsFloor, min: 0.9,
-      perRound: over(ops(`get-4KiB-${many}clients`, 'lbkv'), ops(`get-4KiB-${many}clients`, 'floor')) },
+      perRound: over(ops(get4KiBClients(many), 'lbkv'), ops(get4KiBClients(many), 'floor')) },
   ].map(({ target, ratio, perRound: rs, ...bound }) => {
     const holds = (x: number) => ('max' in bound ? x <= bound.max! : x >= bound.min!);
     return { target, value: r3(ratio), met: holds(ratio), perRound: rs.map(r3), roundsMet: rs.filter(holds).length };
@@ -192,7 +192,7 @@ async function main(): Promise<void> {
   line('Set 1 client, main thread us', s1.lbkv.serverMainThreadCpuUsPerOp, s1.floor.serverMainThreadCpuUsPerOp);
   line('  of that in the kernel', s1.lbkv.serverMainThreadKernelCpuUsPerOp, s1.floor.serverMainThreadKernelCpuUsPerOp);
   console.log(`  (machine busy during the ${many}-client Set: ${sN.lbkv.machineBusyPct}% with lbkv, ${sN.floor.machineBusyPct}% with the floor)`);
-  for (const [label, name] of [['single-client', 'set-4KiB-1client'], [`${many}-client`, `set-4KiB-${many}clients`]]) {
+  for (const [label, name] of [['single-client', SET_4KIB_1CLIENT], [`${many}-client`, set4KiBClients(many)]]) {
     const ct = commitTimes[name];
     if (ct) console.log(`lbserver during the ${label} Set: ${ct.commits} commits (${ct.blockingSyncCommits} synced on the event loop), mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts, ${ct.pagesPerCommit} pages in ${ct.runsPerCommit} runs + the slot (meta and root pages) per commit`);
   }
