@@ -198,8 +198,9 @@ basic('Stat fills every field', async ({ c, srv }) => {
   // one leaf writes nothing else), and these thousands of sets went to a deeper tree.
   assert.ok(s.totalCommitRuns > 0 && s.totalCommitPages >= s.totalCommitRuns, `${s.totalCommitPages} pages in ${s.totalCommitRuns} runs, ${s.commits} commits`);
   assert.is(s.setBytesInFlight, 0, 'no Set is waiting for its commit');
-  // By default only a commit whose Set was alone with the server syncs on the event loop (which
-  // commits those are, cli.test's --blocking-sync-us case checks): some of them, none beyond them.
+  // Filled and within the commits. How many sync on the event loop by default depends on this
+  // disk's fdatasync times (under 1 ms, --blocking-sync-us), so it is not asserted here; which
+  // commits do is cli.test's --blocking-sync-us case.
   assert.ok(Number.isInteger(s.totalBlockingSyncCommits) && s.totalBlockingSyncCommits >= 0 && s.totalBlockingSyncCommits <= s.commits, `${s.totalBlockingSyncCommits} of ${s.commits} commits synced on the event loop`);
   assert.ok(s.pageCount > 0 && s.lastTxid > 0);
   assert.ok(s.cacheHits + s.cacheMisses > 0);
