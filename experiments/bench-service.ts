@@ -10,12 +10,12 @@ import { inTurn, KiB, log, makeDataDir, MiB, newHist, resultDir, rmrf, summarize
 import { FsyncProbe, measureFsync } from './fsync-floor';
 import { mergeLoads, partStart, plain, runLoad, runLoadWithServerCpu, type LoadResult, type ServerCpu } from './lib/load';
 import { writeSummary } from './lib/report';
-import { startServer, statOf, type RunningServer } from './lib/servers';
+import { NOSYNC_LBSERVER_JS, startServer, statOf, type RunningServer } from './lib/servers';
 import { GET_4MIB_1CLIENT, GET_512B_1CLIENT, get4KiBClients, SET_4KIB_1CLIENT, set4KiBClients } from './lib/service-measurements';
 import type { StatResponse } from '../generated/kv';
 
 const KEY_BYTES = 128;
-type Kind = 'floor' | 'lbkv' | 'durable';
+type Kind = 'floor' | 'lbkv' | 'durable' | 'nosync';
 
 async function main(): Promise<void> {
   const opts = new Command()
@@ -38,6 +38,7 @@ async function main(): Promise<void> {
   const { rounds, clients: many, processes: procs } = opts;
   const out = resultDir('bench-service', opts.out);
   const dataDir = makeDataDir('bench-service');
+  const nosyncDir = makeDataDir('bench-service-nosync');
   const started = Date.now();
   const fsyncBefore = await measureFsync(dataDir, 300);
   log(`bench-service: one 4 KiB write + fdatasync p50 ${fsyncBefore.p50Us} us`);
@@ -56,6 +57,10 @@ async function main(): Promise<void> {
     floor: await startServer({ kind: 'floor' }),
     lbkv: await startServer({ kind: 'lbkv', dataDir, syncMode: opts.syncMode }),
     durable: await startServer({ kind: 'floor', extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin')] }),
+    // 'nosync': lbserver with its fdatasyncs made no-ops (experiments/nosync-lbserver.ts), NOT durable,
+    // in the Set measurements only: against the floor, what the server's own work costs a Set; lbkv
+    // against it, what waiting for the disk costs.
+    nosync: await startServer({ kind: 'lbkv', script: NOSYNC_LBSERVER_JS, dataDir: nosyncDir, syncMode: opts.syncMode }),
   };
   type Measured = ReturnType<typeof plain> & { serverCpuUsPerOp: number; serverMainThreadCpuUsPerOp: number; serverMainThreadKernelCpuUsPerOp: number; machineBusyPct: number };
   const results: Record<string, Partial<Record<Kind, Measured>> & Record<'floor' | 'lbkv', Measured>> = {};
@@ -70,8 +75,8 @@ async function main(): Promise<void> {
       { prefix: 'b4m/', size: 4 * MiB, n: 16 },
       { prefix: 'b4k/', size: 4 * KiB, n: 10_000 },
     ];
-    for (const t of ['floor', 'lbkv'] as const) {
-      for (const s of sets) {
+    for (const t of ['floor', 'lbkv', 'nosync'] as const) {
+      for (const s of sets.filter((x) => t !== 'nosync' || x.prefix === 'b4k/')) {
         const r = await runLoad({ address: servers[t].address, clients: Math.min(32, s.n), processes: s.size > MiB ? 1 : 2, op: 'load', keyPrefix: s.prefix, keyBytes: KEY_BYTES, valueBytes: s.size, loadCount: s.n, label: `${t} preload ${s.prefix}`, hardTimeoutMs: 600_000 });
         if (r.errors) throw new Error(`${t} preload ${s.prefix}: ${r.firstError}`);
       }
@@ -124,13 +129,14 @@ async function main(): Promise<void> {
     };
     await measure(GET_512B_1CLIENT, { clients: 1, processes: 1, op: 'get', keyPrefix: 'b512/', keyBytes: KEY_BYTES, valueBytes: 512, keyCount: 2000, durationMs: ms, maxOps: 20_000, warmupOps: 300, verify: true });
     await measure(GET_4MIB_1CLIENT, { clients: 1, processes: 1, op: 'get', keyPrefix: 'b4m/', keyBytes: KEY_BYTES, valueBytes: 4 * MiB, keyCount: 16, durationMs: ms, maxOps: 2000, warmupOps: 10, verify: true });
-    await measure(SET_4KIB_1CLIENT, { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 }, ['floor', 'lbkv', 'durable'], true);
-    await measure(set4KiBClients(many), { clients: many, processes: procs, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20 });
+    await measure(SET_4KIB_1CLIENT, { clients: 1, processes: 1, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, maxOps: 20_000, warmupOps: 100 }, ['floor', 'lbkv', 'durable', 'nosync'], true);
+    await measure(set4KiBClients(many), { clients: many, processes: procs, op: 'set', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20 }, ['floor', 'lbkv', 'nosync']);
     await measure(get4KiBClients(many), { clients: many, processes: procs, op: 'get', keyPrefix: 'b4k/', keyBytes: KEY_BYTES, valueBytes: 4 * KiB, keyCount: 10_000, durationMs: ms, warmupOps: 20, verify: true });
   } finally {
     for (const k of Object.keys(servers) as Kind[]) await servers[k].stop('SIGTERM');
     fsyncProbe.close();
     rmrf(dataDir);
+    rmrf(nosyncDir);
   }
   const fsync = summarize(fsyncRounds);
   const fsyncBlocking = summarize(fsyncBlockingRounds);
@@ -146,6 +152,11 @@ async function main(): Promise<void> {
     set4KiBP50VsDurableFloor: s1.lbkv.all.p50Us / s1.durable!.all.p50Us,
     setThroughputVsFloor: sN.lbkv.throughput / sN.floor.throughput,
     getThroughputVsFloor: gN.lbkv.throughput / gN.floor.throughput,
+    // Not targets: the Set's distance from the floor split in two (nosync: lbserver without fdatasync).
+    set4KiBP50NoSyncVsFloor: s1.nosync!.all.p50Us / s1.floor.all.p50Us,
+    set4KiBP50VsNoSync: s1.lbkv.all.p50Us / s1.nosync!.all.p50Us,
+    setThroughputNoSyncVsFloor: sN.nosync!.throughput / sN.floor.throughput,
+    setThroughputVsNoSync: sN.lbkv.throughput / sN.nosync!.throughput,
   };
   const ratios = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, r3(v)])) as typeof raw;
   // A target judged on the whole measurement can turn on one slow spell of the shared machine; the
@@ -196,6 +207,9 @@ async function main(): Promise<void> {
     const ct = commitTimes[name];
     if (ct) console.log(`lbserver during the ${label} Set: ${ct.commits} commits (${ct.blockingSyncCommits} synced on the event loop), mean ${ct.meanPrepareUs} us before the fdatasync + ${ct.meanSyncUs} us in it, ${ct.putsPerCommit} puts, ${ct.pagesPerCommit} pages in ${ct.runsPerCommit} runs + the slot (meta and root pages) per commit`);
   }
+  console.log(`lbserver without fdatasync (not durable; the same code otherwise): single-client Set p50 ${s1.nosync!.all.p50Us} us, ${ratios.set4KiBP50NoSyncVsFloor}x the floor's, ` +
+    `so lbkv's is ${ratios.set4KiBP50VsNoSync}x of it; ${many}-client Set ${Math.round(sN.nosync!.throughput)} ops/s, ${ratios.setThroughputNoSyncVsFloor}x the floor's, lbkv ${ratios.setThroughputVsNoSync}x of it; ` +
+    `server CPU per ${many}-client Set ${sN.nosync!.serverCpuUsPerOp} us (main thread ${sN.nosync!.serverMainThreadCpuUsPerOp})`);
   console.log(`(floor doing the write: its Set also writes 4 KiB + fdatasync on the thread pool before replying: p50 ${s1.durable!.all.p50Us} us, ` +
     `${Math.round(s1.durable!.all.p50Us - s1.floor.all.p50Us)} us above the floor vs ${fsync.p50Us} us for the same write + fdatasync measured alone)`);
   console.log('\ntargets (the whole measurement; then the same ratio in each round, and in how many rounds it held):');

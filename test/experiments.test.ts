@@ -9,7 +9,8 @@ import * as assert from 'uvu/assert';
 import { CLIENT_WARMUP_MS, readGit, renderPlot } from '../experiments/lib/common';
 import { writeSummary } from '../experiments/lib/report';
 import { engineTargets, type EngineTargetInputs } from '../experiments/lib/targets';
-import { startServer as startExperimentServer } from '../experiments/lib/servers';
+import { NOSYNC_LBSERVER_JS, startServer as startExperimentServer } from '../experiments/lib/servers';
+import { KvClient } from '../lib/client';
 import { runNode, tempDir, type RunResult } from './support/server';
 
 const targets = suite('experiments: targets');
@@ -234,6 +235,51 @@ runs('build-ab: the two builds take turns, the first alternating, each server ge
   const missing = await runNode(js, ['--a', join(out, 'nowhere'), '--b', root, '--out', out], { timeoutMs: 60_000 });
   assert.is(missing.code, 1);
   assert.match(missing.stderr, /--a .*nowhere.*build that checkout first/);
+});
+
+runs('nosync-lbserver: lbserver\'s own service with its fdatasyncs made no-ops, which it says on stderr', async () => {
+  const dataDir = tempDir('lbkv-nosync-');
+  const server = await startExperimentServer({ kind: 'lbkv', script: NOSYNC_LBSERVER_JS, dataDir });
+  const c = new KvClient(server.address);
+  try {
+    assert.match(server.stderr(), /every fdatasync is a no-op: nothing this server acknowledges is durable/);
+    for (let i = 0; i < 20; i++) await c.set(`k${i}`, Buffer.alloc(4096, i));
+    assert.equal(await c.get('k7'), Buffer.alloc(4096, 7));
+    const st = await c.stat();
+    assert.is(st.totalSets, 20);
+    assert.ok(st.commits >= 1 && st.commits <= 20, `${st.commits} commits`);
+  } finally {
+    c.close();
+    assert.is(await server.stop('SIGTERM'), 0);
+  }
+});
+
+runs('bench-service: every measurement has the floor and lbkv, the Sets also lbserver without fdatasync, each target a ratio per round; the ratios are the measurements\'', async () => {
+  const js = resolve(__dirname, '../experiments/bench-service.js');
+  const out = tempDir('lbkv-bench-service-');
+  const r = await runNode(js, ['--seconds', '1', '--rounds', '2', '--clients', '2', '--processes', '1', '--out', out], { timeoutMs: 600_000 });
+  assert.is(r.code, 0, r.stderr);
+  type M = { throughput: number; all: { p50Us: number } };
+  const j = JSON.parse(readFileSync(join(out, 'bench-service.json'), 'utf8')) as { results: { rounds: number; measurements: Record<string, Record<string, M>>; ratios: Record<string, number>; targets: { perRound: number[]; roundsMet: number }[] } };
+  const m = j.results.measurements;
+  assert.equal(Object.fromEntries(Object.entries(m).map(([name, v]) => [name, Object.keys(v).sort()])), {
+    'get-512B-1client': ['floor', 'lbkv'],
+    'get-4MiB-1client': ['floor', 'lbkv'],
+    'set-4KiB-1client': ['durable', 'floor', 'lbkv', 'nosync'],
+    'set-4KiB-2clients': ['floor', 'lbkv', 'nosync'],
+    'get-4KiB-2clients': ['floor', 'lbkv'],
+  });
+  for (const v of Object.values(m)) for (const x of Object.values(v)) assert.ok(x.throughput > 0 && x.all.p50Us > 0, JSON.stringify(x));
+  const r3 = (x: number) => Math.round(x * 1000) / 1000;
+  const s1 = m['set-4KiB-1client']!, s2 = m['set-4KiB-2clients']!;
+  assert.is(j.results.ratios.set4KiBP50NoSyncVsFloor, r3(s1.nosync!.all.p50Us / s1.floor!.all.p50Us));
+  assert.is(j.results.ratios.set4KiBP50VsNoSync, r3(s1.lbkv!.all.p50Us / s1.nosync!.all.p50Us));
+  assert.is(j.results.ratios.setThroughputNoSyncVsFloor, r3(s2.nosync!.throughput / s2.floor!.throughput));
+  assert.is(j.results.ratios.setThroughputVsNoSync, r3(s2.lbkv!.throughput / s2.nosync!.throughput));
+  assert.is(j.results.ratios.setThroughputVsFloor, r3(s2.lbkv!.throughput / s2.floor!.throughput));
+  assert.is(j.results.targets.length, 5);
+  for (const t of j.results.targets) assert.ok(t.perRound.length === 2 && t.roundsMet >= 0 && t.roundsMet <= 2, JSON.stringify(t));
+  assert.match(r.stdout, /lbserver without fdatasync \(not durable; the same code otherwise\): single-client Set p50 \d+ us/);
 });
 
 targets.run();

@@ -13,6 +13,8 @@ export type ServerKind = (typeof SERVER_KINDS)[number];
 
 export const LBSERVER_JS = path.join(ROOT, 'dist', 'bin', 'lbserver.js');
 export const FLOOR_JS = path.join(ROOT, 'dist', 'experiments', 'floor-server.js');
+/** lbserver with its fdatasyncs made no-ops (not durable; experiments/nosync-lbserver.ts). */
+export const NOSYNC_LBSERVER_JS = path.join(ROOT, 'dist', 'experiments', 'nosync-lbserver.js');
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
