@@ -7,6 +7,7 @@
 //   git clone -q . /tmp/old && git -C /tmp/old checkout -q <commit> && make -C /tmp/old build
 //   node dist/experiments/build-ab.js --a /tmp/old --b . [--op get --value-bytes 512] [--rounds 6]
 //   node dist/experiments/build-ab.js --a . --b . --b-args '--blocking-sync-us 0' --op set
+//   node dist/experiments/build-ab.js --a /tmp/old --b . --op set --clients 32 --nosync   (CPU alone)
 import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,15 +21,19 @@ const KEY_BYTES = 128;
 interface Build {
   name: 'a' | 'b';
   checkout: string;
+  /** The server it runs: the checkout's lbserver, or with --nosync its lbserver without fdatasync. */
+  script: string;
   args: string[];
   git: GitInfo;
 }
 
-function buildOf(name: 'a' | 'b', dir: string, args: string): Build {
+function buildOf(name: 'a' | 'b', dir: string, args: string, nosync: boolean): Build {
   const checkout = path.resolve(dir);
-  const script = path.join(checkout, 'dist', 'bin', 'lbserver.js');
-  if (!fs.existsSync(script)) throw new Error(`--${name} ${dir}: no ${script}; build that checkout first (make -C ${dir} build)`);
-  return { name, checkout, args: args.split(/\s+/).filter(Boolean), git: readGit(checkout) };
+  const lbserver = path.join(checkout, 'dist', 'bin', 'lbserver.js');
+  if (!fs.existsSync(lbserver)) throw new Error(`--${name} ${dir}: no ${lbserver}; build that checkout first (make -C ${dir} build)`);
+  const script = nosync ? path.join(checkout, 'dist', 'experiments', 'nosync-lbserver.js') : lbserver;
+  if (!fs.existsSync(script)) throw new Error(`--${name} ${dir}: no ${script}: --nosync needs checkouts from 7ed0df9 on (experiments/nosync-lbserver.ts)`);
+  return { name, checkout, script, args: args.split(/\s+/).filter(Boolean), git: readGit(checkout) };
 }
 
 async function main(): Promise<void> {
@@ -49,11 +54,14 @@ async function main(): Promise<void> {
     .option('--processes <n>', 'client processes the clients are spread over', wholeArg(1), 4)
     .option('--rounds <n>', 'rounds; each build takes one turn per round', wholeArg(2), 6)
     .option('--round-seconds <s>', 'length of one turn', secondsArg, 4)
+    // Sets then cost what the server does for them, without the disk's wait and its noise: for
+    // comparing the CPU of two builds' commit paths. NOT durable.
+    .option('--nosync', 'run each build\'s lbserver with its fdatasyncs made no-ops (experiments/nosync-lbserver.ts; not durable)', false)
     .option('--out <dir>', 'result directory (default experiments/results/build-ab)')
     .parse()
-    .opts<{ a: string; b: string; aArgs: string; bArgs: string; op: 'get' | 'set'; valueBytes: number; keys: number; clients: number; processes: number; rounds: number; roundSeconds: number; out?: string }>();
-  const builds = [buildOf('a', o.a, o.aArgs), buildOf('b', o.b, o.bArgs)];
-  for (const b of builds) log(`${b.name}: ${b.checkout} at ${b.git.commit.slice(0, 7)}${b.git.dirty ? ' (with uncommitted changes)' : ''}${b.args.length ? `, flags ${b.args.join(' ')}` : ''}`);
+    .opts<{ a: string; b: string; aArgs: string; bArgs: string; op: 'get' | 'set'; valueBytes: number; keys: number; clients: number; processes: number; rounds: number; roundSeconds: number; nosync: boolean; out?: string }>();
+  const builds = [buildOf('a', o.a, o.aArgs, o.nosync), buildOf('b', o.b, o.bArgs, o.nosync)];
+  for (const b of builds) log(`${b.name}: ${b.checkout} at ${b.git.commit.slice(0, 7)}${b.git.dirty ? ' (with uncommitted changes)' : ''}${b.args.length ? `, flags ${b.args.join(' ')}` : ''}${o.nosync ? ', without fdatasync (not durable)' : ''}`);
   const dirs = builds.map((b) => makeDataDir(`build-ab-${b.name}`));
   const servers: RunningServer[] = [];
   const turns: Record<'a' | 'b', LoadResult[]> = { a: [], b: [] };
@@ -63,7 +71,7 @@ async function main(): Promise<void> {
   const keyPrefix = 'ab/';
   try {
     for (const [i, b] of builds.entries()) {
-      servers.push(await startServer({ kind: 'lbkv', script: path.join(b.checkout, 'dist', 'bin', 'lbserver.js'), dataDir: dirs[i], extraArgs: b.args }));
+      servers.push(await startServer({ kind: 'lbkv', script: b.script, dataDir: dirs[i], extraArgs: b.args }));
       const r = await runLoad({ address: servers[i].address, clients: Math.min(32, o.keys), processes: 2, op: 'load', keyPrefix, keyBytes: KEY_BYTES, valueBytes: o.valueBytes, loadCount: o.keys, label: `${b.name} preload`, hardTimeoutMs: 600_000 });
       if (r.errors) throw new Error(`${b.name} preload: ${r.firstError}`);
     }
@@ -93,7 +101,7 @@ async function main(): Promise<void> {
   const summary = builds.map((b) => {
     const all = mergeLoads(turns[b.name]);
     const mainUs = cpu[b.name].map((c) => c.mainUs);
-    return { name: b.name, checkout: b.checkout, git: b.git, args: b.args, roundP50Us: p50(b.name), medianRoundP50Us: median(p50(b.name)), all: plain(all),
+    return { name: b.name, checkout: b.checkout, script: path.relative(b.checkout, b.script), git: b.git, args: b.args, roundP50Us: p50(b.name), medianRoundP50Us: median(p50(b.name)), all: plain(all),
       roundServerCpuUsPerOp: cpu[b.name].map((c) => c.us), roundMainThreadCpuUsPerOp: mainUs, medianRoundMainThreadCpuUsPerOp: median(mainUs) };
   });
   for (const s of summary) {
@@ -103,7 +111,7 @@ async function main(): Promise<void> {
   log(`b / a p50 per round: ${perRound.join(', ')}; median ${median(perRound)}; b slower in ${perRound.filter((x) => x > 1).length} of ${o.rounds} rounds`);
   log(`b / a throughput per round: ${perRoundOps.join(', ')}; median ${median(perRoundOps)}`);
   writeSummary(resultDir('build-ab', o.out), 'build-ab',
-    { op: o.op, valueBytes: o.valueBytes, keyBytes: KEY_BYTES, keys: o.keys, rounds: o.rounds, roundSeconds: o.roundSeconds, clients: o.clients, processes: Math.min(o.clients, o.processes) },
+    { op: o.op, valueBytes: o.valueBytes, keyBytes: KEY_BYTES, keys: o.keys, rounds: o.rounds, roundSeconds: o.roundSeconds, clients: o.clients, processes: Math.min(o.clients, o.processes), nosync: o.nosync },
     { summary, perRoundBOverA: perRound, medianBOverA: median(perRound), perRoundThroughputBOverA: perRoundOps, medianThroughputBOverA: median(perRoundOps) });
 }
 

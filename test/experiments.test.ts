@@ -213,16 +213,18 @@ runs('profile: the profiled load warms up for CLIENT_WARMUP_MS by default, recor
   assert.ok(p.html.length === 1 && existsSync(resolve(__dirname, '../..', p.html[0]!)), JSON.stringify(p.html));
 });
 
-runs('build-ab: the two builds take turns, the first alternating, each server gets its own flags, and a checkout without a build is refused by name', async () => {
+runs('build-ab: the two builds take turns, the first alternating, each server gets its own flags, --nosync runs each build\'s lbserver without fdatasync, and a checkout without a build is refused by name', async () => {
   const js = resolve(__dirname, '../experiments/build-ab.js');
   const root = resolve(__dirname, '../..');
   const out = tempDir('lbkv-build-ab-');
-  const r = await runNode(js, ['--a', root, '--b', root, '--b-args', '--blocking-sync-us 0', '--op', 'set', '--value-bytes', '512', '--keys', '40', '--rounds', '2', '--round-seconds', '0.3', '--out', out], { timeoutMs: 300_000 });
+  const r = await runNode(js, ['--a', root, '--b', root, '--b-args', '--blocking-sync-us 0', '--op', 'set', '--value-bytes', '512', '--keys', '40', '--rounds', '2', '--round-seconds', '0.3', '--nosync', '--out', out], { timeoutMs: 300_000 });
   assert.is(r.code, 0, r.stderr);
   const order = [...r.stderr.matchAll(/^round (\d) (a|b): \d+ sets/gm)].map((m) => `${m[1]}${m[2]}`);
   assert.equal(order, ['1a', '1b', '2b', '2a']);
-  const j = JSON.parse(readFileSync(join(out, 'build-ab.json'), 'utf8')) as { results: { summary: { name: string; args: string[]; roundP50Us: number[]; roundMainThreadCpuUsPerOp: number[] }[]; perRoundBOverA: number[] } };
+  const j = JSON.parse(readFileSync(join(out, 'build-ab.json'), 'utf8')) as { config: { nosync: boolean }; results: { summary: { name: string; script: string; args: string[]; roundP50Us: number[]; roundMainThreadCpuUsPerOp: number[] }[]; perRoundBOverA: number[] } };
   assert.equal(j.results.summary.map((s) => [s.name, s.args]), [['a', []], ['b', ['--blocking-sync-us', '0']]]);
+  assert.ok(j.config.nosync);
+  assert.equal(j.results.summary.map((s) => s.script), ['dist/experiments/nosync-lbserver.js', 'dist/experiments/nosync-lbserver.js']);
   for (const s of j.results.summary) {
     assert.is(s.roundP50Us.length, 2);
     assert.ok(s.roundP50Us.every((x) => x > 0) && s.roundMainThreadCpuUsPerOp.length === 2, JSON.stringify(s));
