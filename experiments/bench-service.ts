@@ -2,6 +2,8 @@
 // with an in-memory Map), both running in this run, 128-byte keys, clients in separate processes:
 // single-client Get of 512 B and of 4 MiB (p50 ratios), single-client Set of 4 KiB vs (floor Set + one
 // fdatasync of 4 KiB), and 32 concurrent clients Set 4 KiB and Get 4 KiB throughput vs the floor.
+// Beside them, in the Sets, the floor doing a 4 KiB write + fdatasync in its Set (the single Set only)
+// and lbserver without fdatasync (experiments/nosync-lbserver.ts): references, no target on them.
 //
 //   node dist/experiments/bench-service.js [--seconds 24] [--rounds 3] [--help]
 import { Command } from 'commander';
@@ -20,7 +22,7 @@ type Kind = 'floor' | 'lbkv' | 'durable' | 'nosync';
 async function main(): Promise<void> {
   const opts = new Command()
     .name('bench-service')
-    .description('lbkv service vs the bare gRPC floor server: single-client Get/Set latency, throughput of --clients concurrent clients (default 32)')
+    .description('lbkv service vs the bare gRPC floor server: single-client Get/Set latency, throughput of --clients concurrent clients (default 32); in the Sets also lbserver without fdatasync (not durable), to split their distance from the floor')
     // Rounds of 8 s: each round starts fresh client processes, which spend their first seconds
     // warming up; in the 0.5 s rounds used until the twenty-first session they took the CPU the
     // servers compete for, and the 32-client Set ratio read 0.74x where steady state gives 0.58x.
