@@ -55,7 +55,8 @@ export function floorService(durable?: FsyncProbe): { impl: KeyValueStoreServer;
   return { impl, map };
 }
 
-async function main(): Promise<void> {
+/** Runs the floor server (when this file is the program, or under experiments/timeline-server). */
+export async function main(): Promise<void> {
   const program = new Command()
     .name('floor-server')
     .description('bare grpc-js server on the lbkv proto backed by an in-memory Map (the RPC floor)')

@@ -284,6 +284,25 @@ runs('bench-service: every measurement has the floor and lbkv, the Sets also lbs
   assert.match(r.stdout, /lbserver without fdatasync \(not durable; the same code otherwise\): single-client Set p50 \d+ us/);
 });
 
+runs('set-phases: each server\'s lone Sets are recorded with every event, so its phases add up to the whole call; only the measured windows are recorded', async () => {
+  const js = resolve(__dirname, '../experiments/set-phases.js');
+  const out = tempDir('lbkv-set-phases-');
+  const r = await runNode(js, ['--seconds', '1', '--rounds', '2', '--keys', '50', '--out', out], { timeoutMs: 300_000 });
+  assert.is(r.code, 0, r.stderr);
+  type P = { phase: string; count: number; meanUs: number };
+  const j = JSON.parse(readFileSync(join(out, 'set-phases.json'), 'utf8')) as { results: Record<string, { sets: number; recorded: number; phases: P[]; total: P }> };
+  assert.equal(Object.keys(j.results).sort(), ['durable', 'floor', 'lbkv']);
+  assert.is(j.results.lbkv!.phases.length, 6);
+  assert.is(j.results.durable!.phases.length, 3);
+  for (const [k, v] of Object.entries(j.results)) {
+    // One client: every measured Set was alone with its server; the preload's and warm-up's were not recorded.
+    assert.ok(v.recorded > 0 && v.recorded <= v.sets, `${k}: ${v.recorded} recorded of ${v.sets}`);
+    for (const p of v.phases) assert.is(p.count, v.total.count, `${k} ${p.phase}: every recorded call has this phase's two events`);
+    const sum = v.phases.reduce((s, p) => s + p.meanUs, 0);
+    assert.ok(Math.abs(sum - v.total.meanUs) <= 0.05 * v.phases.length + 0.05, `${k}: phases' means ${sum} against the call's ${v.total.meanUs}`);
+  }
+});
+
 targets.run();
 plots.run();
 git.run();
