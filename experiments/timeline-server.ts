@@ -21,10 +21,18 @@ export type TimelineEvent = (typeof TIMELINE_EVENTS)[number];
 /** The times of a call's events (ms), and the recording turn it fell in (a SIGUSR2 that turned recording on starts one). */
 export type TimelineRecord = Partial<Record<TimelineEvent, number>> & { turn?: number };
 
+const USAGE = 'Usage: LBKV_TIMELINE_OUT=<file.json> node timeline-server.js <server.js> [its options]\n\n' +
+  'Runs the server (lbserver.js or floor-server.js) with a timestamp at each phase of every call it serves alone,\n' +
+  'while recording is on (SIGUSR2 toggles it; off at start), and writes them to the file at exit.\n' +
+  'A measuring tool for experiments/set-phases, not for serving.\n';
 const outFile = process.env.LBKV_TIMELINE_OUT;
 const [script, ...args] = process.argv.slice(2);
+if (script === '--help' || script === '-h') {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 if (!outFile || !script) {
-  process.stderr.write('usage: LBKV_TIMELINE_OUT=<file.json> node timeline-server.js <server.js> [its options]\n');
+  process.stderr.write(USAGE);
   process.exit(2);
 }
 
