@@ -8,7 +8,7 @@
 //   node dist/experiments/bench-service.js [--seconds 24] [--rounds 3] [--help]
 import { Command } from 'commander';
 import * as path from 'node:path';
-import { inTurn, KiB, log, makeDataDir, MiB, newHist, resultDir, rmrf, summarize, secondsArg, syncModeOption, warmupMsOption, wholeArg } from './lib/common';
+import { inTurn, KiB, log, makeDataDir, MiB, newHist, resultDir, rmrf, round3 as r3, summarize, secondsArg, syncModeOption, warmupMsOption, wholeArg } from './lib/common';
 import { FsyncProbe, measureFsync } from './fsync-floor';
 import { mergeLoads, partStart, plain, runLoad, runLoadWithServerCpu, type LoadResult, type ServerCpu } from './lib/load';
 import { writeSummary } from './lib/report';
@@ -142,7 +142,6 @@ async function main(): Promise<void> {
   }
   const fsync = summarize(fsyncRounds);
   const fsyncBlocking = summarize(fsyncBlockingRounds);
-  const r3 = (x: number) => Math.round(x * 1000) / 1000;
   const g512 = results[GET_512B_1CLIENT], g4m = results[GET_4MIB_1CLIENT], s1 = results[SET_4KIB_1CLIENT];
   const sN = results[set4KiBClients(many)], gN = results[get4KiBClients(many)];
   // Targets are judged on the unrounded ratios (0.796 must not pass a 0.8 bound by rounding).

@@ -11,7 +11,7 @@
 import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { inTurn, log, makeDataDir, median, parseSize, readGit, resultDir, rmrf, secondsArg, wholeArg, type GitInfo } from './lib/common';
+import { inTurn, log, makeDataDir, median, parseSize, readGit, resultDir, rmrf, round3 as r3, secondsArg, wholeArg, type GitInfo } from './lib/common';
 import { mergeLoads, plain, runLoad, runLoadWithServerCpu, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
@@ -94,7 +94,6 @@ async function main(): Promise<void> {
     for (const d of dirs) rmrf(d);
   }
   const p50 = (n: 'a' | 'b') => turns[n].map((r) => r.all.p50Us);
-  const r3 = (x: number) => Math.round(x * 1000) / 1000;
   const perRound = p50('b').map((x, i) => r3(x / p50('a')[i]));
   const opsOf = (n: 'a' | 'b') => turns[n].map((r) => r.throughput);
   const perRoundOps = opsOf('b').map((x, i) => r3(x / opsOf('a')[i]));

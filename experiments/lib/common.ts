@@ -432,6 +432,11 @@ export function renderPlot(dir: string, name: string, body: string): { gp: strin
   return { gp, png: path.join(dir, `${name}.png`) };
 }
 
+/** `x` to three decimals, as ratios are shown (they are judged on the unrounded value). */
+export function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
 /** The lower median (of an even count, the smaller middle value), as the experiments report it; NaN of none. */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

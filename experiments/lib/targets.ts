@@ -1,8 +1,7 @@
 // bench-engine's targets (the issue's, as README.md quotes them). Each is judged on its unrounded
 // ratio and shown rounded to three decimals: judged on the rounded value, a ratio just outside its
 // bound (1.2004 against "within 1.2x") passed as 1.2.
-
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
+import { round3 as r3 } from './common';
 
 /** The unrounded ratios (and the open time) the engine targets are judged on. */
 export interface EngineTargetInputs {
