@@ -7,13 +7,9 @@
 // thread. Directory fsyncs (data directory, lock file) are left alone: they happen at start only.
 //
 //   node dist/experiments/nosync-lbserver.js [lbserver options]
-import * as fs from 'node:fs';
+import { replaceFdatasync } from './lib/fdatasync-hook';
 
-type Callback = (err: NodeJS.ErrnoException | null) => void;
-const nodeFs = require('node:fs') as { fdatasync: (fd: number, cb: Callback) => void; fdatasyncSync: (fd: number) => void };
-nodeFs.fdatasync = (_fd: number, cb: Callback) => { setImmediate(cb, null); };
-nodeFs.fdatasyncSync = () => {};
-if (fs.fdatasyncSync !== nodeFs.fdatasyncSync) throw new Error('nosync-lbserver: replacing fdatasync on node:fs did not take');
+replaceFdatasync(() => ({ fdatasync: (_fd, cb) => { setImmediate(cb, null); }, fdatasyncSync: () => {} }));
 process.stderr.write('nosync-lbserver: every fdatasync is a no-op: nothing this server acknowledges is durable (a measuring tool only)\n');
 
 require('../bin/lbserver');

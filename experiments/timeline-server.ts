@@ -15,6 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Http2Stream } from 'node:http2';
+import { replaceFdatasync } from './lib/fdatasync-hook';
 
 export const TIMELINE_EVENTS = ['stream', 'put', 'commit', 'syncStart', 'syncEnd', 'durable', 'close'] as const;
 export type TimelineEvent = (typeof TIMELINE_EVENTS)[number];
@@ -68,19 +69,17 @@ const createServer = http2.createServer;
   return server;
 };
 
-type Callback = (err: NodeJS.ErrnoException | null) => void;
-const nodeFs = require('node:fs') as { fdatasync: (fd: number, cb: Callback) => void; fdatasyncSync: (fd: number) => void };
-const fdatasync = nodeFs.fdatasync;
-const fdatasyncSync = nodeFs.fdatasyncSync;
-nodeFs.fdatasync = (fd: number, cb: Callback) => {
-  mark('syncStart', true);
-  fdatasync(fd, (err) => { mark('syncEnd', true); cb(err); });
-};
-nodeFs.fdatasyncSync = (fd: number) => {
-  mark('syncStart', true);
-  fdatasyncSync(fd);
-  mark('syncEnd', true);
-};
+replaceFdatasync(({ fdatasync, fdatasyncSync }) => ({
+  fdatasync: (fd, cb) => {
+    mark('syncStart', true);
+    fdatasync(fd, (err) => { mark('syncEnd', true); cb(err); });
+  },
+  fdatasyncSync: (fd) => {
+    mark('syncStart', true);
+    fdatasyncSync(fd);
+    mark('syncEnd', true);
+  },
+}));
 
 // lbserver's engine; the floor server loads neither module, and has no put or commit events.
 if (path.basename(script) === 'lbserver.js') {
