@@ -8,7 +8,7 @@
 import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { inTurn, KiB, log, makeDataDir, parseSize, resultDir, rmrf, ROOT, secondsArg, wholeArg } from './lib/common';
+import { inTurn, KiB, log, makeDataDir, median, parseSize, resultDir, rmrf, ROOT, secondsArg, wholeArg } from './lib/common';
 import { mergeLoads, runLoad, type LoadResult } from './lib/load';
 import { writeSummary } from './lib/report';
 import { startServer, type RunningServer } from './lib/servers';
@@ -39,25 +39,18 @@ const PHASES: Record<Kind, [string, TimelineEvent, TimelineEvent][]> = {
 interface PhaseStat { phase: string; count: number; p50Us: number; meanUs: number }
 
 function phaseStat(records: TimelineRecord[], phase: string, from: TimelineEvent, to: TimelineEvent): PhaseStat {
-  const d = records.filter((r) => r[from] !== undefined && r[to] !== undefined).map((r) => (r[to]! - r[from]!) * 1000).sort((a, b) => a - b);
+  const d = records.filter((r) => r[from] !== undefined && r[to] !== undefined).map((r) => (r[to]! - r[from]!) * 1000);
   const round1 = (x: number) => Math.round(x * 10) / 10;
-  return { phase, count: d.length, p50Us: round1(d[Math.floor((d.length - 1) / 2)] ?? NaN), meanUs: round1(d.reduce((s, x) => s + x, 0) / Math.max(1, d.length)) };
+  return { phase, count: d.length, p50Us: round1(median(d)), meanUs: round1(d.reduce((s, x) => s + x, 0) / Math.max(1, d.length)) };
 }
 
-async function main(): Promise<void> {
-  const o = new Command()
-    .name('set-phases')
-    .description('where a lone Set\'s time goes inside lbserver and the floor servers, phase by phase (one client, 4 KiB values, the servers in turns)')
-    .option('--seconds <s>', 'measured time per server, split over the rounds', secondsArg, 15)
-    .option('--rounds <n>', 'rounds; each server takes one turn per round', wholeArg(1), 3)
-    .option('--keys <n>', 'keys preloaded into lbkv and overwritten by the Sets', wholeArg(1), 10_000)
-    .option('--value-bytes <n>', 'value size (suffixes KiB/MiB)', parseSize, 4 * KiB)
-    .option('--out <dir>', 'result directory (default experiments/results/set-phases)')
-    .parse()
-    .opts<{ seconds: number; rounds: number; keys: number; valueBytes: number; out?: string }>();
-  const dataDir = makeDataDir('set-phases');
+type Options = { seconds: number; rounds: number; keys: number; valueBytes: number; out?: string };
+type Results = Record<Kind, { clientP50Us: number; sets: number; recorded: number; phases: PhaseStat[]; total: PhaseStat; nextRequest: PhaseStat }>;
+
+/** Runs the three servers under timeline-server in `dataDir`, their lone Sets in turns, and reads
+ *  back the records each writes as it exits. */
+async function measure(o: Options, dataDir: string): Promise<Results> {
   const files: Record<Kind, string> = { floor: path.join(dataDir, 'floor.json'), durable: path.join(dataDir, 'durable.json'), lbkv: path.join(dataDir, 'lbkv.json') };
-  const lbkvDir = path.join(dataDir, 'lbkv');
   const wrap = (script: string, args: string[]) => ({ cmd: process.execPath, args: [TIMELINE_JS, script, ...args] });
   const servers: Partial<Record<Kind, RunningServer>> = {};
   const loads: Record<Kind, LoadResult[]> = { floor: [], durable: [], lbkv: [] };
@@ -65,7 +58,7 @@ async function main(): Promise<void> {
   try {
     servers.floor = await startServer({ kind: 'floor', wrap, env: { LBKV_TIMELINE_OUT: files.floor } });
     servers.durable = await startServer({ kind: 'floor', wrap, env: { LBKV_TIMELINE_OUT: files.durable }, extraArgs: ['--durable-file', path.join(dataDir, 'floor-durable.bin')] });
-    servers.lbkv = await startServer({ kind: 'lbkv', dataDir: lbkvDir, wrap, env: { LBKV_TIMELINE_OUT: files.lbkv } });
+    servers.lbkv = await startServer({ kind: 'lbkv', dataDir: path.join(dataDir, 'lbkv'), wrap, env: { LBKV_TIMELINE_OUT: files.lbkv } });
     const pre = await runLoad({ address: servers.lbkv.address, clients: Math.min(32, o.keys), processes: 2, op: 'load', keyPrefix, keyBytes: KEY_BYTES, valueBytes: o.valueBytes, loadCount: o.keys, label: 'lbkv preload', hardTimeoutMs: 600_000 });
     if (pre.errors) throw new Error(`lbkv preload: ${pre.firstError}`);
     const kinds: Kind[] = ['floor', 'durable', 'lbkv'];
@@ -85,9 +78,10 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    // Each writes its records as it exits.
     for (const s of Object.values(servers)) await s!.stop('SIGTERM');
   }
-  const results = {} as Record<Kind, { clientP50Us: number; sets: number; recorded: number; phases: PhaseStat[]; total: PhaseStat; nextRequest: PhaseStat }>;
+  const results = {} as Results;
   for (const k of Object.keys(files) as Kind[]) {
     const records = (JSON.parse(fs.readFileSync(files[k], 'utf8')) as { events: TimelineRecord[] }).events;
     // From one answer sent to the next request in, within a turn: the client's and the loopback's share.
@@ -100,7 +94,27 @@ async function main(): Promise<void> {
       nextRequest: phaseStat(gaps, 'answer sent -> next request in', 'stream', 'close'),
     };
   }
-  rmrf(dataDir);
+  return results;
+}
+
+async function main(): Promise<void> {
+  const o = new Command()
+    .name('set-phases')
+    .description('where a lone Set\'s time goes inside lbserver and the floor servers, phase by phase (one client, 4 KiB values, the servers in turns)')
+    .option('--seconds <s>', 'measured time per server, split over the rounds', secondsArg, 15)
+    .option('--rounds <n>', 'rounds; each server takes one turn per round', wholeArg(1), 3)
+    .option('--keys <n>', 'keys preloaded into lbkv and overwritten by the Sets', wholeArg(1), 10_000)
+    .option('--value-bytes <n>', 'value size (suffixes KiB/MiB)', parseSize, 4 * KiB)
+    .option('--out <dir>', 'result directory (default experiments/results/set-phases)')
+    .parse()
+    .opts<Options>();
+  const dataDir = makeDataDir('set-phases');
+  let results: Results;
+  try {
+    results = await measure(o, dataDir);
+  } finally {
+    rmrf(dataDir);
+  }
   const us = (x: number) => `${x.toFixed(1)} us`;
   console.log(`\nset-phases: one client, ${o.valueBytes}-byte values, ${o.keys} keys; median (p50) of each phase over the Sets recorded`);
   for (const k of ['floor', 'durable', 'lbkv'] as Kind[]) {
