@@ -5,8 +5,9 @@
 // commit writes a changed leaf anew with its own txid, and the pages it frees keep older txids.
 // Best effort by nature: a key whose newest leaf is damaged comes back with an older value, and a
 // commit that was in flight or failed may come back (a value sent but never acknowledged). Ties
-// cannot hide an acknowledged value: no two commits write under one txid (a commit after a failed
-// one skips its txid, Store.commitBatch). Memory grows with the number of keys (one entry per key kept).
+// cannot hide an acknowledged value: no two commits write under one txid (a failed commit's txid is
+// recorded in its slot, Store.rewriteFailedSlot; the first commit after an open skips one past the
+// newest meta). Memory grows with the number of keys (one entry per key kept).
 import type { Entry, Loss } from './api';
 import { HEADER_SIZE, metaPageOf, PageType } from './layout';
 import { decodeMeta } from './meta';

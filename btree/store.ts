@@ -6,12 +6,12 @@ import { Mutex } from 'async-mutex';
 import * as nodePath from 'node:path';
 import type { Entry, GetOptions, OpenOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
-import { isSlotPage, MAX_KEY_BYTES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
+import { FORMAT_VERSION, isSlotPage, MAX_KEY_BYTES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
 import { Pager } from './pager';
-import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
+import { commit, isInline, slotRoot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
 import { ioError, StoreError } from './errors';
@@ -36,7 +36,9 @@ export class Store {
   private readonly queue: Queued[] = [];
   private readonly writer = new Mutex();
   private draining = false;
-  private unrestoredSlot: number | undefined;
+  /** A failed commit whose meta was written and whose slot is not yet rewritten (rewriteFailedSlot):
+   *  no commit may run until it is, and the next one does it first. */
+  private unrestored: { slot: number; txid: number } | undefined;
   /** The lowest txid the next commit may take: past every failed commit's (see commitBatch), and
    *  at open past the commit a crash may have left half written (meta.txid + 1: its pages may be in
    *  the file, unreachable, under that txid), so no two commits' pages ever carry one txid. */
@@ -255,12 +257,12 @@ export class Store {
         throw ioError(`${this.path}: syncing the directory of the compacted file, which every commit needs first (nothing of this batch was written)`, err);
       }
     }
-    if (this.unrestoredSlot !== undefined) {
+    if (this.unrestored !== undefined) {
       try {
-        await this.restoreMetaSlot(this.unrestoredSlot);
+        await this.rewriteFailedSlot(this.unrestored.slot, this.unrestored.txid, true);
       } catch (err) {
         this.counters.failedCommits++;
-        throw ioError(`${this.path}: rolling back the meta page of an earlier failed commit`, err);
+        throw ioError(`${this.path}: rewriting the meta page of an earlier failed commit`, err);
       }
     }
     // The slot that does not hold the last commit (txid of the other parity), past failed commits.
@@ -311,17 +313,19 @@ export class Store {
       this.meta = r.meta;
     } catch (err) {
       this.counters.failedCommits++;
-      // Its pages may be on the disk under this txid: the next commit takes one of the same parity
-      // (the same slot) but higher, so no two commits' pages ever carry one txid. A rebuild from the
-      // pages alone (Store.rebuild) tells versions apart by txid, and a tie could prefer a leaf of
-      // this failed commit over the acknowledged retry's.
+      // Its pages may be on the disk under this txid: the next commit takes a higher one (the next,
+      // once rewriteFailedSlot has recorded this one; else one of the same parity, the same slot), so
+      // no two commits' pages ever carry one txid. A rebuild from the pages alone (Store.rebuild)
+      // tells versions apart by txid, and a tie could prefer a leaf of this failed commit over the
+      // acknowledged retry's.
       this.nextTxid = txid + 2;
       // Its growth of the file may have happened (and stays): without this, Stat's file bytes and
       // compact()'s beforeBytes would show the size from before it until the file grows again.
       try { this.fileBytes = Math.max(this.fileBytes, this.file.size()); } catch { /* keep the last known size */ }
       // Once its meta page was written, the commit may reach the disk whatever its fdatasync said:
-      // only a durable rollback of the slot makes "not applied" true across a crash.
-      const rolledBack = !metaTouched || await this.restoreMetaSlot(slot).then(() => true, () => false);
+      // only a durable rewrite of the slot makes "not applied" true across a crash. Before that, the
+      // slot is untouched, and a failed rewrite leaves only the txid unrecorded (see there).
+      const rolledBack = await this.rewriteFailedSlot(slot, txid, metaTouched).then(() => true, () => !metaTouched);
       if (rolledBack) throw ioError(`${this.path}: commit failed, nothing of this batch was applied`, err);
       throw ioError(`${this.path}: commit failed and so did rolling it back: the batch is not visible, but a crash before ` +
         'the next successful commit may bring all of it back (outcome unknown until then)', err, { outcomeUnknown: true });
@@ -335,17 +339,51 @@ export class Store {
     this.syncSlow = sorted[sorted.length >> 1] > this.opts.blockingSyncUs;
   }
 
-  /** After a failed commit that got as far as its meta write, put the slot's previous meta and root
-   *  pages back, so
-   *  that neither a later open nor a power cut can bring back a commit that was reported as failed
-   *  (the next commit may reuse its pages). Until that has succeeded no commit may run: the next
-   *  one retries it first, so the store heals once the disk does. */
-  private async restoreMetaSlot(slot: number): Promise<void> {
-    this.unrestoredSlot = slot;
-    await this.file.writev(this.slotBytes[slot], metaPageOf(slot) * PAGE_SIZE);
+  /** After a failed commit `txid` into `slot`: writes the slot anew with a meta of the last commit's
+   *  state under that txid (stateMeta), so that neither a later open nor a power cut can bring back
+   *  the failed commit (the next commit may reuse its pages), and so that the txid is on the disk:
+   *  the first commit after an open skips only one txid past the newest meta (a commit a crash may
+   *  have left half written), and a second failed commit, or a crash in the retry of the first,
+   *  would otherwise leave pages under the txid that first commit takes. The older commit the slot
+   *  held is no longer needed once this is durable: its meta is the same state as the other slot's.
+   *  A file still in an older format (no commit of this build yet) cannot take a meta of this
+   *  format over its freelist; there, a slot whose meta was written gets back what it held, and the
+   *  failed txid stays unrecorded until the next commit. Until the rewrite of a slot whose meta was
+   *  written has succeeded, no commit may run: the next one retries it first, so the store heals
+   *  once the disk does. */
+  private async rewriteFailedSlot(slot: number, txid: number, metaTouched: boolean): Promise<void> {
+    if (metaTouched) this.unrestored = { slot, txid };
+    if (this.currentFormat()) {
+      const { meta, pages } = this.stateMeta(slot, txid);
+      await this.writeSlotDurably(slot, pages);
+      this.slotBytes[slot] = pages;
+      this.meta = meta;
+      this.nextTxid = txid + 1;
+    } else if (metaTouched) {
+      await this.writeSlotDurably(slot, this.slotBytes[slot]);
+    }
+    this.unrestored = undefined;
+  }
+
+  private async writeSlotDurably(slot: number, pages: Buffer[]): Promise<void> {
+    await this.file.writev(pages, metaPageOf(slot) * PAGE_SIZE);
     await this.file.datasync();
     this.counters.fsyncs++;
-    this.unrestoredSlot = undefined;
+  }
+
+  /** Whether the last commit's meta is of this build's format (a file opened from an older one
+   *  keeps its format until its first commit here). */
+  private currentFormat(): boolean {
+    return (this.meta.version ?? FORMAT_VERSION) === FORMAT_VERSION;
+  }
+
+  /** A meta for `slot` under `txid` that holds the last commit's state and needs no verification
+   *  (its pages are durable), with the root page copied into the slot: the next commit rewrites the
+   *  other slot's root. */
+  private stateMeta(slot: number, txid: number): { meta: Meta; pages: Buffer[] } {
+    const root = this.root ? encodeNode(this.root, rootPageOf(slot), txid) : undefined;
+    const meta: Meta = { ...this.meta, txid, ...slotRoot(slot, root), commitExtents: [], commitHash: 0 };
+    return { meta, pages: root ? [encodeMeta(meta), root] : [encodeMeta(meta)] };
   }
 
   /** Reads from the latest durable commit. */
@@ -546,17 +584,14 @@ export class Store {
    *  one more meta for the same state that needs no verification (its pages are durable): damage
    *  then surfaces as CORRUPTION instead. Best effort: if it fails, the last commit still stands. */
   private async seal(): Promise<void> {
-    if (this.meta.commitExtents.length === 0 || this.unrestoredSlot !== undefined) return;
-    const slot = (this.meta.txid + 1) % 2;
-    // The root is copied into the sealing slot too: the next commit rewrites the other slot's root.
+    // An older format's meta names a freelist written in that format, which a meta of this one
+    // would read differently.
+    if (this.meta.commitExtents.length === 0 || this.unrestored !== undefined || !this.currentFormat()) return;
     const txid = this.meta.txid + 1;
-    const root = this.root ? encodeNode(this.root, rootPageOf(slot), txid) : undefined;
-    const sealed: Meta = { ...this.meta, txid, ...slotRoot(slot, root), commitExtents: [], commitHash: 0 };
+    const { meta, pages } = this.stateMeta(txid % 2, txid);
     try {
-      await writeSlot(this.file, slot, encodeMeta(sealed), root);
-      await this.file.datasync();
-      this.counters.fsyncs++;
-      this.meta = sealed;
+      await this.writeSlotDurably(txid % 2, pages);
+      this.meta = meta;
     } catch {
       // The slot now holds a torn or unsynced meta at worst; open falls back to the last commit.
     }

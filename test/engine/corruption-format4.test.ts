@@ -10,8 +10,11 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { Store, StoreError } from '../../btree';
 import { writeFreeEntry, type FreeEntry } from '../../btree/freelist';
-import { crc32 } from '../../btree/checksum';
+import { crc32, sealPage } from '../../btree/checksum';
+import { decodeMeta, encodeMeta } from '../../btree/meta';
+import { PAGE_SIZE, PageType } from '../../btree/layout';
 import { tempDir } from '../support/tmp';
+import { FaultFS, mulberry32, POLICY_DROP_ALL } from '../support/fault-fs';
 import { newestMeta, pageOf } from '../support/store-image';
 
 const fixture = zlib.gunzipSync(fs.readFileSync(path.join(__dirname, '../../../test/fixtures/format4-segments.db.gz')));
@@ -65,6 +68,89 @@ test('a format-4 segment that lists a slot page, a page past the end, no pages, 
     assert.match((got as StoreError).message, /freelist/, `segment lists ${what}`);
     assert.match((got as StoreError).message, why, `segment lists ${what}`);
     assert.ok(fs.readFileSync(file).equals(before), `segment lists ${what}: the file was written`);
+  }
+});
+
+/** The fixture as a format-4 build killed right after its last commit would leave it: no seal in
+ *  slot 0, and that commit's freelist in a page of its own (format 4: a segment reference in one
+ *  slot, flagged on its count), which the commit's extents and hash cover. */
+function unsealedWithFreelistPage(): Buffer {
+  const last = decodeMeta(pageOf(fixture, 2), 1);
+  if (typeof last === 'string') throw new Error(last);
+  const fp = last.pageCount;
+  const data = Buffer.alloc((fp + 1) * PAGE_SIZE);
+  fixture.copy(data);
+  pageOf(data, 0).fill(0);
+  const page = pageOf(data, fp);
+  last.inlineFree!.forEach((e, i) => {
+    const off = 24 + i * 16;
+    page.writeUIntLE(e.start, off, 6);
+    page.writeUInt32LE((e.count | (e.ref ? 0x8000_0000 : 0)) >>> 0, off + 6);
+    page.writeUIntLE(e.txid, off + 10, 6);
+  });
+  sealPage(page, PageType.Freelist, last.inlineFree!.length, fp, last.txid);
+  const extents = [...last.commitExtents, { start: fp, count: 1 }].sort((a, b) => a.start - b.start);
+  let hash = 0;
+  for (const e of extents) hash = crc32(data.subarray(e.start * PAGE_SIZE, (e.start + e.count) * PAGE_SIZE), hash);
+  const meta = encodeMeta({ ...last, freelistPage: fp, freelistPages: 1, pageCount: fp + 1, inlineFree: null, commitExtents: extents, commitHash: hash });
+  meta.writeUInt32LE(4, 32); // the format version
+  meta.writeUInt32LE(crc32(meta.subarray(4)), 0);
+  meta.copy(pageOf(data, 2));
+  return data;
+}
+
+test('a format-4 file whose last commit was not sealed: open and close with nothing written leave it as it was (no seal of this format over a format-4 freelist), and it opens again', async () => {
+  const file = path.join(tempDir('f4'), 'lbkv.db');
+  fs.writeFileSync(file, unsealedWithFreelistPage());
+  const before = fs.readFileSync(file);
+  const a = await Store.open({ path: file });
+  assert.is(a.stats().txid, 755);
+  assert.ok(a.stats().freelistSegments > 0, 'segments referenced from the freelist page');
+  const value = await a.get(Buffer.from(`k${String(7).padStart(8, '0')}`));
+  assert.is(value?.length, 100, 'key 7 of the fixture');
+  await a.close();
+  assert.ok(fs.readFileSync(file).equals(before), 'close wrote nothing');
+  const b = await Store.open({ path: file });
+  try {
+    assert.is(b.stats().txid, 755);
+    assert.equal(await b.get(Buffer.from(`k${String(7).padStart(8, '0')}`)), value);
+    // Its first commit here writes the freelist in this format; close may seal after it.
+    await b.put(Buffer.from('after'), Buffer.from('one commit'));
+  } finally {
+    await b.close();
+  }
+  const c = await Store.open({ path: file });
+  try {
+    assert.equal(await c.get(Buffer.from('after')), Buffer.from('one commit'));
+    assert.equal(await c.get(Buffer.from(`k${String(7).padStart(8, '0')}`)), value);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a failed commit on a format-4 file (no commit of this build yet): its slot gets back what it held, the file opens after a crash, and the next commit succeeds', async () => {
+  const ffs = new FaultFS();
+  ffs.putFile('/db/lbkv.db', unsealedWithFreelistPage());
+  const a = await Store.open({ path: '/db/lbkv.db', fs: ffs });
+  const k7 = Buffer.from(`k${String(7).padStart(8, '0')}`);
+  const value = await a.get(k7);
+  ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
+  const e = await a.put(k7, Buffer.from('failed')).then(() => undefined, (err: unknown) => err);
+  assert.ok(e instanceof StoreError && /nothing of this batch was applied/.test(e.message), String(e));
+  const crashed = ffs.powerCut(mulberry32(7), POLICY_DROP_ALL).fs;
+  const b = await Store.open({ path: '/db/lbkv.db', fs: crashed });
+  try {
+    assert.is(b.stats().txid, 755, 'the last format-4 commit');
+    assert.equal(await b.get(k7), value);
+    await b.put(k7, Buffer.from('acknowledged'));
+  } finally {
+    await b.close();
+  }
+  const c = await Store.open({ path: '/db/lbkv.db', fs: crashed });
+  try {
+    assert.equal(await c.get(k7), Buffer.from('acknowledged'));
+  } finally {
+    await c.close();
   }
 });
 

@@ -166,7 +166,7 @@ test('a new data file whose creation fails leaves no half-made file and no open 
   assert.equal(fs.readdirSync(dir), []);
 });
 
-test('a failed commit\'s rollback restores its slot whole (meta and root page): the commit before stays a usable fallback', async () => {
+test('a failed commit\'s slot is written anew, meta and root page, with the last commit\'s state under the failed txid: a usable fallback when the newest meta is damaged', async () => {
   const ffs = new FaultFS();
   const a = await Store.open({ path: DB, fs: ffs });
   // Enough keys for a root branch, so the root page is not the only page of the tree.
@@ -174,11 +174,13 @@ test('a failed commit\'s rollback restores its slot whole (meta and root page): 
   await a.put(key(1000), fill(50, 1));
   await a.put(key(1001), fill(50, 2));
   const newest = a.stats().txid;
-  // The next commit writes the slot of commit newest - 1, then its fdatasync fails: rolled back.
+  // The next commit writes the slot of commit newest - 1, then its fdatasync fails: its slot is
+  // written again with commit newest's state (txid newest + 1).
   ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
   const e = await failure(a.put(key(1002), fill(50, 3)));
   assert.ok(isStoreError(e, 'IO') && /nothing of this batch was applied/.test((e as Error).message), String(e));
-  // A crash, and the newest commit's meta page damaged: open must fall back to commit newest - 1.
+  assert.is(a.stats().txid, newest + 1, 'the failed txid, recorded');
+  // A crash, and the newest commit's meta page damaged: open must take the rewritten slot.
   const crashed = ffs.powerCut(mulberry32(4), POLICY_DROP_ALL).fs;
   const h = await crashed.open(DB);
   await h.writev([Buffer.alloc(64, 0x55)], (newest % 2) * 2 * 4096 + 100);
@@ -186,11 +188,19 @@ test('a failed commit\'s rollback restores its slot whole (meta and root page): 
   await h.close();
   const b = await Store.open({ path: DB, fs: crashed });
   try {
-    assert.is(b.stats().txid, newest - 1, 'the commit before the newest');
+    assert.is(b.stats().txid, newest + 1, 'the rewritten slot');
     assert.equal(await b.get(key(1000)), fill(50, 1));
-    assert.is(await b.get(key(1001)), undefined);
-    assert.is(await b.get(key(1002)), undefined);
+    assert.equal(await b.get(key(1001)), fill(50, 2), 'the newest commit\'s state');
+    assert.is(await b.get(key(1002)), undefined, 'nothing of the failed commit');
     assert.equal(await b.get(key(7)), fill(100, 7));
+    const snap = b.snapshot();
+    let n = 0;
+    try {
+      for await (const en of snap.range({})) if (en.key) n++;
+    } finally {
+      snap.release();
+    }
+    assert.is(n, 302, 'the whole tree below the copied root');
   } finally {
     await b.close();
   }
@@ -198,12 +208,12 @@ test('a failed commit\'s rollback restores its slot whole (meta and root page): 
 
 /** A store of 200 keys with one more commit that fails as `fails` says: key 5 set to `value` and 40
  *  values of 3,000 bytes (keys 1000..1039), so its leaves land where a smaller retry does not write. */
-async function storeWithFailedCommit(fails: (op: OpRecord) => boolean, value: Buffer): Promise<{ ffs: FaultFS; a: Store; before: number }> {
+async function storeWithFailedCommit(fails: (op: OpRecord) => boolean, value: Buffer, times = 1): Promise<{ ffs: FaultFS; a: Store; before: number }> {
   const ffs = new FaultFS();
   const a = await Store.open({ path: DB, fs: ffs });
   await a.putMany(Array.from({ length: 200 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
   const before = a.stats().txid;
-  ffs.failWhen({ match: fails, code: 'EIO' });
+  ffs.failWhen({ match: fails, code: 'EIO', times });
   const bigOnes = Array.from({ length: 40 }, (_, i) => ({ key: key(1000 + i), value: fill(3000, i) }));
   assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value }, ...bigOnes])), 'IO'));
   return { ffs, a, before };
@@ -218,13 +228,13 @@ async function destroyMetasAndRebuild(fs: FaultFS): Promise<void> {
   await Store.rebuild({ path: DB, fs });
 }
 
-test('a commit after a failed one takes a higher txid of the same slot, so a rebuild from the pages prefers the acknowledged retry over the failed commit\'s leaves', async () => {
+test('a commit after a failed one takes a higher txid, so a rebuild from the pages prefers the acknowledged retry over the failed commit\'s leaves', async () => {
   const failed = Buffer.from('<<the value of a failed commit>>');
   const { ffs, a, before } = await storeWithFailedCommit((op) => op.kind === 'datasync', failed);
   // The retry writes less, so its pages do not cover the failed commit's leaf, which stays in the file.
   const acked = Buffer.from('<<the acknowledged value>>');
   await a.put(key(5), acked);
-  assert.is(a.stats().txid, before + 3, 'the retry skipped the failed commit\'s txid (same slot)');
+  assert.is(a.stats().txid, before + 2, 'the retry took the txid after the failed commit\'s, which its slot records');
   assert.equal(await a.get(key(5)), acked);
   await a.close();
   assert.ok(ffs.readVolatile(DB)!.includes(failed), 'the failed commit\'s leaf is still in the file');
@@ -243,10 +253,11 @@ test('a commit after a failed one takes a higher txid of the same slot, so a reb
 });
 
 test('the first commit after a crash skips the txid of the commit the crash left half written, so a rebuild cannot prefer its leaves over acknowledged ones', async () => {
-  // A commit whose pages are written but whose slot write never happens, then the power goes: the
-  // pages stay in the file under txid durable + 1, unreachable.
+  // A commit whose pages are written but whose slot write never happens (nor the rewrite of its
+  // slot after the failure), then the power goes: the pages stay in the file under txid durable + 1,
+  // unreachable.
   const inFlight = Buffer.from('<<in flight at the crash>>');
-  const { ffs, before: durable } = await storeWithFailedCommit((op) => op.kind === 'writev' && (op.pos ?? -1) < 4 * 4096, inFlight);
+  const { ffs, before: durable } = await storeWithFailedCommit((op) => op.kind === 'writev' && (op.pos ?? -1) < 4 * 4096, inFlight, 2);
   const crashed = ffs.powerCut(mulberry32(5), CUT_POLICIES.keepAll!).fs;
   assert.ok(crashed.readVolatile(DB)!.includes(inFlight), 'the half-written commit\'s leaf is in the file');
   const b = await Store.open({ path: DB, fs: crashed });
@@ -259,6 +270,31 @@ test('the first commit after a crash skips the txid of the commit the crash left
   const c = await Store.open({ path: DB, fs: crashed });
   try {
     assert.equal(await c.get(key(5)), acked);
+  } finally {
+    await c.close();
+  }
+});
+
+test('two failed commits, then a crash: the first commit after open takes a txid past both (each is recorded in its slot), so a rebuild prefers the acknowledged value', async () => {
+  const failed = Buffer.from('<<the value of a failed commit>>');
+  const { ffs, a, before } = await storeWithFailedCommit((op) => op.kind === 'datasync', failed);
+  ffs.failWhen({ match: (op) => op.kind === 'datasync', code: 'EIO' });
+  const bigOnes = Array.from({ length: 40 }, (_, i) => ({ key: key(1000 + i), value: fill(3000, i) }));
+  assert.ok(isStoreError(await failure(a.putMany([{ key: key(5), value: failed }, ...bigOnes])), 'IO'));
+  assert.is(a.stats().txid, before + 2, 'both failed txids recorded');
+  // The process dies (no close, no seal).
+  const crashed = ffs.powerCut(mulberry32(6), POLICY_DROP_ALL).fs;
+  const b = await Store.open({ path: DB, fs: crashed });
+  const acked = Buffer.from('<<the acknowledged value>>');
+  await b.put(key(5), acked);
+  assert.ok(b.stats().txid > before + 2, `txid ${b.stats().txid} past the failed ${before + 1} and ${before + 2}`);
+  await b.close();
+  assert.ok(crashed.readVolatile(DB)!.includes(failed), 'a failed commit\'s leaf is still in the file');
+  await destroyMetasAndRebuild(crashed);
+  const c = await Store.open({ path: DB, fs: crashed });
+  try {
+    assert.equal(await c.get(key(5)), acked);
+    assert.equal(await c.get(key(7)), fill(100, 7));
   } finally {
     await c.close();
   }
