@@ -220,7 +220,10 @@ export async function streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequ
   };
   const cursor = (): AsyncIterator<Entry> => {
     if (!it) {
-      it = snap!.range({
+      // Taken at the first read, once the stream has budget: a stream queued for budget at its start
+      // holds no snapshot (which would keep the pages freed after it from reuse) while it waits.
+      snap ??= store.snapshot();
+      it = snap.range({
         prefix: prefix.length > 0 ? prefix : undefined,
         start: lastKey ? Buffer.concat([lastKey, Buffer.alloc(1)]) : undefined, // just past lastKey
         limit: limit > 0 ? limit - taken : undefined,
@@ -248,7 +251,6 @@ export async function streamPrefix(call: grpc.ServerWritableStream<GetPrefixRequ
 
   let completed = false;
   try {
-    snap = store.snapshot();
     try {
       while (!(limit > 0 && taken >= limit)) {
         await waitTransport();

@@ -437,6 +437,14 @@ streams('clients that never read: after --stream-stall-ms, and as long again for
   const request = GetPrefixRequest.encode({ prefix: Buffer.from('nr/'), limit: 0 }).finish();
   const stuck = [0, 1].map(() => rawGrpcCall(srv.address, 'GetPrefix', request, { bytesPerSecond: 0 }));
   try {
+    // The first fills the budget; the second waits for it from its start, and takes its snapshot
+    // only once it has budget: until the first is ended, one snapshot is open.
+    let most = 0;
+    for (let t = 0; t < 16; t++) {
+      await sleep(50);
+      most = Math.max(most, (await c.stat()).openSnapshots);
+    }
+    assert.is(most, 1, 'open snapshots while one stream waits for budget at its start');
     assert.ok(await eventually(async () => (await c.stat()).stalledGetprefixes === 2, 15_000), 'the server ended both stalled streams');
     assert.is((await c.stat()).openSnapshots, 0, 'and released their snapshots');
     const codes = await Promise.race([Promise.all(stuck.map(async (s) => (await s.done).rstCode)), sleep(15_000).then(() => 'still open')]);
