@@ -18,7 +18,7 @@ export interface ServerConfig {
   /** Engine commit protocol. */
   syncMode: 'one' | 'two';
   /** Small commits fdatasync on the event loop while the median recent such sync is at most this
-   *  (us); 0: never (the default). */
+   *  (us); 0: never (DEFAULT_CONFIG: 1000). */
   blockingSyncUs: number;
   /** GetPrefix message payload target, bytes (a larger single entry goes alone). */
   prefixMessageBytes: number;
@@ -179,7 +179,7 @@ export function configFromOptions(o: RawServerOptions): ServerConfig {
   const cfg: ServerConfig = { ...DEFAULT_CONFIG };
   if (o.listen !== undefined) cfg.listen = parseHostPort(o.listen, '--listen');
   if (o.data !== undefined) {
-    if (o.data.trim() === '') throw new ConfigError('--data: empty path');
+    if (o.data.trim() === '') throw new ConfigError(`--data: ${o.data === '' ? 'empty' : 'blank (only white space)'} path`);
     cfg.dataDir = o.data;
   }
   cfg.dataDir = resolve(cfg.dataDir);
