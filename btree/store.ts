@@ -551,6 +551,9 @@ export class Store {
     this.fileBytes = r.fileBytes;
     this.openWarnings = []; // they were about the file just replaced
     this.nextTxid = r.meta.txid + 1;
+    // A slot of the old file still to be rewritten after a failed commit is no concern of the new
+    // one, whose slots the copy wrote durably; rewritten there, its older txid would go back.
+    this.unrestored = undefined;
     this.readers.clear();
     if (old.users === 0) await old.close().catch(() => undefined);
     if (dirError !== undefined) {

@@ -300,6 +300,30 @@ test('two failed commits, then a crash: the first commit after open takes a txid
   }
 });
 
+test('compact() after a commit whose slot could not be rewritten (outcome unknown): the new file\'s txids go on rising, and a rebuild from its pages keeps the acknowledged value', async () => {
+  const ffs = new FaultFS();
+  const a = await Store.open({ path: DB, fs: ffs });
+  await a.putMany(Array.from({ length: 400 }, (_, i) => ({ key: key(i), value: fill(100, i) })));
+  // Its fdatasync fails, and so does the rewrite of its slot after it.
+  ffs.failWhen({ match: (op) => op.kind === 'datasync' && op.file === DB, code: 'EIO', times: 2 });
+  const e = await failure(a.put(key(7), Buffer.from('failed')));
+  assert.ok(e instanceof StoreError && e.outcomeUnknown, String(e));
+  await a.compact();
+  const compacted = a.stats().txid;
+  const acked = Buffer.from('<<acknowledged after the compaction>>');
+  await a.put(key(7), acked);
+  assert.ok(a.stats().txid > compacted, `txid ${a.stats().txid} after the compacted file's ${compacted}`);
+  await a.close();
+  await destroyMetasAndRebuild(ffs);
+  const b = await Store.open({ path: DB, fs: ffs });
+  try {
+    assert.equal(await b.get(key(7)), acked);
+    assert.equal(await b.get(key(8)), fill(100, 8));
+  } finally {
+    await b.close();
+  }
+});
+
 test('Store.rebuild of a file whose meta verifies copies that commit\'s tree exactly (from: tree): a failed commit\'s leaves in the file do not come back', async () => {
   const failed = Buffer.from('<<the value of a failed commit>>');
   const { ffs, a } = await storeWithFailedCommit((op) => op.kind === 'datasync', failed);
