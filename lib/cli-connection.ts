@@ -1,6 +1,6 @@
 // lbclient's connection to the server: its global options as the client takes them, and a call
 // on a client of its own, bounded while no connection is made, its failures turned into the CLI's.
-import { KvClient } from './client';
+import { KvClient, MAX_DEADLINE_MS } from './client';
 import { wholeOption } from './cli-args';
 import { CliError, EXIT, grpcFailure } from './cli-errors';
 import { ConfigError, parseHostPort } from './config';
@@ -12,7 +12,8 @@ export interface GlobalOpts {
   connectTimeoutMs: string;
 }
 
-/** Longest --timeout-ms: what a timer can wait (2^31 - 1 ms, about 24.8 days). */
+/** Longest --connect-timeout-ms: what a timer can wait (2^31 - 1 ms, about 24.8 days); --timeout-ms,
+ *  a gRPC deadline, is bounded a little lower (MAX_DEADLINE_MS). */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** The global options as the client takes them; a usage error if they are wrong. Checked before a
@@ -25,7 +26,7 @@ export function clientOptions(g: GlobalOpts): { callTimeoutMs: number | undefine
     throw e;
   }
   return {
-    callTimeoutMs: g.timeoutMs === undefined ? undefined : wholeOption(g.timeoutMs, '--timeout-ms', 1, MAX_TIMEOUT_MS),
+    callTimeoutMs: g.timeoutMs === undefined ? undefined : wholeOption(g.timeoutMs, '--timeout-ms', 1, MAX_DEADLINE_MS),
     connectTimeoutMs: wholeOption(g.connectTimeoutMs, '--connect-timeout-ms', 0, MAX_TIMEOUT_MS),
   };
 }

@@ -38,8 +38,10 @@ export interface KvEntry {
 export interface GetPrefixOptions {
   /** At most this many entries; 0 or undefined: no limit. A whole number. */
   limit?: number;
-  /** Deadline for the whole stream, ms from its start, the time the caller spends between entries
-   *  included (default: none). Past it the iteration throws DEADLINE_EXCEEDED. */
+  /** Deadline for the whole stream, ms from its start (default: none): past it, while the server is
+   *  still sending, the iteration throws DEADLINE_EXCEEDED. Time the caller spends between entries
+   *  counts as long as the stream is open; once the server has sent everything and its status, the
+   *  entries already received are yielded whatever the time. */
   timeoutMs?: number;
   /** Aborting it cancels the stream, even while an iteration step waits for the server: the next
    *  (or the waiting) iteration step throws `signal.reason`, entries already received or not, and
@@ -89,6 +91,20 @@ const KvStub = grpc.makeGenericClientConstructor(
   'lbkv.v1.KeyValueStore',
 ) as unknown as typeof KeyValueStoreClient;
 
+/** The longest deadline a call may have, ms. grpc-js sends a timeout of 10^8 ms or more in whole
+ *  seconds, rounded up, and a grpc-js server reads it back into a 32-bit integer: past 2^31 - 1 ms
+ *  it wraps (often negative), and the server's deadline fires at once. This bound, rounded up to
+ *  whole seconds, stays under that. Infinity (no deadline) is sent as none. */
+export const MAX_DEADLINE_MS = 2_147_483_000;
+
+/** A deadline option as given, checked: NaN (e.g. Number of an unset variable) would mean no
+ *  deadline, a negative one a deadline already past, a string a bare Error at each call. */
+function checkTimeout(t: unknown, name: string): number | undefined {
+  if (t === undefined || t === Infinity) return t;
+  if (typeof t === 'number' && t > 0 && t <= MAX_DEADLINE_MS) return t;
+  throw clientError(grpc.status.INVALID_ARGUMENT, `${name} is ${typeof t === 'string' ? JSON.stringify(t) : String(t)}; it must be a number of milliseconds > 0 and at most ${MAX_DEADLINE_MS} (or undefined: no deadline)`);
+}
+
 export class KvClient {
   /** The generated grpc-js stub, for callers that need raw access. */
   readonly raw: KeyValueStoreClient;
@@ -103,11 +119,7 @@ export class KvClient {
     this.maxMessageBytes = opts.maxMessageBytes ?? -1;
     // Checked here, as getPrefix checks its timeoutMs: NaN (e.g. Number of an unset variable) would
     // mean no deadline, a negative one a deadline already past, a string a bare Error at each call.
-    const t = opts.callTimeoutMs;
-    if (t !== undefined && !(typeof t === 'number' && t > 0)) {
-      throw clientError(grpc.status.INVALID_ARGUMENT, `callTimeoutMs is ${typeof t === 'string' ? JSON.stringify(t) : String(t)}; it must be a number of milliseconds > 0 (or undefined: no deadline)`);
-    }
-    this.callTimeoutMs = t;
+    this.callTimeoutMs = checkTimeout(opts.callTimeoutMs, 'callTimeoutMs');
     this.raw = new KvStub(address, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': this.maxMessageBytes,
       'grpc.max_send_message_length': this.maxMessageBytes,
@@ -177,8 +189,7 @@ export class KvClient {
     this.checkOpen();
     const limit = opts.limit ?? 0;
     if (!Number.isSafeInteger(limit) || limit < 0) throw clientError(grpc.status.INVALID_ARGUMENT, `limit is ${String(limit)}; it must be a whole number >= 0 (0: no limit)`);
-    const timeoutMs = opts.timeoutMs;
-    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw clientError(grpc.status.INVALID_ARGUMENT, `timeoutMs is ${String(timeoutMs)}; it must be a number of milliseconds > 0`);
+    const timeoutMs = checkTimeout(opts.timeoutMs, 'timeoutMs');
     const { signal } = opts;
     signal?.throwIfAborted();
     const call = this.raw.getPrefix({ prefix: toBytes(prefix, 'prefix'), limit }, new grpc.Metadata(), timeoutMs ? { deadline: Date.now() + timeoutMs } : {});

@@ -324,7 +324,9 @@ cli('usage errors: exit 4 with a message', async ({ addr }) => {
   for (const [args, message] of [
     [['set', '', 'x'], /the key is empty: keys are 1 or more bytes/],
     [['--timeout-ms', '1e20', 'stat'], /--timeout-ms: "1e20" is not a whole number/],
-    [['--timeout-ms', '99999999999', 'stat'], /--timeout-ms: 99999999999 is out of range 1\.\.2147483647/],
+    [['--timeout-ms', '99999999999', 'stat'], /--timeout-ms: 99999999999 is out of range 1\.\.2147483000/],
+    // Past it a grpc-js server reads the deadline wrapped (a 32-bit integer) and ends the call at once.
+    [['--timeout-ms', '2147483647', 'stat'], /--timeout-ms: 2147483647 is out of range 1\.\.2147483000/],
     [['--timeout-ms', '0', 'stat'], /--timeout-ms: 0 is out of range/],
     [['getprefix', 'x', '--limit', '1e3'], /--limit: "1e3" is not a whole number/],
   ] as const) {

@@ -4,7 +4,7 @@
 // deadlines apart from unary ones, and no message limit of the client's own.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GrpcStatus, isServiceError, KvClient, type KvEntry } from '../lib/client';
+import { GrpcStatus, isServiceError, KvClient, MAX_DEADLINE_MS, type KvEntry } from '../lib/client';
 import { eventually, expectGrpcError, setMany } from './support/client-helpers';
 import { freePort, sleep, startServer, type ServerHandle } from './support/server';
 
@@ -43,17 +43,23 @@ client('bad arguments are refused before anything is sent, as INVALID_ARGUMENT S
   assert.equal(await c.get(Buffer.from('emoji/\u{1F600}', 'utf8')), Buffer.from('ok'));
 });
 
-client('a callTimeoutMs that is not a number > 0 is refused by the constructor as INVALID_ARGUMENT (NaN was no deadline, -5 an expired one, "abc" a bare Error at each call)', async ({ srv }) => {
-  for (const t of [Number.NaN, -5, 0, '2000' as unknown as number]) {
+client('a callTimeoutMs or getPrefix timeoutMs that is not a number > 0 and at most MAX_DEADLINE_MS is refused as INVALID_ARGUMENT (NaN was no deadline, -5 an expired one, "abc" a bare Error at each call, 2^31 - 1 an expired one on the server)', async ({ srv }) => {
+  for (const t of [Number.NaN, -5, 0, '2000' as unknown as number, true as unknown as number, MAX_DEADLINE_MS + 1, 2 ** 31 - 1]) {
     let err: unknown;
     try { new KvClient(srv.address, { callTimeoutMs: t }).close(); } catch (e) { err = e; }
     assert.ok(isServiceError(err), `callTimeoutMs ${String(t)}: ${String(err)}`);
     assert.is(err.code, GrpcStatus.INVALID_ARGUMENT);
-    assert.match(err.details, /callTimeoutMs is .*; it must be a number of milliseconds > 0/);
+    assert.match(err.details, /callTimeoutMs is .*; it must be a number of milliseconds > 0 and at most 2147483000/);
+    const c = srv.client();
+    await expectGrpcError(c.getPrefixAll('timeout-', { timeoutMs: t }), GrpcStatus.INVALID_ARGUMENT, /timeoutMs is .*; it must be a number of milliseconds > 0/);
   }
-  for (const t of [undefined, 1500, Infinity]) {
+  // The longest deadline allowed, and none at all, let a call that takes a while (a 4 MiB value) finish.
+  const big = Buffer.alloc(4 << 20, 7);
+  for (const t of [undefined, 1500, MAX_DEADLINE_MS, Infinity]) {
     const c = new KvClient(srv.address, { callTimeoutMs: t });
-    await c.set('timeout-ok', 'v');
+    await c.set('timeout-ok', big);
+    assert.equal(await c.get('timeout-ok'), big, `callTimeoutMs ${String(t)}`);
+    assert.is((await c.getPrefixAll('timeout-ok', { timeoutMs: t })).length, 1, `getPrefix timeoutMs ${String(t)}`);
     c.close();
   }
 });
