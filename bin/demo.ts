@@ -19,7 +19,7 @@ const opts = new Command()
     'client processes doing a mix of Set / Get / GetPrefix, a progress line, the server\'s Stat (start time, ' +
     'total_sets, total_gets, total_getprefixes), then SIGTERM to the server and the data directory removed. ' +
     'Exit status (as lbclient\'s where they overlap): 0 OK; 1 a client read a wrong value, a counter disagrees, or anything ' +
-    'else failed; 4 bad usage (an unknown option or a bad value); 130/143 stopped by SIGINT/SIGTERM.')
+    'else failed; 4 bad usage (an unknown option or a bad value); 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM (server stopped, data removed).')
   .option('--clients <n>', 'client processes (env LBKV_DEMO_CLIENTS)', process.env.LBKV_DEMO_CLIENTS ?? '10')
   .option('--ops <n>', 'operations per client; of every 20, 10 Sets, 9 Gets and 1 GetPrefix (env LBKV_DEMO_OPS)', process.env.LBKV_DEMO_OPS ?? '10000')
   .option('--timeout-ms <n>', 'give up (and stop everything) after this long (env LBKV_DEMO_TIMEOUT_MS)', process.env.LBKV_DEMO_TIMEOUT_MS ?? '300000')
@@ -185,7 +185,8 @@ const deadline = setTimeout(() => {
 }, DEADLINE_MS);
 deadline.unref();
 // 128 + the signal's number, as a shell reports a process a signal ended.
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.on(sig, () => { cleanup(); process.exit(code); });
+// SIGHUP too: a closed terminal must not leave the server running or its data directory behind.
+for (const [sig, code] of [['SIGHUP', 129], ['SIGINT', 130], ['SIGTERM', 143]] as const) process.on(sig, () => { cleanup(); process.exit(code); });
 
 main().catch((e) => {
   console.error(`demo: FAILED: ${(e as Error)?.stack ?? e}`);

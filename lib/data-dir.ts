@@ -81,6 +81,9 @@ export function keepDamaged(dataFile: string): string {
     linkSync(dataFile, kept);
   } catch {
     copyFileSync(dataFile, kept, fsConstants.COPYFILE_EXCL);
+    // A copy's bytes must be durable before the rename over the data file drops its last other name.
+    const copy = openSync(kept, 'r');
+    try { fsyncSync(copy); } finally { closeSync(copy); }
   }
   const dir = openSync(dirname(kept), 'r');
   try { fsyncSync(dir); } finally { closeSync(dir); }
