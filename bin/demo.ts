@@ -60,6 +60,14 @@ function exitPromise(c: ChildProcess): Promise<number | null> {
   });
 }
 
+/** A client's exit code, once its IPC channel has closed as well: its last message ('done') may be
+ *  delivered after 'exit', never after 'close'. Called right after fork, before either can happen. */
+function closePromise(c: ChildProcess): Promise<number | null> {
+  return new Promise((res) => {
+    c.on('close', (code) => { children.delete(c); res(code); });
+  });
+}
+
 async function startServer(dir: string): Promise<{ proc: ChildProcess; address: string; line: string }> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
@@ -122,7 +130,7 @@ async function main(): Promise<void> {
       if (m.type === 'progress') { progress[m.id] = m.done ?? 0; update(); }
       if (m.type === 'done') results.push(m as DoneMsg);
     });
-    return exitPromise(w);
+    return closePromise(w);
   });
   const ticker = setInterval(update, 500);
   const codes = await Promise.all(workers);
