@@ -219,13 +219,21 @@ async function storeWithFailedCommit(fails: (op: OpRecord) => boolean, value: Bu
   return { ffs, a, before };
 }
 
-/** Both meta pages of `fs`'s data file destroyed, then Store.rebuild. */
-async function destroyMetasAndRebuild(fs: FaultFS): Promise<void> {
+/** Both meta pages of `fs`'s data file destroyed, then Store.rebuild (from the pages alone); the
+ *  rebuilt store must read each key of `expect` as its value, and pass `also`. */
+async function rebuiltFromPagesHolds(fs: FaultFS, expect: [Buffer, Buffer][], also?: (s: Store) => Promise<void>): Promise<void> {
   const h = await fs.open(DB);
   for (const metaPage of [0, 2]) await h.writev([Buffer.alloc(4096, 0xee)], metaPage * 4096);
   await h.datasync();
   await h.close();
   await Store.rebuild({ path: DB, fs });
+  const s = await Store.open({ path: DB, fs });
+  try {
+    for (const [k, v] of expect) assert.equal(await s.get(k), v, `key ${k.toString()}`);
+    await also?.(s);
+  } finally {
+    await s.close();
+  }
 }
 
 test('a commit after a failed one takes a higher txid, so a rebuild from the pages prefers the acknowledged retry over the failed commit\'s leaves', async () => {
@@ -238,18 +246,12 @@ test('a commit after a failed one takes a higher txid, so a rebuild from the pag
   assert.equal(await a.get(key(5)), acked);
   await a.close();
   assert.ok(ffs.readVolatile(DB)!.includes(failed), 'the failed commit\'s leaf is still in the file');
-  await destroyMetasAndRebuild(ffs);
-  const b = await Store.open({ path: DB, fs: ffs });
-  try {
-    assert.equal(await b.get(key(5)), acked);
-    assert.equal(await b.get(key(7)), fill(100, 7));
+  await rebuiltFromPagesHolds(ffs, [[key(5), acked], [key(7), fill(100, 7)]], async (b) => {
     // A value only the failed commit wrote may come back (the pages cannot tell a failed commit from
     // one in flight), but whole or not at all.
     const back = await b.get(key(1039));
     assert.ok(back === undefined || back.equals(fill(3000, 39)), `key 1039: ${back?.length} bytes`);
-  } finally {
-    await b.close();
-  }
+  });
 });
 
 test('the first commit after a crash skips the txid of the commit the crash left half written, so a rebuild cannot prefer its leaves over acknowledged ones', async () => {
@@ -266,13 +268,7 @@ test('the first commit after a crash skips the txid of the commit the crash left
   await b.put(key(5), acked);
   assert.is(b.stats().txid, durable + 3, 'the txid the crash may have used (durable + 1) is skipped, the slot kept');
   await b.close();
-  await destroyMetasAndRebuild(crashed);
-  const c = await Store.open({ path: DB, fs: crashed });
-  try {
-    assert.equal(await c.get(key(5)), acked);
-  } finally {
-    await c.close();
-  }
+  await rebuiltFromPagesHolds(crashed, [[key(5), acked]]);
 });
 
 test('two failed commits, then a crash: the first commit after open takes a txid past both (each is recorded in its slot), so a rebuild prefers the acknowledged value', async () => {
@@ -290,14 +286,7 @@ test('two failed commits, then a crash: the first commit after open takes a txid
   assert.ok(b.stats().txid > before + 2, `txid ${b.stats().txid} past the failed ${before + 1} and ${before + 2}`);
   await b.close();
   assert.ok(crashed.readVolatile(DB)!.includes(failed), 'a failed commit\'s leaf is still in the file');
-  await destroyMetasAndRebuild(crashed);
-  const c = await Store.open({ path: DB, fs: crashed });
-  try {
-    assert.equal(await c.get(key(5)), acked);
-    assert.equal(await c.get(key(7)), fill(100, 7));
-  } finally {
-    await c.close();
-  }
+  await rebuiltFromPagesHolds(crashed, [[key(5), acked], [key(7), fill(100, 7)]]);
 });
 
 test('compact() after a commit whose slot could not be rewritten (outcome unknown): the new file\'s txids go on rising, and a rebuild from its pages keeps the acknowledged value', async () => {
@@ -314,14 +303,7 @@ test('compact() after a commit whose slot could not be rewritten (outcome unknow
   await a.put(key(7), acked);
   assert.ok(a.stats().txid > compacted, `txid ${a.stats().txid} after the compacted file's ${compacted}`);
   await a.close();
-  await destroyMetasAndRebuild(ffs);
-  const b = await Store.open({ path: DB, fs: ffs });
-  try {
-    assert.equal(await b.get(key(7)), acked);
-    assert.equal(await b.get(key(8)), fill(100, 8));
-  } finally {
-    await b.close();
-  }
+  await rebuiltFromPagesHolds(ffs, [[key(7), acked], [key(8), fill(100, 8)]]);
 });
 
 test('Store.rebuild of a file whose meta verifies copies that commit\'s tree exactly (from: tree): a failed commit\'s leaves in the file do not come back', async () => {
