@@ -31,10 +31,6 @@ export interface CommitResult {
   root: Node | null;
   freelist: Freelist;
   nodes: Node[];
-  /** The meta page as written, to restore this slot if a later commit into it fails. */
-  metaPage: Buffer;
-  /** The root page written into the slot with the meta (none for an empty tree). */
-  rootPage: Buffer | undefined;
   fileBytes: number;
   syncs: number;
   /** Microseconds from the start of the commit to its last fdatasync, and in that fdatasync. */
@@ -222,13 +218,13 @@ export async function commit(ctx: CommitContext, puts: Put[]): Promise<CommitRes
   }
   const metaPage = encodeMeta(meta);
   ctx.onMetaWrite();
-  await writeSlot(ctx.file, slot, metaPage, rootPage);
+  await writeSlot(ctx.file, slot, rootPage ? [metaPage, rootPage] : [metaPage]);
   const syncStart = performance.now();
   await ctx.file.datasync(blocking);
   syncs++;
   const prepareUs = (syncStart - started) * 1000;
   const lastSyncUs = (performance.now() - syncStart) * 1000;
-  return { meta, root, freelist: fl, nodes: all, metaPage, rootPage, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length, blocking };
+  return { meta, root, freelist: fl, nodes: all, fileBytes, syncs, prepareUs, lastSyncUs, pages, runs: runs.length, blocking };
 }
 
 /** What a meta in `slot` says of the root page written with it (none: an empty tree). Open takes
@@ -238,9 +234,9 @@ export function slotRoot(slot: number, rootPage: Buffer | undefined): { root: nu
   return rootPage ? { root: rootPageOf(slot), rootCrc: rootPage.readUInt32LE(0) } : { root: 0, rootCrc: 0 };
 }
 
-/** Writes the slot: the meta page, then the root page right after it, as one request. */
-export function writeSlot(file: FileHandle, slot: number, metaPage: Buffer, rootPage: Buffer | undefined): Promise<void> {
-  return file.writev(rootPage ? [metaPage, rootPage] : [metaPage], metaPageOf(slot) * PAGE_SIZE);
+/** Writes the slot: its meta page, then its root page right after it (if any), as one request. */
+export function writeSlot(file: FileHandle, slot: number, pages: Buffer[]): Promise<void> {
+  return file.writev(pages, metaPageOf(slot) * PAGE_SIZE);
 }
 
 /** Gives a dirty node its page id, points it at its children's pages and encodes it into `buf`. */

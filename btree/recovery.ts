@@ -20,9 +20,10 @@ export interface Recovered {
   /** The meta's root node (null: empty tree). */
   root: Node | null;
   freelist: Freelist;
-  /** Per slot, the pages to write back if a commit into that slot fails after its meta write: its
-   *  meta and root page as found if open took it or it is the older valid commit, else a zero meta
-   *  page (never valid). */
+  /** A file in an older format only (empty otherwise: Store writes a failed commit's slot anew with
+   *  the last commit's state): per slot, the pages to write back if a commit into that slot fails
+   *  after its meta write: its meta and root page as found if open took it or it is the older valid
+   *  commit, else a zero meta page (never valid). Needed until the file's first commit here. */
   slotBytes: Buffer[][];
   fileBytes: number;
   /** What was wrong with the meta page (or commit) that open did not use, if anything. */
@@ -140,7 +141,7 @@ export async function recover(fs: FileSystem, path: string, caches: Caches, with
     const kept = new Set([chosen.txid % 2, ...(older ? [older.txid % 2] : [])]);
     // A kept slot is written back whole, meta and root page: its commit then stays a usable fallback
     // after a failed commit rewrote the slot (the meta alone would name a root that is gone).
-    const rollback = metaBytes.map((bytes, slot) => {
+    const rollback = version === FORMAT_VERSION ? [] : metaBytes.map((bytes, slot) => {
       if (!kept.has(slot)) return [Buffer.alloc(PAGE_SIZE)];
       const rootPage = pager.readRaw(rootPageOf(slot));
       return rootPage.length === PAGE_SIZE ? [bytes, rootPage] : [bytes];

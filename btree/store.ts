@@ -6,12 +6,12 @@ import { Mutex } from 'async-mutex';
 import * as nodePath from 'node:path';
 import type { Entry, GetOptions, OpenOptions, StoreStats } from './api';
 import { nodeFileSystem, type FileHandle, type FileSystem } from './file-io';
-import { FORMAT_VERSION, isSlotPage, MAX_KEY_BYTES, metaPageOf, PAGE_SIZE, rootPageOf } from './layout';
+import { FORMAT_VERSION, isSlotPage, MAX_KEY_BYTES, PAGE_SIZE, rootPageOf } from './layout';
 import { encodeMeta, type Meta } from './meta';
 import type { Freelist } from './freelist';
 import { makeCaches } from './cache';
 import { Pager } from './pager';
-import { commit, isInline, slotRoot, type Put } from './commit';
+import { commit, isInline, slotRoot, writeSlot, type Put } from './commit';
 import { createFile, recover } from './recovery';
 import { lookup } from './tree';
 import { ioError, StoreError } from './errors';
@@ -75,7 +75,8 @@ export class Store {
     /** The root node of `meta`, held here: its slot page is rewritten two commits later. */
     private root: Node | null,
     private freelist: Freelist,
-    /** Per slot, what a failed commit into it writes back (Recovered.slotBytes): meta, root page. */
+    /** A file in an older format, until its first commit here: per slot, what a failed commit into
+     *  it writes back (Recovered.slotBytes). */
     private slotBytes: Buffer[][],
     private fileBytes: number,
     private readonly opts: StoreOptions,
@@ -307,7 +308,6 @@ export class Store {
       }
       this.freelist = r.freelist;
       this.fileBytes = r.fileBytes;
-      this.slotBytes[slot] = r.rootPage ? [r.metaPage, r.rootPage] : [r.metaPage];
       // Publish last: readers switch to the new root only once it is durable.
       this.root = r.root;
       this.meta = r.meta;
@@ -356,7 +356,6 @@ export class Store {
     if (this.currentFormat()) {
       const { meta, pages } = this.stateMeta(slot, txid);
       await this.writeSlotDurably(slot, pages);
-      this.slotBytes[slot] = pages;
       this.meta = meta;
       this.nextTxid = txid + 1;
     } else if (metaTouched) {
@@ -366,7 +365,7 @@ export class Store {
   }
 
   private async writeSlotDurably(slot: number, pages: Buffer[]): Promise<void> {
-    await this.file.writev(pages, metaPageOf(slot) * PAGE_SIZE);
+    await writeSlot(this.file, slot, pages);
     await this.file.datasync();
     this.counters.fsyncs++;
   }
