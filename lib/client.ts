@@ -117,8 +117,6 @@ export class KvClient {
   constructor(address = '127.0.0.1:50051', opts: KvClientOptions = {}) {
     this.address = address;
     this.maxMessageBytes = opts.maxMessageBytes ?? -1;
-    // Checked here, as getPrefix checks its timeoutMs: NaN (e.g. Number of an unset variable) would
-    // mean no deadline, a negative one a deadline already past, a string a bare Error at each call.
     this.callTimeoutMs = checkTimeout(opts.callTimeoutMs, 'callTimeoutMs');
     this.raw = new KvStub(address, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': this.maxMessageBytes,
